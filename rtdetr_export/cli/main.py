@@ -1,0 +1,37 @@
+"""The click group; user errors become one line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rtdetr_export import __version__
+from rtdetr_export.errors import RTDetrExportError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except RTDetrExportError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rtdetr-export")
+def main() -> None:
+    """Export RT-DETRv2 detectors to verified ONNX and TensorRT artifacts."""
+
+
+def _register() -> None:
+    from rtdetr_export.cli.describe import describe
+
+    main.add_command(describe)
+
+
+_register()

@@ -1,0 +1,7 @@
+"""Our export-first RT-DETRv2: one module per part of the paper."""
+
+from rtdetr_export.model.config import PRESETS, ModelConfig, preset
+from rtdetr_export.model.deploy import fold_batchnorm, fuse_repvgg, prepare_for_deploy
+from rtdetr_export.model.rtdetr import RTDETRv2
+
+__all__ = ["ModelConfig", "PRESETS", "RTDETRv2", "fold_batchnorm", "fuse_repvgg", "prepare_for_deploy", "preset"]

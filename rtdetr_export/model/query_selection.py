@@ -1,0 +1,37 @@
+"""Query selection: anchors over every encoder cell, then the top-k cells by class score seed the decoder."""
+
+from __future__ import annotations
+
+import torch
+
+# Anchors outside the valid band get this logit instead of +inf: sigmoid still saturates to exactly 1.0 in
+# float32 (and float16), so outputs match the reference, while the graph holds no infinities that break
+# NPU quantizers and FP16 conversion.
+INVALID_ANCHOR_LOGIT = 1.0e4
+
+
+def generate_anchors(spatial_shapes: list[tuple[int, int]], grid_size: float = 0.05,
+                     eps: float = 1e-2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Anchor logits [1, sum(H*W), 4] (cxcywh, inverse-sigmoid) and the valid mask [1, sum(H*W), 1]."""
+    anchors = []
+    for level, (h, w) in enumerate(spatial_shapes):
+        grid_y, grid_x = torch.meshgrid(torch.arange(h, dtype=torch.float32),
+                                        torch.arange(w, dtype=torch.float32), indexing="ij")
+        xy = torch.stack([(grid_x + 0.5) / w, (grid_y + 0.5) / h], dim=-1)
+        wh = torch.full_like(xy, grid_size * 2.0 ** level)
+        anchors.append(torch.cat([xy, wh], dim=-1).reshape(1, h * w, 4))
+    boxes = torch.cat(anchors, dim=1)
+    valid = ((boxes > eps) & (boxes < 1 - eps)).all(-1, keepdim=True)
+    logits = torch.log(boxes / (1 - boxes))
+    logits = torch.where(valid, logits, torch.full_like(logits, INVALID_ANCHOR_LOGIT))
+    return logits, valid
+
+
+def select_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices [B, k] of the cells whose best class logit is highest."""
+    return torch.topk(scores.max(-1).values, k, dim=1).indices
+
+
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x[b, index[b, i], :] for every b, i."""
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
