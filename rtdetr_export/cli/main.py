@@ -30,8 +30,10 @@ def main() -> None:
 
 def _register() -> None:
     from rtdetr_export.cli.describe import describe
+    from rtdetr_export.cli.onnx_cmd import onnx_command
 
-    main.add_command(describe)
+    for command in (describe, onnx_command):
+        main.add_command(command)
 
 
 _register()

@@ -13,6 +13,7 @@ from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model import ModelConfig, RTDETRv2, fuse_repvgg, preset as preset_config
 from rtdetr_export.weights.matching import load_strict
 from rtdetr_export.weights.original import infer_config, read_original_checkpoint
+from rtdetr_export.weights.random_init import randomize_
 from rtdetr_export.weights.transformers_folder import (
     config_from_transformers, convert_transformers_state_dict, read_transformers_folder)
 
@@ -51,8 +52,7 @@ def load_model(model_path: str | Path | None = None, *, preset: str | None = Non
         changes["image_size"] = image_size
     if model_path is None:
         config = preset_config(preset or "r18vd", **changes)
-        torch.manual_seed(seed)
-        model = RTDETRv2(config)
+        model = randomize_(RTDETRv2(config), seed)
         model.source = WeightSource("random", seed=seed)
         return model
 

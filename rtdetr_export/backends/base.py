@@ -1,0 +1,30 @@
+"""One small interface for every runtime: activate, infer(dict) -> dict, deactivate (as Polygraphy does)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+
+class Runner(ABC):
+    """Runs one artifact. Use as a context manager: ``with runner: outputs = runner.infer(feed)``."""
+
+    name: str = "runner"
+
+    def activate(self) -> None:
+        """Load the artifact and allocate what inference needs."""
+
+    def deactivate(self) -> None:
+        """Release what ``activate`` took."""
+
+    @abstractmethod
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once; inputs and outputs are named numpy arrays."""
+
+    def __enter__(self) -> "Runner":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.deactivate()

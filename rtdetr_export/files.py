@@ -1,0 +1,53 @@
+"""Output files: refuse to clobber without --force, and never leave a half-written artifact behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from rtdetr_export.errors import RTDetrExportError
+
+
+def check_output(path: str | Path, force: bool, suffix: str | None = None) -> Path:
+    """Validate an output path up front (folder writable, no existing file unless ``force``)."""
+    path = Path(path)
+    if suffix and path.suffix != suffix:
+        raise RTDetrExportError(f"{path}: output file name must end in {suffix}")
+    if path.is_dir():
+        raise RTDetrExportError(f"{path} is a folder; give a file name")
+    if path.exists() and not force:
+        raise RTDetrExportError(f"{path} already exists; pass --force to overwrite it")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise RTDetrExportError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise RTDetrExportError(f"cannot write {path}: folder {parent} is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path in the target folder; it replaces ``path`` only if the block succeeds."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        # mkstemp creates 0600; give the artifact the permissions any new file of the user would get.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a small text file atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)

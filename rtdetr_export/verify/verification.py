@@ -1,0 +1,52 @@
+"""Verify an exported artifact against the PyTorch reference on several inputs and batch sizes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rtdetr_export.backends import OnnxRuntimeRunner, Runner, TorchRunner
+from rtdetr_export.export.heads import INPUTS, OUTPUTS, wrap
+from rtdetr_export.verify.compare import PRECISION_THRESHOLDS, Thresholds, compare_detections, compare_raw
+from rtdetr_export.verify.inputs import verification_images
+
+
+def make_feed(head: str, images: np.ndarray, sizes: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """Named inputs for a head; ``orig_target_sizes`` is (width, height) per image as the contract says."""
+    feed = {"images": images}
+    if head == "detections":
+        feed["orig_target_sizes"] = np.array([[w, h] for h, w in sizes], dtype=np.int64)
+    return feed
+
+
+def compare_runners(reference: Runner, candidate: Runner, head: str, feeds: list[dict[str, np.ndarray]],
+                    thresholds: Thresholds) -> dict:
+    """Run every feed through both runners and compare; returns a JSON-ready report."""
+    compare = compare_raw if head == "raw" else compare_detections
+    runs = []
+    with reference, candidate:
+        for feed in feeds:
+            runs.append(compare(reference.infer(feed), candidate.infer(feed), thresholds).as_dict())
+    failures = [f for run in runs for f in run["failures"]]
+    return {"passed": not failures, "head": head, "thresholds": asdict(thresholds), "runs": runs,
+            "failures": failures}
+
+
+def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, head: str, batches: list[int],
+                top_k: int = 300, images_dir: str | Path | None = None, precision: str = "fp32",
+                thresholds: Thresholds | None = None) -> dict:
+    """ONNX Runtime (CPU) vs the PyTorch reference for each batch size; JSON-ready report."""
+    thresholds = thresholds or PRECISION_THRESHOLDS[precision]
+    size = model.config.image_size
+    feeds = []
+    for i, batch in enumerate(batches):
+        images, sizes = verification_images(batch, size, images_dir, seed=i)
+        feeds.append(make_feed(head, images, sizes))
+    reference = TorchRunner(wrap(model, head, top_k), INPUTS[head], OUTPUTS[head])
+    report = compare_runners(reference, OnnxRuntimeRunner(onnx_path), head, feeds, thresholds)
+    report.update({"reference": "torch-fp32-cpu", "candidate": "onnxruntime-cpu", "precision": precision,
+                   "inputs": str(images_dir) if images_dir else "synthetic"})
+    return report
