@@ -44,7 +44,7 @@ class DetectionsHead(nn.Module):
         xyxy = xyxy * orig_target_sizes.repeat(1, 2).unsqueeze(1).to(xyxy.dtype)
         scores, index = torch.topk(torch.sigmoid(logits).flatten(1), self.top_k, dim=-1)
         # Integer division instead of Mod: every runtime (TensorRT, NPUs) has Div/Mul/Sub on int64.
-        query = torch.div(index, num_classes, rounding_mode="floor")
+        query = torch.div(index, num_classes, rounding_mode="trunc")  # indices are >= 0
         labels = index - query * num_classes
         picked = xyxy.gather(1, query.unsqueeze(-1).expand(-1, -1, 4))
         return labels, picked, scores

@@ -35,8 +35,8 @@ def build_provenance(model: Any, export: dict[str, Any], precision: str, io: dic
                      op_census: dict[str, int], verification: dict | None) -> dict[str, Any]:
     """Everything a user needs to trust and reproduce an artifact."""
     source = dataclasses.asdict(model.source)
-    if source.get("path"):
-        source["file"] = Path(source.pop("path")).name
+    path = source.pop("path")
+    source["file"] = Path(path).name if path else None
     config = model.config
     return {
         "format": FORMAT,

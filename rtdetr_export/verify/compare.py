@@ -20,9 +20,22 @@ class Thresholds:
     box_px: float = 1e-3           # detections head: box corners in pixels
     score_abs: float = 1e-4        # detections head: scores
     min_label_agreement: float = 1.0
+    # The discrete sampler rounds locations to cells; float noise of ~1e-7 between runtimes moves a location
+    # that sits on a rounding boundary to the neighbouring cell. Such rows are counted and reported, and
+    # pass only while they are rare and still close (see docs/verification.md).
+    flip_rows_fraction: float = 0.0
+    flip_max_abs: float = 1e-2
 
 
 PRECISION_THRESHOLDS = {"fp32": Thresholds()}
+
+
+def thresholds_for(precision: str, method: str) -> Thresholds:
+    """The pass limits for a precision and sampler (discrete tolerates rare rounding-boundary flips)."""
+    base = PRECISION_THRESHOLDS[precision]
+    if method == "discrete":
+        return Thresholds(**{**base.__dict__, "flip_rows_fraction": 0.01})
+    return base
 
 
 @dataclass
@@ -66,10 +79,12 @@ class RunComparison:
     batch: int
     outputs: dict[str, dict] = field(default_factory=dict)
     reordered_rows: int = 0
+    flipped_rows: int = 0
     failures: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"batch": self.batch, "outputs": self.outputs, "reordered_rows": self.reordered_rows,
+                "flipped_rows": self.flipped_rows,
                 "passed": not self.failures, "failures": self.failures}
 
 
@@ -85,10 +100,17 @@ def compare_raw(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], thresho
         result.reordered_rows += int((perm != np.arange(len(perm))).sum())
         for name in aligned:
             aligned[name][b] = test[name][b][perm]
+    row_err = np.maximum(np.abs(ref["logits"] - aligned["logits"]).max(-1),
+                         np.abs(ref["pred_boxes"] - aligned["pred_boxes"]).max(-1))
+    flipped = row_err > thresholds.max_abs
+    result.flipped_rows = int(flipped.sum())
+    flips_ok = flipped.mean() <= thresholds.flip_rows_fraction and row_err.max() <= thresholds.flip_max_abs
     for name in ("logits", "pred_boxes"):
         stats = tensor_stats(ref[name], aligned[name])
-        passed = stats.max_abs <= thresholds.max_abs
-        result.outputs[name] = {**stats.as_dict(), "threshold": thresholds.max_abs, "passed": passed}
+        within = tensor_stats(ref[name][~flipped], aligned[name][~flipped]) if flips_ok else stats
+        passed = within.max_abs <= thresholds.max_abs
+        result.outputs[name] = {**stats.as_dict(), "max_abs_unflipped": within.max_abs,
+                                "threshold": thresholds.max_abs, "passed": passed}
         if not passed:
             result.failures.append(f"{name} at batch {batch}: max abs diff {stats.max_abs:.3g} "
                                    f"> {thresholds.max_abs:g}")
@@ -103,10 +125,17 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
 
 
-def compare_detections(ref: dict[str, np.ndarray], test: dict[str, np.ndarray],
-                       thresholds: Thresholds) -> RunComparison:
-    """Detections head: align detections per image, then label agreement, box error (px), IoU, score error."""
+def compare_detections(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], thresholds: Thresholds,
+                       box_scale: np.ndarray | None = None) -> RunComparison:
+    """Detections head: align detections per image, then label agreement, box error (px), IoU, score error.
+
+    Box errors are in pixels of the model's input resolution: ``box_scale`` [N] = input size / original
+    size of each image, because float32 noise in a normalised box grows with the size it is scaled to.
+    """
     batch = ref["labels"].shape[0]
+    if box_scale is not None:
+        ref = {**ref, "boxes": ref["boxes"] * box_scale[:, None, None]}
+        test = {**test, "boxes": test["boxes"] * box_scale[:, None, None]}
     result = RunComparison(batch)
     box_err, score_err, ious, agree, total = 0.0, 0.0, [], 0, 0
     for b in range(batch):

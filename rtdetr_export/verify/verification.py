@@ -10,7 +10,7 @@ import torch
 
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner, TorchRunner
 from rtdetr_export.export.heads import INPUTS, OUTPUTS, wrap
-from rtdetr_export.verify.compare import PRECISION_THRESHOLDS, Thresholds, compare_detections, compare_raw
+from rtdetr_export.verify.compare import Thresholds, compare_detections, compare_raw, thresholds_for
 from rtdetr_export.verify.inputs import verification_images
 
 
@@ -25,11 +25,15 @@ def make_feed(head: str, images: np.ndarray, sizes: list[tuple[int, int]]) -> di
 def compare_runners(reference: Runner, candidate: Runner, head: str, feeds: list[dict[str, np.ndarray]],
                     thresholds: Thresholds) -> dict:
     """Run every feed through both runners and compare; returns a JSON-ready report."""
-    compare = compare_raw if head == "raw" else compare_detections
     runs = []
     with reference, candidate:
         for feed in feeds:
-            runs.append(compare(reference.infer(feed), candidate.infer(feed), thresholds).as_dict())
+            ref, test = reference.infer(feed), candidate.infer(feed)
+            if head == "raw":
+                runs.append(compare_raw(ref, test, thresholds).as_dict())
+            else:
+                scale = max(feed["images"].shape[2:]) / feed["orig_target_sizes"].max(1)
+                runs.append(compare_detections(ref, test, thresholds, scale).as_dict())
     failures = [f for run in runs for f in run["failures"]]
     return {"passed": not failures, "head": head, "thresholds": asdict(thresholds), "runs": runs,
             "failures": failures}
@@ -39,7 +43,7 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, head: str, batche
                 top_k: int = 300, images_dir: str | Path | None = None, precision: str = "fp32",
                 thresholds: Thresholds | None = None) -> dict:
     """ONNX Runtime (CPU) vs the PyTorch reference for each batch size; JSON-ready report."""
-    thresholds = thresholds or PRECISION_THRESHOLDS[precision]
+    thresholds = thresholds or thresholds_for(precision, model.config.decoder_method)
     size = model.config.image_size
     feeds = []
     for i, batch in enumerate(batches):

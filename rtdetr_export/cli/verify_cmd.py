@@ -1,0 +1,47 @@
+"""``rtdetr-export verify``: check an exported file against the PyTorch reference."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rtdetr_export.cli.common import emit_json, log
+
+
+def format_report(report: dict) -> list[str]:
+    """Human-readable lines: one per output per batch size, then PASS/FAIL."""
+    lines = [f"{report['candidate']} vs {report['reference']} ({report['precision']}, {report['inputs']} inputs)"]
+    for run in report["runs"]:
+        moved = f", {run['reordered_rows']} rows re-paired" if run["reordered_rows"] else ""
+        lines.append(f"  batch {run['batch']}{moved}")
+        for name, entry in run["outputs"].items():
+            numbers = ", ".join(f"{k} {v:.3g}" for k, v in entry.items()
+                                if k not in ("threshold", "passed") and isinstance(v, float))
+            verdict = "ok" if entry["passed"] else "FAIL"
+            lines.append(f"    {name:<11} {numbers}  (threshold {entry['threshold']:g})  {verdict}")
+    lines.append("PASS" if report["passed"] else "FAIL: " + "; ".join(report["failures"]))
+    return lines
+
+
+@click.command("verify")
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--model", "model_path", type=click.Path(), default=None,
+              help="Checkpoint the artifact came from (not needed for random-weight presets).")
+@click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder of real images to compare on (default: synthetic scenes).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verification report as JSON.")
+@click.option("--quiet", is_flag=True, help="Only the verdict.")
+def verify_command(artifact: str, model_path: str | None, images: str | None, as_json: bool, quiet: bool) -> None:
+    """Compare ARTIFACT (an ONNX file we exported) with the PyTorch reference; exit 1 if it fails."""
+    from rtdetr_export.verify.artifact import verify_artifact
+
+    report = verify_artifact(artifact, model_path, images, log=(lambda m: None) if quiet or as_json else log)
+    if as_json:
+        emit_json(report)
+    else:
+        lines = format_report(report)
+        for line in lines[-1:] if quiet else lines:
+            click.echo(line)
+    if not report["passed"]:
+        sys.exit(1)

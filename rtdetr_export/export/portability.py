@@ -1,0 +1,196 @@
+"""Documented ONNX op support per deployment target, for the ops our graphs contain.
+
+Every verdict comes from a published support list (``SOURCES``), checked by hand; nothing here was measured.
+Verdicts: ``yes``, ``no``, ``partial`` (works with a restriction or only on some versions; see the note)
+and ``unknown`` (not confirmed; every op absent from ``TABLE`` is unknown).
+
+Targets:
+
+- ``TensorRT 8.4``: the 8.4 ONNX parser (documented up to opset 13).
+- ``TensorRT 8.5+``: the 8.5 and 8.6 parsers (opset 17); 9.x/10.x have their own column.
+- ``TensorRT 10``: the 10.x parser (10.0: opsets 9-20; 10.15: 9-24).
+- ``OpenVINO``: the ONNX frontend's conversion (device plugins, e.g. the NPU plugin, may cover less).
+- ``NPU (typical)``: RKNN-Toolkit2 as the representative list (a verdict is ``yes`` when releases 1.6.0 and
+  2.1.0 both support the op, ``partial`` when only 2.x does or a restriction applies, ``no`` when neither);
+  the notes add what Kneron's and NVIDIA Orin DLA's lists say.
+
+The table covers every op that ``rtdetr-export onnx --preset tiny --method default|discrete
+--head raw|detections [--dynamic-batch]`` produces at opset 17, plus QuantizeLinear/DequantizeLinear for
+INT8 variants (Cast, which FP16 variants add, is already in the discrete graphs).
+Run ``python -m rtdetr_export.export.portability`` to print the table as markdown (docs/portability.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TARGETS = ("TensorRT 8.4", "TensorRT 8.5+", "TensorRT 10", "OpenVINO", "NPU (typical)")
+
+
+def _gh(repo: str, ref: str, path: str) -> str:
+    return f"https://github.com/{repo}/blob/{ref}/{path}"
+
+
+_TRT_CHANGELOG = _gh("onnx/onnx-tensorrt", "0137504e2b25fe5253bd85d26b073378fb67805b", "docs/Changelog.md")
+SOURCES: dict[str, list[str]] = {
+    "TensorRT 8.4": [
+        _gh("onnx/onnx-tensorrt", "009d6541b4ee1fa3f3150cd7cbabe7e56aa54840", "docs/operators.md")
+        + ' ("TensorRT 8.4 supports operators up to Opset 13"; no GridSample or LayerNormalization row; Mod: N)',
+        _TRT_CHANGELOG + " (8.4 GA: Xor added)",
+    ],
+    "TensorRT 8.5+": [
+        _gh("onnx/onnx-tensorrt", "6d0ab7be324d02c7feb3a306b6fdbeae84f71ddc", "docs/operators.md")
+        + ' ("TensorRT 8.5 supports operators up to Opset 17"; GridSample Y, Mod Y, LayerNormalization N)',
+        _TRT_CHANGELOG + " (8.5 GA: GridSample and Mod added; 8.6 EA: LayerNormalization added)",
+    ],
+    "TensorRT 10": [
+        _gh("onnx/onnx-tensorrt", "main", "docs/operators.md")
+        + " (the TensorRT 10.15 matrix: opsets 9-24; the 10.0 matrix: opsets 9-20)",
+        "https://github.com/NVIDIA/TensorRT/issues/4646 (GridSample wrong at opset 20, right at 18; TensorRT 10.13.3)",
+        "https://github.com/onnx/onnx-tensorrt/pull/1060 (cause: opset 20 renamed bilinear to linear and the parser "
+        "silently falls back to nearest)",
+    ],
+    "OpenVINO": [
+        _gh("openvinotoolkit/openvino", "b2cfecf892aeb3359ffa9e5df80bb98bb883a2f9",
+            "src/frontends/onnx/docs/supported_ops.md") + " (ONNX frontend: every op of ours is listed)",
+        _gh("openvinotoolkit/openvino", "16f3e848946108e134866e32d077991b0385bc8f",
+            "src/frontends/onnx/frontend/src/op/grid_sample.cpp") + " (one translator, opset-16 mode names)",
+    ],
+    "NPU (typical)": [
+        _gh("rockchip-linux/rknn-toolkit2", "2c2d03def0c0908c86985b8190e973976ecec74c",
+            "doc/RKNN-Toolkit2_OP_Support-1.6.0.md"),
+        _gh("airockchip/rknn-toolkit2", "deaba85fc437a28db0b0c29f27d8929f4c5816a1",
+            "doc/RKNNToolKit2_OP_Support-v2.1.0.md") + ' ("the corresponding ONNX opset version is 19")',
+        _gh("kneron/document_center", "14526fea0a7d29913a677c0b6b103035b3836dd4",
+            "docs/toolchain/appendix/operators.md") + " (Kneron KL520/720/530/630/730)",
+        _gh("NVIDIA/Deep-Learning-Accelerator-SW", "372cea3d515c5c28a8a85d981e8c5517f6847bdd", "operators/README.md")
+        + " (Orin DLA through TensorRT 8.5/8.6)",
+    ],
+}
+
+# Highest opset each target documents; None where no single number is published.
+MAX_OPSET: dict[str, int | None] = {"TensorRT 8.4": 13, "TensorRT 8.5+": 17, "TensorRT 10": 20,
+                                    "OpenVINO": None, "NPU (typical)": 19}
+_OPSET_NOTE = {"TensorRT 8.4": "8.4", "TensorRT 8.5+": "8.5/8.6", "TensorRT 10": "10.0 (10.15: 24)",
+               "NPU (typical)": "RKNN-Toolkit2 2.1"}
+
+_QDQ_TRT = ("partial", "zero point must be 0 (symmetric quantization only)")
+_RKNN2 = "RKNN-Toolkit2 2.x only (1.6.0: not supported)"
+_B1 = "RKNN-Toolkit2: batch size 1 only"
+_TOPK_TRT8 = ("yes", "K must be a constant (ours is)")
+
+# Per op, the targets whose verdict is not a plain "yes"; (verdict, note) pairs.
+TABLE: dict[str, dict[str, tuple[str, str]]] = {
+    **{op: {} for op in (
+        "Add", "AveragePool", "Cast", "Clip", "Concat", "Conv", "Div", "Equal", "Flatten", "Gather", "Gemm", "Less",
+        "MatMul", "MaxPool", "Mul", "ReduceMax", "ReduceSum", "Relu", "Reshape", "Resize", "Shape", "Sigmoid",
+        "Split", "Squeeze", "Sub", "Transpose", "Unsqueeze", "Where")},
+    "And": {"NPU (typical)": ("partial", _RKNN2 + "; Kneron: no")},
+    "Erf": {"NPU (typical)": ("partial", _RKNN2 + "; Kneron: KL530/630/730 only")},
+    "Expand": {"NPU (typical)": ("partial", _RKNN2)},
+    "Floor": {"NPU (typical)": ("partial", _RKNN2 + "; Kneron: no")},
+    "Log": {"NPU (typical)": ("partial", _RKNN2 + "; Kneron: KL730 only")},
+    "GatherElements": {"NPU (typical)": ("partial", _RKNN2 + "; Kneron: no; Orin DLA: reconstruction only")},
+    "GridSample": {
+        "TensorRT 8.4": ("no", "no importer before 8.5 (needs a plugin)"),
+        "TensorRT 8.5+": ("yes", "FP32/FP16"),
+        "TensorRT 10": ("partial", "4-D only; at opset 20 it silently samples nearest instead of bilinear "
+                        "(seen on 10.13.3, NVIDIA/TensorRT#4646): export with opset <= 19"),
+        "OpenVINO": ("yes", "the opset-16 form; opset-20 mode names not confirmed"),
+        "NPU (typical)": ("no", "not supported by RKNN-Toolkit2 1.6/2.1 or Kneron; not listed for Orin DLA"),
+    },
+    "LayerNormalization": {
+        "TensorRT 8.4": ("no", "opset-17 op; 8.4 parses up to opset 13"),
+        "TensorRT 8.5+": ("partial", "8.6+ only (8.5 matrix: N)"),
+        "TensorRT 10": ("yes", "only the first output Y"),
+        "NPU (typical)": ("partial", _RKNN2 + "; Kneron: KL730 only; Orin DLA: reconstruction"),
+    },
+    "Mod": {
+        "TensorRT 8.4": ("no", "not supported before 8.5"),
+        "NPU (typical)": ("partial", _RKNN2 + "; Kneron: no"),
+    },
+    "Not": {"NPU (typical)": ("no", "not supported by RKNN-Toolkit2 1.6/2.1 or Kneron")},
+    "Xor": {"NPU (typical)": ("no", "not supported by RKNN-Toolkit2 1.6/2.1 or Kneron")},
+    "TopK": {
+        "TensorRT 8.4": _TOPK_TRT8,
+        "TensorRT 8.5+": _TOPK_TRT8,
+        "TensorRT 10": ("yes", "sorted=1 and K < 3840 (keep --top-k below 3840)"),
+        "NPU (typical)": ("no", "not supported by RKNN-Toolkit2 1.6/2.1 or Kneron; not listed for Orin DLA"),
+    },
+    "Slice": {"NPU (typical)": ("partial", _B1)},
+    "Softmax": {"NPU (typical)": ("partial", _B1)},
+    "Tile": {"NPU (typical)": ("partial", _B1 + ", no broadcast")},
+    "QuantizeLinear": {"TensorRT 8.4": _QDQ_TRT, "TensorRT 8.5+": _QDQ_TRT, "TensorRT 10": _QDQ_TRT,
+                       "NPU (typical)": ("yes", "RKNN imports Q/DQ; Kneron: no")},
+    "DequantizeLinear": {"TensorRT 8.4": _QDQ_TRT, "TensorRT 8.5+": _QDQ_TRT, "TensorRT 10": _QDQ_TRT,
+                         "NPU (typical)": ("yes", "RKNN imports Q/DQ; Kneron: no")},
+}
+
+# MEASURED results, keyed by (target, method), e.g. ("OpenVINO", "discrete") or ("LiteRT", "default"):
+#     {"result": "converted" | "failed", "tool": "openvino 2025.2", "date": "2026-..", "note": "..."}
+# Filled in by hand from real conversion runs; `rtdetr-export inspect` shows the entries for a file's method.
+MEASURED: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def verdict(op: str, target: str) -> dict[str, str]:
+    """{"verdict": ..., "note": ...} for one op on one target."""
+    if op not in TABLE:
+        return {"verdict": "unknown", "note": "op not in the portability table"}
+    value, note = TABLE[op].get(target, ("yes", ""))
+    return {"verdict": value, "note": note}
+
+
+def portability_rows(census: dict[str, int]) -> list[dict[str, Any]]:
+    """One row per op in ``census``: {"op", "count", "support": {target: {"verdict", "note"}}}."""
+    return [{"op": op, "count": count, "support": {t: verdict(op, t) for t in TARGETS}}
+            for op, count in census.items()]
+
+
+def blockers(census: dict[str, int]) -> dict[str, list[str]]:
+    """Per target, the ops of ``census`` documented as unsupported ("no")."""
+    return {t: [op for op in census if verdict(op, t)["verdict"] == "no"] for t in TARGETS}
+
+
+def opset_warnings(opset: int | None) -> dict[str, str]:
+    """Per target, a warning when the file's opset is above the highest one the target documents."""
+    if opset is None:
+        return {}
+    return {t: f"opset {opset} is above {m}, the highest documented for {_OPSET_NOTE[t]}"
+            for t, m in MAX_OPSET.items() if m is not None and opset > m}
+
+
+def measured(method: str | None) -> list[dict[str, Any]]:
+    """The MEASURED entries for ``method`` (none when the method is unknown)."""
+    return [{"target": t, "method": m, **entry} for (t, m), entry in MEASURED.items() if m == method]
+
+
+def markdown_table(ops: list[str] | None = None) -> str:
+    """The table (all ops, or ``ops``) as markdown, with notes as footnotes."""
+    ops = ops or sorted(TABLE, key=str.lower)
+    lines = ["| op | " + " | ".join(TARGETS) + " |", "|---" * (len(TARGETS) + 1) + "|"]
+    notes: list[str] = []
+    for op in ops:
+        cells = []
+        for target in TARGETS:
+            entry = verdict(op, target)
+            cell = entry["verdict"]
+            if entry["note"]:
+                notes.append(f"{op} / {target}: {entry['note']}")
+                cell += f" [{len(notes)}]"
+            cells.append(cell)
+        lines.append(f"| {op} | " + " | ".join(cells) + " |")
+    lines += ["", "Notes:", ""] + [f"{i}. {note}" for i, note in enumerate(notes, 1)]
+    return "\n".join(lines)
+
+
+def _main() -> None:
+    print(markdown_table())
+    print("\nSources:\n")
+    for target in TARGETS:
+        print(f"- {target}:")
+        for source in SOURCES[target]:
+            print(f"  - {source}")
+
+
+if __name__ == "__main__":
+    _main()
