@@ -1,0 +1,273 @@
+"""Shared fixtures for the reference-model tests: transformers oracle models, their saved folders, inputs.
+
+The transformers model is the oracle. Its default init is degenerate for parity testing (tied class scores, so
+the top-k query selection is arbitrary, and on ResNet-50 activations of ~1e4 in the last stage), so every oracle
+is made well-conditioned first (``perturb_``): all parameters get seeded N(0, 0.02) noise, the BatchNorm running
+statistics are calibrated on a separate calibration batch, then jittered (variance x U(0.5, 1.5), mean shifted by
+0.1 standard deviations). Each (preset, method) oracle is built, run and saved once per session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import torch
+
+from rtdetr_export.model.query_selection import select_topk
+
+# Input size used for each preset in these tests (tiny is built for 320, the released sizes for 640).
+PRESET_SIZES = {"tiny": 320, "r18vd": 640, "r34vd": 640, "r50vd_m": 640, "r50vd": 640, "r101vd": 640}
+
+# Two encoder-selection scores closer than this are treated as tied: the two implementations may then order the
+# corresponding queries either way (measured encoder-score differences ours vs transformers: ~1e-5).
+TIE_EPS = 1e-4
+
+
+# -- inputs --------------------------------------------------------------------------------------------------------
+def smooth_scene(height: int, width: int, seed: int) -> torch.Tensor:
+    """A [3, H, W] image in [0, 1]: colour gradients, a few flat rectangles and a disc, light noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.linspace(0, 1, height)[:, None].expand(height, width)
+    x = torch.linspace(0, 1, width)[None, :].expand(height, width)
+    image = torch.stack([0.2 + 0.6 * x, 0.8 - 0.6 * y, 0.5 + 0.3 * torch.sin(6.0 * (x + y))])
+    for _ in range(4):
+        h0, w0 = (torch.rand(2, generator=g) * torch.tensor([0.6, 0.6])).tolist()
+        hs, ws = (0.1 + 0.3 * torch.rand(2, generator=g)).tolist()
+        colour = torch.rand(3, 1, 1, generator=g)
+        rows = slice(int(h0 * height), int((h0 + hs) * height))
+        cols = slice(int(w0 * width), int((w0 + ws) * width))
+        image[:, rows, cols] = colour
+    cy, cx, r = 0.7, 0.3, 0.15
+    disc = ((y - cy) ** 2 + (x - cx) ** 2) < r ** 2
+    image[:, disc] = torch.tensor([0.9, 0.9, 0.1])[:, None]
+    image = image + 0.03 * torch.randn(image.shape, generator=g)
+    return image.clamp(0, 1)
+
+
+def make_images(height: int, width: int | None = None, seed: int = 1) -> torch.Tensor:
+    """Two distinct [2, 3, H, W] inputs in [0, 1]: uniform noise and a smooth synthetic scene."""
+    width = height if width is None else width
+    noise = torch.rand(3, height, width, generator=torch.Generator().manual_seed(seed))
+    return torch.stack([noise, smooth_scene(height, width, seed + 1)])
+
+
+@pytest.fixture(scope="session")
+def images_for() -> Callable[..., torch.Tensor]:
+    """``images_for(preset)`` or ``images_for(h, w)``: the seeded two-image batch used across the tests."""
+    cache: dict[Any, torch.Tensor] = {}
+
+    def get(size_or_preset, width: int | None = None) -> torch.Tensor:
+        if isinstance(size_or_preset, str):
+            size_or_preset = PRESET_SIZES[size_or_preset]
+        key = (size_or_preset, width)
+        if key not in cache:
+            cache[key] = make_images(size_or_preset, width)
+        return cache[key].clone()
+
+    return get
+
+
+# -- transformers oracle -------------------------------------------------------------------------------------------
+def hf_config(preset_name: str, method: str = "default"):
+    """A transformers ``RTDetrV2Config`` with the same architecture as our preset."""
+    import transformers
+
+    depths = {"tiny": [1, 1, 1, 1], "r18vd": [2, 2, 2, 2], "r34vd": [3, 4, 6, 3], "r50vd_m": [3, 4, 6, 3],
+              "r50vd": [3, 4, 6, 3]}[preset_name]
+    basic = preset_name in ("tiny", "r18vd", "r34vd")
+    backbone = transformers.RTDetrResNetConfig(
+        depths=depths, hidden_sizes=[64, 128, 256, 512] if basic else [256, 512, 1024, 2048],
+        layer_type="basic" if basic else "bottleneck", out_indices=[2, 3, 4])
+    kwargs: dict[str, Any] = dict(
+        backbone_config=backbone, encoder_in_channels=[128, 256, 512] if basic else [512, 1024, 2048],
+        num_labels=80, decoder_method=method)
+    if preset_name == "tiny":
+        kwargs.update(encoder_hidden_dim=64, d_model=64, decoder_in_channels=[64, 64, 64], encoder_ffn_dim=128,
+                      decoder_ffn_dim=128, encoder_attention_heads=4, decoder_attention_heads=4, decoder_layers=2,
+                      num_queries=50, hidden_expansion=0.5)
+    else:
+        kwargs.update(hidden_expansion={"r18vd": 0.5, "r34vd": 0.5, "r50vd_m": 0.5, "r50vd": 1.0}[preset_name],
+                      decoder_layers={"r18vd": 3, "r34vd": 4, "r50vd_m": 6, "r50vd": 6}[preset_name])
+    return transformers.RTDetrV2Config(**kwargs)
+
+
+@torch.no_grad()
+def perturb_(model: torch.nn.Module, seed: int, calibration: torch.Tensor,
+             forward: Callable[[torch.Tensor], Any]) -> torch.nn.Module:
+    """Make a freshly initialised model well-conditioned and free of score ties (see the module docstring)."""
+    g = torch.Generator().manual_seed(seed)
+    for param in model.parameters():
+        param.add_(0.02 * torch.randn(param.shape, generator=g))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    saved = [(m.momentum, m.training) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: after one batch, the running stats are that batch's stats
+        m.train()
+    forward(calibration)
+    for m, (momentum, training) in zip(norms, saved):
+        m.momentum = momentum
+        m.train(training)
+        m.running_var.mul_(0.5 + torch.rand(m.running_var.shape, generator=g))
+        m.running_mean.add_(0.1 * m.running_var.sqrt() * torch.randn(m.running_mean.shape, generator=g))
+    return model
+
+
+@dataclass
+class DetectorOutputs:
+    """Outputs of one forward plus the encoder scores of the selected queries, in the model's query order."""
+
+    logits: torch.Tensor
+    boxes: torch.Tensor
+    topk_scores: torch.Tensor  # [N, Q] best-class encoder logit of each selected query
+    all_scores: torch.Tensor  # [N, cells] best-class encoder logit of every encoder cell
+
+
+@dataclass
+class HFCase:
+    """One transformers oracle for a (preset, method): its saved folder and its outputs on ``images``."""
+
+    preset: str
+    method: str
+    folder: Path
+    images: torch.Tensor
+    hf: DetectorOutputs
+    hf_raw: Any  # transformers' output object (for its post-processor)
+
+
+@torch.no_grad()
+def run_ours(model: torch.nn.Module, images: torch.Tensor) -> DetectorOutputs:
+    """Our model's outputs plus the encoder scores its query selection used (captured with a hook)."""
+    captured = {}
+    handle = model.decoder.enc_score_head.register_forward_hook(lambda mod, inp, out: captured.update(enc=out))
+    try:
+        logits, boxes = model(images)
+    finally:
+        handle.remove()
+    best = captured["enc"].max(-1).values
+    topk = select_topk(captured["enc"], logits.shape[1])
+    return DetectorOutputs(logits, boxes, best.gather(1, topk), best)
+
+
+def hf_outputs(raw: Any) -> DetectorOutputs:
+    return DetectorOutputs(raw.logits, raw.pred_boxes, raw.enc_topk_logits.max(-1).values,
+                           raw.enc_outputs_class.max(-1).values)
+
+
+@pytest.fixture(scope="session")
+def hf_case(tmp_path_factory, images_for) -> Callable[[str, str], HFCase]:
+    """``hf_case(preset, method)``: build, perturb, run and save the transformers oracle once per session.
+
+    Both methods of a preset share the same weights (the discrete model loads the default model's state dict).
+    """
+    transformers = pytest.importorskip("transformers")
+    cache: dict[tuple[str, str], HFCase] = {}
+    weights: dict[str, dict[str, torch.Tensor]] = {}
+
+    def get(preset_name: str, method: str = "default") -> HFCase:
+        key = (preset_name, method)
+        if key in cache:
+            return cache[key]
+        with torch.random.fork_rng():  # transformers' own init draws from the global generator
+            torch.manual_seed(0)
+            model = transformers.RTDetrV2ForObjectDetection(hf_config(preset_name, method)).eval()
+        if preset_name in weights:
+            model.load_state_dict(weights[preset_name], strict=True)
+        else:
+            size = PRESET_SIZES[preset_name]
+            calibration = make_images(size, seed=97)
+            perturb_(model, seed=1234, calibration=calibration, forward=lambda x: model(pixel_values=x))
+            model.eval()
+            weights[preset_name] = {k: v.clone() for k, v in model.state_dict().items()}
+        images = images_for(preset_name)
+        with torch.no_grad():
+            raw = model(pixel_values=images)
+        folder = tmp_path_factory.mktemp(f"hf_{preset_name}_{method}")
+        model.save_pretrained(folder)
+        case = HFCase(preset_name, method, folder, images, hf_outputs(raw), raw)
+        del model
+        cache[key] = case
+        return case
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def ours_from_folder() -> Callable[[HFCase], tuple[torch.nn.Module, DetectorOutputs]]:
+    """``ours_from_folder(case)``: our model loaded from the case's transformers folder, and its outputs."""
+    from rtdetr_export.weights import load_model
+
+    cache: dict[Path, tuple[torch.nn.Module, DetectorOutputs]] = {}
+
+    def get(case: HFCase) -> tuple[torch.nn.Module, DetectorOutputs]:
+        if case.folder not in cache:
+            model = load_model(case.folder, image_size=PRESET_SIZES[case.preset])
+            cache[case.folder] = (model, run_ours(model, case.images))
+        return cache[case.folder]
+
+    return get
+
+
+# -- comparing two detectors ---------------------------------------------------------------------------------------
+@dataclass
+class Comparison:
+    ordered_max_diff: float
+    used_fallback: bool
+    matched_max_diff: float  # == ordered_max_diff when no fallback was needed
+    moved_rows: int
+
+
+def compare_detectors(ref: DetectorOutputs, got: DetectorOutputs, tol: float, tie_eps: float = TIE_EPS) -> Comparison:
+    """Assert two detectors' outputs agree to ``tol``: in query order, or up to re-ordering of tied queries.
+
+    The ordered comparison comes first. Only if it fails, and only for images whose selected encoder scores
+    contain ties (adjacent sorted scores closer than ``tie_eps``), queries are paired by nearest (logits, box)
+    row; the pairing must be a permutation that moves rows only between queries with tied selection scores,
+    and paired rows must agree to ``tol``. Which cells are selected at all must not depend on a tie: the gap
+    between the last selected and the first rejected encoder score must exceed ``tie_eps``.
+    """
+    assert ref.logits.shape == got.logits.shape and ref.boxes.shape == got.boxes.shape
+    ordered = torch.cat([(ref.logits - got.logits).abs().flatten(1), (ref.boxes - got.boxes).abs().flatten(1)], 1)
+    per_image = ordered.max(1).values
+    worst_ordered = float(per_image.max())
+    if worst_ordered <= tol:
+        return Comparison(worst_ordered, False, worst_ordered, 0)
+
+    k = ref.logits.shape[1]
+    matched, moved = 0.0, 0
+    for i in torch.nonzero(per_image > tol).flatten().tolist():
+        everything = ref.all_scores[i].sort(descending=True).values
+        boundary = float(everything[k - 1] - everything[k]) if everything.numel() > k else float("inf")
+        assert boundary > tie_eps, (
+            f"image {i}: outputs differ by {float(per_image[i]):.3g} and the query selection itself is tied "
+            f"(gap {boundary:.3g} between the last selected and first rejected cell); change the fixture seed")
+        scores = ref.topk_scores[i].sort(descending=True).values
+        gaps = scores[:-1] - scores[1:]
+        assert bool((gaps < tie_eps).any()), (
+            f"image {i}: outputs differ by {float(per_image[i]):.3g} in query order although no selected "
+            f"queries tie (smallest gap {float(gaps.min()):.3g})")
+        rows_ref = torch.cat([ref.logits[i], ref.boxes[i]], -1).double()
+        rows_got = torch.cat([got.logits[i], got.boxes[i]], -1).double()
+        dist = torch.cdist(rows_ref, rows_got, p=float("inf"))
+        pairing = dist.argmin(1)
+        assert len(set(pairing.tolist())) == k, f"image {i}: the rows do not pair up one to one"
+        moved_to = torch.nonzero(pairing != torch.arange(k)).flatten()
+        # Queries come in descending selection score, so a row may only move between positions of equal score.
+        score_jump = (ref.topk_scores[i][moved_to] - ref.topk_scores[i][pairing[moved_to]]).abs()
+        assert score_jump.numel() == 0 or float(score_jump.max()) < tie_eps, (
+            f"image {i}: a query moved to a position whose selection score differs by {float(score_jump.max()):.3g}")
+        diff = float(dist[torch.arange(k), pairing].max())
+        assert diff <= tol, f"image {i}: even after pairing tied queries, outputs differ by {diff:.3g} > {tol}"
+        matched = max(matched, diff)
+        moved += int(moved_to.numel())
+    ok_images = per_image[per_image <= tol]
+    matched = max(matched, float(ok_images.max()) if ok_images.numel() else 0.0)
+    return Comparison(worst_ordered, True, matched, moved)
+
+
+def as_numpy(*tensors: torch.Tensor) -> tuple[np.ndarray, ...]:
+    return tuple(t.detach().cpu().numpy() for t in tensors)

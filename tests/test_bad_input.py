@@ -1,0 +1,260 @@
+"""Bad model files are user errors: RTDetrExportError from the API, one ``error:`` line and exit != 0 from the CLI.
+
+Every case is checked twice: ``load_model`` must raise RTDetrExportError (never a bare KeyError, IndexError...),
+and ``rtdetr-export describe --model ...`` must exit non-zero with exactly one stderr line starting with
+``error:`` and no traceback.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from rtdetr_export.cli import main
+from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.imaging import load_image
+from rtdetr_export.weights import load_model
+
+
+# -- payloads that must never be unpickled -------------------------------------------------------------------------
+def _leave_marker(path: str) -> None:
+    Path(path).write_text("code from the checkpoint ran")
+
+
+class RunsCodeOnLoad:
+    """Unpickling this calls ``_leave_marker``: a stand-in for a malicious checkpoint."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (_leave_marker, (self.marker,))
+
+
+class RunsCodeOnSetstate:
+    """Unpickling this rebuilds the object and calls ``__setstate__``, which leaves the marker."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __setstate__(self, state):
+        _leave_marker(state["marker"])
+
+
+# -- the cases -----------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_state():
+    return load_model(preset="tiny").state_dict()
+
+
+@pytest.fixture(scope="module")
+def r18vd_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("r18vd") / "r18vd.pth"
+    torch.save({"ema": {"module": load_model(preset="r18vd").state_dict()}}, path)
+    return path
+
+
+def _folder_without_config(tmp_path, ctx):
+    folder = tmp_path / "no_config"
+    folder.mkdir()
+    shutil.copy(ctx["tiny_folder"] / "model.safetensors", folder / "model.safetensors")
+    return folder, {}, "config.json"
+
+
+def _truncated_safetensors(tmp_path, ctx):
+    folder = tmp_path / "truncated"
+    folder.mkdir()
+    shutil.copy(ctx["tiny_folder"] / "config.json", folder / "config.json")
+    data = (ctx["tiny_folder"] / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    return folder, {}, "safetensors"
+
+
+def _other_architecture(tmp_path, ctx):
+    g = torch.Generator().manual_seed(0)
+    state = {"conv1.weight": torch.randn(64, 3, 7, 7, generator=g), "bn1.weight": torch.ones(64),
+             "bn1.bias": torch.zeros(64), "layer1.0.conv1.weight": torch.randn(64, 64, 3, 3, generator=g),
+             "fc.weight": torch.randn(1000, 512, generator=g), "fc.bias": torch.zeros(1000)}
+    path = tmp_path / "resnet18.pth"
+    torch.save(state, path)
+    return path, {}, "not an RT-DETRv2 checkpoint"
+
+
+def _pickle_running_code(cls):
+    def build(tmp_path, ctx):
+        path = tmp_path / "payload.pth"
+        torch.save({"model": cls(ctx["marker"])}, path)
+        return path, {}, "refusing to unpickle"
+    return build
+
+
+def _r18vd_with_r50vd_preset(tmp_path, ctx):
+    return ctx["r18vd_checkpoint"](), {"preset": "r50vd"}, "does not match"
+
+
+def _folder_with_wrong_preset(tmp_path, ctx):
+    return ctx["tiny_folder"], {"preset": "r18vd"}, "missing keys"
+
+
+def _nonexistent(tmp_path, ctx):
+    return tmp_path / "does_not_exist.pth", {}, "does not exist"
+
+
+def _empty_file(tmp_path, ctx):
+    path = tmp_path / "empty.pth"
+    path.write_bytes(b"")
+    return path, {}, "empty.pth"
+
+
+def _text_file(tmp_path, ctx):
+    path = tmp_path / "notes.pth"
+    path.write_text("hello world, not a checkpoint\n")
+    return path, {}, "notes.pth"
+
+
+def _truncated_pth(tmp_path, ctx):
+    path = tmp_path / "cut.pth"
+    torch.save({"model": ctx["tiny_state"]}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path, {}, "not a readable PyTorch checkpoint"
+
+
+def _missing_key(key):
+    def build(tmp_path, ctx):
+        state = dict(ctx["tiny_state"])
+        del state[key]
+        path = tmp_path / "missing.pth"
+        torch.save({"model": state}, path)
+        return path, {}, key
+    return build
+
+
+BUG_WRONG_PRESET = (
+    "BUG: weights/original.py infer_config() overwrites every shape-visible field of the given preset "
+    "(`return base.replace(**fields)`), so load_model(r18vd.pth, preset='r50vd') and "
+    "`describe --model r18vd.pth --preset r50vd` silently build an r18vd instead of reporting the mismatch "
+    "(a transformers folder with a wrong preset does raise)")
+BUG_EMPTY_FILE = (
+    "BUG: weights/original.py torch_load_weights() line 28 does str(exc).splitlines()[0]; torch.load of an empty "
+    "file raises EOFError('') whose message has no lines, so an IndexError escapes instead of RTDetrExportError")
+BUG_TEXT_FILE = (
+    "BUG: weights/original.py torch_load_weights() does not catch KeyError, which torch.load(weights_only=True) "
+    "raises for a non-checkpoint file (here a text file: KeyError '101')")
+BUG_SHAPE_KEY = (
+    "BUG: weights/original.py infer_config() indexes shape[...] for the keys it reads the architecture from; when "
+    "one of them is missing a bare KeyError escapes instead of an error naming the missing key")
+
+def _xfail(reason):
+    return pytest.mark.xfail(strict=True, reason=reason)
+
+
+CASES = {  # name -> (builder, marks)
+    "folder-without-config-json": (_folder_without_config, []),
+    "truncated-safetensors": (_truncated_safetensors, []),
+    "other-architecture-state-dict": (_other_architecture, []),
+    "pickle-running-code-via-reduce": (_pickle_running_code(RunsCodeOnLoad), []),
+    "pickle-running-code-via-setstate": (_pickle_running_code(RunsCodeOnSetstate), []),
+    "r18vd-checkpoint-with-r50vd-preset": (_r18vd_with_r50vd_preset, [pytest.mark.slow, _xfail(BUG_WRONG_PRESET)]),
+    "transformers-folder-with-wrong-preset": (_folder_with_wrong_preset, []),
+    "nonexistent-path": (_nonexistent, []),
+    "empty-pth": (_empty_file, [_xfail(BUG_EMPTY_FILE)]),
+    "text-file-pth": (_text_file, [_xfail(BUG_TEXT_FILE)]),
+    "truncated-pth": (_truncated_pth, []),
+    "missing-weight-key": (_missing_key("decoder.enc_score_head.weight"), []),
+    "missing-key-the-shapes-are-read-from": (_missing_key("decoder.decoder.layers.0.linear1.weight"),
+                                             [_xfail(BUG_SHAPE_KEY)]),
+    "missing-stem-key": (_missing_key("backbone.conv1.conv1_3.conv.weight"), [_xfail(BUG_SHAPE_KEY)]),
+}
+PARAMS = [pytest.param(build, marks=marks, id=name) for name, (build, marks) in CASES.items()]
+
+
+@pytest.fixture
+def ctx(tmp_path, hf_case, tiny_state, request):
+    return {"tiny_folder": hf_case("tiny", "default").folder, "tiny_state": tiny_state,
+            "marker": tmp_path / "MARKER", "r18vd_checkpoint": lambda: request.getfixturevalue("r18vd_checkpoint")}
+
+
+def assert_one_line_error(result, fragment: str | None = None) -> str:
+    assert result.exit_code != 0, f"exit code 0; output:\n{result.output}"
+    assert isinstance(result.exception, SystemExit), f"uncaught {type(result.exception).__name__}: {result.exception}"
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one stderr line, got {lines}"
+    assert lines[0].startswith("error: ")
+    assert result.stdout == ""
+    if fragment:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("build", PARAMS)
+def test_api_raises_rtdetr_export_error(build, ctx, tmp_path):
+    path, kwargs, fragment = build(tmp_path, ctx)
+    with pytest.raises(RTDetrExportError) as info:
+        load_model(path, **kwargs)
+    assert fragment in str(info.value)
+    assert not ctx["marker"].exists(), "code inside the checkpoint ran"
+
+
+@pytest.mark.parametrize("build", PARAMS)
+def test_cli_describe_prints_one_error_line(build, ctx, tmp_path):
+    path, kwargs, fragment = build(tmp_path, ctx)
+    args = ["describe", "--model", str(path)]
+    if "preset" in kwargs:
+        args += ["--preset", kwargs["preset"]]
+    result = CliRunner().invoke(main, args)
+    assert_one_line_error(result, fragment)
+    assert not ctx["marker"].exists(), "code inside the checkpoint ran"
+
+
+def test_missing_key_error_lists_exactly_that_key(ctx, tmp_path):
+    path, _, key = _missing_key("decoder.enc_score_head.weight")(tmp_path, ctx)
+    with pytest.raises(RTDetrExportError, match=r"1 missing keys \(decoder\.enc_score_head\.weight\)"):
+        load_model(path)
+
+
+def test_wrong_preset_for_a_folder_lists_the_mismatched_keys(ctx):
+    with pytest.raises(RTDetrExportError, match=r"missing keys \(backbone\.res_layers\.0\.blocks\.1\."):
+        load_model(ctx["tiny_folder"], preset="r18vd")
+
+
+@pytest.mark.parametrize("case", ["truncated-safetensors", "pickle-running-code-via-reduce"])
+def test_a_real_process_prints_one_error_line_and_no_traceback(case, ctx, tmp_path):
+    path, _, fragment = CASES[case][0](tmp_path, ctx)
+    proc = subprocess.run([sys.executable, "-m", "rtdetr_export", "describe", "--model", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], proc.stderr
+    assert proc.stdout == ""
+    assert not ctx["marker"].exists()
+
+
+# -- images --------------------------------------------------------------------------------------------------------
+def test_load_image_refuses_a_text_file_named_jpg(tmp_path):
+    path = tmp_path / "x.jpg"
+    path.write_text("this is not a JPEG\n")
+    with pytest.raises(RTDetrExportError, match="x.jpg"):
+        load_image(path)
+
+
+def test_load_image_refuses_a_truncated_png_and_a_missing_file(tmp_path):
+    from PIL import Image
+
+    good = tmp_path / "good.png"
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(good)
+    cut = tmp_path / "cut.png"
+    data = good.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    for path in (cut, tmp_path / "missing.png"):
+        with pytest.raises(RTDetrExportError):
+            load_image(path)
+    assert load_image(good).size == (64, 48)
