@@ -136,41 +136,21 @@ def _missing_key(key):
     return build
 
 
-BUG_WRONG_PRESET = (
-    "BUG: weights/original.py infer_config() overwrites every shape-visible field of the given preset "
-    "(`return base.replace(**fields)`), so load_model(r18vd.pth, preset='r50vd') and "
-    "`describe --model r18vd.pth --preset r50vd` silently build an r18vd instead of reporting the mismatch "
-    "(a transformers folder with a wrong preset does raise)")
-BUG_EMPTY_FILE = (
-    "BUG: weights/original.py torch_load_weights() line 28 does str(exc).splitlines()[0]; torch.load of an empty "
-    "file raises EOFError('') whose message has no lines, so an IndexError escapes instead of RTDetrExportError")
-BUG_TEXT_FILE = (
-    "BUG: weights/original.py torch_load_weights() does not catch KeyError, which torch.load(weights_only=True) "
-    "raises for a non-checkpoint file (here a text file: KeyError '101')")
-BUG_SHAPE_KEY = (
-    "BUG: weights/original.py infer_config() indexes shape[...] for the keys it reads the architecture from; when "
-    "one of them is missing a bare KeyError escapes instead of an error naming the missing key")
-
-def _xfail(reason):
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
 CASES = {  # name -> (builder, marks)
     "folder-without-config-json": (_folder_without_config, []),
     "truncated-safetensors": (_truncated_safetensors, []),
     "other-architecture-state-dict": (_other_architecture, []),
     "pickle-running-code-via-reduce": (_pickle_running_code(RunsCodeOnLoad), []),
     "pickle-running-code-via-setstate": (_pickle_running_code(RunsCodeOnSetstate), []),
-    "r18vd-checkpoint-with-r50vd-preset": (_r18vd_with_r50vd_preset, [pytest.mark.slow, _xfail(BUG_WRONG_PRESET)]),
+    "r18vd-checkpoint-with-r50vd-preset": (_r18vd_with_r50vd_preset, [pytest.mark.slow]),
     "transformers-folder-with-wrong-preset": (_folder_with_wrong_preset, []),
     "nonexistent-path": (_nonexistent, []),
-    "empty-pth": (_empty_file, [_xfail(BUG_EMPTY_FILE)]),
-    "text-file-pth": (_text_file, [_xfail(BUG_TEXT_FILE)]),
+    "empty-pth": (_empty_file, []),
+    "text-file-pth": (_text_file, []),
     "truncated-pth": (_truncated_pth, []),
     "missing-weight-key": (_missing_key("decoder.enc_score_head.weight"), []),
-    "missing-key-the-shapes-are-read-from": (_missing_key("decoder.decoder.layers.0.linear1.weight"),
-                                             [_xfail(BUG_SHAPE_KEY)]),
-    "missing-stem-key": (_missing_key("backbone.conv1.conv1_3.conv.weight"), [_xfail(BUG_SHAPE_KEY)]),
+    "missing-key-the-shapes-are-read-from": (_missing_key("decoder.decoder.layers.0.linear1.weight"), []),
+    "missing-stem-key": (_missing_key("backbone.conv1.conv1_3.conv.weight"), []),
 }
 PARAMS = [pytest.param(build, marks=marks, id=name) for name, (build, marks) in CASES.items()]
 

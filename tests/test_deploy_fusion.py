@@ -92,10 +92,6 @@ def _must_not_be_called(*args, **kwargs):
     raise AssertionError("constant recomputed during forward")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the cached anchors (decoder.py RTDETRDecoder.forward) and AIFI position embedding (aifi.py AIFI.forward) "
-    "are reused whenever the number of cells matches, so an input of the transposed size (384x256 into a model "
-    "built for 256x384) silently uses anchors and position embeddings of the wrong shape"))
 def test_a_forward_at_the_transposed_size_matches_a_model_built_for_that_size(folder_model, images_for):
     case, _, _ = folder_model("tiny")
     built_wide = load_model(case.folder, image_size=(256, 384))

@@ -65,14 +65,16 @@ class AIFI(nn.Module):
             TransformerEncoderLayer(dim, heads, ffn_dim, act, normalize_before, eps) for _ in range(num_layers))
         # Precomputed for the deploy input size so an export folds it into a constant.
         self.register_buffer("pos_embed", torch.zeros(1, 0, dim), persistent=False)
+        self.map_size: tuple[int, int] = (0, 0)  # the (height, width) ``pos_embed`` was built for
 
     def set_map_size(self, height: int, width: int) -> None:
         """Precompute the position embedding for an (height, width) feature map."""
+        self.map_size = (height, width)
         self.pos_embed = sincos_position_embedding(height, width, self.dim, self.temperature)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = feat.shape
-        if self.pos_embed.shape[1] == height * width:
+        if self.map_size == (int(height), int(width)):
             pos = self.pos_embed
         else:
             pos = sincos_position_embedding(height, width, self.dim, self.temperature).to(feat.device)

@@ -85,14 +85,15 @@ class RTDETRDecoder(nn.Module):
 
         self.register_buffer("anchors", torch.zeros(1, 0, 4), persistent=False)
         self.register_buffer("valid_mask", torch.zeros(1, 0, 1, dtype=torch.bool), persistent=False)
+        self.anchor_shapes: list[tuple[int, int]] = []  # the level shapes ``anchors`` were built for
 
     def spatial_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
         return [(height // s, width // s) for s in self.level_strides]
 
     def set_image_size(self, height: int, width: int) -> None:
         """Precompute anchors and the valid mask for this input size."""
-        self.anchors, self.valid_mask = generate_anchors(
-            self.spatial_shapes(height, width), self.anchor_grid_size, self.anchor_eps)
+        self.anchor_shapes = self.spatial_shapes(height, width)
+        self.anchors, self.valid_mask = generate_anchors(self.anchor_shapes, self.anchor_grid_size, self.anchor_eps)
 
     def _flatten_levels(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         levels = [proj(feat) for proj, feat in zip(self.input_proj, feats)]
@@ -104,7 +105,8 @@ class RTDETRDecoder(nn.Module):
 
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         memory, shapes = self._flatten_levels(feats)
-        if self.anchors.shape[1] == memory.shape[1]:
+        # Compare shapes, not cell counts: a transposed input (W x H) has the same count but other anchors.
+        if shapes == self.anchor_shapes:
             anchors, valid = self.anchors, self.valid_mask
         else:
             anchors, valid = generate_anchors(shapes, self.anchor_grid_size, self.anchor_eps)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,10 @@ def torch_load_weights(path: Path) -> Any:
         raise RTDetrExportError(
             f"{path} holds Python objects other than weights ({first[:120]}); refusing to unpickle it. "
             "Save the state_dict alone (or use safetensors)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise RTDetrExportError(f"{path} is not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:120]})") \
-            from None
+    except Exception as exc:  # torch.load reports damaged or foreign files with many exception types
+        lines = str(exc).strip().splitlines()
+        why = lines[0][:120] if lines else type(exc).__name__
+        raise RTDetrExportError(f"{path} is not a readable PyTorch checkpoint ({why})") from None
 
 
 def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -51,9 +51,27 @@ def _count(state: dict[str, torch.Tensor], pattern: str) -> int:
     return len(found)
 
 
+class _Shapes(dict):
+    """Tensor shapes by key; a key the architecture is read from but absent is a user error, not a KeyError."""
+
+    def __missing__(self, key: str) -> tuple[int, ...]:
+        raise RTDetrExportError(f"checkpoint lacks {key}, which every RT-DETRv2 has; it is incomplete or "
+                                "from another architecture")
+
+
+# Fields the tensor shapes reveal but a released preset does not fix: a fine-tuned checkpoint may change them.
+FREE_FIELDS = ("num_classes", "num_queries", "learn_initial_query", "num_denoising", "decoder_n_points",
+               "image_size")
+
+
 def infer_config(state: dict[str, torch.Tensor], base: ModelConfig | None = None) -> ModelConfig:
-    """Architecture read off tensor shapes; what shapes cannot tell comes from ``base`` (a preset)."""
-    shape = {k: tuple(v.shape) for k, v in state.items()}
+    """Architecture read off tensor shapes; what shapes cannot tell comes from ``base`` (a preset).
+
+    With an explicit ``base`` only the fields a fine-tune may change are taken from the shapes; the rest
+    stays the preset's, so a checkpoint of another size fails the strict load instead of silently
+    turning into that size.
+    """
+    shape = _Shapes((k, tuple(v.shape)) for k, v in state.items())
     stages = _count(state, r"^backbone\.res_layers\.(\d+)\.")
     blocks = [_count(state, rf"^backbone\.res_layers\.{s}\.blocks\.(\d+)\.") for s in range(stages)]
     bottleneck = any(".branch2c." in k for k in state)
@@ -85,6 +103,7 @@ def infer_config(state: dict[str, torch.Tensor], base: ModelConfig | None = None
     )
     if fields["learn_initial_query"]:
         fields["num_queries"] = shape["decoder.tgt_embed.weight"][0]
+    explicit = base is not None
     if base is None:
         base = _matching_preset(fields) or ModelConfig()
     heads = base.decoder_heads
@@ -97,7 +116,14 @@ def infer_config(state: dict[str, torch.Tensor], base: ModelConfig | None = None
     anchors = state.get("decoder.anchors")
     if anchors is not None and (size := _square_size(anchors.shape[1], base.level_strides)):
         fields["image_size"] = (size, size)
-    return base.replace(**fields)
+    if explicit:
+        fields = {k: v for k, v in fields.items() if k in FREE_FIELDS}
+        if len(fields["decoder_n_points"]) != base.num_feature_levels:
+            fields.pop("decoder_n_points")  # another level count: the strict load names the mismatch
+    try:
+        return base.replace(**fields)
+    except RTDetrExportError as exc:
+        raise RTDetrExportError(f"checkpoint shapes give an impossible architecture ({exc})") from None
 
 
 def _matching_preset(fields: dict[str, Any]) -> ModelConfig | None:
