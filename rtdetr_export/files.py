@@ -23,9 +23,20 @@ def check_output(path: str | Path, force: bool, suffix: str | None = None) -> Pa
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise RTDetrExportError(f"cannot write {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
+    if not _can_create_in(parent):
         raise RTDetrExportError(f"cannot write {path}: folder {parent} is not writable")
     return path
+
+
+def _can_create_in(folder: Path) -> bool:
+    # A real probe: permission bits say nothing for root, nor for read-only or special file systems.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".rtdetr-export-probe.", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
 
 
 @contextlib.contextmanager

@@ -20,7 +20,9 @@ from click.testing import CliRunner
 from rtdetr_export.cli import main
 from rtdetr_export.export import OnnxExportOptions, export_onnx
 from rtdetr_export.export.provenance import read_metadata
+from rtdetr_export.verify.compare import Thresholds
 from rtdetr_export.verify.inputs import synthetic_images
+from rtdetr_export.verify.margins import FLIP_MARGIN, record_rounding_margins
 from rtdetr_export.weights import load_model
 
 VARIANTS = list(itertools.product(["default", "discrete"], ["raw", "detections"], [False, True], [True, False]))
@@ -43,20 +45,32 @@ def _model(models, preset, method):
     return models[key]
 
 
-def _run_both(model, path, head, batch, top_k=300):
+def _reference(models, preset, method, batch):
+    """PyTorch outputs on the test inputs (cached per model and batch) and each query's rounding margin."""
+    key = (preset, method, "reference", batch)
+    if key not in models:
+        model = _model(models, preset, method)
+        size = model.config.image_size
+        images = synthetic_images(batch, size, seed=batch + 11)
+        sizes = np.array([[size[1] + 7 * i, size[0] - 3 * i] for i in range(batch)], dtype=np.int64)
+        with torch.no_grad(), record_rounding_margins(model) as recorder:
+            logits, boxes = model(torch.from_numpy(images))
+        margins = recorder.as_numpy() if recorder is not None else None
+        models[key] = (images, sizes, logits, boxes, margins)
+    return models[key]
+
+
+def _run_both(models, preset, method, path, head, batch, top_k=300):
     """Our own comparison, independent of the exporter's built-in verification."""
-    size = model.config.image_size
-    images = synthetic_images(batch, size, seed=batch + 11)
+    images, sizes, logits, boxes, margins = _reference(models, preset, method, batch)
+    size = images.shape[2:]
     feed = {"images": images}
-    sizes = np.array([[size[1] + 7 * i, size[0] - 3 * i] for i in range(batch)], dtype=np.int64)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     if head == "detections":
         feed["orig_target_sizes"] = sizes
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
-    with torch.no_grad():
-        logits, boxes = model(torch.from_numpy(images))
     if head == "raw":
-        return {"logits": logits.numpy(), "pred_boxes": boxes.numpy()}, got, None
+        return {"logits": logits.numpy(), "pred_boxes": boxes.numpy()}, got, None, margins
     scores, index = torch.topk(torch.sigmoid(logits).flatten(1), top_k, dim=-1)
     c = logits.shape[-1]
     query = index // c
@@ -65,7 +79,8 @@ def _run_both(model, path, head, batch, top_k=300):
         sizes).repeat(1, 2)[:, None, :].float()
     want = {"labels": (index % c).numpy(), "scores": scores.numpy(),
             "boxes": torch.gather(xyxy, 1, query[..., None].expand(-1, -1, 4)).numpy()}
-    return want, got, max(size) / sizes.max(1)
+    row_margins = None if margins is None else np.take_along_axis(margins, query.numpy(), axis=1)
+    return want, got, max(size) / sizes.max(1), row_margins
 
 
 def _pair_rows(want_rows, got_rows):
@@ -81,18 +96,24 @@ def _pair_rows(want_rows, got_rows):
     return order
 
 
-def _assert_parity(want, got, head, scale=None, method="default"):
-    """Equal within tolerance; rows may be re-paired only where near-tied scores let a runtime swap them.
+TOLERANCE = {"logits": 1e-4, "pred_boxes": 1e-4, "labels": 0, "boxes": 1e-3, "scores": 1e-5}
 
-    Box errors are measured in pixels of the model's input resolution (``scale`` = input / original size):
-    float32 noise in a normalised box grows with the size it is multiplied by.
+
+def _parity_errors(want, got, head, scale=None, margins=None, tolerance=TOLERANCE, input_size=None):
+    """Max error per output after pairing rows; asserts the pairing and the excused flips are legitimate.
+
+    Rows may be re-paired only where near-tied scores let a runtime swap them (< 5% of rows). With the
+    discrete sampler a row may differ beyond tolerance only if the reference put one of its sampling points
+    within FLIP_MARGIN cells of a rounding boundary (``margins``), for at most 1% of rows, by at most 1e-2
+    (boxes normalised). Box errors are in pixels of the model's input resolution (``scale`` = input /
+    original size): float32 noise in a normalised box grows with the size it is multiplied by.
     """
     if head == "detections":
         want, got = dict(want), dict(got)
         for out in (want, got):
             out["boxes"] = out["boxes"] * scale[:, None, None]
     names = ["logits", "pred_boxes"] if head == "raw" else ["labels", "boxes", "scores"]
-    tolerance = {"logits": 1e-4, "pred_boxes": 1e-4, "labels": 0, "boxes": 1e-3, "scores": 1e-5}
+    errors = dict.fromkeys(names, 0.0)
     for b in range(want[names[0]].shape[0]):
         rows = lambda out: np.concatenate([np.atleast_3d(out[n][b:b + 1])[0].reshape(out[n].shape[1], -1)  # noqa
                                            .astype(np.float64) for n in names], axis=1)
@@ -101,24 +122,39 @@ def _assert_parity(want, got, head, scale=None, method="default"):
             order = _pair_rows(rows(want), rows(got))
             moved = np.abs(rows(got)[order] - rows(got)).max(-1) > 0
             assert moved.mean() < 0.05, "more than 5% of the rows moved"
-        keep = np.ones(len(order), dtype=bool)
-        if method == "discrete" and head == "raw":
-            # A location on a rounding boundary can land in the neighbouring cell under 1e-7 float noise:
-            # allow at most 1% of rows to differ, and by no more than 1e-2 (docs/verification.md).
-            err = np.abs(rows(want) - rows(got)[order]).max(-1)
-            keep = err <= 1e-4
-            assert (~keep).mean() <= 0.01 and err.max() <= 1e-2, (int((~keep).sum()), float(err.max()))
+        bad = np.zeros(len(order), dtype=bool)
         for n in names:
-            assert np.abs(want[n][b][keep] - got[n][b][order][keep]).max() <= tolerance[n], n
+            err = np.abs(want[n][b].astype(np.float64) - got[n][b][order]).reshape(len(order), -1).max(-1)
+            bad |= err > tolerance[n]
+        if bad.any() and margins is not None:
+            near = margins[b] < FLIP_MARGIN
+            if head == "raw":
+                size = np.maximum(np.abs(want["logits"][b] - got["logits"][b][order]).max(-1),
+                                  np.abs(want["pred_boxes"][b] - got["pred_boxes"][b][order]).max(-1))
+            else:  # boxes are in input-resolution pixels here: normalise like pred_boxes
+                size = np.abs(want["boxes"][b] - got["boxes"][b][order]).max(-1) / input_size
+            assert not (bad & ~near).any(), "a row differs without a sampling point near a rounding boundary"
+            assert bad.mean() <= 0.01 and size[bad].max() <= 1e-2, (int(bad.sum()), float(size[bad].max()))
+            keep = ~bad
+        else:
+            keep = np.ones(len(order), dtype=bool)
+        for n in names:
+            diff = np.abs(want[n][b][keep].astype(np.float64) - got[n][b][order][keep])
+            errors[n] = max(errors[n], float(diff.max(initial=0.0)))
+    return errors
 
 
-def _check_export(models, preset, variant, tmp_path):
+def _assert_parity(want, got, head, scale=None, margins=None, input_size=None):
+    errors = _parity_errors(want, got, head, scale, margins, input_size=input_size)
+    for name, err in errors.items():
+        assert err <= TOLERANCE[name], f"{name}: {err:.3g} > {TOLERANCE[name]:g}"
+
+
+def _export(model, out, variant, verify=True):
     method, head, dynamic, simplify = variant
-    model = _model(models, preset, method)
     batch = 4 if not dynamic else 1
-    out = tmp_path / f"{_ids(variant)}.onnx"
     result = export_onnx(model, out, OnnxExportOptions(head=head, dynamic_batch=dynamic, batch=batch,
-                                                       simplify=simplify))
+                                                       simplify=simplify, verify=verify))
     graph = onnx.load(str(out))
     onnx.checker.check_model(graph, full_check=True)
     ops = {n.op_type for n in graph.graph.node}
@@ -127,31 +163,46 @@ def _check_export(models, preset, variant, tmp_path):
         assert "GridSample" not in ops
     else:
         assert "GridSample" in ops
-    assert result.provenance["verification"]["passed"]
-    for run_batch in ([1, 4] if dynamic else [batch]):
-        want, got, scale = _run_both(model, out, head, run_batch)
-        _assert_parity(want, got, head, scale, method)
     batch_dim = graph.graph.input[0].type.tensor_type.shape.dim[0]
     assert (batch_dim.dim_param != "") == dynamic
+    return result, [1, 4] if dynamic else [batch]
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[_ids(v) for v in VARIANTS])
 def test_tiny_exports_match_pytorch_on_onnxruntime(models, variant, tmp_path):
-    _check_export(models, "tiny", variant, tmp_path)
+    method, head = variant[:2]
+    result, batches = _export(_model(models, "tiny", method), tmp_path / "m.onnx", variant)
+    assert result.provenance["verification"]["passed"]
+    for batch in batches:
+        want, got, scale, margins = _run_both(models, "tiny", method, tmp_path / "m.onnx", head, batch)
+        _assert_parity(want, got, head, scale, margins, input_size=320)
 
 
-R18_KNOWN_GAP = pytest.mark.xfail(
-    reason="open: r18vd discrete + detections head measures 1.2-1.3e-3 px box error (input-resolution px) "
-           "against the 1e-3 px limit on random weights; not yet resolved, see the ONNX export issue",
-    strict=False)
-R18_VARIANTS = [pytest.param(v, id=_ids(v), marks=[R18_KNOWN_GAP] if v[:2] == ("discrete", "detections") else [])
-                for v in VARIANTS]
+# Detections-head boxes of r18vd with the discrete sampler: the 1e-3 px limit is at the float32 noise floor
+# between ONNX Runtime and PyTorch at 640 px (ONNX Runtime's fp32 is ~2.5x further from a float64 run than
+# PyTorch's; docs/onnx-export.md). These variants must meet the product's verification threshold, and are
+# reported as xfail, with the measured error, when they miss 1e-3 px.
+NOISE_FLOOR_BOX_PX = Thresholds().box_px
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", R18_VARIANTS)
+@pytest.mark.parametrize("variant", VARIANTS, ids=[_ids(v) for v in VARIANTS])
 def test_r18vd_exports_match_pytorch_on_onnxruntime(models, variant, tmp_path):
-    _check_export(models, "r18vd", variant, tmp_path)
+    method, head = variant[:2]
+    # The exporter's own verification is covered by the tiny matrix; here the test's comparison stands alone.
+    _, batches = _export(_model(models, "r18vd", method), tmp_path / "m.onnx", variant, verify=False)
+    for batch in batches:
+        want, got, scale, margins = _run_both(models, "r18vd", method, tmp_path / "m.onnx", head, batch)
+        if (method, head) != ("discrete", "detections"):
+            _assert_parity(want, got, head, scale, margins, input_size=640)
+            continue
+        errors = _parity_errors(want, got, head, scale, margins,
+                                tolerance={**TOLERANCE, "boxes": NOISE_FLOOR_BOX_PX}, input_size=640)
+        assert errors["labels"] == 0 and errors["scores"] <= TOLERANCE["scores"], errors
+        assert errors["boxes"] <= NOISE_FLOOR_BOX_PX, errors
+        if errors["boxes"] > TOLERANCE["boxes"]:
+            pytest.xfail(f"box error {errors['boxes']:.3g} px at batch {batch} exceeds 1e-3 px (float32 noise "
+                         f"floor; within the {NOISE_FLOOR_BOX_PX:g} px verification threshold)")
 
 
 def test_sidecar_and_metadata_carry_the_provenance(models, tmp_path):
@@ -211,10 +262,12 @@ def test_unwritable_output_folder_is_refused_before_work(tmp_path):
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        result = CliRunner().invoke(main, ["onnx", "--preset", "tiny", "-o", str(locked / "m.onnx")])
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user that can write to read-only folders (root)")
-        assert result.exit_code != 0 and "not writable" in result.output
+        # Root ignores permission bits; /proc refuses new files to everyone, so it stands in for that case.
+        target = Path("/proc") if os.geteuid() == 0 and Path("/proc/self").exists() else locked
+        result = CliRunner().invoke(main, ["onnx", "--preset", "tiny", "-o", str(target / "m.onnx")])
+        assert result.exit_code != 0 and "not writable" in result.output, result.output
+        assert "Traceback" not in result.output and not (target / "m.onnx").exists()
+        assert list(locked.iterdir()) == []
     finally:
         locked.chmod(0o700)
     result = CliRunner().invoke(main, ["onnx", "--preset", "tiny", "-o", str(tmp_path / "missing" / "m.onnx")])

@@ -30,13 +30,13 @@ class RawHead(nn.Module):
 class DetectionsHead(nn.Module):
     """Model + top-k over queries x classes + boxes scaled to each image's size, all inside the graph."""
 
-    def __init__(self, model: nn.Module, top_k: int):
+    def __init__(self, model: nn.Module, top_k: int, with_query: bool = False):
         super().__init__()
         self.model = model
         self.top_k = top_k
+        self.with_query = with_query  # verification also wants the query behind each detection; never exported
 
-    def forward(self, images: torch.Tensor, orig_target_sizes: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, orig_target_sizes: torch.Tensor) -> tuple[torch.Tensor, ...]:
         logits, boxes = self.model(images)
         num_classes = logits.shape[-1]
         cx, cy, w, h = boxes.unbind(-1)
@@ -47,13 +47,15 @@ class DetectionsHead(nn.Module):
         query = torch.div(index, num_classes, rounding_mode="trunc")  # indices are >= 0
         labels = index - query * num_classes
         picked = xyxy.gather(1, query.unsqueeze(-1).expand(-1, -1, 4))
+        if self.with_query:
+            return labels, picked, scores, query
         return labels, picked, scores
 
 
-def wrap(model: nn.Module, head: str, top_k: int = 300) -> nn.Module:
-    """The export module for a head name."""
+def wrap(model: nn.Module, head: str, top_k: int = 300, with_query: bool = False) -> nn.Module:
+    """The export module for a head name (``with_query``: detections also return their query index)."""
     if head == "raw":
         return RawHead(model)
     if head == "detections":
-        return DetectionsHead(model, top_k)
+        return DetectionsHead(model, top_k, with_query)
     raise ValueError(f"unknown head {head!r}")

@@ -9,6 +9,8 @@ Two samplers read values at the predicted locations:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -50,6 +52,8 @@ class MSDeformableAttention(nn.Module):
         # Offsets are scaled by 1/n_points of their level so levels with more points spread them finer.
         scale = [1.0 / n for n in num_points for _ in range(n)]
         self.register_buffer("num_points_scale", torch.tensor(scale, dtype=torch.float32), persistent=False)
+        # Verification hook: sees every level's sampling locations (see verify/margins.py). None in exports.
+        self.location_observer: Callable[[torch.Tensor, int, int], None] | None = None
 
     def forward(self, query: torch.Tensor, reference_boxes: torch.Tensor, memory: torch.Tensor,
                 spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
@@ -71,6 +75,8 @@ class MSDeformableAttention(nn.Module):
         level_values = value.split([h * w for h, w in spatial_shapes], dim=1)
         level_locs = loc.split(list(self.num_points), dim=2)
         for (h, w), level_value, level_loc in zip(spatial_shapes, level_values, level_locs):
+            if self.location_observer is not None:
+                self.location_observer(level_loc, h, w)
             # [B, H*W, C] -> [B*heads, head_dim, H, W]
             level_value = level_value.reshape(batch, h * w, heads, head_dim).permute(0, 2, 3, 1)
             level_value = level_value.reshape(batch * heads, head_dim, h, w)

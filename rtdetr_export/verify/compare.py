@@ -3,6 +3,10 @@
 Outputs are per-query rows, and a runtime's float noise can swap two queries whose selection scores are
 within ~1e-6 of each other. So rows are first aligned (identity when it already matches, else a one-to-one
 nearest-row assignment); the report says how many rows had to move, and the errors are measured after it.
+
+With the discrete sampler, a row may also differ because a sampling location sat on a rounding boundary
+(verify/margins.py). Such a row is excused only when the reference's own run shows a point that close to a
+boundary, when few rows need it, and when the difference stays bounded; the report counts these rows.
 """
 
 from __future__ import annotations
@@ -11,31 +15,33 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rtdetr_export.verify.margins import FLIP_MARGIN
+
+MARGIN, QUERY = "_margin", "_query"
+
 
 @dataclass
 class Thresholds:
-    """Pass limits for one precision (see docs/verification.md)."""
+    """Pass limits for one precision (see docs/onnx-export.md, "Verification report")."""
 
     max_abs: float = 1e-4          # raw head: logits and pred_boxes
-    box_px: float = 1e-3           # detections head: box corners in pixels
+    # Detections head: box corners in pixels of the model's input resolution. Two correct float32 runtimes
+    # differ by up to ~1.3e-3 px at 640 (measured, r18vd), so 1e-2 px keeps ~8x headroom over that noise.
+    box_px: float = 1e-2
     score_abs: float = 1e-4        # detections head: scores
     min_label_agreement: float = 1.0
-    # The discrete sampler rounds locations to cells; float noise of ~1e-7 between runtimes moves a location
-    # that sits on a rounding boundary to the neighbouring cell. Such rows are counted and reported, and
-    # pass only while they are rare and still close (see docs/verification.md).
-    flip_rows_fraction: float = 0.0
+    # Rounding-boundary flips (discrete sampler only): at most this fraction of rows, each within flip_max_abs
+    # (raw outputs; for detections, boxes in normalised units).
+    flip_rows_fraction: float = 0.01
     flip_max_abs: float = 1e-2
 
 
-PRECISION_THRESHOLDS = {"fp32": Thresholds()}
+PRECISION_THRESHOLDS: dict[str, Thresholds] = {"fp32": Thresholds()}
 
 
-def thresholds_for(precision: str, method: str) -> Thresholds:
-    """The pass limits for a precision and sampler (discrete tolerates rare rounding-boundary flips)."""
-    base = PRECISION_THRESHOLDS[precision]
-    if method == "discrete":
-        return Thresholds(**{**base.__dict__, "flip_rows_fraction": 0.01})
-    return base
+def thresholds_for(precision: str) -> Thresholds:
+    """The default pass limits for a precision."""
+    return PRECISION_THRESHOLDS[precision]
 
 
 @dataclass
@@ -88,6 +94,24 @@ class RunComparison:
                 "passed": not self.failures, "failures": self.failures}
 
 
+def excused_flips(bad: np.ndarray, margins: np.ndarray | None, row_err: np.ndarray,
+                  thresholds: Thresholds) -> np.ndarray:
+    """The rows among ``bad`` [N, K] that a rounding-boundary flip explains; all or none of them.
+
+    ``margins`` [N, K] are the reference's rounding margins of each row's query (None: not the discrete
+    sampler, nothing is excused). Excused only if every bad row sits near a boundary, they are at most
+    ``flip_rows_fraction`` of the rows, and none differs by more than ``flip_max_abs``.
+    """
+    none = np.zeros_like(bad)
+    if margins is None or not bad.any():
+        return none
+    near = margins < FLIP_MARGIN
+    if (bad & ~near).any() or bad.mean() > thresholds.flip_rows_fraction or \
+            row_err[bad].max() > thresholds.flip_max_abs:
+        return none
+    return bad
+
+
 def compare_raw(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], thresholds: Thresholds) -> RunComparison:
     """Raw head: align queries per image, then logits and pred_boxes against ``thresholds.max_abs``."""
     batch = ref["logits"].shape[0]
@@ -102,17 +126,16 @@ def compare_raw(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], thresho
             aligned[name][b] = test[name][b][perm]
     row_err = np.maximum(np.abs(ref["logits"] - aligned["logits"]).max(-1),
                          np.abs(ref["pred_boxes"] - aligned["pred_boxes"]).max(-1))
-    flipped = row_err > thresholds.max_abs
+    flipped = excused_flips(row_err > thresholds.max_abs, ref.get(MARGIN), row_err, thresholds)
     result.flipped_rows = int(flipped.sum())
-    flips_ok = flipped.mean() <= thresholds.flip_rows_fraction and row_err.max() <= thresholds.flip_max_abs
     for name in ("logits", "pred_boxes"):
         stats = tensor_stats(ref[name], aligned[name])
-        within = tensor_stats(ref[name][~flipped], aligned[name][~flipped]) if flips_ok else stats
+        within = tensor_stats(ref[name][~flipped], aligned[name][~flipped])
         passed = within.max_abs <= thresholds.max_abs
         result.outputs[name] = {**stats.as_dict(), "max_abs_unflipped": within.max_abs,
                                 "threshold": thresholds.max_abs, "passed": passed}
         if not passed:
-            result.failures.append(f"{name} at batch {batch}: max abs diff {stats.max_abs:.3g} "
+            result.failures.append(f"{name} at batch {batch}: max abs diff {within.max_abs:.3g} "
                                    f"> {thresholds.max_abs:g}")
     return result
 
@@ -132,34 +155,50 @@ def compare_detections(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], 
     Box errors are in pixels of the model's input resolution: ``box_scale`` [N] = input size / original
     size of each image, because float32 noise in a normalised box grows with the size it is scaled to.
     """
-    batch = ref["labels"].shape[0]
-    if box_scale is not None:
-        ref = {**ref, "boxes": ref["boxes"] * box_scale[:, None, None]}
-        test = {**test, "boxes": test["boxes"] * box_scale[:, None, None]}
+    batch, k = ref["labels"].shape
+    scale = np.ones(batch) if box_scale is None else np.asarray(box_scale, dtype=np.float64)
+    ref_boxes = ref["boxes"].astype(np.float64) * scale[:, None, None]
+    test_boxes = test["boxes"].astype(np.float64) * scale[:, None, None]
     result = RunComparison(batch)
-    box_err, score_err, ious, agree, total = 0.0, 0.0, [], 0, 0
+    aligned = {"labels": np.empty_like(test["labels"]), "boxes": np.empty_like(test_boxes),
+               "scores": np.empty_like(test["scores"])}
     for b in range(batch):
-        feat = lambda o: np.concatenate(  # noqa: E731
-            [o["labels"][b][:, None] * 1e6, o["boxes"][b], o["scores"][b][:, None] * 1e3], -1).astype(np.float64)
-        perm = align_rows(feat(ref), feat(test), thresholds.box_px)
+        feat = lambda labels, boxes, scores: np.concatenate(  # noqa: E731
+            [labels[:, None] * 1e6, boxes, scores[:, None] * 1e3], -1).astype(np.float64)
+        perm = align_rows(feat(ref["labels"][b], ref_boxes[b], ref["scores"][b]),
+                          feat(test["labels"][b], test_boxes[b], test["scores"][b]), thresholds.box_px)
         result.reordered_rows += int((perm != np.arange(len(perm))).sum())
-        agree += int((ref["labels"][b] == test["labels"][b][perm]).sum())
-        total += len(perm)
-        box_err = max(box_err, float(np.abs(ref["boxes"][b] - test["boxes"][b][perm]).max(initial=0.0)))
-        score_err = max(score_err, float(np.abs(ref["scores"][b] - test["scores"][b][perm]).max(initial=0.0)))
-        ious.append(box_iou(ref["boxes"][b].astype(np.float64), test["boxes"][b][perm].astype(np.float64)))
-    iou = np.concatenate(ious) if ious else np.zeros(0)
-    agreement = agree / max(total, 1)
+        aligned["labels"][b], aligned["boxes"][b] = test["labels"][b][perm], test_boxes[b][perm]
+        aligned["scores"][b] = test["scores"][b][perm]
+
+    label_ok = ref["labels"] == aligned["labels"]
+    box_err = np.abs(ref_boxes - aligned["boxes"]).max(-1)
+    score_err = np.abs(ref["scores"].astype(np.float64) - aligned["scores"]).astype(np.float64)
+    bad = ~label_ok | (box_err > thresholds.box_px) | (score_err > thresholds.score_abs)
+    margins = None
+    if MARGIN in ref and QUERY in ref:
+        margins = np.take_along_axis(ref[MARGIN], ref[QUERY].astype(np.int64), axis=1)
+    # A flip's size is judged like the raw head's: on boxes normalised by the input size.
+    size = np.max(np.abs(ref_boxes), initial=1.0)
+    flipped = excused_flips(bad, margins, np.maximum(box_err / size, score_err), thresholds)
+    result.flipped_rows = int(flipped.sum())
+
+    keep = ~flipped
+    agreement = float(label_ok[keep].mean()) if keep.any() else 1.0
+    iou = box_iou(ref_boxes[keep].reshape(-1, 4), aligned["boxes"][keep].reshape(-1, 4))
+    box_max = float(box_err[keep].max(initial=0.0))
+    score_max = float(score_err[keep].max(initial=0.0))
     result.outputs = {
         "labels": {"agreement": agreement, "threshold": thresholds.min_label_agreement,
                    "passed": agreement >= thresholds.min_label_agreement},
-        "boxes": {"max_abs_px": box_err, "min_iou": float(iou.min(initial=1.0)), "mean_iou": float(iou.mean())
-                  if iou.size else 1.0, "threshold": thresholds.box_px, "passed": box_err <= thresholds.box_px},
-        "scores": {"max_abs": score_err, "threshold": thresholds.score_abs,
-                   "passed": score_err <= thresholds.score_abs},
+        "boxes": {"max_abs_px": box_max, "max_abs_px_all": float(box_err.max(initial=0.0)),
+                  "min_iou": float(iou.min(initial=1.0)), "mean_iou": float(iou.mean()) if iou.size else 1.0,
+                  "threshold": thresholds.box_px, "passed": box_max <= thresholds.box_px},
+        "scores": {"max_abs": score_max, "threshold": thresholds.score_abs,
+                   "passed": score_max <= thresholds.score_abs},
     }
     for name, entry in result.outputs.items():
         if not entry["passed"]:
-            value = {"labels": agreement, "boxes": box_err, "scores": score_err}[name]
+            value = {"labels": agreement, "boxes": box_max, "scores": score_max}[name]
             result.failures.append(f"{name} at batch {batch}: {value:.4g} vs threshold {entry['threshold']:g}")
     return result

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rtdetr_export.backends import OnnxRuntimeRunner, Runner, TorchRunner
-from rtdetr_export.export.heads import INPUTS, OUTPUTS, wrap
+from rtdetr_export.backends import OnnxRuntimeRunner, Runner
 from rtdetr_export.verify.compare import Thresholds, compare_detections, compare_raw, thresholds_for
 from rtdetr_export.verify.inputs import verification_images
+from rtdetr_export.verify.reference import ReferenceRunner
 
 
 def make_feed(head: str, images: np.ndarray, sizes: list[tuple[int, int]]) -> dict[str, np.ndarray]:
@@ -43,13 +43,13 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, head: str, batche
                 top_k: int = 300, images_dir: str | Path | None = None, precision: str = "fp32",
                 thresholds: Thresholds | None = None) -> dict:
     """ONNX Runtime (CPU) vs the PyTorch reference for each batch size; JSON-ready report."""
-    thresholds = thresholds or thresholds_for(precision, model.config.decoder_method)
+    thresholds = thresholds or thresholds_for(precision)
     size = model.config.image_size
     feeds = []
     for i, batch in enumerate(batches):
         images, sizes = verification_images(batch, size, images_dir, seed=i)
         feeds.append(make_feed(head, images, sizes))
-    reference = TorchRunner(wrap(model, head, top_k), INPUTS[head], OUTPUTS[head])
+    reference = ReferenceRunner(model, head, top_k)
     report = compare_runners(reference, OnnxRuntimeRunner(onnx_path), head, feeds, thresholds)
     report.update({"reference": "torch-fp32-cpu", "candidate": "onnxruntime-cpu", "precision": precision,
                    "inputs": str(images_dir) if images_dir else "synthetic"})

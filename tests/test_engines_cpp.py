@@ -1,0 +1,379 @@
+"""The C++ engines (engines/): built with engines/build.sh, then held to the Python pipeline.
+
+- pre-processing: PIL-exact bilinear resize (both pass orders, up/down, odd sizes), PNG decoding identical to
+  PIL for every colour type and bit depth, JPEG decoding compared separately, and the model input tensor
+  bit-identical to ``rtdetr_export.imaging.preprocess``;
+- detections: ``rtdetr_detect --json`` on tiny-preset exports (raw head, detections head, dynamic batch) gives the
+  same labels, scores within 1e-5 and boxes within 1e-3 px as ``OnnxRuntimeRunner`` + ``postprocess``;
+- user errors (missing or foreign files, no sidecar, bad images, bad options): one line on stderr, non-zero exit.
+
+The build is cached in engines/build (git-ignored); only the first run compiles. Skips only when the toolchain is
+missing (cmake, a C++ compiler, libpng/libjpeg headers), and never under CI, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rtdetr_export.backends import OnnxRuntimeRunner
+from rtdetr_export.export import OnnxExportOptions, export_onnx
+from rtdetr_export.imaging import load_image, postprocess, preprocess, preprocess_batch
+from rtdetr_export.weights import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINES = ROOT / "engines"
+BUILD = Path(os.environ.get("RTDETR_ENGINES_BUILD", ENGINES / "build"))
+IMAGES = ROOT / "tests" / "data" / "images"
+CPP_IMAGES = sorted(p for p in IMAGES.glob("cpp_*") if p.suffix in (".png", ".jpg"))
+
+SCORE_TOL = 1e-5
+BOX_TOL = 1e-3
+
+
+@dataclass
+class Tools:
+    detect: Path
+    image: Path
+
+
+@pytest.fixture(scope="module")
+def tools() -> Tools:
+    env = dict(os.environ, RTDETR_ENGINES_BUILD=str(BUILD))
+    check = subprocess.run(["bash", str(ENGINES / "build.sh"), "--check"], capture_output=True, text=True, env=env)
+    if check.returncode == 3:
+        reason = check.stderr.strip().splitlines()[-1]
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must build the C++ engines: {reason}")
+        pytest.skip(reason)
+    build = subprocess.run(["bash", str(ENGINES / "build.sh")], capture_output=True, text=True, env=env,
+                           timeout=1200)
+    assert build.returncode == 0, f"engines/build.sh failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}"
+    return Tools(BUILD / "rtdetr_detect", BUILD / "rtdetr_image")
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory) -> dict[str, Path]:
+    """Tiny-preset exports (seeded random weights): raw head, detections head, raw head with a dynamic batch."""
+    out = tmp_path_factory.mktemp("engines")
+    model = load_model(preset="tiny", method="discrete")
+    variants = {"raw": OnnxExportOptions(head="raw", verify=False),
+                "detections": OnnxExportOptions(head="detections", top_k=100, verify=False),
+                # Unsimplified: covers graphs straight from torch.onnx, and saves the slowest export step.
+                "raw_dynamic": OnnxExportOptions(head="raw", dynamic_batch=True, simplify=False, verify=False)}
+    paths = {}
+    for name, options in variants.items():
+        paths[name] = export_onnx(model, out / f"tiny_{name}.onnx", options).path
+    return paths
+
+
+def run_tool(tool: Path, *args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(tool), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+# -- pre-processing ------------------------------------------------------------------------------------------------
+def cpp_decode(tools: Tools, path: Path, tmp_path: Path) -> np.ndarray:
+    out = tmp_path / "decoded.rgb"
+    result = run_tool(tools.image, "decode", path, out)
+    assert result.returncode == 0, result.stderr
+    width, height = map(int, result.stdout.split())
+    return np.fromfile(out, np.uint8).reshape(height, width, 3)
+
+
+def cpp_resize(tools: Tools, path: Path, size: tuple[int, int], tmp_path: Path) -> np.ndarray:
+    width, height = size
+    out = tmp_path / "resized.rgb"
+    result = run_tool(tools.image, "resize", path, width, height, out)
+    assert result.returncode == 0, result.stderr
+    return np.fromfile(out, np.uint8).reshape(height, width, 3)
+
+
+# (input width, height) -> [(output width, height)]: up- and downscaling, odd sizes, 1-pixel edges, one axis
+# only, and both of Pillow's pass orders (vertical first when the height shrinks by > 2x the width's pixels).
+RESIZE_CASES = {
+    (211, 157): [(320, 320), (640, 640), (105, 78), (211, 100), (300, 157)],
+    (640, 360): [(320, 320), (640, 640), (33, 17), (639, 361)],
+    (180, 560): [(320, 320), (640, 640), (90, 100), (181, 3)],
+    (1, 1): [(7, 5), (320, 320)],
+    (3, 977): [(320, 320), (1, 1), (5, 2)],
+    (977, 3): [(320, 320), (2, 5), (976, 1)],
+    (1000, 750): [(320, 320), (640, 640), (999, 123)],
+}
+
+
+@pytest.mark.parametrize("source", list(RESIZE_CASES), ids=lambda s: f"{s[0]}x{s[1]}")
+def test_bilinear_resize_is_bit_exact_with_pil(tools, tmp_path, source):
+    width, height = source
+    pixels = np.random.default_rng(width * 7919 + height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    # Noise plus a smooth ramp: noise exercises every weight, the ramp keeps values away from 0/255 clipping.
+    ramp = (np.arange(width)[None, :, None] * 255 // max(width - 1, 1)).astype(np.uint8)
+    pixels[: height // 2] = np.broadcast_to(ramp, (height, width, 3))[: height // 2]
+    path = tmp_path / "in.png"
+    Image.fromarray(pixels).save(path)
+    for target in RESIZE_CASES[source]:
+        want = np.asarray(Image.fromarray(pixels).resize(target, Image.Resampling.BILINEAR))
+        got = cpp_resize(tools, path, target, tmp_path)
+        diff = np.abs(got.astype(int) - want.astype(int))
+        assert diff.max() == 0, f"{source} -> {target}: {np.count_nonzero(diff)} values differ by up to {diff.max()}"
+
+
+def write_png(path: Path, samples: np.ndarray, bit_depth: int, colour_type: int) -> None:
+    """A PNG written sample by sample, for layouts PIL does not write (16-bit RGB/RGBA/LA, 2- and 4-bit grey)."""
+    height, width = samples.shape[:2]
+    rows = []
+    for row in samples.reshape(height, width, -1):
+        if bit_depth == 16:
+            data = row.astype(">u2").tobytes()
+        elif bit_depth == 8:
+            data = row.astype(np.uint8).tobytes()
+        else:
+            per_byte = 8 // bit_depth
+            flat = list(row.reshape(-1)) + [0] * (-len(row.reshape(-1)) % per_byte)
+            data = bytes(sum(int(v) << (bit_depth * (per_byte - 1 - j)) for j, v in enumerate(flat[i:i + per_byte]))
+                         for i in range(0, len(flat), per_byte))
+        rows.append(b"\0" + data)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+                     + chunk(b"IEND", b""))
+
+
+def png_variants(folder: Path) -> list[Path]:
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (23, 37, 4), dtype=np.uint8)
+    made = {
+        "rgb.png": lambda p: Image.fromarray(rgba[..., :3]).save(p),
+        "rgba.png": lambda p: Image.fromarray(rgba, "RGBA").save(p),
+        "grey.png": lambda p: Image.fromarray(rgba[..., 0]).save(p),
+        "grey_alpha.png": lambda p: Image.fromarray(rgba[..., :2], "LA").save(p),
+        "grey_trns.png": lambda p: Image.fromarray(rgba[..., 0]).save(p, transparency=7),
+        "palette.png": lambda p: Image.fromarray(rgba[..., :3]).quantize(50).save(p),
+        "palette_trns.png": lambda p: Image.fromarray(rgba[..., :3]).quantize(16).save(p, transparency=3),
+        "bilevel.png": lambda p: Image.fromarray(rgba[..., 0] > 128).save(p),
+        # PIL opens 16-bit grey as mode I;16, and its RGB conversion clips at 255 instead of scaling.
+        "grey16.png": lambda p: Image.fromarray(rng.integers(0, 65536, (23, 37)).astype(np.uint16)).save(p),
+        "grey16_low.png": lambda p: write_png(p, rng.integers(0, 300, (23, 37)), 16, 0),
+        "rgb16.png": lambda p: write_png(p, rng.integers(0, 65536, (23, 37, 3)), 16, 2),
+        "rgba16.png": lambda p: write_png(p, rng.integers(0, 65536, (23, 37, 4)), 16, 6),
+        "grey_alpha16.png": lambda p: write_png(p, rng.integers(0, 65536, (23, 37, 2)), 16, 4),
+        "grey2.png": lambda p: write_png(p, rng.integers(0, 4, (23, 37)), 2, 0),
+        "grey4.png": lambda p: write_png(p, rng.integers(0, 16, (23, 37)), 4, 0),
+    }
+    paths = []
+    for name, write in made.items():
+        write(folder / name)
+        paths.append(folder / name)
+    return paths
+
+
+def test_png_decoding_is_identical_to_pil(tools, tmp_path):
+    paths = png_variants(tmp_path) + [p for p in sorted(IMAGES.glob("*.png"))]
+    for path in paths:
+        want = np.asarray(Image.open(path).convert("RGB"))
+        got = cpp_decode(tools, path, tmp_path)
+        assert got.shape == want.shape and np.array_equal(got, want), f"{path.name} decodes differently from PIL"
+
+
+def jpeg_variants(folder: Path) -> list[Path]:
+    y, x = np.mgrid[0:123, 0:201]
+    smooth = Image.fromarray(np.stack([(x * 1.2) % 256, (y * 2) % 256, ((x + y) * 0.7) % 256], -1).astype(np.uint8))
+    noise = Image.fromarray(np.random.default_rng(4).integers(0, 256, (37, 53, 3), dtype=np.uint8))
+    paths = []
+    for name, image in (("smooth", smooth), ("noise", noise)):
+        for subsampling in (0, 1, 2):  # 4:4:4, 4:2:2, 4:2:0
+            for progressive in (False, True):
+                path = folder / f"{name}_{subsampling}_{int(progressive)}.jpg"
+                image.save(path, quality=85, subsampling=subsampling, progressive=progressive)
+                paths.append(path)
+        path = folder / f"{name}_grey.jpg"
+        image.convert("L").save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def test_jpeg_decoding_agrees_with_pil(tools, tmp_path):
+    """Debian's libjpeg-turbo 2.1 against the libjpeg-turbo 3.x inside Pillow's wheel.
+
+    JPEG decoders may legally differ by +-1; with libjpeg's default settings on both sides (islow IDCT, fancy
+    upsampling) these two agree exactly, on every subsampling mode, baseline and progressive, colour and grey.
+    """
+    paths = jpeg_variants(tmp_path) + sorted(p for p in IMAGES.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    for path in paths:
+        want = np.asarray(Image.open(path).convert("RGB"))
+        if Image.open(path).mode == "CMYK":
+            continue  # refused by the engines (documented); see test_user_errors_are_one_line
+        got = cpp_decode(tools, path, tmp_path)
+        diff = np.abs(got.astype(int) - want.astype(int))
+        assert got.shape == want.shape and diff.max() == 0, \
+            f"{path.name}: {np.count_nonzero(diff.any(-1))} pixels differ from PIL by up to {diff.max()}"
+
+
+@pytest.mark.parametrize("size", [(320, 320), (480, 640), (123, 77)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_model_input_is_bit_identical_to_python_preprocess(tools, tmp_path, size):
+    height, width = size
+    for path in CPP_IMAGES:
+        want = preprocess(load_image(path), size)
+        out = tmp_path / "input.f32"
+        result = run_tool(tools.image, "preprocess", path, height, width, out)
+        assert result.returncode == 0, result.stderr
+        got = np.fromfile(out, np.float32).reshape(want.shape)
+        assert np.array_equal(got, want), f"{path.name} at {size}: {np.count_nonzero(got != want)} values differ"
+
+
+# -- detections ----------------------------------------------------------------------------------------------------
+def python_detections(onnx_path: Path, paths: list[Path], threshold: float, batch: int = 1) -> list[list[dict]]:
+    """The Python pipeline: load_image, preprocess, OnnxRuntimeRunner, postprocess (raw) or the threshold (detections)."""
+    sidecar = json.loads(onnx_path.with_suffix(".json").read_text())
+    size, head, classes = tuple(sidecar["input_size"]), sidecar["export"]["head"], sidecar["classes"]
+    results = []
+    with OnnxRuntimeRunner(onnx_path) as runner:
+        for start in range(0, len(paths), batch):
+            images = [load_image(p) for p in paths[start:start + batch]]
+            feed = {"images": preprocess_batch(images, size)}
+            if head == "raw":
+                out = runner.infer(feed)
+                found = postprocess(out["logits"], out["pred_boxes"], [(im.height, im.width) for im in images],
+                                    threshold=threshold)
+                results += [d.to_list(classes) for d in found]
+            else:
+                feed["orig_target_sizes"] = np.array([[im.width, im.height] for im in images], dtype=np.int64)
+                out = runner.infer(feed)
+                for labels, boxes, scores in zip(out["labels"], out["boxes"], out["scores"]):
+                    keep = scores.astype(np.float64) > threshold
+                    results.append([{"label": int(l), "name": classes[int(l)], "score": float(s),
+                                     "box": [float(v) for v in b]}
+                                    for l, b, s in zip(labels[keep], boxes[keep], scores[keep])])
+    return results
+
+
+def cpp_detections(tools: Tools, onnx_path: Path, paths: list[Path], threshold: float, *extra: str) -> dict:
+    result = run_tool(tools.detect, onnx_path, *paths, "--threshold", repr(threshold), "--json", *extra)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def compare(cpp: list[dict], python: list[dict], where: str) -> tuple[float, float]:
+    """Asserts the contract's equality and returns the largest score and box differences."""
+    assert [d["label"] for d in cpp] == [d["label"] for d in python], f"{where}: labels differ"
+    assert [d["name"] for d in cpp] == [d["name"] for d in python], f"{where}: class names differ"
+    if not python:
+        return 0.0, 0.0
+    score = float(np.max(np.abs(np.array([d["score"] for d in cpp]) - [d["score"] for d in python])))
+    box = float(np.max(np.abs(np.array([d["box"] for d in cpp]) - [d["box"] for d in python])))
+    assert score <= SCORE_TOL, f"{where}: scores differ by {score:.3g}"
+    assert box <= BOX_TOL, f"{where}: boxes differ by {box:.3g} px"
+    return score, box
+
+
+def thresholds_for(python_all: list[list[dict]]) -> list[float]:
+    """The CLI default, plus one that cuts the first image's list midway between two distinct scores."""
+    scores = sorted({d["score"] for d in python_all[0]}, reverse=True)
+    middle = len(scores) // 2
+    return [0.5, (scores[middle - 1] + scores[middle]) / 2] if len(scores) > 2 else [0.5]
+
+
+@pytest.mark.parametrize("head", ["raw", "detections"])
+def test_detections_equal_the_python_pipeline(tools, exports, head):
+    onnx_path = exports[head]
+    for threshold in thresholds_for(python_detections(onnx_path, CPP_IMAGES, 0.0)):
+        want = python_detections(onnx_path, CPP_IMAGES, threshold)
+        got = cpp_detections(tools, onnx_path, CPP_IMAGES, threshold)
+        assert got["backend"] == "onnxruntime" and got["head"] == head
+        assert [Path(i["image"]) for i in got["images"]] == CPP_IMAGES
+        total = 0
+        for path, cpp_image, python_image in zip(CPP_IMAGES, got["images"], want):
+            with Image.open(path) as image:
+                assert (cpp_image["width"], cpp_image["height"]) == image.size
+            compare(cpp_image["detections"], python_image, f"{head} {path.name} threshold {threshold:.6g}")
+            total += len(python_image)
+        assert total > 0, "the comparison needs detections to compare"
+
+
+def test_dynamic_batch_runs_in_chunks_like_the_python_pipeline(tools, exports):
+    """--batch 2 on five images: runs of 2, 2 and 1, compared with the Python pipeline batched the same way."""
+    onnx_path = exports["raw_dynamic"]
+    want = python_detections(onnx_path, CPP_IMAGES, 0.5, batch=2)
+    got = cpp_detections(tools, onnx_path, CPP_IMAGES, 0.5, "--batch", "2")
+    for path, cpp_image, python_image in zip(CPP_IMAGES, got["images"], want):
+        compare(cpp_image["detections"], python_image, f"dynamic {path.name}")
+
+
+def test_text_output_lists_every_detection(tools, exports):
+    path = CPP_IMAGES[0]
+    as_json = cpp_detections(tools, exports["detections"], [path], 0.5)["images"][0]["detections"]
+    result = run_tool(tools.detect, exports["detections"], path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{path} ({Image.open(path).width}x{Image.open(path).height}): {len(as_json)} detections"
+    assert [line.split()[1] for line in lines[1:]] == [d["name"].split()[0] for d in as_json]
+
+
+# -- user errors ---------------------------------------------------------------------------------------------------
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rtdetr_detect: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+
+
+def test_user_errors_are_one_line(tools, exports, tmp_path):
+    raw, detections = exports["raw"], exports["detections"]
+    image = CPP_IMAGES[0]
+
+    no_sidecar = tmp_path / "alone.onnx"
+    shutil.copy(raw, no_sidecar)
+    not_onnx = tmp_path / "garbage.onnx"
+    not_onnx.write_bytes(b"this is not a protobuf")
+    shutil.copy(raw.with_suffix(".json"), not_onnx.with_suffix(".json"))
+    foreign_sidecar = tmp_path / "foreign.onnx"
+    shutil.copy(raw, foreign_sidecar)
+    foreign_sidecar.with_suffix(".json").write_text(json.dumps({"name": "someone else's model"}))
+    mismatched = tmp_path / "mismatched.onnx"  # detections graph, raw sidecar
+    shutil.copy(detections, mismatched)
+    shutil.copy(raw.with_suffix(".json"), mismatched.with_suffix(".json"))
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image\n")
+    truncated_png = tmp_path / "cut.png"
+    truncated_png.write_bytes((IMAGES / "cpp_shapes.png").read_bytes()[:2000])
+    truncated_jpeg = tmp_path / "cut.jpg"
+    truncated_jpeg.write_bytes((IMAGES / "cpp_street.jpg").read_bytes()[:5000])
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.open(image).convert("CMYK").save(cmyk)
+    engine = tmp_path / "model.engine"
+    shutil.copy(raw, engine)
+    shutil.copy(raw.with_suffix(".json"), engine.with_suffix(".json"))
+
+    detect = tools.detect
+    assert_one_line_error(run_tool(detect, tmp_path / "missing.onnx", image), "missing.onnx", "no such model file")
+    assert_one_line_error(run_tool(detect, no_sidecar, image), "alone.json", "no sidecar")
+    assert_one_line_error(run_tool(detect, not_onnx, image), "garbage.onnx", "ONNX Runtime cannot load it")
+    assert_one_line_error(run_tool(detect, foreign_sidecar, image), "foreign.json", "not an rtdetr-export sidecar")
+    assert_one_line_error(run_tool(detect, mismatched, image), "mismatched.onnx", "sidecar")
+    assert_one_line_error(run_tool(detect, raw, tmp_path / "nope.png"), "nope.png", "no such image file")
+    assert_one_line_error(run_tool(detect, raw, text), "notes.jpg", "not a PNG or JPEG image")
+    assert_one_line_error(run_tool(detect, raw, truncated_png), "cut.png", "damaged PNG")
+    assert_one_line_error(run_tool(detect, raw, truncated_jpeg), "cut.jpg", "damaged JPEG")
+    assert_one_line_error(run_tool(detect, raw, cmyk), "cmyk.jpg", "CMYK")
+    assert_one_line_error(run_tool(detect, raw, tmp_path), "no such image file")
+    if "TensorRT backend: not built" in (BUILD / "configure.log").read_text():
+        assert_one_line_error(run_tool(detect, engine, image), "model.engine", "no TensorRT backend")
+    for args in ([], [raw], [raw, image, "--threshold", "high"], [raw, image, "--batch", "0"], [raw, image, "--x"]):
+        result = run_tool(detect, *args)
+        assert result.returncode == 2 and result.stderr.startswith("rtdetr_detect: ") and "usage:" in result.stderr
+    for args in (["resize", image, "0", "5", tmp_path / "o"], ["decode", text, tmp_path / "o"]):
+        result = run_tool(tools.image, *args)
+        assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
