@@ -32,9 +32,10 @@ def _register() -> None:
     from rtdetr_export.cli.describe import describe
     from rtdetr_export.cli.inspect_cmd import inspect_command
     from rtdetr_export.cli.onnx_cmd import onnx_command
+    from rtdetr_export.cli.predict_cmd import predict_command
     from rtdetr_export.cli.verify_cmd import verify_command
 
-    for command in (describe, onnx_command, verify_command, inspect_command):
+    for command in (describe, onnx_command, verify_command, inspect_command, predict_command):
         main.add_command(command)
 
 

@@ -1,0 +1,56 @@
+"""``rtdetr-export predict``: boxes on images from any artifact or the PyTorch model, plus COCO-style JSON."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rtdetr_export.cli.common import build_model, emit_json, log, model_options
+from rtdetr_export.errors import RTDetrExportError
+
+
+@click.command("predict")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--artifact", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="An .onnx file (or TensorRT .engine) exported by rtdetr-export.")
+@model_options
+@click.option("--threshold", type=float, default=0.5, show_default=True, help="Keep detections scoring above this.")
+@click.option("--show-reference", is_flag=True,
+              help="Also run the PyTorch model and mark where the artifact disagrees with it.")
+@click.option("-o", "--output-dir", default="predictions", show_default=True, type=click.Path(path_type=str),
+              help="Folder for the annotated PNGs and predictions.json.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs in the folder.")
+@click.option("--quiet", is_flag=True, help="No progress lines (errors are still printed).")
+@click.option("--json", "as_json", is_flag=True, help="Print predictions.json to stdout as well.")
+def predict_command(images, artifact, model_path, preset, method, image_size, threshold, show_reference,
+                    output_dir, force, quiet, as_json) -> None:
+    """Detect objects in IMAGES (files or folders); exit 1 if any image could not be processed."""
+    from rtdetr_export.predict import detector_for_artifact, detector_for_model, predict_images
+
+    reference = None
+    if artifact is None:
+        if show_reference:
+            raise RTDetrExportError("--show-reference compares an --artifact with the PyTorch model; "
+                                    "give --artifact FILE")
+        detector = detector_for_model(build_model(model_path, preset, method, image_size, quiet=quiet or as_json))
+    else:
+        if preset or method or image_size:
+            raise RTDetrExportError("--preset, --method and --image-size come from the artifact; with --artifact, "
+                                    "--model only names the checkpoint for --show-reference")
+        detector, provenance = detector_for_artifact(artifact)
+        if show_reference:
+            from rtdetr_export.verify.artifact import reference_model
+
+            reference = detector_for_model(reference_model(provenance, model_path, log))
+    progress = (lambda message: None) if quiet or as_json else log
+    result = predict_images(list(images), detector, output_dir, threshold, reference, force, progress)
+    for failure in result.failures:  # one line per file that could not be processed; the others went on
+        log(f"error: {failure['error']}")
+    if as_json:
+        emit_json(result.record)
+    elif not quiet:
+        click.echo(f"wrote {len(result.record['images'])} annotated image(s) and "
+                   f"{result.written[-1]} ({len(result.record['annotations'])} detections)")
+    if result.failures:
+        sys.exit(1)
