@@ -13,8 +13,9 @@ def format_report(report: dict) -> list[str]:
     """Human-readable lines: one per output per batch size, then PASS/FAIL."""
     lines = [f"{report['candidate']} vs {report['reference']} ({report['precision']}, {report['inputs']} inputs)"]
     for run in report["runs"]:
-        moved = f", {run['reordered_rows']} rows re-paired" if run["reordered_rows"] else ""
-        lines.append(f"  batch {run['batch']}{moved}")
+        moved = f", {run['reordered_rows']} rows re-paired" if run.get("reordered_rows") else ""
+        flipped = f", {run['flipped_rows']} rows excused as rounding-boundary flips" if run.get("flipped_rows") else ""
+        lines.append(f"  batch {run['batch']}{moved}{flipped}")
         for name, entry in run["outputs"].items():
             numbers = ", ".join(f"{k} {v:.3g}" for k, v in entry.items()
                                 if k not in ("threshold", "passed") and isinstance(v, float))
