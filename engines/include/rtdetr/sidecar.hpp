@@ -1,0 +1,44 @@
+// The JSON sidecar that `rtdetr-export` writes next to every artifact (MODEL.onnx -> MODEL.json).
+//
+// It is the engines' only source of truth about a model: input size, output contract (head), class names and
+// tensor names/shapes. A TensorRT engine file carries no metadata of its own, so both backends rely on it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rtdetr {
+
+struct TensorInfo {
+  std::string name;
+  std::vector<std::int64_t> shape;  // -1 where the export left a symbolic dimension (dynamic batch)
+  std::string dtype;                // numpy spelling: "float32", "int64", ...
+};
+
+struct Sidecar {
+  std::string path;     // where it was read from
+  std::string format;   // "rtdetr-export/onnx", ...
+  int input_height = 0;
+  int input_width = 0;
+  std::vector<std::string> classes;
+  std::string head;       // "raw" or "detections"
+  int top_k = 0;          // detections head: K; 0 for the raw head
+  std::string precision;  // "fp32", "fp16", ...
+  std::string method;     // deformable sampler the model was exported with
+  std::vector<TensorInfo> inputs;
+  std::vector<TensorInfo> outputs;
+
+  // Batch size fixed at export time, or 0 when the batch axis is dynamic.
+  std::int64_t fixed_batch() const;
+  const TensorInfo* input(const std::string& name) const;
+  const TensorInfo* output(const std::string& name) const;
+
+  // Reads and validates a sidecar file; throws rtdetr::Error (one line) if it is missing or not ours.
+  static Sidecar load(const std::string& sidecar_path);
+  // MODEL.onnx / MODEL.engine -> MODEL.json, the same rule as the Python package.
+  static std::string path_for(const std::string& model_path);
+  static Sidecar load_for(const std::string& model_path);
+};
+
+}  // namespace rtdetr

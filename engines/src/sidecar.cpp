@@ -1,0 +1,128 @@
+#include "rtdetr/sidecar.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include "rtdetr/error.hpp"
+#include "rtdetr/json.hpp"
+
+namespace rtdetr {
+
+namespace {
+
+const char* const kFormatPrefix = "rtdetr-export/";
+
+std::vector<TensorInfo> read_tensors(const json::Value& list, const char* what) {
+  std::vector<TensorInfo> out;
+  for (const json::Value& item : list.as_array(what)) {
+    TensorInfo info;
+    const json::Value* name = item.find("name");
+    const json::Value* shape = item.find("shape");
+    const json::Value* dtype = item.find("dtype");
+    if (!name || !shape || !dtype) throw Error(std::string(what) + " entries need name, shape and dtype");
+    info.name = name->as_string("io name");
+    info.dtype = dtype->as_string("io dtype");
+    for (const json::Value& dim : shape->as_array("io shape")) {
+      // The exporter writes symbolic dimensions by name ("batch") and fixed ones as integers.
+      info.shape.push_back(dim.is_number() ? dim.as_int("io dimension") : -1);
+    }
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+std::string directory_part(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? std::string() : path.substr(0, slash + 1);
+}
+
+}  // namespace
+
+std::int64_t Sidecar::fixed_batch() const {
+  if (inputs.empty() || inputs.front().shape.empty()) return 0;
+  return inputs.front().shape.front() > 0 ? inputs.front().shape.front() : 0;
+}
+
+const TensorInfo* Sidecar::input(const std::string& name) const {
+  for (const TensorInfo& t : inputs) {
+    if (t.name == name) return &t;
+  }
+  return nullptr;
+}
+
+const TensorInfo* Sidecar::output(const std::string& name) const {
+  for (const TensorInfo& t : outputs) {
+    if (t.name == name) return &t;
+  }
+  return nullptr;
+}
+
+std::string Sidecar::path_for(const std::string& model_path) {
+  const std::string dir = directory_part(model_path);
+  std::string base = model_path.substr(dir.size());
+  const auto dot = base.find_last_of('.');
+  // pathlib's with_suffix: a leading dot (".onnx") is a name, not a suffix.
+  if (dot != std::string::npos && dot > 0) base.resize(dot);
+  return dir + base + ".json";
+}
+
+Sidecar Sidecar::load_for(const std::string& model_path) { return load(path_for(model_path)); }
+
+Sidecar Sidecar::load(const std::string& sidecar_path) {
+  std::ifstream file(sidecar_path, std::ios::binary);
+  if (!file) {
+    throw Error(sidecar_path + ": no sidecar next to the model; use an artifact exported by `rtdetr-export onnx` "
+                "together with its .json file");
+  }
+  std::stringstream buffer;
+  buffer << file.rdbuf();
+  json::Value root;
+  try {
+    root = json::Value::parse(buffer.str());
+  } catch (const Error& e) {
+    throw Error(sidecar_path + ": not a readable sidecar (" + e.what() + ")");
+  }
+  const json::Value* format = root.find("format");
+  if (!format || !format->is_string() || format->as_string("format").rfind(kFormatPrefix, 0) != 0) {
+    throw Error(sidecar_path + ": not an rtdetr-export sidecar (no \"format\": \"rtdetr-export/...\")");
+  }
+
+  Sidecar out;
+  out.path = sidecar_path;
+  try {
+    out.format = format->as_string("format");
+    const json::Value* size = root.find("input_size");
+    const json::Value* classes = root.find("classes");
+    const json::Value* precision = root.find("precision");
+    const json::Value* method = root.find("method");
+    const json::Value* io = root.find("io");
+    const json::Value* exp = root.find("export");
+    if (!size || !classes || !io || !exp) throw Error("missing input_size, classes, io or export");
+    const auto& hw = size->as_array("input_size");
+    if (hw.size() != 2) throw Error("input_size should be [height, width]");
+    out.input_height = static_cast<int>(hw[0].as_int("input_size[0]"));
+    out.input_width = static_cast<int>(hw[1].as_int("input_size[1]"));
+    if (out.input_height <= 0 || out.input_width <= 0 || out.input_height > 16384 || out.input_width > 16384) {
+      throw Error("input_size out of range");
+    }
+    for (const json::Value& name : classes->as_array("classes")) out.classes.push_back(name.as_string("class name"));
+    out.precision = precision && precision->is_string() ? precision->as_string("precision") : "fp32";
+    out.method = method && method->is_string() ? method->as_string("method") : "";
+    const json::Value* head = exp->find("head");
+    if (!head) throw Error("export.head is missing");
+    out.head = head->as_string("export.head");
+    if (out.head != "raw" && out.head != "detections") throw Error("unknown export.head \"" + out.head + "\"");
+    const json::Value* top_k = exp->find("top_k");
+    out.top_k = top_k && !top_k->is_null() ? static_cast<int>(top_k->as_int("export.top_k")) : 0;
+    const json::Value* ins = io->find("inputs");
+    const json::Value* outs = io->find("outputs");
+    if (!ins || !outs) throw Error("io needs inputs and outputs");
+    out.inputs = read_tensors(*ins, "io.inputs");
+    out.outputs = read_tensors(*outs, "io.outputs");
+  } catch (const Error& e) {
+    throw Error(sidecar_path + ": incomplete sidecar (" + e.what() + ")");
+  }
+  return out;
+}
+
+}  // namespace rtdetr
