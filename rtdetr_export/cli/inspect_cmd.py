@@ -95,6 +95,12 @@ def format_description(d: dict[str, Any]) -> list[str]:
         warning = port["opset_warnings"].get(t)
         line = f"  {t:<14} " + (", ".join(ops) if ops else "none")
         lines.append(line + (f"  ({warning})" if warning else ""))
+    if port["measured"]:
+        # The rows were measured on our r18vd export of this file's method, not on this file.
+        source = port.get("measured_source") or {}
+        model = source.get("model") or {}
+        lines.append(f"measured    real runs of the {model.get('preset', '?')} export of the same method "
+                     f"({source.get('date', '?')}; docs/portability.md, \"Measured\")")
     for m in port["measured"]:
         lines.append(f"measured    {m['target']} ({m['method']}): {m.get('result')}  {m.get('note', '')}".rstrip())
     return lines

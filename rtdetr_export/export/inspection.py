@@ -158,6 +158,7 @@ def describe_onnx(path: str | Path) -> dict[str, Any]:
             "blockers": portability.blockers(census),
             "opset_warnings": portability.opset_warnings(opset),
             "measured": portability.measured(method),
+            "measured_source": portability.MEASURED_SOURCE,
             "sources": portability.SOURCES,
         },
     }

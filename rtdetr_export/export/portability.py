@@ -1,6 +1,7 @@
 """Documented ONNX op support per deployment target, for the ops our graphs contain.
 
-Every verdict comes from a published support list (``SOURCES``), checked by hand; nothing here was measured.
+Every verdict in ``TABLE`` comes from a published support list (``SOURCES``), checked by hand; nothing there was
+measured. ``MEASURED`` holds what was: real conversions and runs by ``benchmarks/portability.py``.
 Verdicts: ``yes``, ``no``, ``partial`` (works with a restriction or only on some versions; see the note)
 and ``unknown`` (not confirmed; every op absent from ``TABLE`` is unknown).
 
@@ -22,6 +23,8 @@ Run ``python -m rtdetr_export.export.portability`` to print the table as markdow
 
 from __future__ import annotations
 
+import json
+from importlib import resources
 from typing import Any
 
 TARGETS = ("TensorRT 8.4", "TensorRT 8.5+", "TensorRT 10", "OpenVINO", "NPU (typical)")
@@ -126,10 +129,47 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
                          "NPU (typical)": ("yes", "RKNN imports Q/DQ; Kneron: no")},
 }
 
-# MEASURED results, keyed by (target, method), e.g. ("OpenVINO", "discrete") or ("LiteRT", "default"):
-#     {"result": "converted" | "failed", "tool": "openvino 2025.2", "date": "2026-..", "note": "..."}
-# Filled in by hand from real conversion runs; `rtdetr-export inspect` shows the entries for a file's method.
-MEASURED: dict[tuple[str, str], dict[str, Any]] = {}
+MEASURED_FILE = "portability_measured.json"
+
+
+def _measured_entry(row: dict[str, Any], date: str | None) -> dict[str, Any]:
+    """One result of benchmarks/portability.py as {"result", "note", "tool", "date", ...the raw numbers}."""
+    tools = ", ".join(f"{k} {v}" for k, v in (row.get("tools") or {}).items() if v)
+    error = (row.get("error") or {}).get("first_line", "")
+    if row.get("runs"):
+        parity, latency = row.get("parity") or {}, row.get("latency_ms") or {}
+        result = "runs, parity " + ("passed" if parity.get("passed") else "FAILED")
+        note = (f"max abs logits {parity.get('logits_max_abs', float('nan')):.2g}, pred_boxes "
+                f"{parity.get('pred_boxes_max_abs', float('nan')):.2g} (limit {parity.get('threshold', 1e-4):.0e}); "
+                f"{latency.get('median', float('nan')):.0f} ms median, {latency.get('threads')} threads")
+        if row.get("precision") not in (None, "f32"):
+            note += f"; ran in {row['precision']}"
+    else:
+        result = "converts, does not run" if row.get("converts") else "does not convert"
+        note = error
+    return {"result": result, "note": f"{note} [{tools}; {date}]" if tools else note, "tool": tools, "date": date,
+            **{k: row.get(k) for k in ("converts", "runs", "precision", "parity", "latency_ms", "error")}}
+
+
+def _load_measured() -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, Any]]:
+    """(MEASURED, MEASURED_SOURCE) from the package's copy of benchmarks/results/portability/portability.json."""
+    try:
+        text = resources.files("rtdetr_export.export").joinpath(MEASURED_FILE).read_text(encoding="utf-8")
+    except (FileNotFoundError, ModuleNotFoundError):  # an install without the package data
+        return {}, {}
+    data = json.loads(text)
+    entries = {(row["target"], row["method"]): _measured_entry(row, data.get("date"))
+               for row in data.get("results", [])}
+    return entries, {"date": data.get("date"), "model": data.get("model"), "command": data.get("command")}
+
+
+# Results of real conversions, keyed by (target, method), e.g. ("OpenVINO CPU (f32)", "discrete"): written by
+# benchmarks/portability.py (never by hand) into portability_measured.json next to this module. Targets here
+# are runtimes as run (a converter + a runtime + its settings), not the documented columns of TABLE.
+# `rtdetr-export inspect` shows the entries for a file's method.
+MEASURED: dict[tuple[str, str], dict[str, Any]]
+MEASURED_SOURCE: dict[str, Any]  # date, model and command of the measurement
+MEASURED, MEASURED_SOURCE = _load_measured()
 
 
 def verdict(op: str, target: str) -> dict[str, str]:

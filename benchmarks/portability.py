@@ -1,0 +1,639 @@
+#!/usr/bin/env python3
+"""Measured edge portability: convert the r18vd exports for other runtimes, run them, compare, time them.
+
+For each runtime and each sampler (``--method discrete`` and ``default``) it records whether the ONNX file
+converts, whether the result runs, parity against the PyTorch reference (the verification's metric: per-output
+max abs error on ``logits``/``pred_boxes`` after query-row alignment, ``compare_raw`` with ``thresholds_for``)
+and latency (median of N runs at batch 1, a stated number of threads).
+
+Run it through ``benchmarks/run_portability.sh``, which installs the runtimes with pinned versions. Outputs:
+
+- ``benchmarks/results/portability/portability.json``: machine, load, library versions, date, every number;
+- ``benchmarks/results/portability/portability.md``: the matrix rendered from that JSON;
+- ``rtdetr_export/export/portability_measured.json``: the same JSON, read by ``rtdetr-export inspect``;
+- the section of ``docs/portability.md`` between the ``measured:begin``/``measured:end`` markers.
+
+``--render-only`` rewrites the last three from the committed JSON without measuring anything.
+
+Each (runtime, method) runs in its own worker process (``portability.py worker ...``): a converter that
+crashes or leaks cannot take the others down, and the LiteRT worker runs in a separate interpreter because
+onnx2tf pins numpy/onnx/onnxruntime versions the project's environment does not have. Workers import only
+numpy and their runtime; comparing against PyTorch happens here, in the parent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "portability"
+RESULT_JSON = RESULTS / "portability.json"
+RESULT_MD = RESULTS / "portability.md"
+PACKAGE_JSON = ROOT / "rtdetr_export" / "export" / "portability_measured.json"
+DOCS = ROOT / "docs" / "portability.md"
+BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
+
+SCHEMA = 1
+PRESET, IMAGE_SIZE, OPSET = "r18vd", 640, 17
+METHODS = ("discrete", "default")
+OUTPUTS = ("logits", "pred_boxes")
+
+# Runtime key -> the target name shown in the matrix and by inspect, and how it gets there.
+RUNTIMES: dict[str, dict[str, str]] = {
+    "onnxruntime": {"target": "ONNX Runtime CPU",
+                    "how": "the ONNX file as is (the runtime our verification uses): the baseline"},
+    "openvino": {"target": "OpenVINO CPU (f32)",
+                 "how": "openvino.Core().read_model on the ONNX file, CPU plugin with INFERENCE_PRECISION_HINT f32"},
+    "openvino-auto": {"target": "OpenVINO CPU (auto precision)",
+                      "how": "as above without a precision hint: the plugin picks bf16 on CPUs that have it"},
+    "ncnn": {"target": "ncnn (via pnnx)", "how": "pnnx model.onnx inputshape=[1,3,H,W] fp16=0, then ncnn.Net"},
+    "litert": {"target": "LiteRT (via onnx2tf)",
+               "how": "onnx2tf (Erf replaced by its builtin approximation, strict mode off) -> Keras -> "
+                      "float32 .tflite with builtin ops only (no Flex delegate), run by ai_edge_litert's "
+                      "Interpreter (XNNPACK); input NHWC"},
+}
+
+
+# -- worker: runs in the runtime's interpreter; stdlib + numpy + the runtime only --------------------------------
+def _first_line(exc: BaseException | str) -> str:
+    """One line that says what went wrong (the matrix's note; the JSON keeps the full text too).
+
+    OpenVINO prefixes every message with lines naming its own source files ("Exception from src/...");
+    those say where, not what, so they are skipped.
+    """
+    text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.split(": ", 1)[-1].startswith("Exception from src/")] or lines
+    # MLIR (the TFLite converter) opens with a generic line and names the op in its first "error:" diagnostic.
+    diagnostics = [ln.split(" error: ", 1)[1] for ln in useful if " error: " in ln]
+    if diagnostics:
+        return diagnostics[0][:300]
+    # OpenVINO names the node first and gives the reason last.
+    first = useful[0] if useful else text
+    return (first if len(useful) < 2 else f"{first} | {useful[-1]}")[:300]
+
+
+def _error(exc: BaseException | str) -> dict[str, str]:
+    text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    return {"first_line": _first_line(exc), "detail": text.strip()[:2000]}
+
+
+class _CapturedStderr:
+    """Collect what native code writes to file descriptor 2 (ncnn reports load errors only there)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.text = ""
+
+    def __enter__(self) -> "_CapturedStderr":
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        self._file = open(self.path, "w+b")
+        os.dup2(self._file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._file.seek(0)
+        self.text = self._file.read().decode(errors="replace")
+        self._file.close()
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+class _OnnxRuntime:
+    tools = ("onnxruntime",)
+
+    def __init__(self, model: Path, work: Path, threads: int, samples: Path | None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self.details = {"providers": self.session.get_providers(), "inference_precision": "f32"}
+
+    def infer(self, images):
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(None, {"images": images})))
+
+
+class _OpenVINO:
+    tools = ("openvino",)
+    precision_hint: str | None = "f32"
+
+    def __init__(self, model: Path, work: Path, threads: int, samples: Path | None):
+        import openvino as ov
+
+        core = ov.Core()
+        config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+        if self.precision_hint:
+            config["INFERENCE_PRECISION_HINT"] = self.precision_hint
+        self.compiled = core.compile_model(core.read_model(str(model)), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.details = {"device": core.get_property("CPU", "FULL_DEVICE_NAME"),
+                        "inference_precision": self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
+                        "requested_precision": self.precision_hint or "plugin default"}
+
+    def infer(self, images):
+        self.request.infer({"images": images})
+        return {out.get_any_name(): self.request.get_tensor(out).data.copy() for out in self.compiled.outputs}
+
+
+class _OpenVINOAuto(_OpenVINO):
+    precision_hint = None
+
+
+class _Ncnn:
+    tools = ("pnnx", "ncnn")
+
+    def __init__(self, model: Path, work: Path, threads: int, samples: Path | None):
+        import ncnn
+        import pnnx
+
+        self.ncnn = ncnn
+        # pnnx writes its outputs next to its input: give it a copy of the name inside the work folder.
+        local = work / model.name
+        if not local.exists():
+            local.symlink_to(model.resolve())
+        started = time.perf_counter()
+        proc = subprocess.run([pnnx.EXEC_PATH, local.name, f"inputshape=[1,3,{IMAGE_SIZE},{IMAGE_SIZE}]", "fp16=0"],
+                              cwd=work, capture_output=True, text=True)
+        self.convert_seconds = time.perf_counter() - started
+        (work / "pnnx.log").write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            raise ConversionError(f"pnnx exited with {proc.returncode}: " + _first_line(proc.stderr or proc.stdout))
+        param = work / (local.stem + ".ncnn.param")
+        types = [line.split()[0] for line in param.read_text().splitlines()[2:] if line.strip()]
+        # pnnx exits 0 even when it leaves ops it could not map; they stay as layer types ncnn does not have.
+        missing = sorted({t for t in types if ncnn.create_layer(t) is None})
+        self.details = {"layers": len(types), "layer_types_ncnn_lacks": missing, "inference_precision": "f32"}
+        self.net = ncnn.Net()
+        self.net.opt.num_threads = threads
+        self.net.opt.use_fp16_packed = self.net.opt.use_fp16_storage = self.net.opt.use_fp16_arithmetic = False
+        self.net.opt.use_bf16_storage = False
+        self.param, self.bin = param, param.with_suffix(".bin")
+        if missing:
+            self.problem = f"pnnx left {len(missing)} op type(s) ncnn has no layer for: {', '.join(missing)}"
+
+    def load(self, work: Path) -> None:
+        with _CapturedStderr(work / "ncnn-load.log") as captured:
+            status = self.net.load_param(str(self.param))
+            if status == 0:
+                status = self.net.load_model(str(self.bin))
+        if status != 0:
+            raise RuntimeError(captured.text.strip() or f"ncnn load failed with status {status}")
+
+    def infer(self, images):
+        with self.net.create_extractor() as ex:
+            ex.input("in0", self.ncnn.Mat(images[0]).clone())
+            outs = {}
+            for i, name in enumerate(OUTPUTS):
+                _, mat = ex.extract(f"out{i}")
+                outs[name] = mat.numpy()[None]
+        return outs
+
+
+class _LiteRT:
+    tools = ("onnx2tf", "tensorflow", "ai-edge-litert")
+    # GELU's Erf has no LiteRT builtin: onnx2tf emits it as the Flex op FlexErf, which only runs with the
+    # TensorFlow Flex delegate, so it is asked for its builtin-only approximation. Strict mode (an ONNX Runtime
+    # check of every op) is off: it triples the conversion time, and the parity check below covers it.
+    onnx2tf_options = {"replace_to_pseudo_operators": ["erf"], "disable_strict_mode": True}
+
+    def __init__(self, model: Path, work: Path, threads: int, samples: Path | None):
+        # onnx2tf downloads sample images from GitHub to test-run the graph unless a file of this name is in the
+        # working folder; ours are the verification's synthetic scenes (only package registries are reachable).
+        shutil.copy(samples, work / "calibration_image_sample_data_20x128x128x3_float32.npy")
+        started = time.perf_counter()
+        cwd = os.getcwd()
+        os.chdir(work)
+        try:
+            import onnx2tf
+            import tensorflow as tf
+
+            keras_model = onnx2tf.convert(input_onnx_file_path=str(model.resolve()),
+                                          output_folder_path=str(work / "tf"), non_verbose=True,
+                                          disable_model_save=True, **self.onnx2tf_options)
+            # Builtin ops only: what LiteRT runs without the TensorFlow Flex delegate (mobile, NPU delegates).
+            converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            flatbuffer = converter.convert()
+        except SystemExit as exc:  # onnx2tf calls sys.exit on some failures
+            raise ConversionError(f"onnx2tf exited ({exc.code})") from None
+        finally:
+            os.chdir(cwd)
+        tflite = work / f"{model.stem}_float32.tflite"
+        tflite.write_bytes(flatbuffer)
+        self.convert_seconds = time.perf_counter() - started
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(tflite), num_threads=threads)
+        signature = self.interpreter.get_signature_list()["serving_default"]
+        self.input_name = signature["inputs"][0]
+        self.input_shape = [int(d) for d in self.interpreter.get_input_details()[0]["shape"]]
+        self.runner = self.interpreter.get_signature_runner()
+        self.details = {"tflite_bytes": tflite.stat().st_size, "input_shape": self.input_shape,
+                        "outputs": signature["outputs"], "onnx2tf_options": self.onnx2tf_options,
+                        "inference_precision": "f32"}  # a float32 .tflite; XNNPACK stays f32 unless asked
+
+    def infer(self, images):
+        import numpy as np
+
+        # onnx2tf turns NCHW image inputs into NHWC.
+        feed = images if self.input_shape == list(images.shape) else images.transpose(0, 2, 3, 1)
+        outputs = self.runner(**{self.input_name: np.ascontiguousarray(feed)})
+        return {name: outputs[name] for name in OUTPUTS}
+
+
+class ConversionError(RuntimeError):
+    """The converter failed and left nothing to run."""
+
+
+WORKERS = {"onnxruntime": _OnnxRuntime, "openvino": _OpenVINO, "openvino-auto": _OpenVINOAuto, "ncnn": _Ncnn,
+           "litert": _LiteRT}
+
+
+def worker_main(args: argparse.Namespace) -> int:
+    """Convert, run every input, time input 0; writes result.json and outputs.npz into ``args.out``."""
+    import numpy as np
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cls = WORKERS[args.runtime]
+    result: dict[str, Any] = {"runtime": args.runtime, "converts": False, "runs": False, "error": None,
+                              "tools": {t: _version(t) for t in cls.tools}, "details": {}}
+    inputs = np.load(args.inputs)
+    images = [inputs[k] for k in sorted(inputs.files)]
+    runner = None
+    started = time.perf_counter()
+    try:
+        runner = cls(Path(args.model), out, args.threads, Path(args.samples) if args.samples else None)
+        # A converter may write a model it knows to be incomplete (``problem``): that is no conversion, but
+        # loading it anyway records the runtime's own error.
+        problem = getattr(runner, "problem", None)
+        result["converts"] = problem is None
+        if problem:
+            result["error"] = {"stage": "convert", **_error(problem)}
+    except Exception as exc:  # noqa: BLE001 - every failure is a result to record
+        result["error"] = {"stage": "convert", **_error(exc)}
+    result["convert_seconds"] = round(getattr(runner, "convert_seconds", time.perf_counter() - started), 3)
+    if runner is not None:
+        result["details"] = getattr(runner, "details", {})
+        try:
+            if hasattr(runner, "load"):
+                runner.load(out)
+            outputs = [runner.infer(image) for image in images]
+            np.savez(out / "outputs.npz", **{f"{i}/{name}": np.asarray(o[name], dtype=np.float32)
+                                            for i, o in enumerate(outputs) for name in OUTPUTS})
+            result["runs"] = True
+            for _ in range(args.warmup):
+                runner.infer(images[0])
+            load_before = os.getloadavg()[0]
+            times = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                runner.infer(images[0])
+                times.append((time.perf_counter() - t0) * 1000)
+            result["latency_ms"] = [round(t, 2) for t in times]
+            result["load_during"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+        except Exception as exc:  # noqa: BLE001
+            key = "error" if result["error"] is None else "run_error"
+            result[key] = {"stage": "run", **_error(exc)}
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+# -- parent: export, reference, workers, comparison, rendering -------------------------------------------------------
+def _machine(note: str) -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = None
+    try:
+        kb = next(int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal"))
+        mem_gib = round(kb / 2**20, 1)
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "memory_gib": mem_gib,
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "load_average_start": [round(x, 2) for x in os.getloadavg()], "note": note}
+
+
+def _export(method: str, models: Path) -> Path:
+    from rtdetr_export.export import OnnxExportOptions, export_onnx
+    from rtdetr_export.weights import load_model
+
+    path = models / f"{PRESET}_{method}.onnx"
+    model = load_model(preset=PRESET, method=method, image_size=IMAGE_SIZE)
+    export_onnx(model, path, OnnxExportOptions(opset=OPSET, head="raw", batch=1), force=True)
+    return path
+
+
+def _reference(method: str, images) -> list[dict[str, Any]]:
+    """PyTorch fp32 outputs per image, with what the comparator needs to judge discrete rounding flips."""
+    from rtdetr_export.verify.reference import ReferenceRunner
+    from rtdetr_export.weights import load_model
+
+    model = load_model(preset=PRESET, method=method, image_size=IMAGE_SIZE)
+    with ReferenceRunner(model, "raw") as reference:
+        return [reference.infer({"images": image}) for image in images]
+
+
+def _parity(method: str, reference: list[dict], outputs_file: Path) -> dict[str, Any]:
+    import numpy as np
+
+    from rtdetr_export.verify.compare import compare_raw, thresholds_for
+
+    thresholds = thresholds_for("fp32")
+    data = np.load(outputs_file)
+    worst = {name: 0.0 for name in OUTPUTS}
+    unflipped = {name: 0.0 for name in OUTPUTS}
+    failures, flipped, reordered = [], 0, 0
+    for i, ref in enumerate(reference):
+        test = {name: data[f"{i}/{name}"] for name in OUTPUTS}
+        if any(test[n].shape != ref[n].shape for n in OUTPUTS):
+            shapes = ", ".join(f"{n} {list(test[n].shape)}" for n in OUTPUTS)
+            return {"passed": False, "failures": [f"output shapes differ from the reference: {shapes}"]}
+        run = compare_raw(ref, test, thresholds)
+        for name in OUTPUTS:
+            worst[name] = max(worst[name], run.outputs[name]["max_abs"])
+            unflipped[name] = max(unflipped[name], run.outputs[name]["max_abs_unflipped"])
+        failures += run.failures
+        flipped += run.flipped_rows
+        reordered += run.reordered_rows
+    return {"passed": not failures, "threshold": thresholds.max_abs,
+            **{f"{name}_max_abs": float(f"{worst[name]:.4g}") for name in OUTPUTS},
+            **{f"{name}_max_abs_unflipped": float(f"{unflipped[name]:.4g}") for name in OUTPUTS},
+            "flipped_rows": flipped, "reordered_rows": reordered, "failures": failures}
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _run_worker(key: str, method: str, python: str, model: Path, inputs: Path, work: Path, args) -> dict[str, Any]:
+    out = work / f"{key}_{method}"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    command = [python, str(Path(__file__).resolve()), "worker", "--runtime", key, "--model", str(model.resolve()),
+               "--inputs", str(inputs.resolve()), "--out", str(out.resolve()), "--runs", str(args.runs),
+               "--warmup", str(args.warmup), "--threads", str(args.threads),
+               "--samples", str((work / "onnx2tf_samples.npy").resolve())]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": str(args.threads)}
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, env=env)
+        (out / "worker.log").write_text(proc.stdout + proc.stderr)
+        crashed = proc.returncode != 0 or not (out / "result.json").exists()
+    except subprocess.TimeoutExpired:
+        proc, crashed = None, True
+    if crashed:
+        if proc is None:
+            why = f"worker timed out after {args.timeout} s"
+        else:
+            # A native crash leaves no result.json; the last line of its output is the best clue.
+            tail = (proc.stderr or proc.stdout).strip().splitlines()
+            why = f"worker exited with {proc.returncode}" + (f": {tail[-1][:250]}" if tail else "")
+        return {"runtime": key, "converts": False, "runs": False, "tools": {}, "details": {},
+                "error": {"stage": "worker", "first_line": why[:300], "detail": why}}
+    result = json.loads((out / "result.json").read_text())
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    from rtdetr_export.verify.inputs import synthetic_images
+
+    work = Path(args.work)
+    models = work / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(timezone.utc)
+    data: dict[str, Any] = {
+        "schema": SCHEMA,
+        "date": started.strftime("%Y-%m-%d"),
+        "started_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": "benchmarks/run_portability.sh",
+        "machine": _machine(args.note),
+        "model": {"preset": PRESET, "weights": "seeded random (seed 0)", "input": [IMAGE_SIZE, IMAGE_SIZE],
+                  "head": "raw", "batch": 1, "opset": OPSET, "precision": "fp32",
+                  "export": f"rtdetr-export onnx --preset {PRESET} --method METHOD --opset {OPSET} (verified)"},
+        "settings": {"threads": args.threads, "runs": args.runs, "warmup": args.warmup,
+                     "parity_inputs": args.inputs, "timed_input": 0,
+                     "parity": "compare_raw with thresholds_for('fp32'): max abs after row alignment"},
+        "libraries": {d: _version(d) for d in ("torch", "onnx", "onnxruntime", "onnxslim", "numpy")},
+        "runtimes": {k: {"target": v["target"], "how": v["how"]} for k, v in RUNTIMES.items()
+                     if k in args.runtimes},
+        "results": [],
+    }
+    images = [synthetic_images(1, (IMAGE_SIZE, IMAGE_SIZE), seed=i) for i in range(args.inputs)]
+    inputs = work / "inputs.npz"
+    np.savez(inputs, **{f"{i:02d}": image for i, image in enumerate(images)})
+    np.save(work / "onnx2tf_samples.npy", synthetic_images(20, (128, 128), seed=100).transpose(0, 2, 3, 1))
+    for method in METHODS:
+        print(f"[{method}] exporting {PRESET}", flush=True)
+        model = _export(method, models)
+        reference = _reference(method, images)
+        for key in args.runtimes:
+            python = args.python.get(key, sys.executable)
+            print(f"[{method}] {RUNTIMES[key]['target']}", flush=True)
+            raw = _run_worker(key, method, python, model, inputs, work, args)
+            row: dict[str, Any] = {"target": RUNTIMES[key]["target"], "runtime": key, "method": method,
+                                   "tools": raw.get("tools", {}), "converts": raw["converts"], "runs": raw["runs"],
+                                   "error": raw.get("error"), "details": raw.get("details", {}),
+                                   "precision": raw.get("details", {}).get("inference_precision"),
+                                   "convert_seconds": raw.get("convert_seconds")}
+            if raw.get("run_error"):
+                row["run_error"] = raw["run_error"]
+            if raw["runs"]:
+                row["parity"] = _parity(method, reference, work / f"{key}_{method}" / "outputs.npz")
+                times = raw["latency_ms"]
+                row["latency_ms"] = {"median": round(_median(times), 1), "min": round(min(times), 1),
+                                     "max": round(max(times), 1), "runs": len(times), "threads": args.threads,
+                                     "load_average": raw.get("load_during")}
+            data["results"].append(row)
+            print("    " + _cell_summary(row), flush=True)
+    data["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    data["wall_seconds"] = round((datetime.now(timezone.utc) - started).total_seconds(), 1)
+    return data
+
+
+# -- rendering: the matrix is a pure function of the JSON -----------------------------------------------------------
+def _tool_text(tools: dict[str, str | None]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in tools.items() if v)
+
+
+def _cell_summary(row: dict[str, Any]) -> str:
+    if row["runs"]:
+        p = row["parity"]
+        verdict = "parity passed" if p["passed"] else "parity FAILED"
+        return (f"runs, {verdict}, logits {_num(p.get('logits_max_abs'))}, pred_boxes "
+                f"{_num(p.get('pred_boxes_max_abs'))}, {row['latency_ms']['median']:.0f} ms")
+    error = (row.get("error") or {}).get("first_line", "")
+    return ("converts, does not run: " if row["converts"] else "does not convert: ") + error
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "**no**"
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    """The measured matrix as markdown (docs/portability.md's measured section is exactly this)."""
+    m, s, model = data["machine"], data["settings"], data["model"]
+    load = m.get("load_average_start")
+    lines = [
+        f"Measured {data['date']} by `{data['command']}` (`benchmarks/results/portability/portability.json` "
+        f"has every number). {model['preset']}, {model['weights']} weights, {model['input'][0]}x{model['input'][1]}, "
+        f"{model['head']} head, batch {model['batch']}, opset {model['opset']}, exported in {model['precision']}.",
+        "",
+        f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['os']}; load average {load[0] if load else '?'} "
+        f"at the start{'; ' + m['note'] if m.get('note') else ''}.",
+        f"Parity: {s['parity_inputs']} synthetic scenes, per-output max abs error against PyTorch fp32 after query-row "
+        f"alignment (the verification's metric; limit 1e-4, see docs/onnx-export.md). Latency: median of "
+        f"{s['runs']} runs after {s['warmup']} warm-up runs, batch 1, {s['threads']} threads; load: the 1-minute "
+        f"load average around the timed runs (above {m['logical_cpus']}, other processes competed for the CPUs).",
+        "",
+        "| runtime | method | converts | runs | parity | logits max abs | pred_boxes max abs | latency ms | load |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    notes: list[str] = []
+    for row in data["results"]:
+        parity, logits, boxes, latency, load = "-", "-", "-", "-", "-"
+        if row["runs"]:
+            p = row["parity"]
+            parity = "passed" if p["passed"] else "**failed**"
+            logits, boxes = _num(p.get("logits_max_abs")), _num(p.get("pred_boxes_max_abs"))
+            latency = f"{row['latency_ms']['median']:.0f}"
+            if row["latency_ms"].get("load_average"):
+                load = f"{max(row['latency_ms']['load_average']):.1f}"
+        error = row.get("error")
+        if error:
+            run_error = row.get("run_error")
+            also = f"; loading it anyway: {run_error['first_line']}" if run_error else ""
+            notes.append(f"{row['target']}, {row['method']} ({error['stage']}): {error['first_line']}{also}")
+            parity += f" [{len(notes)}]" if not row["runs"] else ""
+            if row["runs"]:
+                latency += f" [{len(notes)}]"
+        precision = row.get("precision")
+        if precision and precision != "f32":
+            notes.append(f"{row['target']}, {row['method']}: the CPU plugin ran in {precision}")
+            parity += f" [{len(notes)}]"
+        lines.append(f"| {row['target']} | {row['method']} | {_yes(row['converts'])} | {_yes(row['runs'])} | "
+                     f"{parity} | {logits} | {boxes} | {latency} | {load} |")
+    lines += ["", "Runtimes:", ""]
+    for key, runtime in data["runtimes"].items():
+        tools = next((r["tools"] for r in data["results"] if r["runtime"] == key and r["tools"]), {})
+        lines.append(f"- {runtime['target']} ({_tool_text(tools) or 'versions not recorded'}): {runtime['how']}")
+    if notes:
+        lines += ["", "Notes:", ""] + [f"{i}. {n}" for i, n in enumerate(notes, 1)]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(data: dict[str, Any], text: str | None = None) -> None:
+    """JSON (results + package copy), the markdown file, and the docs section, all from ``data``."""
+    text = text if text is not None else json.dumps(data, indent=2) + "\n"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    RESULT_JSON.write_text(text)
+    PACKAGE_JSON.write_text(text)
+    matrix = render_markdown(data)
+    RESULT_MD.write_text("# Measured portability\n\n" + matrix)
+    DOCS.write_text(replace_docs_section(DOCS.read_text(), matrix))
+
+
+def docs_section(docs: str) -> str:
+    """The text between the measured markers of docs/portability.md."""
+    start, end = docs.index(BEGIN) + len(BEGIN), docs.index(END)
+    return docs[start:end].strip("\n") + "\n"
+
+
+def replace_docs_section(docs: str, matrix: str) -> str:
+    if BEGIN not in docs or END not in docs:
+        raise SystemExit(f"{DOCS}: add the {BEGIN} / {END} markers where the matrix belongs")
+    start, end = docs.index(BEGIN) + len(BEGIN), docs.index(END)
+    return docs[:start] + "\n" + matrix + docs[end:]
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    w = sub.add_parser("worker", help="internal: one runtime and one model, in the runtime's interpreter")
+    w.add_argument("--runtime", choices=sorted(WORKERS), required=True)
+    w.add_argument("--model", required=True)
+    w.add_argument("--inputs", required=True)
+    w.add_argument("--out", required=True)
+    w.add_argument("--samples", help="NHWC [20, 128, 128, 3] float32 sample images for onnx2tf")
+    w.add_argument("--runs", type=int, default=10)
+    w.add_argument("--warmup", type=int, default=2)
+    w.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work", default=str(ROOT / "build" / "portability"),
+                        help="folder for exported and converted models (ignored by git)")
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES),
+                        help=f"comma-separated subset of {', '.join(RUNTIMES)}")
+    parser.add_argument("--python", action="append", default=[], metavar="RUNTIME=PATH",
+                        help="interpreter for a runtime's worker (default: this one), e.g. litert=venv-tf/bin/python")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per model (median reported)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--inputs", type=int, default=2, help="synthetic scenes for parity")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per worker")
+    parser.add_argument("--note", default="", help="recorded with the machine, e.g. 'quiet machine'")
+    parser.add_argument("--render-only", action="store_true",
+                        help="re-render the markdown, the docs section and the package copy from the committed JSON")
+    args = parser.parse_args(argv)
+    if args.command != "worker":
+        args.runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+        unknown = set(args.runtimes) - set(RUNTIMES)
+        if unknown:
+            parser.error(f"unknown runtime(s): {', '.join(sorted(unknown))}")
+        args.python = dict(p.split("=", 1) for p in args.python)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.command == "worker":
+        return worker_main(args)
+    if args.render_only:
+        text = RESULT_JSON.read_text()
+        write_outputs(json.loads(text), text)
+        return 0
+    data = measure(args)
+    write_outputs(data)
+    print(render_markdown(data))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

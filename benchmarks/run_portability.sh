@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Re-measure edge portability: docs/portability.md ("Measured"), benchmarks/results/portability/ and the
+# package's rtdetr_export/export/portability_measured.json. Run from anywhere, in the project's environment
+# (pip install -e '.[test]'); extra arguments go to benchmarks/portability.py (e.g. --runs 20 --note "quiet").
+#
+# Runtimes and converters go into two virtual environments under build/portability/ (git-ignored, like the
+# converted models there), never into the project's environment:
+# - venv: sees the project's packages (torch, onnxruntime, rtdetr_export) and adds openvino, pnnx and ncnn;
+# - venv-tf: onnx2tf pins exact numpy/onnx/onnxruntime/tensorflow versions, so it gets an environment of its
+#   own; its worker needs nothing from the project.
+# About 10 minutes on 2 cores, most of it the two TensorFlow Lite conversions; about 3.5 GB of disk.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+WORK=${PORTABILITY_WORK:-build/portability}
+PYTHON=${PYTHON:-python3}
+
+OPENVINO=openvino==2026.4.1
+PNNX=pnnx==20261020
+NCNN=ncnn==1.0.20261020
+ONNX2TF=onnx2tf==1.29.24  # pins tensorflow 2.19.0, tf-keras 2.19.0, ai-edge-litert 2.1.0, onnx 1.19.1
+
+mkdir -p "$WORK"
+[ -x "$WORK/venv/bin/python" ] || "$PYTHON" -m venv --system-site-packages "$WORK/venv"
+"$WORK/venv/bin/python" -m pip install -q "$OPENVINO" "$PNNX" "$NCNN"
+[ -x "$WORK/venv-tf/bin/python" ] || "$PYTHON" -m venv "$WORK/venv-tf"
+"$WORK/venv-tf/bin/python" -m pip install -q "$ONNX2TF"
+
+exec "$WORK/venv/bin/python" benchmarks/portability.py --work "$WORK" \
+    --python "litert=$WORK/venv-tf/bin/python" "$@"
