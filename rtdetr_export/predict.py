@@ -16,7 +16,7 @@ from PIL import Image
 
 from rtdetr_export import __version__
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner, TorchRunner
-from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
+from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.export.heads import INPUTS, OUTPUTS, wrap
 from rtdetr_export.files import atomic_output, check_output, write_text_atomic
 from rtdetr_export.imaging import IMAGE_SUFFIXES, Detections, list_images, load_image, postprocess, preprocess
@@ -77,15 +77,22 @@ def detector_for_artifact(path: str | Path) -> tuple[Detector, dict[str, Any]]:
 
 
 def _engine_detector(path: Path) -> tuple[Detector, dict[str, Any]]:
+    from rtdetr_export.backends.tensorrt import TensorRTRunner
+    from rtdetr_export.backends.tensorrt.engine import FORMAT, engine_sidecar_path
+
+    sidecar = engine_sidecar_path(path)
+    if not path.is_file():
+        raise RTDetrExportError(f"{path}: no such engine file")
     try:
-        from rtdetr_export.backends.tensorrt import load_engine_detector_parts  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise MissingDependencyError(f"{path}: running a TensorRT engine needs the tensorrt package and a CUDA "
-                                     f"GPU ({exc}); use the .onnx artifact on this machine") from None
-    runner, provenance = load_engine_detector_parts(path)
+        provenance = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        raise RTDetrExportError(f"{path}: no readable sidecar {sidecar.name} next to it; use an engine built by "
+                                "`rtdetr-export trt`") from None
+    if provenance.get("format") != FORMAT:
+        raise RTDetrExportError(f"{sidecar} was not written by `rtdetr-export trt`")
     export = provenance["export"]
-    detector = Detector(runner, export["head"], tuple(provenance["input_size"]), provenance["classes"],
-                        f"tensorrt ({path.name}, {provenance['precision']})",
+    detector = Detector(TensorRTRunner(path), export["head"], tuple(provenance["input_size"]),
+                        provenance["classes"], f"tensorrt ({path.name}, {provenance['precision']})",
                         None if export.get("dynamic_batch") else export.get("batch"))
     return detector, provenance
 

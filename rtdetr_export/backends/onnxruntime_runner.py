@@ -38,6 +38,11 @@ class OnnxRuntimeRunner(Runner):
         self.session = None
 
     @property
+    def active_providers(self) -> list[str]:
+        """The execution providers the session really uses (ORT falls back to CPU without saying so)."""
+        return list(self.session.get_providers()) if self.session is not None else []
+
+    @property
     def input_names(self) -> list[str]:
         return [i.name for i in self.session.get_inputs()]
 

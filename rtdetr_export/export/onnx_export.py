@@ -6,7 +6,7 @@ import copy
 import io
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +19,7 @@ from rtdetr_export.export.heads import HEADS, INPUTS, OUTPUTS, wrap
 from rtdetr_export.export.provenance import build_provenance, embed_metadata, sidecar_path
 from rtdetr_export.files import atomic_output, check_output, write_text_atomic
 from rtdetr_export.model import prepare_for_deploy
+from rtdetr_export.precision import PrecisionOptions
 
 DEFAULT_OPSET = 17
 MAX_OPSET = 20
@@ -37,6 +38,7 @@ class OnnxExportOptions:
     simplify: bool = True
     verify: bool = True
     images: str | None = None
+    precision: PrecisionOptions = field(default_factory=PrecisionOptions)
 
     def validate(self, method: str, num_queries: int, num_classes: int) -> None:
         if self.head not in HEADS:
@@ -51,6 +53,7 @@ class OnnxExportOptions:
             raise RTDetrExportError(f"batch must be at least 1, got {self.batch}")
         if self.head == "detections" and not 1 <= self.top_k <= num_queries * num_classes:
             raise RTDetrExportError(f"top-k must be in 1..{num_queries * num_classes}, got {self.top_k}")
+        self.precision.validate()
 
 
 @dataclass
@@ -121,17 +124,28 @@ def export_onnx(model: torch.nn.Module, output: str | Path, options: OnnxExportO
     sidecar = check_output(sidecar_path(output), force)
 
     batch_text = "dynamic" if options.dynamic_batch else str(options.batch)
-    log(f"[1/5] exporting {options.head} head with torch.onnx (opset {options.opset}, batch {batch_text}, "
-        f"method {config.decoder_method}, input {config.image_size[0]}x{config.image_size[1]})")
+    precision = options.precision.target
+    stages = ["export", "simplify", "check", *(["precision"] if precision != "fp32" else []), "verify", "write"]
+    step = lambda stage: f"[{stages.index(stage) + 1}/{len(stages)}]"  # noqa: E731
+    log(f"{step('export')} exporting {options.head} head with torch.onnx (opset {options.opset}, "
+        f"batch {batch_text}, method {config.decoder_method}, input {config.image_size[0]}x{config.image_size[1]})")
     graph = torch_to_onnx(model, options.head, options)
     simplifier = None
     if options.simplify:
-        log("[2/5] simplifying with onnxslim")
+        log(f"{step('simplify')} simplifying with onnxslim")
         graph, simplifier = simplify(graph)
     else:
-        log("[2/5] simplification skipped (--no-simplify)")
-    log("[3/5] checking the graph (onnx.checker, op census, forbidden ops, finite constants)")
+        log(f"{step('simplify')} simplification skipped (--no-simplify)")
+    log(f"{step('check')} checking the graph (onnx.checker, op census, forbidden ops, finite constants)")
     census = check_graph(graph, config.decoder_method)
+    recipe = None
+    if precision != "fp32":
+        from rtdetr_export.precision import apply_precision
+
+        log(f"{step('precision')} converting to {precision} on the graph, then checking it again")
+        converted = apply_precision(graph, options.head, config.image_size, options.precision, log)
+        graph, recipe = converted.model, converted.recipe
+        census = check_graph(graph, config.decoder_method)
 
     export_info = {"opset": options.opset, "head": options.head, "top_k": options.top_k if options.head ==
                    "detections" else None, "batch": None if options.dynamic_batch else options.batch,
@@ -143,14 +157,18 @@ def export_onnx(model: torch.nn.Module, output: str | Path, options: OnnxExportO
             from rtdetr_export.verify import verify_onnx
 
             batches = [1, 4] if options.dynamic_batch else [options.batch]
-            log(f"[4/5] verifying on ONNX Runtime against PyTorch (batch {', '.join(map(str, batches))})")
-            verification = verify_onnx(model, tmp, options.head, batches, options.top_k, options.images)
+            log(f"{step('verify')} verifying on ONNX Runtime against PyTorch "
+                f"(batch {', '.join(map(str, batches))})")
+            verification = verify_onnx(model, tmp, options.head, batches, options.top_k, options.images,
+                                       precision=precision)
             if not verification["passed"]:
                 raise RTDetrExportError("verification failed: " + "; ".join(verification["failures"]))
         else:
-            log("[4/5] verification skipped (--no-verify)")
-        provenance = build_provenance(model, export_info, "fp32", io_description(graph), census, verification)
-        log(f"[5/5] writing {output} and {sidecar.name}")
+            log(f"{step('verify')} verification skipped (--no-verify)")
+        provenance = build_provenance(model, export_info, precision, io_description(graph), census, verification)
+        if recipe is not None:
+            provenance["precision_recipe"] = recipe
+        log(f"{step('write')} writing {output} and {sidecar.name}")
         embed_metadata(graph, provenance)
         onnx.save(graph, str(tmp))
     write_text_atomic(sidecar, json.dumps(provenance, indent=2) + "\n")

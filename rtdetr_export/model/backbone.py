@@ -11,12 +11,25 @@ from rtdetr_export.model.config import ModelConfig
 from rtdetr_export.model.layers import ConvNormLayer, activation
 
 
+class DownsamplePool(nn.Module):
+    """2x2 average pool with stride 2 that rounds the output size up (``ceil_mode``), as the original does.
+
+    On even-sized maps (every map of a 640x640 input) ceil mode changes nothing, so it is used only for odd
+    sizes: an exported floor-mode pool runs in ONNX Runtime's blocked NCHWc layout, while a ceil-mode one
+    makes it convert the map out of that layout and back around the pool.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        odd = bool(x.shape[-2] % 2 or x.shape[-1] % 2)
+        return nn.functional.avg_pool2d(x, 2, 2, 0, ceil_mode=odd)
+
+
 def _shortcut(ch_in: int, ch_out: int, stride: int, eps: float) -> nn.Module:
     # The "d" variant downsamples the identity path with an average pool before a 1x1 conv instead of
     # a strided 1x1 conv that would drop three quarters of the pixels.
     if stride == 2:
         return nn.Sequential(OrderedDict([
-            ("pool", nn.AvgPool2d(2, 2, 0, ceil_mode=True)),
+            ("pool", DownsamplePool()),
             ("conv", ConvNormLayer(ch_in, ch_out, 1, 1, eps=eps)),
         ]))
     return ConvNormLayer(ch_in, ch_out, 1, stride, eps=eps)

@@ -5,6 +5,12 @@ Two samplers read values at the predicted locations:
 - ``discrete``: the nearest cell, ``clamp(floor(loc * size + 0.5), 0, size - 1)`` per axis, read with a gather,
   so the exported graph needs no GridSample. x is clamped by the map's width and y by its height; the
   original code clamps both by the height, which only differs on rectangular maps.
+
+With ``discrete`` the value projection runs after sampling: ``value_proj`` is linear and the sampler reads
+whole cells, so projecting the attention-weighted sum of the sampled encoder cells equals summing the projected
+cells (the softmax weights of a head sum to 1, so the bias passes through unchanged). Per query that projects
+heads x points rows instead of every one of the H*W cells (at 640, ~25x fewer multiply-adds in the decoder's
+cross-attention), and the graph reads memory rows with a plain Gather, without transposing the value map.
 """
 
 from __future__ import annotations
@@ -21,13 +27,20 @@ def sample_bilinear(value: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
                                      align_corners=False)
 
 
+def discrete_cell_index(loc: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Flat row-major cell index (int64) of the nearest cell to each normalised loc [..., 2] (x, y)."""
+    x = torch.floor(loc[..., 0] * width + 0.5).clamp(0, width - 1).to(torch.int64)
+    y = torch.floor(loc[..., 1] * height + 0.5).clamp(0, height - 1).to(torch.int64)
+    # Row-major index in integers: as a float, y * W + x exceeds FP16/BF16's exact integers (2048 / 256) at
+    # 640 px (up to 6399), and runtimes that lower float ops to those types would read the wrong cells.
+    return y * width + x
+
+
 def sample_discrete(value: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
     """Nearest-cell read of value [N, C, H, W] at loc [N, Q, P, 2] -> [N, C, Q, P], using only a gather."""
     n, c, h, w = value.shape
     _, q, p, _ = loc.shape
-    x = torch.floor(loc[..., 0] * w + 0.5).clamp(0, w - 1)
-    y = torch.floor(loc[..., 1] * h + 0.5).clamp(0, h - 1)
-    index = (y * w + x).to(torch.int64).reshape(n, 1, q * p).expand(n, c, q * p)
+    index = discrete_cell_index(loc, h, w).reshape(n, 1, q * p).expand(n, c, q * p)
     return value.reshape(n, c, h * w).gather(2, index).reshape(n, c, q, p)
 
 
@@ -59,30 +72,64 @@ class MSDeformableAttention(nn.Module):
                 spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
         """query [B, Q, C]; reference_boxes [B, Q, 4] cxcywh in [0, 1]; memory [B, sum(H*W), C]."""
         batch, num_queries, _ = query.shape
-        heads, head_dim, points = self.num_heads, self.head_dim, sum(self.num_points)
+        heads, points = self.num_heads, sum(self.num_points)
 
-        value = self.value_proj(memory)
         offsets = self.sampling_offsets(query).reshape(batch, num_queries, heads, points, 2)
         weights = self.attention_weights(query).reshape(batch, num_queries, heads, points).softmax(-1)
 
         ref = reference_boxes[:, :, None, None, :]
         scale = self.num_points_scale.to(query.dtype)[:, None]
         loc = ref[..., :2] + offsets * scale * ref[..., 2:] * self.offset_scale  # [B, Q, heads, points, 2]
-        loc = loc.permute(0, 2, 1, 3, 4).reshape(batch * heads, num_queries, points, 2)
+        if self.method == "discrete":
+            out = self._attend_discrete(memory, loc, weights, spatial_shapes)
+        else:
+            out = self._attend_sampled(memory, loc, weights, spatial_shapes)
+        return self.output_proj(out)
 
+    def _observe(self, level_loc: torch.Tensor, height: int, width: int) -> None:
+        if self.location_observer is not None:
+            batch, num_queries, heads = level_loc.shape[:3]
+            flat = level_loc.permute(0, 2, 1, 3, 4).reshape(batch * heads, num_queries, -1, 2)
+            self.location_observer(flat, height, width)
+
+    def _attend_sampled(self, memory: torch.Tensor, loc: torch.Tensor, weights: torch.Tensor,
+                        spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """Project every cell to values, sample them per head and level, weight and sum -> [B, Q, C]."""
+        batch, num_queries, heads, points, _ = loc.shape
+        head_dim = self.head_dim
+        value = self.value_proj(memory)
         sampler = SAMPLERS[self.method]
         sampled = []
         level_values = value.split([h * w for h, w in spatial_shapes], dim=1)
-        level_locs = loc.split(list(self.num_points), dim=2)
+        level_locs = loc.split(list(self.num_points), dim=3)
         for (h, w), level_value, level_loc in zip(spatial_shapes, level_values, level_locs):
-            if self.location_observer is not None:
-                self.location_observer(level_loc, h, w)
-            # [B, H*W, C] -> [B*heads, head_dim, H, W]
+            self._observe(level_loc, h, w)
+            # [B, H*W, C] -> [B*heads, head_dim, H, W]; loc -> [B*heads, Q, points, 2]
             level_value = level_value.reshape(batch, h * w, heads, head_dim).permute(0, 2, 3, 1)
             level_value = level_value.reshape(batch * heads, head_dim, h, w)
+            level_loc = level_loc.permute(0, 2, 1, 3, 4).reshape(batch * heads, num_queries, -1, 2)
             sampled.append(sampler(level_value, level_loc))
 
         weights = weights.permute(0, 2, 1, 3).reshape(batch * heads, 1, num_queries, points)
         out = (torch.cat(sampled, dim=-1) * weights).sum(-1)  # [B*heads, head_dim, Q]
-        out = out.reshape(batch, heads * head_dim, num_queries).transpose(1, 2)
-        return self.output_proj(out)
+        return out.reshape(batch, heads * head_dim, num_queries).transpose(1, 2)
+
+    def _attend_discrete(self, memory: torch.Tensor, loc: torch.Tensor, weights: torch.Tensor,
+                         spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """Gather the nearest memory rows, weight and sum them per head, then project -> [B, Q, C]."""
+        batch, num_queries, heads, points, _ = loc.shape
+        cells, channels = memory.shape[1], memory.shape[2]
+        index, start = [], 0
+        for (h, w), level_loc in zip(spatial_shapes, loc.split(list(self.num_points), dim=3)):
+            self._observe(level_loc, h, w)
+            index.append(discrete_cell_index(level_loc, h, w) + start)
+            start += h * w
+        # Rows of all images in one flat table: heads lead so the per-head sums come out ready to project.
+        index = torch.cat(index, dim=-1).transpose(1, 2)  # [B, heads, Q, points]
+        index = index + (torch.arange(batch, device=memory.device) * cells).reshape(batch, 1, 1, 1)
+        rows = memory.reshape(batch * cells, channels)[index.reshape(-1)]
+        rows = rows.reshape(batch, heads, num_queries, points, channels)
+        summed = (weights.transpose(1, 2).unsqueeze(-2) @ rows).squeeze(-2)  # [B, heads, Q, C]
+        value_weight = self.value_proj.weight.reshape(heads, self.head_dim, channels).transpose(1, 2)
+        out = (summed @ value_weight).transpose(1, 2)  # [B, Q, heads, head_dim]
+        return out.reshape(batch, num_queries, heads * self.head_dim) + self.value_proj.bias

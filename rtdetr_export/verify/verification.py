@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner
+from rtdetr_export.verify.agreement import AgreementThresholds, compare_agreement
 from rtdetr_export.verify.compare import Thresholds, compare_detections, compare_raw, thresholds_for
 from rtdetr_export.verify.inputs import verification_images
 from rtdetr_export.verify.reference import ReferenceRunner
@@ -23,13 +24,15 @@ def make_feed(head: str, images: np.ndarray, sizes: list[tuple[int, int]]) -> di
 
 
 def compare_runners(reference: Runner, candidate: Runner, head: str, feeds: list[dict[str, np.ndarray]],
-                    thresholds: Thresholds) -> dict:
+                    thresholds: Thresholds | AgreementThresholds) -> dict:
     """Run every feed through both runners and compare; returns a JSON-ready report."""
     runs = []
     with reference, candidate:
         for feed in feeds:
             ref, test = reference.infer(feed), candidate.infer(feed)
-            if head == "raw":
+            if isinstance(thresholds, AgreementThresholds):  # fp16 / int8: detection agreement
+                runs.append(compare_agreement(ref, test, head, thresholds).as_dict())
+            elif head == "raw":
                 runs.append(compare_raw(ref, test, thresholds).as_dict())
             else:
                 scale = max(feed["images"].shape[2:]) / feed["orig_target_sizes"].max(1)
@@ -41,8 +44,12 @@ def compare_runners(reference: Runner, candidate: Runner, head: str, feeds: list
 
 def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, head: str, batches: list[int],
                 top_k: int = 300, images_dir: str | Path | None = None, precision: str = "fp32",
-                thresholds: Thresholds | None = None) -> dict:
-    """ONNX Runtime (CPU) vs the PyTorch reference for each batch size; JSON-ready report."""
+                thresholds: Thresholds | AgreementThresholds | None = None) -> dict:
+    """ONNX Runtime (CPU) vs the PyTorch reference for each batch size; JSON-ready report.
+
+    An FP16 file runs as FP32 compute with FP16 storage (precision/emulation.py): ONNX Runtime's CPU
+    provider lacks most FP16 kernels and would otherwise skip most of the rounding.
+    """
     thresholds = thresholds or thresholds_for(precision)
     size = model.config.image_size
     feeds = []
@@ -50,7 +57,12 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, head: str, batche
         images, sizes = verification_images(batch, size, images_dir, seed=i)
         feeds.append(make_feed(head, images, sizes))
     reference = ReferenceRunner(model, head, top_k)
-    report = compare_runners(reference, OnnxRuntimeRunner(onnx_path), head, feeds, thresholds)
-    report.update({"reference": "torch-fp32-cpu", "candidate": "onnxruntime-cpu", "precision": precision,
+    candidate, candidate_name = OnnxRuntimeRunner(onnx_path), "onnxruntime-cpu"
+    if precision == "fp16":
+        from rtdetr_export.precision.emulation import Fp16EmulationRunner
+
+        candidate, candidate_name = Fp16EmulationRunner(onnx_path), "onnxruntime-cpu-fp16-emulated"
+    report = compare_runners(reference, candidate, head, feeds, thresholds)
+    report.update({"reference": "torch-fp32-cpu", "candidate": candidate_name, "precision": precision,
                    "inputs": str(images_dir) if images_dir else "synthetic"})
     return report

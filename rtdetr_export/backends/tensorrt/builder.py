@@ -1,0 +1,149 @@
+"""Build a TensorRT engine from one of our precision ONNX files: one code path for TensorRT 10.x and 11.x.
+
+Precision lives in the graph (FP16 casts, INT8 Q/DQ), so the network is strongly typed and no precision
+builder flag, calibrator, ``build_engine`` or ``max_workspace_size`` is used: TensorRT 11 removed all of
+them and TensorRT 10 deprecated them. Pure helpers (options, optimisation-profile shapes) need no TensorRT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
+from rtdetr_export.files import atomic_output
+
+INSTALL_HINT = ("install it with `pip install tensorrt` on a machine with an NVIDIA GPU and driver "
+                "(TensorRT 10 or 11; docs/precision.md)")
+MAX_OPT_LEVEL = 5
+
+
+@dataclass
+class BuildOptions:
+    """What ``rtdetr-export trt`` exposes for the builder."""
+
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 1
+    workspace_mib: int = 4096
+    timing_cache: str | None = None
+    builder_optimization_level: int = 3
+
+    def validate(self) -> None:
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise RTDetrExportError(f"batch profile must satisfy 1 <= min <= opt <= max, got min {self.min_batch}, "
+                                    f"opt {self.opt_batch}, max {self.max_batch}")
+        if self.workspace_mib < 1:
+            raise RTDetrExportError(f"--workspace must be at least 1 MiB, got {self.workspace_mib}")
+        if not 0 <= self.builder_optimization_level <= MAX_OPT_LEVEL:
+            raise RTDetrExportError(f"--builder-opt-level must be in 0..{MAX_OPT_LEVEL}, "
+                                    f"got {self.builder_optimization_level}")
+        if self.timing_cache is not None and Path(self.timing_cache).is_dir():
+            raise RTDetrExportError(f"--timing-cache {self.timing_cache} is a folder; give a file name")
+
+    @property
+    def dynamic(self) -> bool:
+        return self.min_batch != self.max_batch
+
+
+def profile_shapes(io: dict[str, list[dict[str, Any]]], options: BuildOptions) -> dict[str, dict[str, list[int]]]:
+    """Min/opt/max shape of every graph input for one optimisation profile over the batch dimension.
+
+    ``io`` is an ONNX I/O description (``io_description``): a symbolic (string) leading dimension is the
+    batch; any other symbolic dimension is unsupported. A static batch must equal the requested profile.
+    """
+    shapes = {}
+    for value in io["inputs"]:
+        dims = value["shape"]
+        if any(isinstance(d, str) or d in (0, None) for d in dims[1:]):
+            raise RTDetrExportError(f"input {value['name']} has a dynamic dimension other than the batch: {dims}")
+        if not dims:
+            raise RTDetrExportError(f"input {value['name']} is a scalar; our graphs have a batch dimension")
+        if isinstance(dims[0], str) or dims[0] in (0, None):
+            rest = [int(d) for d in dims[1:]]
+            shapes[value["name"]] = {"min": [options.min_batch, *rest], "opt": [options.opt_batch, *rest],
+                                     "max": [options.max_batch, *rest]}
+        else:
+            if (options.min_batch, options.opt_batch, options.max_batch) != (dims[0],) * 3:
+                raise RTDetrExportError(f"the ONNX file has a static batch of {dims[0]} (input {value['name']}); "
+                                        "export with --dynamic-batch for a batch profile, or set min/opt/max to "
+                                        f"{dims[0]}")
+            shapes[value["name"]] = {key: [int(d) for d in dims] for key in ("min", "opt", "max")}
+    return shapes
+
+
+def import_tensorrt() -> Any:
+    """The ``tensorrt`` module, or MissingDependencyError naming how to install it."""
+    try:
+        import tensorrt
+    except ImportError:
+        raise MissingDependencyError(f"TensorRT is not installed (no Python package `tensorrt`): {INSTALL_HINT}") \
+            from None
+    if not hasattr(tensorrt, "Builder"):  # the PyPI placeholder without libraries
+        raise MissingDependencyError(f"the installed `tensorrt` package has no TensorRT libraries: {INSTALL_HINT}")
+    return tensorrt
+
+
+def tensorrt_major(trt: Any) -> int:
+    return int(str(trt.__version__).split(".")[0])
+
+
+def _parser_errors(parser: Any) -> str:
+    """Every parser error with the ONNX node it names (TensorRT 10+ reports the node name and op)."""
+    lines = []
+    for i in range(parser.num_errors):
+        error = parser.get_error(i)
+        node = error.node_name() if hasattr(error, "node_name") else f"#{error.node()}"
+        op = f" ({error.node_operator()})" if hasattr(error, "node_operator") else ""
+        lines.append(f"node {node or '?'}{op}: {error.desc()}")
+    return "; ".join(lines) or "no error reported"
+
+
+def build_serialized_engine(onnx_path: str | Path, io: dict[str, list[dict[str, Any]]], options: BuildOptions,
+                            log: Callable[[str], None] = lambda message: None) -> bytes:
+    """Parse the ONNX file into a strongly typed network and build it; returns the serialized engine."""
+    trt = import_tensorrt()
+    options.validate()
+    shapes = profile_shapes(io, options)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    # TensorRT 11 is always strongly typed and ignores (deprecates) the flag; TensorRT 10 needs it.
+    flags = 0 if tensorrt_major(trt) >= 11 else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        raise RTDetrExportError(f"TensorRT cannot parse {Path(onnx_path).name}: {_parser_errors(parser)}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+    config.builder_optimization_level = options.builder_optimization_level
+    if hasattr(trt.BuilderFlag, "TF32"):
+        # FP32 layers stay FP32: TF32 would cost FP32 engines their 1e-4 parity. FP16/INT8 come from the graph.
+        config.clear_flag(trt.BuilderFlag.TF32)
+    profile = builder.create_optimization_profile()
+    for name, shape in shapes.items():
+        profile.set_shape(name, shape["min"], shape["opt"], shape["max"])
+    config.add_optimization_profile(profile)
+
+    cache_path = Path(options.timing_cache) if options.timing_cache else None
+    cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+    config.set_timing_cache(config.create_timing_cache(cache_bytes), False)
+
+    log(f"building the engine (TensorRT {trt.__version__}, optimisation level {options.builder_optimization_level}, "
+        f"workspace {options.workspace_mib} MiB)")
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RTDetrExportError("TensorRT failed to build the engine (its log above says why)")
+    if cache_path is not None:
+        _save_timing_cache(cache_path, bytes(config.get_timing_cache().serialize()))
+        log(f"timing cache saved to {cache_path}")
+    return bytes(serialized)
+
+
+def _save_timing_cache(path: Path, data: bytes) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+
+
+__all__ = ["BuildOptions", "build_serialized_engine", "import_tensorrt", "profile_shapes"]

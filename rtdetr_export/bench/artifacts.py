@@ -1,0 +1,110 @@
+"""Artifacts named on the command line: what each one is, checked before any benchmarking starts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.export.provenance import FORMAT, read_metadata
+
+ONNX_SUFFIXES = (".onnx",)
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+@dataclass
+class Artifact:
+    """One file to benchmark: an ONNX graph (ONNX Runtime) or a serialized TensorRT engine."""
+
+    path: Path
+    kind: str  # "onnx" or "tensorrt"
+    label: str  # how report rows name it
+    head: str = "raw"
+    batches: tuple[int, int] | None = None  # (smallest, largest) batch it takes; None: any (dynamic axis)
+    precision: str = "fp32"
+    provenance: dict[str, Any] | None = field(default=None, repr=False)
+    image_size: tuple[int, int] | None = None
+    size_bytes: int = 0
+    nodes: int | None = None
+
+    def supports(self, batch: int) -> bool:
+        return self.batches is None or self.batches[0] <= batch <= self.batches[1]
+
+    @property
+    def batch_text(self) -> str:
+        if self.batches is None:
+            return "dynamic"
+        low, high = self.batches
+        return str(low) if low == high else f"{low}-{high}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.path), "kind": self.kind, "label": self.label, "head": self.head,
+                "batch": self.batch_text, "precision": self.precision,
+                "ours": self.provenance is not None, "size_bytes": self.size_bytes, "nodes": self.nodes}
+
+
+def _onnx_artifact(path: Path, label: str) -> Artifact:
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise RTDetrExportError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
+    if not model.graph.node:
+        raise RTDetrExportError(f"{path} is not an ONNX model (empty graph)")
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    names = [i.name for i in inputs]
+    if "images" not in names:
+        raise RTDetrExportError(f"{path}: no 'images' input (inputs: {', '.join(names)}); the benchmark feeds the "
+                                "tensor contract of docs/onnx-export.md")
+    dims = inputs[names.index("images")].type.tensor_type.shape.dim
+    batch = dims[0].dim_value if len(dims) == 4 and dims[0].dim_value > 0 else None
+    size = (dims[2].dim_value, dims[3].dim_value) if len(dims) == 4 and dims[2].dim_value > 0 else None
+    meta = read_metadata(model)
+    provenance = meta if meta.get("format") == FORMAT else None
+    head = "detections" if "orig_target_sizes" in names else "raw"
+    precision = provenance.get("precision", "fp32") if provenance else "fp32"
+    return Artifact(path, "onnx", label, head, None if batch is None else (batch, batch), precision, provenance,
+                    size, path.stat().st_size, len(model.graph.node))
+
+
+def _engine_artifact(path: Path, label: str) -> Artifact:
+    # An engine is opaque here; the record `rtdetr-export trt` writes beside it (OUT.engine.json) says its
+    # head, batch profile, precision and the model it came from.
+    record: dict[str, Any] = {}
+    for side in (Path(str(path) + ".json"), path.with_suffix(".json")):
+        if side.is_file():
+            try:
+                record = json.loads(side.read_text())
+            except (OSError, ValueError):
+                record = {}
+            break
+    batches = None
+    shapes = (record.get("profile") or {}).get("images")
+    if shapes:
+        batches = (int(shapes["min"][0]), int(shapes["max"][0]))
+    size = record.get("input_size")
+    return Artifact(path, "tensorrt", label, record.get("head") or "raw", batches, record.get("precision") or "fp32",
+                    record if record.get("model") else None, tuple(size) if size else None, path.stat().st_size)
+
+
+def describe_artifact(path: str | Path, label: str | None = None) -> Artifact:
+    """Check that ``path`` exists and is a readable ONNX file or a TensorRT engine; one-line error if not."""
+    path = Path(path)
+    if not path.is_file():
+        raise RTDetrExportError(f"{path}: no such file")
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise RTDetrExportError(f"{path}: cannot read it ({exc.strerror})") from None
+    suffix = path.suffix.lower()
+    if suffix in ONNX_SUFFIXES:
+        return _onnx_artifact(path, label or path.name)
+    if suffix in ENGINE_SUFFIXES:
+        return _engine_artifact(path, label or path.name)
+    raise RTDetrExportError(f"{path}: unknown artifact type; benchmark .onnx files or TensorRT engines "
+                            f"({', '.join(ENGINE_SUFFIXES)})")

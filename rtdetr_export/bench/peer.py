@@ -1,0 +1,193 @@
+"""The natural alternative export path, run beside ours on the same weights: the peer row of a benchmark.
+
+transformers' ``RTDetrV2ForObjectDetection`` -> ``torch.onnx.export`` (the TorchScript exporter, the same opset
+and dynamic batch axis as ours) -> onnxslim, as a user would do without this tool. Both models come from one
+transformers folder (``save_pretrained``), so they compute the same function and the report's parity numbers
+check that.
+
+transformers is a test dependency, not a runtime one: importing this module without it raises
+MissingDependencyError, and nothing else in the package imports it at module level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import warnings
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from rtdetr_export.backends.base import Runner
+from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
+from rtdetr_export.model import ModelConfig
+from rtdetr_export.verify.inputs import synthetic_images
+
+try:
+    import transformers
+except ImportError:
+    raise MissingDependencyError("the peer comparison needs transformers: pip install transformers") from None
+
+PEER_OPSET = 17
+
+
+def unsupported_reason(config: ModelConfig) -> str | None:
+    """Why transformers cannot express ``config`` (None when it can)."""
+    if config.eval_layer != config.decoder_layers - 1:
+        return f"transformers always outputs the last decoder layer; this model outputs layer {config.eval_layer}"
+    if len(set(config.decoder_n_points)) != 1:
+        return "transformers has one point count for all levels; this model has " \
+               f"{list(config.decoder_n_points)}"
+    if config.csp_blocks != 3:
+        return "transformers' CSP blocks have 3 RepVGG units"
+    return None
+
+
+def transformers_config(config: ModelConfig) -> Any:
+    """A transformers ``RTDetrV2Config`` with the architecture of our ``config``."""
+    reason = unsupported_reason(config)
+    if reason:
+        raise RTDetrExportError(f"no transformers equivalent: {reason}")
+    expansion = config.backbone_expansion
+    backbone = transformers.RTDetrResNetConfig(
+        depths=list(config.backbone_blocks), hidden_sizes=[w * expansion for w in config.backbone_widths],
+        layer_type=config.backbone_block, embedding_size=config.backbone_stem_channels,
+        hidden_act=config.backbone_activation, out_indices=[s + 1 for s in config.backbone_return_stages])
+    return transformers.RTDetrV2Config(
+        backbone_config=backbone, id2label=dict(enumerate(config.class_names)),
+        encoder_in_channels=list(config.backbone_out_channels), feat_strides=list(config.feat_strides),
+        encoder_hidden_dim=config.encoder_hidden_dim, encoder_layers=config.encoder_layers,
+        encoder_attention_heads=config.encoder_heads, encoder_ffn_dim=config.encoder_ffn_dim,
+        encoder_activation_function=config.encoder_activation, encode_proj_layers=list(config.encode_proj_layers),
+        positional_encoding_temperature=int(config.pe_temperature), normalize_before=config.normalize_before,
+        hidden_expansion=config.hidden_expansion, activation_function=config.activation, d_model=config.d_model,
+        decoder_in_channels=list(config.resolved_decoder_in_channels), num_queries=config.num_queries,
+        decoder_layers=config.decoder_layers, decoder_attention_heads=config.decoder_heads,
+        decoder_ffn_dim=config.decoder_ffn_dim, decoder_activation_function=config.decoder_activation,
+        num_feature_levels=config.num_feature_levels, decoder_n_levels=config.num_feature_levels,
+        decoder_n_points=config.decoder_n_points[0], decoder_offset_scale=config.decoder_offset_scale,
+        decoder_method=config.decoder_method, learn_initial_query=config.learn_initial_query,
+        num_denoising=config.num_denoising, anchor_image_size=list(config.image_size),
+        layer_norm_eps=config.layer_norm_eps, batch_norm_eps=config.batch_norm_eps)
+
+
+@torch.no_grad()
+def random_transformers_model(config: ModelConfig, seed: int = 1234) -> Any:
+    """A transformers model with well-conditioned seeded random weights (as the tests' oracles have).
+
+    transformers' own init ties class scores (query selection would be arbitrary), so every parameter gets
+    N(0, 0.02) noise, BatchNorm statistics are calibrated on a synthetic batch, then jittered.
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = transformers.RTDetrV2ForObjectDetection(transformers_config(config)).eval()
+    g = torch.Generator().manual_seed(seed)
+    for param in model.parameters():
+        param.add_(0.02 * torch.randn(param.shape, generator=g))
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: after one batch the statistics are that batch's
+        m.train()
+    calibration = torch.from_numpy(synthetic_images(2, config.image_size, seed=97))
+    model(pixel_values=calibration)
+    for m in norms:
+        m.momentum = 0.1
+        m.eval()
+        m.running_var.mul_(0.5 + torch.rand(m.running_var.shape, generator=g))
+        m.running_mean.add_(0.1 * m.running_var.sqrt() * torch.randn(m.running_mean.shape, generator=g))
+    return model.eval()
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    # transformers draws progress bars on stderr; progress is ours to print (or not, with --quiet).
+    hf_logging = transformers.utils.logging
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def save_transformers_model(model: Any, folder: str | Path) -> Path:
+    """``save_pretrained`` into ``folder``; returns it."""
+    with _no_progress_bars():
+        model.save_pretrained(str(folder))
+    return Path(folder)
+
+
+def load_transformers_model(folder: str | Path, method: str | None = None) -> Any:
+    """``RTDetrV2ForObjectDetection.from_pretrained(folder)`` in eval mode, with sampler ``method`` if given.
+
+    The sampler is not a weight: the folder's config names one, and the peer must run the one ours runs.
+    """
+    overrides = {"decoder_method": method} if method else {}
+    try:
+        with _no_progress_bars():
+            return transformers.RTDetrV2ForObjectDetection.from_pretrained(str(folder), **overrides).eval()
+    except (OSError, ValueError) as exc:
+        raise RTDetrExportError(f"{folder}: transformers cannot load it ({str(exc).splitlines()[0][:160]})") \
+            from None
+
+
+class _RawOutputs(nn.Module):
+    """transformers' output object -> (logits, pred_boxes), the raw head's contract."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(pixel_values=images)
+        return out.logits, out.pred_boxes
+
+
+def export_peer_onnx(model: Any, output: str | Path, image_size: tuple[int, int], opset: int = PEER_OPSET,
+                     dynamic_batch: bool = True, simplify: bool = True) -> dict[str, Any]:
+    """Export the transformers model the plain way; returns what was done (exporter, simplifier, nodes)."""
+    module = _RawOutputs(copy.deepcopy(model)).eval()
+    images = torch.rand(2 if dynamic_batch else 1, 3, *image_size, generator=torch.Generator().manual_seed(0))
+    dynamic = {name: {0: "batch"} for name in ("images", "logits", "pred_boxes")} if dynamic_batch else None
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (images,), buffer, input_names=["images"], output_names=["logits", "pred_boxes"],
+                          opset_version=opset, dynamic_axes=dynamic, do_constant_folding=True, dynamo=False)
+    graph = onnx.load_from_string(buffer.getvalue())
+    simplifier = None
+    if simplify:
+        import onnxslim
+
+        graph, simplifier = onnxslim.slim(graph), f"onnxslim {version('onnxslim')}"
+    onnx.save(graph, str(output))
+    return {"path": str(output), "exporter": "torch.onnx (TorchScript)", "opset": opset, "simplifier": simplifier,
+            "dynamic_batch": dynamic_batch, "nodes": len(graph.graph.node),
+            "transformers": version("transformers")}
+
+
+class TransformersRunner(Runner):
+    """transformers' model run eagerly in PyTorch (the peer's PyTorch row), raw head outputs."""
+
+    name = "transformers"
+
+    def __init__(self, model: Any, device: str = "cpu", precision: str = "fp32"):
+        self.model, self.device, self.precision = model, device, precision
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16}[precision]
+
+    def activate(self) -> None:
+        self.model.to(self.device, self.dtype)
+
+    @torch.no_grad()
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        images = torch.from_numpy(np.ascontiguousarray(feed["images"])).to(self.device, self.dtype)
+        out = self.model(pixel_values=images)
+        return {"logits": out.logits.float().cpu().numpy(), "pred_boxes": out.pred_boxes.float().cpu().numpy()}

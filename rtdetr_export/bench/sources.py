@@ -1,0 +1,167 @@
+"""What a benchmark measures: the reference model, our ONNX export (made on the fly when no artifact is
+given) and, with ``--peer``, the same weights exported by the transformers path."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from torch import nn
+
+from rtdetr_export.bench.artifacts import Artifact, describe_artifact
+from rtdetr_export.bench.targets import Target
+from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
+from rtdetr_export.export.onnx_export import OnnxExportOptions, export_onnx
+
+if TYPE_CHECKING:
+    from rtdetr_export.bench.suite import BenchOptions
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class BenchModels:
+    """The reference model, the artifacts to run (given or exported here) and the peer, if any."""
+
+    model: nn.Module
+    artifacts: list[Artifact]
+    exports: dict[str, Any] = field(default_factory=dict)
+    peer_model: Any = None  # transformers' model, for the peer's PyTorch row
+    peer_skipped: str | None = None
+
+    def peer_targets(self, names: list[str], device: str, head: str) -> list[Target]:
+        """The peer's PyTorch rows (its ONNX row is an ordinary artifact labelled 'peer')."""
+        wanted = [(n, p) for n, p in (("torch", "fp32"), ("torch-fp16", "fp16")) if n in names]
+        if self.peer_model is not None and head != "raw":
+            self.peer_skipped = "the peer path has the raw head only (logits, pred_boxes)"
+        if self.peer_skipped:
+            return [Target(f"peer:{n}", n.split("-")[0], "-", device, "peer", skipped=self.peer_skipped)
+                    for n in ["torch", "onnxruntime"] if any(x.startswith(n) for x in names)]
+        if self.peer_model is None:
+            return []
+        from rtdetr_export.bench.peer import TransformersRunner
+
+        targets = []
+        for _name, precision in wanted:
+            target = Target(f"torch-{precision}-{device}:peer", "torch", precision, device, "peer",
+                            info={"model": "transformers RTDetrV2ForObjectDetection (eager)"})
+            if precision == "fp16" and device != "cuda":
+                target.skipped = "FP16 PyTorch is benchmarked on CUDA only"
+            else:
+                # Each precision casts its own copy: activating FP16 must not turn the FP32 row's model into half.
+                model = self.peer_model if precision == "fp32" else copy.deepcopy(self.peer_model)
+                target.make = lambda m=model, p=precision: TransformersRunner(m, device, p)
+            targets.append(target)
+        return targets
+
+    def describe(self) -> dict[str, Any]:
+        config = self.model.config
+        return {"source": dataclasses.asdict(self.model.source), "method": config.decoder_method,
+                "input_size": list(config.image_size), "num_queries": config.num_queries,
+                "num_classes": config.num_classes, "parameters": sum(p.numel() for p in self.model.parameters()),
+                "config": config.to_dict(), "artifacts": [a.describe() for a in self.artifacts],
+                "exports": self.exports,
+                "peer": self.peer_skipped or ("transformers" if self.peer_model is not None else None)}
+
+
+def _load_reference(options: "BenchOptions", artifacts: list[Artifact], log: Log) -> nn.Module:
+    from rtdetr_export.verify.artifact import reference_model
+    from rtdetr_export.weights import load_model
+
+    ours = [a for a in artifacts if a.provenance is not None]
+    if ours and options.preset is None:
+        return reference_model(ours[0].provenance, options.model_path, log)
+    if artifacts and options.model_path is None and options.preset is None:
+        raise RTDetrExportError("these artifacts carry no provenance to rebuild their reference from; "
+                                "pass --model (or --preset for random weights)")
+    model = load_model(options.model_path, preset=options.preset, method=options.method,
+                       image_size=options.image_size)
+    if model.source.format == "random":
+        log(f"[bench] no --model given: preset {options.preset or 'r18vd'} with seeded random weights "
+            f"(seed {model.source.seed})")
+    return model
+
+
+def _peer_source(options: "BenchOptions", artifacts: list[Artifact], tmp: Path, log: Log):
+    """(transformers model, our model from the same folder) or raise with the reason there is no peer."""
+    from rtdetr_export.bench import peer
+    from rtdetr_export.weights import load_model
+
+    if options.model_path is not None:
+        folder = Path(options.model_path)
+        if not folder.is_dir():
+            raise RTDetrExportError("--peer needs a transformers folder (or no --model for random weights)")
+        hf = peer.load_transformers_model(folder, options.method)
+    elif artifacts:
+        raise RTDetrExportError("--peer with artifacts needs --model: the transformers folder they came from")
+    else:
+        from rtdetr_export.model import preset as preset_config
+
+        config = preset_config(options.preset or "r18vd", decoder_method=options.method or "default",
+                               **({"image_size": options.image_size} if options.image_size else {}))
+        log(f"[bench] --peer: building transformers' RTDetrV2ForObjectDetection ({options.preset or 'r18vd'}, "
+            "seeded random weights) and loading ours from its save_pretrained folder")
+        hf = peer.random_transformers_model(config)
+        folder = peer.save_transformers_model(hf, tmp / "transformers_model")
+    model = load_model(folder, method=options.method or hf.config.decoder_method, image_size=options.image_size)
+    reason = peer.unsupported_reason(model.config)
+    if reason:
+        raise RTDetrExportError(reason)
+    return hf, model
+
+
+def prepare_models(options: "BenchOptions", artifacts: list[Artifact], head: str, tmp: Path,
+                   log: Log) -> BenchModels:
+    """Load the reference, export what is missing into ``tmp``, and check every input size agrees."""
+    hf, peer_skipped = None, None
+    if options.peer:
+        try:
+            hf, model = _peer_source(options, artifacts, tmp, log)
+        except RTDetrExportError as exc:
+            if isinstance(exc, MissingDependencyError):
+                raise
+            peer_skipped, hf = f"no peer: {exc}", None
+            log(f"[bench] {peer_skipped}")
+            model = _load_reference(options, artifacts, log)
+    else:
+        model = _load_reference(options, artifacts, log)
+    size = tuple(model.config.image_size)
+    for artifact in artifacts:
+        if artifact.image_size and tuple(artifact.image_size) != size:
+            raise RTDetrExportError(f"{artifact.path} takes {artifact.image_size[0]}x{artifact.image_size[1]} "
+                                    f"images but the reference model is built for {size[0]}x{size[1]}")
+    models = BenchModels(model, list(artifacts), peer_skipped=peer_skipped)
+    wants_onnx = "onnxruntime" in options.backends
+    if wants_onnx and not any(a.kind == "onnx" for a in artifacts):
+        path = tmp / "ours.onnx"
+        log(f"[bench] exporting {path.name} ({config_text(model)}, {head} head, dynamic batch)")
+        start = time.time()
+        export_onnx(model, path, OnnxExportOptions(dynamic_batch=True, head=head, top_k=options.top_k,
+                                                   verify=False), log=lambda m: log("  " + m))
+        models.exports["ours"] = {"seconds": round(time.time() - start, 1), "exporter": "torch.onnx (TorchScript)",
+                                  "simplifier": "onnxslim", "dynamic_batch": True}
+        models.artifacts.append(describe_artifact(path, "ours"))
+    if hf is not None:
+        models.peer_model = hf
+        if wants_onnx and head == "raw":
+            from rtdetr_export.bench.peer import export_peer_onnx
+
+            path = tmp / "peer.onnx"
+            log("[bench] exporting the peer: transformers -> torch.onnx -> onnxslim (same opset, dynamic batch)")
+            start = time.time()
+            info = export_peer_onnx(hf, path, size)
+            info["seconds"] = round(time.time() - start, 1)
+            models.exports["peer"] = info
+            models.artifacts.append(describe_artifact(path, "peer"))
+        elif wants_onnx:
+            models.exports["peer"] = {"skipped": "the peer path has the raw head only (logits, pred_boxes)"}
+    return models
+
+
+def config_text(model: nn.Module) -> str:
+    config = model.config
+    return f"method {config.decoder_method}, input {config.image_size[0]}x{config.image_size[1]}"

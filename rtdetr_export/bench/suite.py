@@ -1,0 +1,245 @@
+"""``run_benchmark``: build or load what to measure, time every target x batch, and return the report dict."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rtdetr_export.bench import report as report_module
+from rtdetr_export.bench.artifacts import describe_artifact
+from rtdetr_export.bench.machine import load_average, machine_info
+from rtdetr_export.bench.memory import PeakMemory
+from rtdetr_export.bench.parity import parity
+from rtdetr_export.bench.sources import BenchModels, prepare_models
+from rtdetr_export.bench.stats import summarize
+from rtdetr_export.bench.targets import (BACKENDS, DEFAULT_BACKENDS, DEVICES, Target, expand_backends,
+                                         onnxruntime_target, tensorrt_targets, torch_targets)
+from rtdetr_export.bench.timing import (STAGES, Rounds, interleaved, interleaved_end_to_end, synchronizer, timed)
+from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.export.heads import HEADS
+from rtdetr_export.imaging import list_images, load_image, preprocess_batch
+from rtdetr_export.verify.inputs import synthetic_images
+from rtdetr_export.verify.reference import ReferenceRunner
+from rtdetr_export.verify.verification import make_feed
+
+Log = Callable[[str], None]
+E2E_IMAGE_SIZE = (720, 1280)  # synthetic end-to-end inputs: a camera frame, so decode and resize cost something
+
+
+@dataclass
+class BenchOptions:
+    """Everything ``rtdetr-export bench`` exposes as flags."""
+
+    artifacts: list[str] = field(default_factory=list)
+    model_path: str | None = None
+    preset: str | None = None
+    method: str | None = None
+    image_size: int | None = None
+    backends: list[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))
+    device: str = "cpu"
+    batches: list[int] = field(default_factory=lambda: [1])
+    warmup: int = 2
+    iters: int | None = 10
+    seconds: float | None = None
+    e2e_iters: int | None = None  # None: a third of the model-only rounds, at least 2
+    threads: int | None = None
+    images: str | None = None
+    head: str = "raw"
+    top_k: int = 300
+    peer: bool = False
+    note: str | None = None
+
+    def validate(self) -> None:
+        """Raise RTDetrExportError for values no benchmark can use."""
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        if unknown or not self.backends:
+            raise RTDetrExportError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BACKENDS)}"
+                                    if unknown else "no backend given")
+        if self.device not in DEVICES:
+            raise RTDetrExportError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
+        if not self.batches or any(b < 1 for b in self.batches):
+            raise RTDetrExportError(f"batch sizes must be positive, got {self.batches}")
+        if self.warmup < 0:
+            raise RTDetrExportError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.seconds is not None and self.seconds <= 0:
+            raise RTDetrExportError(f"--seconds must be positive, got {self.seconds}")
+        if self.seconds is None and (self.iters is None or self.iters < 1):
+            raise RTDetrExportError(f"--iters must be >= 1, got {self.iters}")
+        if self.e2e_iters is not None and self.e2e_iters < 0:
+            raise RTDetrExportError(f"--e2e-iters must be >= 0, got {self.e2e_iters}")
+        if self.threads is not None and self.threads < 1:
+            raise RTDetrExportError(f"--threads must be >= 1, got {self.threads}")
+        if self.head not in HEADS:
+            raise RTDetrExportError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise RTDetrExportError("--device cuda: PyTorch sees no CUDA device on this machine")
+
+
+def parse_batches(text: str) -> list[int]:
+    """'1,4' -> [1, 4]; anything but positive integers is an error."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise RTDetrExportError(f"--batch takes comma-separated positive integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise RTDetrExportError(f"--batch takes comma-separated positive integers, got {text!r}")
+    return list(dict.fromkeys(values))
+
+
+def _image_files(options: BenchOptions, count: int, folder: Path) -> tuple[list[Path], str]:
+    """``count`` image files for the end-to-end runs: the user's (cycled) or synthetic JPEG camera frames."""
+    if options.images:
+        found = list_images(options.images)
+        return [found[i % len(found)] for i in range(count)], str(options.images)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, array in enumerate(synthetic_images(count, E2E_IMAGE_SIZE, seed=7)):
+        path = folder / f"synthetic_{i}.jpg"
+        Image.fromarray((array.transpose(1, 2, 0) * 255).astype(np.uint8)).save(path, quality=90)
+        paths.append(path)
+    return paths, f"synthetic {E2E_IMAGE_SIZE[1]}x{E2E_IMAGE_SIZE[0]} JPEG"
+
+
+def build_targets(options: BenchOptions, models: BenchModels, head: str) -> list[Target]:
+    """Every row the report will have, runnable or skipped with a reason, reference first."""
+    names = expand_backends(options.backends, options.device)
+    targets = torch_targets(names, models.model, head, options.top_k, options.device)
+    targets += models.peer_targets(names, options.device, head)
+    if "onnxruntime" in names:
+        onnx_files = [a for a in models.artifacts if a.kind == "onnx"]
+        targets += [onnxruntime_target(a, options.device, options.threads, "peer" if a.label == "peer" else "ours")
+                    for a in onnx_files]
+    if "tensorrt" in names:
+        targets += tensorrt_targets([a for a in models.artifacts if a.kind == "tensorrt"], options.device)
+    return targets
+
+
+def _failure(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+
+
+def run_benchmark(options: BenchOptions, log: Log = lambda message: None) -> dict[str, Any]:
+    """Measure every target at every batch size; the JSON-ready report (see docs/benchmarks.md)."""
+    options.validate()
+    started, load_before = time.time(), load_average()
+    artifacts = [describe_artifact(path) for path in options.artifacts]
+    heads = {a.head for a in artifacts}
+    if len(heads) > 1:
+        raise RTDetrExportError("the artifacts have different heads (raw and detections); benchmark them apart")
+    head = heads.pop() if heads else options.head
+    previous_threads = torch.get_num_threads()
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    try:
+        with tempfile.TemporaryDirectory(prefix="rtdetr-bench-") as tmp:
+            models = prepare_models(options, artifacts, head, Path(tmp), log)
+            targets = build_targets(options, models, head)
+            measured = _measure(options, models, targets, head, Path(tmp), log)
+    finally:
+        torch.set_num_threads(previous_threads)
+    settings = {key: value for key, value in dataclasses.asdict(options).items()
+                if key not in ("artifacts", "model_path", "preset", "method", "image_size", "note")}
+    settings.update(head=head, interleaved=True, torch_threads=torch.get_num_threads() if not options.threads
+                    else options.threads, rounds=measured["rounds"], e2e_rounds=measured["e2e_rounds"],
+                    inputs=measured["inputs"], reference="torch-fp32-cpu (unfused model, verification's rules)")
+    return report_module.assemble(
+        note=options.note, machine=machine_info(), settings=settings, model=models.describe(),
+        targets=targets, results=measured["results"],
+        timing={"wall_s": round(time.time() - started, 1), "load_average_start": load_before,
+                "load_average_end": load_average()})
+
+
+def _activate(targets: list[Target], device: str, log: Log) -> dict[str, Any]:
+    runners = {}
+    for target in targets:
+        if target.skipped or target.make is None:
+            continue
+        try:
+            runner = target.make()
+            with PeakMemory(device, torch_allocator=target.backend == "torch") as memory:
+                seconds = timed(runner.activate)[0] / 1000
+            target.info.update(load_s=round(seconds, 3), load_memory=memory.result)
+            providers = getattr(runner, "active_providers", None)
+            if providers:
+                target.info["active_providers"] = providers
+            runners[target.name] = runner
+        except Exception as exc:  # one broken backend must not take the whole report down
+            target.skipped = f"failed to load: {_failure(exc)}"
+            log(f"  {target.name}: {target.skipped}")
+    return runners
+
+
+def _first_runs(targets: list[Target], runners: dict, batch: int, feed: dict, want: dict, head: str,
+                options: BenchOptions, sync, log: Log) -> tuple[dict[str, dict[str, Any]], dict]:
+    """Per target at this batch: the cold run (timed, and compared with the reference) and the warm-up,
+    under a peak-memory probe. Returns the result entries and the runners that got through."""
+    entries: dict[str, dict[str, Any]] = {}
+    active = {}
+    for target in targets:
+        entry = entries[target.name] = {"target": target.name, "batch": batch}
+        if target.name not in runners:
+            entry.update(status="skipped", reason=target.skipped or "not runnable")
+            continue
+        if not target.supports(batch):
+            entry.update(status="skipped", reason=f"the artifact takes batch {target.artifact.batch_text} only")
+            continue
+        runner = runners[target.name]
+        try:
+            with PeakMemory(options.device, torch_allocator=target.backend == "torch") as memory:
+                cold_ms, got = timed(lambda: runner.infer(feed), sync)
+                for _ in range(options.warmup):
+                    runner.infer(feed)
+            entry.update(status="ok", cold_ms=cold_ms, memory=memory.result,
+                         parity=parity(head, feed, want, got, target.precision))
+            active[target.name] = runner
+        except Exception as exc:  # a backend that fails at this batch is reported, the others go on
+            entry.update(status="failed", reason=_failure(exc))
+            log(f"  {target.name} at batch {batch}: {entry['reason']}")
+    return entries, active
+
+
+def _measure(options: BenchOptions, models: BenchModels, targets: list[Target], head: str, tmp: Path,
+             log: Log) -> dict[str, Any]:
+    size = models.model.config.image_size
+    paths, source = _image_files(options, max(options.batches), tmp / "images")
+    sync = synchronizer(options.device)
+    reference = ReferenceRunner(models.model, head, options.top_k)
+    reference.activate()
+    log(f"[bench] loading {sum(1 for t in targets if not t.skipped)} runner(s) on {options.device}")
+    runners = _activate(targets, options.device, log)
+    results, rounds_done, e2e_done = [], {}, {}
+    for batch in options.batches:
+        pictures = [load_image(p) for p in paths[:batch]]
+        feed = make_feed(head, preprocess_batch(pictures, size), [(p.height, p.width) for p in pictures])
+        entries, active = _first_runs(targets, runners, batch, feed, reference.infer(feed), head, options, sync, log)
+        if not active:
+            results += list(entries.values())
+            continue
+        log(f"[bench] batch {batch}: timing {', '.join(active)} in interleaved rounds")
+        samples = interleaved(active, feed, Rounds(options.iters, options.seconds), sync,
+                              progress=lambda done: log(f"  round {done}") if done % 10 == 0 else None)
+        rounds_done[batch] = len(next(iter(samples.values())))
+        e2e_count = options.e2e_iters if options.e2e_iters is not None else max(2, rounds_done[batch] // 3)
+        e2e_done[batch] = e2e_count
+        if e2e_count:
+            log(f"[bench] batch {batch}: {e2e_count} end-to-end round(s) (decode, preprocess, infer, postprocess)")
+        e2e = interleaved_end_to_end(active, paths[:batch], size, head, e2e_count, sync) if e2e_count else {}
+        for name in active:
+            entry = entries[name]
+            entry["latency_ms"] = summarize(samples[name])
+            entry["samples_ms"] = [round(v, 4) for v in samples[name]]
+            if name in e2e:
+                entry["e2e_ms"] = summarize(e2e[name].e2e_ms)
+                entry["e2e_stages_ms"] = {s: float(np.mean(e2e[name].stages_ms[s])) for s in STAGES}
+        results += list(entries.values())
+    for runner in runners.values():
+        runner.deactivate()
+    return {"results": results, "rounds": rounds_done, "e2e_rounds": e2e_done, "inputs": source}

@@ -1,0 +1,93 @@
+"""Write a report folder: report.json (everything), report.md, report.csv and latency.png."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rtdetr_export.bench.markdown import render_markdown
+from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.files import write_text_atomic
+
+FILES = ("report.json", "report.md", "report.csv", "latency.png")
+CSV_STATS = ("min", "mean", "p50", "p90", "p99", "max", "std", "n")
+
+
+def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat row per target x batch (skipped and failed rows included, with their reason)."""
+    targets = {t["name"]: t for t in report["targets"]}
+    rows = []
+    for r in report["results"]:
+        t = targets.get(r["target"], {})
+        row: dict[str, Any] = {"target": r["target"], "backend": t.get("backend"), "precision": t.get("precision"),
+                               "device": t.get("device"), "role": t.get("role"), "batch": r["batch"],
+                               "status": r["status"], "reason": r.get("reason", "")}
+        latency = r.get("latency_ms") or {}
+        e2e = r.get("e2e_ms") or {}
+        for key in CSV_STATS:
+            row[f"latency_{key}_ms" if key != "n" else "iterations"] = latency.get(key)
+        row["throughput_ips"] = r.get("throughput_ips")
+        for key in ("p50", "mean", "min", "max"):
+            row[f"e2e_{key}_ms"] = e2e.get(key)
+        row["e2e_throughput_ips"] = r.get("e2e_throughput_ips")
+        row["cold_ms"] = r.get("cold_ms")
+        row["peak_memory_mb"] = (r.get("memory") or {}).get("peak_mb")
+        row["memory_kind"] = (r.get("memory") or {}).get("kind")
+        row["speedup_vs_torch_p50"] = (r.get("speedup_vs_torch") or {}).get("p50")
+        parity = r.get("parity") or {}
+        row["parity_passed"] = parity.get("passed")
+        for name, entry in (parity.get("outputs") or {}).items():
+            for key in ("max_abs", "max_abs_px", "agreement", "mean_iou"):
+                if key in entry:
+                    row[f"parity_{name}_{key}"] = entry[key]
+        rows.append(row)
+    return rows
+
+
+def render_csv(report: dict[str, Any]) -> str:
+    rows = csv_rows(report)
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def check_report_folder(folder: str | Path, force: bool = False) -> Path:
+    """Fail before any measuring when ``folder`` cannot take a report (a file, a report there, no parent)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise RTDetrExportError(f"{folder} is a file; --report takes a folder")
+    if (folder / "report.json").exists() and not force:
+        raise RTDetrExportError(f"{folder} already holds a report; pass --force to replace it")
+    parent = folder if folder.exists() else folder.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise RTDetrExportError(f"cannot write a report into {folder}: {parent} is not writable")
+    return folder
+
+
+def write_report(report: dict[str, Any], folder: str | Path, force: bool = False) -> list[Path]:
+    """Write the report files into ``folder`` (created if needed); refuses to replace a report without force."""
+    folder = check_report_folder(folder, force)
+    written = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in (("report.json", json.dumps(report, indent=2) + "\n"),
+                           ("report.md", render_markdown(report)), ("report.csv", render_csv(report))):
+            write_text_atomic(folder / name, text)
+            written.append(folder / name)
+    except OSError as exc:
+        raise RTDetrExportError(f"cannot write the report into {folder}: {exc.strerror or exc}") from None
+    from rtdetr_export.bench.plot import plot_latency
+
+    png = plot_latency(report, folder / "latency.png")
+    if png is not None:
+        written.append(png)
+    return written

@@ -1,0 +1,65 @@
+"""``rtdetr-export bench``: latency, throughput, memory and parity of every backend, as a report folder."""
+
+from __future__ import annotations
+
+import click
+
+from rtdetr_export.cli.common import emit_json, log, model_options
+from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.export.heads import HEADS
+
+
+@click.command("bench")
+@click.argument("artifacts", nargs=-1, type=click.Path(path_type=str))
+@model_options
+@click.option("--backends", default="torch,onnxruntime,tensorrt", show_default=True,
+              help="Comma-separated: torch, torch-fp16, torch-compile, onnxruntime, tensorrt ('torch' on CUDA "
+                   "adds its FP16 and compiled variants). Unavailable ones are reported as skipped.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--batch", "batch_text", default="1", show_default=True, help="Comma-separated batch sizes, e.g. 1,4.")
+@click.option("--warmup", type=int, default=2, show_default=True, help="Untimed runs per backend and batch.")
+@click.option("--iters", type=int, default=None, help="Timed interleaved rounds per batch [default: 10].")
+@click.option("--seconds", type=float, default=None,
+              help="Instead of --iters: rounds until every backend has this many seconds of samples.")
+@click.option("--e2e-iters", type=int, default=None,
+              help="End-to-end rounds per batch (default: a third of the timed rounds, at least 2; 0: none).")
+@click.option("--threads", type=int, default=None, help="CPU threads for PyTorch and ONNX Runtime (default: theirs).")
+@click.option("--images", type=click.Path(path_type=str), default=None,
+              help="Folder of images for the end-to-end runs (default: synthetic 1280x720 JPEGs).")
+@click.option("--head", type=click.Choice(HEADS), default="raw", show_default=True,
+              help="Head of the ONNX file bench exports when no ARTIFACT is given.")
+@click.option("--peer", is_flag=True,
+              help="Add the transformers path (RTDetrV2ForObjectDetection -> torch.onnx -> onnxslim) on the same "
+                   "weights; needs transformers.")
+@click.option("--note", default=None, help="A line shown at the top of the report (e.g. 'draft, noisy machine').")
+@click.option("--report", "report_dir", type=click.Path(path_type=str), default=None,
+              help="Write report.json, report.md, report.csv and latency.png into this folder.")
+@click.option("--force", is_flag=True, help="Replace a report already in --report.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report JSON on stdout.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def bench_command(artifacts, model_path, preset, method, image_size, backends, device, batch_text, warmup, iters,
+                  seconds, e2e_iters, threads, images, head, peer, note, report_dir, force, as_json, quiet) -> None:
+    """Benchmark ARTIFACTs (ONNX files, TensorRT engines) against PyTorch; with none, export the model first."""
+    from rtdetr_export.bench import BenchOptions, parse_backends, parse_batches, run_benchmark, write_report
+    from rtdetr_export.bench.markdown import render_markdown
+
+    if iters is not None and seconds is not None:
+        raise RTDetrExportError("give --iters or --seconds, not both")
+    options = BenchOptions(
+        artifacts=list(artifacts), model_path=model_path, preset=preset, method=method, image_size=image_size,
+        backends=parse_backends(backends), device=device, batches=parse_batches(batch_text), warmup=warmup,
+        iters=10 if iters is None and seconds is None else iters, seconds=seconds, e2e_iters=e2e_iters,
+        threads=threads, images=images, head=head, peer=peer, note=note)
+    if report_dir:
+        from rtdetr_export.bench.writers import check_report_folder
+
+        check_report_folder(report_dir, force)
+    progress = (lambda message: None) if quiet else log
+    report = run_benchmark(options, progress)
+    if report_dir:
+        written = write_report(report, report_dir, force=force)
+        progress(f"[bench] wrote {', '.join(str(p) for p in written)}")
+    if as_json:
+        emit_json(report)
+    elif not quiet:
+        click.echo(render_markdown(report), nl=False)

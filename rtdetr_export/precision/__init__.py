@@ -1,0 +1,113 @@
+"""Precision on the ONNX graph: FP16 mixed precision and INT8 Q/DQ, each with a recipe for the provenance.
+
+TensorRT 10 (strongly typed networks) and 11 take precision from the graph itself, so the same file
+serves both: see docs/precision.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import onnx
+
+from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.imaging import list_images
+from rtdetr_export.precision.calibration import DEFAULT_COUNT, CalibrationSet, calibration_set
+from rtdetr_export.precision.int8 import CALIBRATION_METHODS, Int8Options
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class PrecisionOptions:
+    """Target precision and its calibration / exclusion settings (the CLI's precision flags)."""
+
+    target: str = "fp32"
+    calib_images: str | None = None
+    calib_count: int = DEFAULT_COUNT
+    calib_method: str = "minmax"
+    int8_exclude: tuple[str, ...] = ()
+    int8_default_exclusions: bool = True
+    keep_fp32: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        """Reject contradictory settings before any work is done."""
+        if self.target not in PRECISIONS:
+            raise RTDetrExportError(f"unknown precision {self.target!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.calib_method not in CALIBRATION_METHODS:
+            raise RTDetrExportError(f"unknown calibration method {self.calib_method!r}; choose one of "
+                                    f"{', '.join(CALIBRATION_METHODS)}")
+        if self.calib_count < 1:
+            raise RTDetrExportError(f"--calib-count must be at least 1, got {self.calib_count}")
+        if self.target == "fp32" and self.calib_images is not None:
+            raise RTDetrExportError("--calib-images needs --precision fp16 or int8 (fp32 uses no calibration)")
+        if self.target != "int8" and (self.int8_exclude or not self.int8_default_exclusions
+                                         or self.calib_method != "minmax"):
+            raise RTDetrExportError("--int8-exclude, --no-int8-default-exclusions and --calib-method apply "
+                                    "to --precision int8 only")
+        if self.target != "fp16" and self.keep_fp32:
+            raise RTDetrExportError("--keep-fp32 applies to --precision fp16 only")
+        if self.calib_images is not None:
+            list_images(self.calib_images)  # an empty or missing folder fails now, not after the export
+
+
+@dataclass
+class PrecisionResult:
+    """The converted graph and how it was made."""
+
+    model: onnx.ModelProto
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+
+def apply_precision(model: onnx.ModelProto, head: str, size: tuple[int, int], options: PrecisionOptions,
+                    log: Callable[[str], None] = lambda message: None) -> PrecisionResult:
+    """Convert an FP32 graph of ours to ``options.target``; FP32 is returned unchanged."""
+    options.validate()
+    if options.target == "fp32":
+        return PrecisionResult(model, {})
+    calibration = calibration_set(size, options.calib_count, options.calib_images)
+    _announce(calibration, options, log)
+    if options.target == "fp16":
+        return _to_fp16(model, head, calibration, options)
+    return _to_int8(model, head, calibration, options)
+
+
+def _announce(calibration: CalibrationSet, options: PrecisionOptions, log: Callable[[str], None]) -> None:
+    what = "activation ranges" if options.target == "fp16" else f"INT8 scales ({options.calib_method})"
+    if calibration.source == "synthetic":
+        log(f"note: no --calib-images: measuring {what} on {len(calibration.images)} synthetic scenes; "
+            "calibrate on real images before deploying")
+    else:
+        log(f"measuring {what} on {len(calibration.images)} images from {calibration.source}")
+
+
+def _to_fp16(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
+             options: PrecisionOptions) -> PrecisionResult:
+    from rtdetr_export.precision import fp16
+    from rtdetr_export.precision.ranges import activation_ranges
+
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    fp16.name_nodes(work)
+    fp16.constants_to_initializers(work)
+    ranges = activation_ranges(work, calibration.feeds(head))
+    plan = fp16.plan_fp16(work, ranges, options.keep_fp32)
+    converted = fp16.convert_fp16(work, plan)
+    return PrecisionResult(converted, fp16.fp16_recipe(plan, work, converted, calibration.describe()))
+
+
+def _to_int8(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
+             options: PrecisionOptions) -> PrecisionResult:
+    from rtdetr_export.precision.int8 import int8_recipe, qdq_coverage, quantize_int8
+
+    int8 = Int8Options(options.calib_method, tuple(options.int8_exclude), options.int8_default_exclusions)
+    quantized, excluded = quantize_int8(model, calibration.feeds(head), int8)
+    missing = [name for name in qdq_coverage(quantized)["float"] if name not in excluded]
+    if missing:
+        raise RTDetrExportError(f"INT8: {len(missing)} layers were left without Q/DQ although not excluded "
+                                f"(first: {missing[0]})")
+    return PrecisionResult(quantized, int8_recipe(int8, excluded, quantized, calibration.describe()))
+
+
+__all__ = ["PRECISIONS", "PrecisionOptions", "PrecisionResult", "apply_precision"]
