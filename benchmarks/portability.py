@@ -3,7 +3,8 @@
 
 For each runtime and each sampler (``--method discrete`` and ``default``) it records whether the ONNX file
 converts, whether the result runs, parity against the PyTorch reference (the verification's metric: per-output
-max abs error on ``logits``/``pred_boxes`` after query-row alignment, ``compare_raw`` with ``thresholds_for``)
+max abs error on ``logits``/``pred_boxes`` after query-row alignment, rounding flips proven by re-running the
+reference: ``verification.compare_outputs`` with ``thresholds_for``)
 and latency (median of N runs at batch 1, a stated number of threads).
 
 Run it through ``benchmarks/run_portability.sh``, which installs the runtimes with pinned versions. Outputs:
@@ -353,32 +354,35 @@ def _export(method: str, models: Path) -> Path:
     return path
 
 
-def _reference(method: str, images) -> list[dict[str, Any]]:
-    """PyTorch fp32 outputs per image, with what the comparator needs to judge discrete rounding flips."""
+def _reference(method: str, images) -> tuple[Any, list[dict[str, Any]]]:
+    """The active reference runner (it re-runs to prove discrete rounding flips) and its outputs per image."""
     from rtdetr_export.verify.reference import ReferenceRunner
     from rtdetr_export.weights import load_model
 
     model = load_model(preset=PRESET, method=method, image_size=IMAGE_SIZE)
-    with ReferenceRunner(model, "raw") as reference:
-        return [reference.infer({"images": image}) for image in images]
+    runner = ReferenceRunner(model, "raw")
+    runner.activate()
+    return runner, [runner.infer({"images": image}) for image in images]
 
 
-def _parity(method: str, reference: list[dict], outputs_file: Path) -> dict[str, Any]:
+def _parity(reference: tuple[Any, list[dict]], images, outputs_file: Path) -> dict[str, Any]:
     import numpy as np
 
-    from rtdetr_export.verify.compare import compare_raw, thresholds_for
+    from rtdetr_export.verify.compare import thresholds_for
+    from rtdetr_export.verify.verification import compare_outputs
 
+    runner, refs = reference
     thresholds = thresholds_for("fp32")
     data = np.load(outputs_file)
     worst = {name: 0.0 for name in OUTPUTS}
     unflipped = {name: 0.0 for name in OUTPUTS}
     failures, flipped, reordered = [], 0, 0
-    for i, ref in enumerate(reference):
+    for i, (ref, image) in enumerate(zip(refs, images)):
         test = {name: data[f"{i}/{name}"] for name in OUTPUTS}
         if any(test[n].shape != ref[n].shape for n in OUTPUTS):
             shapes = ", ".join(f"{n} {list(test[n].shape)}" for n in OUTPUTS)
             return {"passed": False, "failures": [f"output shapes differ from the reference: {shapes}"]}
-        run = compare_raw(ref, test, thresholds)
+        run = compare_outputs("raw", {"images": image}, ref, test, thresholds, runner)
         for name in OUTPUTS:
             worst[name] = max(worst[name], run.outputs[name]["max_abs"])
             unflipped[name] = max(unflipped[name], run.outputs[name]["max_abs_unflipped"])
@@ -448,7 +452,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                   "export": f"rtdetr-export onnx --preset {PRESET} --method METHOD --opset {OPSET} (verified)"},
         "settings": {"threads": args.threads, "runs": args.runs, "warmup": args.warmup,
                      "parity_inputs": args.inputs, "timed_input": 0,
-                     "parity": "compare_raw with thresholds_for('fp32'): max abs after row alignment"},
+                     "parity": "compare_outputs with thresholds_for('fp32'): max abs after row alignment, "
+                               "rounding flips proven by re-running the reference"},
         "libraries": {d: _version(d) for d in ("torch", "onnx", "onnxruntime", "onnxslim", "numpy")},
         "runtimes": {k: {"target": v["target"], "how": v["how"]} for k, v in RUNTIMES.items()
                      if k in args.runtimes},
@@ -474,7 +479,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if raw.get("run_error"):
                 row["run_error"] = raw["run_error"]
             if raw["runs"]:
-                row["parity"] = _parity(method, reference, work / f"{key}_{method}" / "outputs.npz")
+                row["parity"] = _parity(reference, images, work / f"{key}_{method}" / "outputs.npz")
                 times = raw["latency_ms"]
                 row["latency_ms"] = {"median": round(_median(times), 1), "min": round(min(times), 1),
                                      "max": round(max(times), 1), "runs": len(times), "threads": args.threads,

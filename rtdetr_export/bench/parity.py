@@ -7,13 +7,16 @@ from typing import Any
 import numpy as np
 
 from rtdetr_export.verify.agreement import AgreementThresholds, compare_agreement
-from rtdetr_export.verify.compare import PRECISION_THRESHOLDS, compare_detections, compare_raw
+from rtdetr_export.verify.compare import PRECISION_THRESHOLDS
+from rtdetr_export.verify.reference import ReferenceRunner
+from rtdetr_export.verify.verification import compare_outputs
 
 
 def parity(head: str, feed: dict[str, np.ndarray], reference: dict[str, np.ndarray],
-           outputs: dict[str, np.ndarray], precision: str) -> dict[str, Any]:
+           outputs: dict[str, np.ndarray], precision: str, runner: ReferenceRunner | None = None) -> dict[str, Any]:
     """``outputs`` against ``reference`` as verification judges ``precision``: FP32 by tensor differences
-    (compare_raw / compare_detections), FP16 and INT8 by detection agreement (compare_agreement).
+    (compare_outputs, which re-runs ``runner`` to confirm rounding flips), FP16 and INT8 by detection
+    agreement (compare_agreement).
 
     A precision with no limits defined gets the FP32 numbers and no verdict (``passed`` None).
     """
@@ -22,11 +25,8 @@ def parity(head: str, feed: dict[str, np.ndarray], reference: dict[str, np.ndarr
     thresholds = thresholds or PRECISION_THRESHOLDS["fp32"]
     if isinstance(thresholds, AgreementThresholds):
         run = compare_agreement(reference, outputs, head, thresholds)
-    elif head == "raw":
-        run = compare_raw(reference, outputs, thresholds)
     else:
-        scale = max(feed["images"].shape[2:]) / feed["orig_target_sizes"].max(1)
-        run = compare_detections(reference, outputs, thresholds, scale)
+        run = compare_outputs(head, feed, reference, outputs, thresholds, runner)
     report = run.as_dict()
     report["limits"] = precision if judged else f"none for {precision} (numbers only, thresholds shown are fp32)"
     if not judged:

@@ -177,12 +177,13 @@ def _activate(targets: list[Target], device: str, log: Log) -> dict[str, Any]:
     return runners
 
 
-def _first_runs(targets: list[Target], runners: dict, batch: int, feed: dict, want: dict, head: str,
-                options: BenchOptions, sync, log: Log) -> tuple[dict[str, dict[str, Any]], dict]:
+def _first_runs(targets: list[Target], runners: dict, batch: int, feed: dict, reference: ReferenceRunner,
+                head: str, options: BenchOptions, sync, log: Log) -> tuple[dict[str, dict[str, Any]], dict]:
     """Per target at this batch: the cold run (timed, and compared with the reference) and the warm-up,
     under a peak-memory probe. Returns the result entries and the runners that got through."""
     entries: dict[str, dict[str, Any]] = {}
     active = {}
+    want = reference.infer(feed)
     for target in targets:
         entry = entries[target.name] = {"target": target.name, "batch": batch}
         if target.name not in runners:
@@ -198,7 +199,7 @@ def _first_runs(targets: list[Target], runners: dict, batch: int, feed: dict, wa
                 for _ in range(options.warmup):
                     runner.infer(feed)
             entry.update(status="ok", cold_ms=cold_ms, memory=memory.result,
-                         parity=parity(head, feed, want, got, target.precision))
+                         parity=parity(head, feed, want, got, target.precision, reference))
             active[target.name] = runner
         except Exception as exc:  # a backend that fails at this batch is reported, the others go on
             entry.update(status="failed", reason=_failure(exc))
@@ -219,7 +220,7 @@ def _measure(options: BenchOptions, models: BenchModels, targets: list[Target], 
     for batch in options.batches:
         pictures = [load_image(p) for p in paths[:batch]]
         feed = make_feed(head, preprocess_batch(pictures, size), [(p.height, p.width) for p in pictures])
-        entries, active = _first_runs(targets, runners, batch, feed, reference.infer(feed), head, options, sync, log)
+        entries, active = _first_runs(targets, runners, batch, feed, reference, head, options, sync, log)
         if not active:
             results += list(entries.values())
             continue

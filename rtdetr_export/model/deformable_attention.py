@@ -65,8 +65,9 @@ class MSDeformableAttention(nn.Module):
         # Offsets are scaled by 1/n_points of their level so levels with more points spread them finer.
         scale = [1.0 / n for n in num_points for _ in range(n)]
         self.register_buffer("num_points_scale", torch.tensor(scale, dtype=torch.float32), persistent=False)
-        # Verification hook: sees every level's sampling locations (see verify/margins.py). None in exports.
-        self.location_observer: Callable[[torch.Tensor, int, int], None] | None = None
+        # Verification hook: sees every level's sampling locations [B, Q, heads, points, 2] and returns the
+        # ones to use (verify/margins.py measures rounding margins and re-rounds flips). None in exports.
+        self.location_hook: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None
 
     def forward(self, query: torch.Tensor, reference_boxes: torch.Tensor, memory: torch.Tensor,
                 spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
@@ -86,11 +87,8 @@ class MSDeformableAttention(nn.Module):
             out = self._attend_sampled(memory, loc, weights, spatial_shapes)
         return self.output_proj(out)
 
-    def _observe(self, level_loc: torch.Tensor, height: int, width: int) -> None:
-        if self.location_observer is not None:
-            batch, num_queries, heads = level_loc.shape[:3]
-            flat = level_loc.permute(0, 2, 1, 3, 4).reshape(batch * heads, num_queries, -1, 2)
-            self.location_observer(flat, height, width)
+    def _observe(self, level_loc: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        return level_loc if self.location_hook is None else self.location_hook(level_loc, height, width)
 
     def _attend_sampled(self, memory: torch.Tensor, loc: torch.Tensor, weights: torch.Tensor,
                         spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
@@ -103,7 +101,7 @@ class MSDeformableAttention(nn.Module):
         level_values = value.split([h * w for h, w in spatial_shapes], dim=1)
         level_locs = loc.split(list(self.num_points), dim=3)
         for (h, w), level_value, level_loc in zip(spatial_shapes, level_values, level_locs):
-            self._observe(level_loc, h, w)
+            level_loc = self._observe(level_loc, h, w)
             # [B, H*W, C] -> [B*heads, head_dim, H, W]; loc -> [B*heads, Q, points, 2]
             level_value = level_value.reshape(batch, h * w, heads, head_dim).permute(0, 2, 3, 1)
             level_value = level_value.reshape(batch * heads, head_dim, h, w)
@@ -121,7 +119,7 @@ class MSDeformableAttention(nn.Module):
         cells, channels = memory.shape[1], memory.shape[2]
         index, start = [], 0
         for (h, w), level_loc in zip(spatial_shapes, loc.split(list(self.num_points), dim=3)):
-            self._observe(level_loc, h, w)
+            level_loc = self._observe(level_loc, h, w)
             index.append(discrete_cell_index(level_loc, h, w) + start)
             start += h * w
         # Rows of all images in one flat table: heads lead so the per-head sums come out ready to project.

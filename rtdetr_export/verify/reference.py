@@ -23,8 +23,10 @@ class ReferenceRunner(TorchRunner):
         outputs = OUTPUTS[head] + ([QUERY] if head == "detections" else [])
         super().__init__(wrap(model, head, top_k, with_query=True), INPUTS[head], outputs, device)
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        with record_rounding_margins(self.module) as recorder:
+    def infer(self, feed: dict[str, np.ndarray], flip: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``flip`` [N, Q]: re-round each query's points within that many cells of a boundary the other way
+        (negative: none; see margins.py)."""
+        with record_rounding_margins(self.module, flip) as recorder:
             outputs = super().infer(feed)
         if recorder is not None and recorder.margin is not None:
             outputs[MARGIN] = recorder.as_numpy()

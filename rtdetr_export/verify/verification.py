@@ -10,9 +10,10 @@ import torch
 
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner
 from rtdetr_export.verify.agreement import AgreementThresholds, compare_agreement
-from rtdetr_export.verify.compare import Thresholds, compare_detections, compare_raw, thresholds_for
+from rtdetr_export.verify.compare import (RunComparison, Thresholds, compare_detections, compare_raw, confirm_flips,
+                                          thresholds_for)
 from rtdetr_export.verify.inputs import verification_images
-from rtdetr_export.verify.reference import ReferenceRunner
+from rtdetr_export.verify.reference import MARGIN, ReferenceRunner
 
 
 def make_feed(head: str, images: np.ndarray, sizes: list[tuple[int, int]]) -> dict[str, np.ndarray]:
@@ -23,7 +24,56 @@ def make_feed(head: str, images: np.ndarray, sizes: list[tuple[int, int]]) -> di
     return feed
 
 
-def compare_runners(reference: Runner, candidate: Runner, head: str, feeds: list[dict[str, np.ndarray]],
+# Cells. Re-rounding a suspect takes its nearest point and any within this distance of it: far below the 1e-4
+# that makes a suspect, but above the drift an earlier flip's self-attention echo gives the same point.
+NEAREST_POINT_SLACK = 1e-6
+
+
+def box_scale(feed: dict[str, np.ndarray]) -> np.ndarray:
+    """Per image: model input size / original size, to measure box errors in input pixels."""
+    return max(feed["images"].shape[2:]) / feed["orig_target_sizes"].max(1)
+
+
+def _compare(head: str, feed: dict[str, np.ndarray], ref: dict[str, np.ndarray], test: dict[str, np.ndarray],
+             thresholds: Thresholds) -> RunComparison:
+    if head == "raw":
+        return compare_raw(ref, test, thresholds)
+    return compare_detections(ref, test, thresholds, box_scale(feed))
+
+
+def compare_outputs(head: str, feed: dict[str, np.ndarray], ref: dict[str, np.ndarray],
+                    test: dict[str, np.ndarray], thresholds: Thresholds,
+                    reference: ReferenceRunner | None = None) -> RunComparison:
+    """FP32 comparison of one feed's outputs, confirming suspected rounding flips with ``reference``
+    (without one they stay failures).
+
+    Only each suspect's nearest point is re-rounded: a query may have a second point within FLIP_MARGIN
+    that did not flip. A flip also nudges the other queries through the decoder's self-attention, and those
+    may carry near-boundary points of their own that did not flip. So the suspects are tried greedily: each
+    round re-runs the reference with, per image, the worst-failing suspect added, until the candidate
+    matches or no suspect is left.
+    """
+    plain = run = _compare(head, feed, ref, test, thresholds)
+    if not run.failures or run.suspected_flips is None or reference is None:
+        return plain
+    limits = np.full(run.suspected_flips.shape, -1.0)  # per query: re-round points this close (cells)
+    current = ref
+    for _ in range(max(1, int(thresholds.flip_rows_fraction * limits.shape[1]))):
+        suspects = np.where(limits >= 0, 0.0, run.suspected_flips) if run.suspected_flips is not None else None
+        if suspects is None or not suspects.any():
+            break
+        rows = np.nonzero(suspects.max(1) > 0)[0]
+        queries = suspects[rows].argmax(1)
+        # The nearest point's margin in the run that found it, plus slack for the echo of earlier flips.
+        limits[rows, queries] = current[MARGIN][rows, queries] + NEAREST_POINT_SLACK
+        current = reference.infer(feed, flip=limits)
+        run = _compare(head, feed, current, test, thresholds)
+        if not run.failures:
+            break
+    return confirm_flips(plain, run, limits >= 0, thresholds) if (limits >= 0).any() else plain
+
+
+def compare_runners(reference: ReferenceRunner, candidate: Runner, head: str, feeds: list[dict[str, np.ndarray]],
                     thresholds: Thresholds | AgreementThresholds) -> dict:
     """Run every feed through both runners and compare; returns a JSON-ready report."""
     runs = []
@@ -32,11 +82,8 @@ def compare_runners(reference: Runner, candidate: Runner, head: str, feeds: list
             ref, test = reference.infer(feed), candidate.infer(feed)
             if isinstance(thresholds, AgreementThresholds):  # fp16 / int8: detection agreement
                 runs.append(compare_agreement(ref, test, head, thresholds).as_dict())
-            elif head == "raw":
-                runs.append(compare_raw(ref, test, thresholds).as_dict())
             else:
-                scale = max(feed["images"].shape[2:]) / feed["orig_target_sizes"].max(1)
-                runs.append(compare_detections(ref, test, thresholds, scale).as_dict())
+                runs.append(compare_outputs(head, feed, ref, test, thresholds, reference).as_dict())
     failures = [f for run in runs for f in run["failures"]]
     return {"passed": not failures, "head": head, "thresholds": asdict(thresholds), "runs": runs,
             "failures": failures}
