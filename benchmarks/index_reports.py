@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Rewrite the index of benchmark reports in benchmarks/README.md from benchmarks/results/*/*/*/report.json.
+"""Rewrite the index of benchmark reports in benchmarks/README.md from benchmarks/results/*/*/*/report.json,
+and the headline table in the top-level README.md from the newest reports that are not drafts.
 
-The table sits between the ``reports:begin`` / ``reports:end`` markers; everything else in the README is
-left alone. Run by run_cpu.sh and run_gpu.sh after they write reports.
+Each table sits between its ``begin`` / ``end`` markers; everything else in the READMEs is left alone. Run by
+run_cpu.sh and run_gpu.sh after they write reports.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
+TOP_README = HERE.parent / "README.md"
 BEGIN, END = "<!-- reports:begin -->", "<!-- reports:end -->"
+HEAD_BEGIN, HEAD_END = "<!-- headline:begin -->", "<!-- headline:end -->"
 
 
 def _ratio(report: dict, backend: str, batch: int) -> str:
@@ -40,17 +43,55 @@ def rows() -> list[str]:
     return out
 
 
+def _p50(report: dict, batch: int, match) -> str:
+    for r in report["results"]:
+        if r["batch"] == batch and r.get("status") == "ok" and match(r["target"]):
+            verdict = "" if r["parity"]["passed"] is not False else " (parity FAIL)"
+            return f"{r['latency_ms']['p50']:.0f} ms{verdict}"
+    return "-"
+
+
+def headline() -> list[str]:
+    """One row per preset x method of the newest non-draft CPU date folder."""
+    folders = sorted(p for p in (HERE / "results").glob("*/*") if p.is_dir() and not p.parent.name.startswith(
+        ("draft", "portability")) and list(p.glob("*/report.json")))
+    if not folders:
+        return ["No non-draft report yet."]
+    newest = max(folders, key=lambda p: p.name)
+    out = [f"ONNX Runtime and PyTorch on CPU, p50 latency, from [{newest.relative_to(HERE.parent)}]"
+           f"({newest.relative_to(HERE.parent)}) (seeded random weights; every row's parity against PyTorch is in "
+           "its report):", "",
+           "| model | sampler | ORT FP32 b1 | ORT FP32 b4 | peer ORT b1 | ours vs peer b1 / b4 (paired) | ORT INT8 b1 "
+           "| PyTorch b1 |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for path in sorted(newest.glob("*/report.json")):
+        report = json.loads(path.read_text())
+        preset = path.parent.name.rsplit("_", 1)[0]
+        ours = lambda t: t.startswith("onnxruntime") and t.endswith("fp32.onnx")  # noqa: E731
+        out.append(f"| {preset} | {report['model']['method']} | {_p50(report, 1, ours)} | {_p50(report, 4, ours)} | "
+                   f"{_p50(report, 1, lambda t: t == 'onnxruntime-cpu:peer')} | "
+                   f"{_ratio(report, 'onnxruntime', 1)} / {_ratio(report, 'onnxruntime', 4)} | "
+                   f"{_p50(report, 1, lambda t: t.startswith('onnxruntime') and t.endswith('int8.onnx'))} | "
+                   f"{_p50(report, 1, lambda t: t == 'torch-fp32-cpu')} |")
+    return out
+
+
+def _replace(path: Path, begin: str, end: str, lines: list[str]) -> bool:
+    text = path.read_text()
+    if begin not in text or end not in text:
+        print(f"{path} has no {begin} ... {end} markers", file=sys.stderr)
+        return False
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    path.write_text(head + begin + "\n" + "\n".join(lines) + "\n" + end + tail)
+    return True
+
+
 def main() -> int:
     table = ["| report | machine | device | method | batch | ours vs peer, ORT b1 (paired) | b4 | note |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows()]
-    text = README.read_text()
-    if BEGIN not in text or END not in text:
-        print(f"{README} has no {BEGIN} ... {END} markers", file=sys.stderr)
-        return 1
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    README.write_text(head + BEGIN + "\n" + "\n".join(table) + "\n" + END + tail)
-    return 0
+    ok = _replace(README, BEGIN, END, table)
+    ok = _replace(TOP_README, HEAD_BEGIN, HEAD_END, headline()) and ok
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
