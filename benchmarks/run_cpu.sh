@@ -12,50 +12,35 @@
 # the ONNX files and transformers folders), NOTE (a line at the top of every report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benchmarks/lib.sh
+source benchmarks/lib.sh
 
-PRESETS=${PRESETS:-"r18vd r50vd"}
-METHODS=${METHODS:-"default discrete"}
-BATCH=${BATCH:-1,4}
+bench_settings cpu
 ITERS=${ITERS:-30}
 WARMUP=${WARMUP:-3}
 THREADS=${THREADS:-}
 INT8=${INT8:-auto}
-MACHINE=${MACHINE:-"$(hostname -s)-cpu"}
-OUT=${OUT:-"benchmarks/results/${MACHINE}/$(date +%Y-%m-%d)"}
-WORK=${WORK:-"$(mktemp -d -t rtdetr-bench-XXXXXX)"}
-NOTE=${NOTE:-}
 
 int8_available() {
   [ "$INT8" != 0 ] && rtdetr-export onnx --help | grep -q -- "--precision \[[a-z0-9|]*int8"
 }
 
-mkdir -p "$OUT" "$WORK"
-for preset in $PRESETS; do
-  folder="$WORK/hf_$preset"
-  [ -d "$folder" ] || python3 benchmarks/make_peer_folder.py --preset "$preset" "$folder"
-  for method in $METHODS; do
-    name="${preset}_${method}"
-    echo "== $name" >&2
-    # No export-time gate here: every report row carries its parity against the PyTorch reference (the same
-    # comparators as verification), so a query-selection tie in these random weights shows as a FAIL row
-    # instead of stopping the whole set.
-    rtdetr-export onnx --model "$folder" --method "$method" --dynamic-batch --no-verify --force --quiet \
-      -o "$WORK/${name}_fp32.onnx"
-    artifacts=("$WORK/${name}_fp32.onnx")
-    if int8_available; then
-      # Judged in the report too, by the detection-agreement limits verification uses for INT8.
-      if rtdetr-export onnx --model "$folder" --method "$method" --dynamic-batch --precision int8 --no-verify \
-          --force --quiet -o "$WORK/${name}_int8.onnx"; then
-        artifacts+=("$WORK/${name}_int8.onnx")
-      else
-        echo "INT8 export of $name failed: its report has no INT8 row" >&2
-      fi
+measure() {
+  local folder=$1 method=$2 name=$3
+  if int8_available; then
+    # Judged in the report too, by the detection-agreement limits verification uses for INT8.
+    if rtdetr-export onnx --model "$folder" --method "$method" --dynamic-batch --precision int8 --no-verify \
+        --force --quiet -o "$WORK/${name}_int8.onnx"; then
+      artifacts+=("$WORK/${name}_int8.onnx")
+    else
+      echo "INT8 export of $name failed: its report has no INT8 row" >&2
     fi
-    # Progress goes to stderr; the tables bench prints on stdout are in report.md.
-    rtdetr-export bench "${artifacts[@]}" --model "$folder" --method "$method" --peer \
-      --backends torch,onnxruntime --batch "$BATCH" --iters "$ITERS" --warmup "$WARMUP" \
-      ${THREADS:+--threads "$THREADS"} ${NOTE:+--note "$NOTE"} --report "$OUT/$name" --force > /dev/null
-  done
-done
-python3 benchmarks/index_reports.py
-echo "reports in $OUT (work files in $WORK)" >&2
+  fi
+  # Progress goes to stderr; the tables bench prints on stdout are in report.md.
+  rtdetr-export bench "${artifacts[@]}" --model "$folder" --method "$method" --peer \
+    --backends torch,onnxruntime --batch "$BATCH" --iters "$ITERS" --warmup "$WARMUP" \
+    ${THREADS:+--threads "$THREADS"} ${NOTE:+--note "$NOTE"} --report "$OUT/$name" --force > /dev/null
+}
+
+for_each_model measure
+finish_reports

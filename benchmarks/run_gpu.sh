@@ -10,51 +10,35 @@
 # Settings (environment): as run_cpu.sh, with ITERS (200), WARMUP (20), MACHINE (<hostname>-<gpu name>).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benchmarks/lib.sh
+source benchmarks/lib.sh
 
-PRESETS=${PRESETS:-"r18vd r50vd"}
-METHODS=${METHODS:-"default discrete"}
-BATCH=${BATCH:-1,4}
+bench_settings "$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))")"
 ITERS=${ITERS:-200}
 WARMUP=${WARMUP:-20}
-GPU_NAME=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))")
-MACHINE=${MACHINE:-"$(hostname -s)-${GPU_NAME}"}
-OUT=${OUT:-"benchmarks/results/${MACHINE}/$(date +%Y-%m-%d)"}
-WORK=${WORK:-"$(mktemp -d -t rtdetr-bench-XXXXXX)"}
-NOTE=${NOTE:-}
 MAX_BATCH=$(echo "$BATCH" | tr ',' '\n' | sort -n | tail -1)
 
-mkdir -p "$OUT" "$WORK"
-for preset in $PRESETS; do
-  folder="$WORK/hf_$preset"
-  [ -d "$folder" ] || python3 benchmarks/make_peer_folder.py --preset "$preset" "$folder"
-  for method in $METHODS; do
-    name="${preset}_${method}"
-    echo "== $name" >&2
-    # No export-time gate here: every report row carries its parity against the PyTorch reference (the same
-    # comparators as verification), so a query-selection tie in these random weights shows as a FAIL row
-    # instead of stopping the whole set.
-    rtdetr-export onnx --model "$folder" --method "$method" --dynamic-batch --no-verify --force --quiet \
-      -o "$WORK/${name}_fp32.onnx"
-    artifacts=("$WORK/${name}_fp32.onnx")
-    if python3 -c "import tensorrt" 2>/dev/null; then
-      if rtdetr-export trt --onnx "$WORK/${name}_fp32.onnx" --model "$folder" --min-batch 1 --opt-batch 1 \
-          --max-batch "$MAX_BATCH" --force --quiet -o "$WORK/${name}_fp32.engine"; then
-        artifacts+=("$WORK/${name}_fp32.engine")
-      else
-        echo "TensorRT FP32 build of $name failed: no FP32 engine row" >&2
-      fi
-      if rtdetr-export trt --model "$folder" --method "$method" --fp16 --min-batch 1 --opt-batch 1 \
-          --max-batch "$MAX_BATCH" --force --quiet -o "$WORK/${name}_fp16.engine"; then
-        artifacts+=("$WORK/${name}_fp16.engine")
-      else
-        echo "TensorRT FP16 build of $name failed: no FP16 engine row" >&2
-      fi
+measure() {
+  local folder=$1 method=$2 name=$3
+  if python3 -c "import tensorrt" 2>/dev/null; then
+    if rtdetr-export trt --onnx "$WORK/${name}_fp32.onnx" --model "$folder" --min-batch 1 --opt-batch 1 \
+        --max-batch "$MAX_BATCH" --force --quiet -o "$WORK/${name}_fp32.engine"; then
+      artifacts+=("$WORK/${name}_fp32.engine")
+    else
+      echo "TensorRT FP32 build of $name failed: no FP32 engine row" >&2
     fi
-    # Progress goes to stderr; the tables bench prints on stdout are in report.md.
-    rtdetr-export bench "${artifacts[@]}" --model "$folder" --method "$method" --peer --device cuda \
-      --backends torch,onnxruntime,tensorrt --batch "$BATCH" --iters "$ITERS" --warmup "$WARMUP" \
-      ${NOTE:+--note "$NOTE"} --report "$OUT/$name" --force > /dev/null
-  done
-done
-python3 benchmarks/index_reports.py
-echo "reports in $OUT (work files in $WORK)" >&2
+    if rtdetr-export trt --model "$folder" --method "$method" --fp16 --min-batch 1 --opt-batch 1 \
+        --max-batch "$MAX_BATCH" --force --quiet -o "$WORK/${name}_fp16.engine"; then
+      artifacts+=("$WORK/${name}_fp16.engine")
+    else
+      echo "TensorRT FP16 build of $name failed: no FP16 engine row" >&2
+    fi
+  fi
+  # Progress goes to stderr; the tables bench prints on stdout are in report.md.
+  rtdetr-export bench "${artifacts[@]}" --model "$folder" --method "$method" --peer --device cuda \
+    --backends torch,onnxruntime,tensorrt --batch "$BATCH" --iters "$ITERS" --warmup "$WARMUP" \
+    ${NOTE:+--note "$NOTE"} --report "$OUT/$name" --force > /dev/null
+}
+
+for_each_model measure
+finish_reports

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.export import portability
 from rtdetr_export.export.graph_checks import op_census
 from rtdetr_export.export.provenance import FORMAT, PREFIX, read_metadata
+from rtdetr_export.files import file_sha256
 
 NO_PROVENANCE = "not exported by rtdetr-export: no provenance"
 
@@ -30,14 +30,6 @@ def _load(path: Path) -> onnx.ModelProto:
     if model.ir_version == 0 or not model.HasField("graph"):
         raise RTDetrExportError(f"{path} is not an ONNX model (no IR version or no graph)")
     return model
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _values(values, skip: set[str]) -> list[dict[str, Any]]:
@@ -139,7 +131,7 @@ def describe_onnx(path: str | Path) -> dict[str, Any]:
     return {
         "file": str(path),
         "size_bytes": path.stat().st_size,
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
         "producer": " ".join(filter(None, [model.producer_name, model.producer_version])) or None,
         "ir_version": model.ir_version,
         "opset": opset,

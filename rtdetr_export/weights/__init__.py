@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import torch
 
 from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.files import file_sha256
 from rtdetr_export.model import ModelConfig, RTDETRv2, fuse_repvgg, preset as preset_config
 from rtdetr_export.weights.matching import load_strict
 from rtdetr_export.weights.original import infer_config, read_original_checkpoint
@@ -26,14 +26,6 @@ class WeightSource:
     path: str | None = None
     sha256: str | None = None
     seed: int | None = None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_model(model_path: str | Path | None = None, *, preset: str | None = None, method: str | None = None,
@@ -83,4 +75,4 @@ def load_model(model_path: str | Path | None = None, *, preset: str | None = Non
     return model
 
 
-__all__ = ["WeightSource", "load_model", "ModelConfig"]
+__all__ = ["WeightSource", "load_model", "ModelConfig", "file_sha256"]

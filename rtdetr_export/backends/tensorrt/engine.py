@@ -8,7 +8,6 @@ profile, I/O tensors, parity and latency.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -19,7 +18,7 @@ from rtdetr_export import __version__
 from rtdetr_export.backends.tensorrt.builder import BuildOptions, build_serialized_engine, import_tensorrt
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.export.provenance import load_artifact_provenance
-from rtdetr_export.files import atomic_output, check_output, write_text_atomic
+from rtdetr_export.files import atomic_output, check_output, file_sha256, write_text_atomic
 
 FORMAT = "rtdetr-export/tensorrt-engine"
 
@@ -49,7 +48,7 @@ def engine_record(*, trt_version: str, gpu: dict[str, Any], onnx_path: str | Pat
         "gpu": gpu,
         "precision": onnx_provenance.get("precision"),
         "precision_recipe": onnx_provenance.get("precision_recipe"),
-        "onnx": {"file": onnx_path.name, "sha256": _sha256(onnx_path),
+        "onnx": {"file": onnx_path.name, "sha256": file_sha256(onnx_path),
                  "verification_passed": (onnx_provenance.get("verification") or {}).get("passed")},
         "model": onnx_provenance.get("model"),
         "method": onnx_provenance.get("method"),
@@ -66,14 +65,6 @@ def engine_record(*, trt_version: str, gpu: dict[str, Any], onnx_path: str | Pat
         "verification": verification,
         "latency": latency,
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def gpu_description(device: Any) -> dict[str, Any]:
