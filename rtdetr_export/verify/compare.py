@@ -28,7 +28,8 @@ class Thresholds:
 
     max_abs: float = 1e-4          # raw head: logits and pred_boxes
     # Detections head: box corners in pixels of the model's input resolution. Two correct float32 runtimes
-    # differ by up to ~1.3e-3 px at 640 (measured, r18vd), so 1e-2 px keeps ~8x headroom over that noise.
+    # reading the same cells differ by up to ~1e-3 px at 640 on r18vd and 1.7e-3 px on r50vd (measured,
+    # docs/onnx-export.md), so 1e-2 px keeps ~6x headroom over that noise.
     box_px: float = 1e-2
     score_abs: float = 1e-4        # detections head: scores
     min_label_agreement: float = 1.0
