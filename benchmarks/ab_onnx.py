@@ -19,9 +19,9 @@ import numpy as np
 
 from rtdetr_export.backends import OnnxRuntimeRunner
 from rtdetr_export.bench.machine import load_average
-from rtdetr_export.bench.stats import paired_speedup, summarize
+from rtdetr_export.stats import paired_speedup, summarize
 from rtdetr_export.bench.timing import Rounds, interleaved
-from rtdetr_export.verify.inputs import synthetic_images
+from rtdetr_export.imaging.inputs import synthetic_images
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -345,7 +345,7 @@ def _machine(note: str) -> dict[str, Any]:
 
 
 def _export(method: str, models: Path) -> Path:
-    from rtdetr_export.export import OnnxExportOptions, export_onnx
+    from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
     from rtdetr_export.weights import load_model
 
     path = models / f"{PRESET}_{method}.onnx"
@@ -368,8 +368,7 @@ def _reference(method: str, images) -> tuple[Any, list[dict[str, Any]]]:
 def _parity(reference: tuple[Any, list[dict]], images, outputs_file: Path) -> dict[str, Any]:
     import numpy as np
 
-    from rtdetr_export.verify.compare import thresholds_for
-    from rtdetr_export.verify.verification import compare_outputs
+    from rtdetr_export.verify import compare_outputs, thresholds_for
 
     runner, refs = reference
     thresholds = thresholds_for("fp32")
@@ -384,8 +383,8 @@ def _parity(reference: tuple[Any, list[dict]], images, outputs_file: Path) -> di
             return {"passed": False, "failures": [f"output shapes differ from the reference: {shapes}"]}
         run = compare_outputs("raw", {"images": image}, ref, test, thresholds, runner)
         for name in OUTPUTS:
-            worst[name] = max(worst[name], run.outputs[name]["max_abs"])
-            unflipped[name] = max(unflipped[name], run.outputs[name]["max_abs_unflipped"])
+            worst[name] = max(worst[name], run.outputs[name].stats["max_abs"])
+            unflipped[name] = max(unflipped[name], run.outputs[name].value)  # the judged max_abs_unflipped
         failures += run.failures
         flipped += run.flipped_rows
         reordered += run.reordered_rows
@@ -435,7 +434,7 @@ def _run_worker(key: str, method: str, python: str, model: Path, inputs: Path, w
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
-    from rtdetr_export.verify.inputs import synthetic_images
+    from rtdetr_export.imaging.inputs import synthetic_images
 
     work = Path(args.work)
     models = work / "models"

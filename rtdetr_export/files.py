@@ -72,3 +72,19 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def check_report_folder(folder: str | Path, force: bool = False) -> Path:
+    """Fail before any measuring when ``folder`` cannot take a report (a file, a report.json there without
+    ``force``, no writable parent); bench and eval write their report folders through this."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise RTDetrExportError(f"{folder} is a file; --report takes a folder")
+    if (folder / "report.json").exists() and not force:
+        raise RTDetrExportError(f"{folder} already holds a report; pass --force to replace it")
+    parent = folder if folder.exists() else folder.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise RTDetrExportError(f"cannot write a report into {folder}: {parent} is not writable")
+    return folder

@@ -1,7 +1,6 @@
 """Detect objects in image files with any artifact (or the PyTorch model) and write annotated images + COCO JSON.
 
-A ``Detector`` is a runner plus the facts of the tensor contract it needs (head, input size, class names), so
-an ONNX file, a TensorRT engine and the reference model all turn an image into the same ``Detections``.
+Detection itself is ``pipeline.Detector``'s; this module matches against a reference and writes the files.
 """
 
 from __future__ import annotations
@@ -12,89 +11,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from PIL import Image
 
 from rtdetr_export import __version__
-from rtdetr_export.backends import OnnxRuntimeRunner, Runner, TorchRunner
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.export.heads import INPUTS, OUTPUTS, wrap
 from rtdetr_export.files import atomic_output, check_output, write_text_atomic
-from rtdetr_export.imaging import IMAGE_SUFFIXES, Detections, list_images, load_image, postprocess, preprocess
+from rtdetr_export.imaging import IMAGE_SUFFIXES, Detections, iou_matrix, list_images, load_image
 from rtdetr_export.imaging.annotate import annotate
-from rtdetr_export.verify.compare import box_iou
+from rtdetr_export.pipeline.detector import Detector
 
 MATCH_IOU = 0.5  # a detection agrees with the reference when a same-label reference box overlaps this much
-
-
-@dataclass
-class Detector:
-    """Turns one image into Detections through ``runner`` under the tensor contract of ``head``."""
-
-    runner: Runner
-    head: str
-    input_size: tuple[int, int]
-    class_names: list[str]
-    name: str
-    static_batch: int | None = None  # an artifact exported for a fixed batch gets the image repeated
-
-    def detect(self, image: Image.Image, threshold: float) -> Detections:
-        """Detections above ``threshold`` in the image's own pixels, best first."""
-        batch = preprocess(image, self.input_size)
-        repeat = self.static_batch or 1
-        feed: dict[str, np.ndarray] = {"images": np.repeat(batch, repeat, axis=0)}
-        if self.head == "detections":
-            feed["orig_target_sizes"] = np.array([[image.width, image.height]] * repeat, dtype=np.int64)
-        out = self.runner.infer(feed)
-        if self.head == "raw":
-            return postprocess(out["logits"][:1], out["pred_boxes"][:1], [(image.height, image.width)],
-                               threshold)[0]
-        keep = out["scores"][0] > threshold
-        return Detections(out["boxes"][0][keep].astype(np.float32), out["scores"][0][keep].astype(np.float32),
-                          out["labels"][0][keep].astype(np.int64))
-
-
-def detector_for_model(model: Any) -> Detector:
-    """The PyTorch model itself (raw head, float32 on CPU)."""
-    runner = TorchRunner(wrap(model, "raw"), INPUTS["raw"], OUTPUTS["raw"])
-    source = model.source
-    name = f"torch ({source.format}{': ' + Path(source.path).name if source.path else ''})"
-    return Detector(runner, "raw", tuple(model.config.image_size), model.config.class_names, name)
-
-
-def detector_for_artifact(path: str | Path) -> tuple[Detector, dict[str, Any]]:
-    """A detector for one of our artifacts (.onnx, or a TensorRT .engine) and the artifact's provenance."""
-    path = Path(path)
-    if path.suffix == ".engine":
-        return _engine_detector(path)
-    from rtdetr_export.export.provenance import load_artifact_provenance
-
-    provenance = load_artifact_provenance(path)
-    export = provenance["export"]
-    detector = Detector(OnnxRuntimeRunner(path), export["head"], tuple(provenance["input_size"]),
-                        provenance["classes"], f"onnxruntime ({path.name}, {provenance['precision']})",
-                        None if export.get("dynamic_batch") else export.get("batch"))
-    return detector, provenance
-
-
-def _engine_detector(path: Path) -> tuple[Detector, dict[str, Any]]:
-    from rtdetr_export.backends.tensorrt import TensorRTRunner
-    from rtdetr_export.backends.tensorrt.engine import FORMAT, engine_sidecar_path
-
-    sidecar = engine_sidecar_path(path)
-    if not path.is_file():
-        raise RTDetrExportError(f"{path}: no such engine file")
-    try:
-        provenance = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
-        raise RTDetrExportError(f"{path}: no readable sidecar {sidecar.name} next to it; use an engine built by "
-                                "`rtdetr-export trt`") from None
-    if provenance.get("format") != FORMAT:
-        raise RTDetrExportError(f"{sidecar} was not written by `rtdetr-export trt`")
-    export = provenance["export"]
-    detector = Detector(TensorRTRunner(path), export["head"], tuple(provenance["input_size"]),
-                        provenance["classes"], f"tensorrt ({path.name}, {provenance['precision']})",
-                        None if export.get("dynamic_batch") else export.get("batch"))
-    return detector, provenance
 
 
 def expand_inputs(inputs: list[str | Path]) -> tuple[list[Path], list[dict[str, str]]]:
@@ -122,8 +47,8 @@ def match_reference(candidate: Detections, reference: Detections) -> tuple[set[i
     for i in range(len(candidate)):
         options = [j for j in unmatched_ref if reference.labels[j] == candidate.labels[i]]
         if options:
-            ious = box_iou(np.repeat(candidate.boxes[i:i + 1], len(options), 0).astype(np.float64),
-                           reference.boxes[options].astype(np.float64))
+            ious = iou_matrix(candidate.boxes[i:i + 1].astype(np.float64),
+                              reference.boxes[options].astype(np.float64))[0]
             best = int(np.argmax(ious))
             if ious[best] >= MATCH_IOU:
                 unmatched_ref.discard(options[best])
@@ -177,9 +102,9 @@ def predict_images(inputs: list[str | Path], detector: Detector, output_dir: str
 
     images, annotations = [], []
     result = PredictResult({})
-    runners = [detector.runner] + ([reference.runner] if reference else [])
-    for runner in runners:
-        runner.activate()
+    detectors = [detector] + ([reference] if reference else [])
+    for active in detectors:
+        active.activate()
     try:
         for image_id, (path, name) in enumerate(zip(paths, names)):
             try:
@@ -216,8 +141,8 @@ def predict_images(inputs: list[str | Path], detector: Detector, output_dir: str
             images.append(entry)
             log(f"{path}: {len(found)} detections -> {output_dir / name}")
     finally:
-        for runner in runners:
-            runner.deactivate()
+        for active in detectors:
+            active.deactivate()
 
     result.record = {
         "info": {"tool": f"rtdetr-export {__version__}", "backend": detector.name, "threshold": threshold,

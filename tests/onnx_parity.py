@@ -73,7 +73,7 @@ def run_onnx(path, feed: dict[str, np.ndarray]) -> OnnxRun:
 
 
 class ReadObservedCells:
-    """location_hook that makes each discrete attention read the cells ONNX Runtime read, after checking
+    """Sampling observer (RTDETRv2.observe_sampling) that makes each discrete attention read the cells ONNX Runtime read, after checking
     that every point it changes is a flip: a neighbouring cell across a boundary within FLIP_MARGIN."""
 
     def __init__(self, observed: np.ndarray, shapes: list[tuple[int, int]], level_points: tuple[int, ...]):
@@ -129,17 +129,12 @@ class SelectObservedQueries:
 
 def reference(model: torch.nn.Module, images: np.ndarray, run: OnnxRun) -> tuple[torch.Tensor, torch.Tensor, int]:
     """PyTorch's (logits, boxes) reading the queries and cells the ONNX run read, and how many queries flipped."""
-    modules = [m for m in model.modules() if isinstance(m, MSDeformableAttention) and m.method == "discrete"]
+    modules = [m for m in model.modules() if isinstance(m, MSDeformableAttention)]
     hooks = [ReadObservedCells(cells, model.decoder.anchor_shapes, m.num_points)
              for cells, m in zip(run.cells, modules)]
-    for module, hook in zip(modules, hooks):
-        module.location_hook = hook
-    try:
-        with torch.no_grad(), mock.patch.object(decoder, "select_topk", SelectObservedQueries(run.queries)):
-            logits, boxes = model(torch.from_numpy(images))
-    finally:
-        for module in modules:
-            module.location_hook = None
+    with torch.no_grad(), mock.patch.object(decoder, "select_topk", SelectObservedQueries(run.queries)), \
+            model.observe_sampling(hooks + [None] * (len(modules) - len(hooks))):
+        logits, boxes = model(torch.from_numpy(images))
     used = [hook for hook in hooks if hook.level]
     assert len(used) == len(run.cells), "the graph's decoder layers and the model's do not line up"
     flipped = sum(int(hook.flipped.sum()) for hook in used)

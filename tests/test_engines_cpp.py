@@ -27,7 +27,7 @@ import pytest
 from PIL import Image
 
 from rtdetr_export.backends import OnnxRuntimeRunner
-from rtdetr_export.export import OnnxExportOptions, export_onnx
+from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.imaging import load_image, postprocess, preprocess, preprocess_batch
 from rtdetr_export.weights import load_model
 
@@ -364,7 +364,7 @@ def test_user_errors_are_one_line(tools, exports, tmp_path):
         source.convert("CMYK").save(cmyk)
     engine = tmp_path / "model.engine"
     shutil.copy(raw, engine)
-    shutil.copy(raw.with_suffix(".json"), engine.with_suffix(".json"))
+    shutil.copy(raw.with_suffix(".json"), tmp_path / "model.engine.json")  # an engine's sidecar: MODEL.engine.json
 
     detect = tools.detect
     assert_one_line_error(run_tool(detect, tmp_path / "missing.onnx", image), "missing.onnx", "no such model file")

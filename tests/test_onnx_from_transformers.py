@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from conftest import PRESET_SIZES, DetectorOutputs, compare_detectors
 from rtdetr_export.cli import main
-from rtdetr_export.export.provenance import read_metadata
+from rtdetr_export.artifact import read_metadata
 from rtdetr_export.verify.margins import FLIP_MARGIN, record_rounding_margins
 from rtdetr_export.weights import file_sha256, load_model
 

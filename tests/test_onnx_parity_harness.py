@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import onnx_parity
-from rtdetr_export.export import OnnxExportOptions, export_onnx
+from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.model.deformable_attention import MSDeformableAttention
-from rtdetr_export.verify.inputs import synthetic_images
+from rtdetr_export.imaging.inputs import synthetic_images
 from rtdetr_export.weights import load_model
 
 
@@ -29,14 +29,11 @@ def tiny_run(tmp_path_factory):
 
 def _nearest_point(model, images):
     """(head, query, point, level, x, y, neighbour cell) of layer 0's point nearest a boundary that matters."""
-    module = next(m for m in model.modules() if isinstance(m, MSDeformableAttention))
+    layers = [m for m in model.modules() if isinstance(m, MSDeformableAttention)]
     levels = []
-    module.location_hook = lambda loc, h, w: levels.append((loc.clone(), h, w)) or loc
-    try:
-        with torch.no_grad():
-            model(torch.from_numpy(images))
-    finally:
-        module.location_hook = None
+    first_layer = lambda loc, h, w: levels.append((loc.clone(), h, w)) or loc  # noqa: E731
+    with torch.no_grad(), model.observe_sampling([first_layer] + [None] * (len(layers) - 1)):
+        model(torch.from_numpy(images))
     best, first = None, 0
     for level, (loc, h, w) in enumerate(levels):
         for axis, size in ((0, w), (1, h)):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from rtdetr_export.export.heads import DetectionsHead
+from rtdetr_export.model.heads import DetectionsHead
 from rtdetr_export.model import RTDETRv2, fuse_repvgg, preset
 from rtdetr_export.weights.matching import load_strict
 from seeded_weights import seeded_state_dict

@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from rtdetr_export.cli import main
-from rtdetr_export.export import OnnxExportOptions, export_onnx, portability
+from rtdetr_export.export import portability
+from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.weights import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +103,7 @@ def test_openvino_runs_a_tiny_discrete_export_with_parity(tmp_path):
     """Live, where openvino is installed (benchmarks/run_portability.sh's environment); skipped elsewhere."""
     ov = pytest.importorskip("openvino")
     from rtdetr_export.verify.compare import compare_raw, thresholds_for
-    from rtdetr_export.verify.inputs import synthetic_images
+    from rtdetr_export.imaging.inputs import synthetic_images
     from rtdetr_export.verify.reference import ReferenceRunner
 
     model = load_model(preset="tiny", method="discrete")

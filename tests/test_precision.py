@@ -13,13 +13,13 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from rtdetr_export.cli import main
-from rtdetr_export.export import OnnxExportOptions, export_onnx
+from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.export.graph_checks import check_graph
-from rtdetr_export.export.provenance import read_metadata
+from rtdetr_export.artifact import read_metadata
 from rtdetr_export.precision import PrecisionOptions
-from rtdetr_export.precision.emulation import fp16_emulation_model
+from rtdetr_export.backends.fp16_emulation import fp16_emulation_model
 from rtdetr_export.precision.fp16 import FP32_OP_TYPES, Fp16Plan, convert_fp16, plan_fp16
-from rtdetr_export.precision.graph import FLOAT, FLOAT16, element_types, producers
+from rtdetr_export.onnx_graph import FLOAT, FLOAT16, element_types, producers
 from rtdetr_export.precision.int8 import ATTENTION_MATMUL, QUANTIZED_OPS, Int8Options, entropy_ranges, excluded_nodes
 from rtdetr_export.verify.compare import PRECISION_THRESHOLDS
 from rtdetr_export.weights import load_model

@@ -13,7 +13,7 @@ from PIL import Image
 
 from rtdetr_export.backends import OnnxRuntimeRunner
 from rtdetr_export.cli import main
-from rtdetr_export.export import OnnxExportOptions, export_onnx
+from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.imaging import load_image, postprocess, preprocess
 from rtdetr_export.weights import load_model
 

@@ -17,7 +17,7 @@ from rtdetr_export.model.deformable_attention import discrete_cell_index
 from rtdetr_export.verify import compare as compare_module
 from rtdetr_export.verify import margins as margins_module
 from rtdetr_export.verify.compare import Thresholds
-from rtdetr_export.verify.inputs import synthetic_images
+from rtdetr_export.imaging.inputs import synthetic_images
 from rtdetr_export.verify.margins import flip_near_boundaries, point_margins
 from rtdetr_export.verify.reference import MARGIN, ReferenceRunner
 from rtdetr_export.verify.verification import compare_outputs
@@ -87,10 +87,12 @@ def test_a_candidate_that_flipped_a_near_boundary_rounding_passes_and_the_flip_i
     assert plain.failures  # without a reference to re-run, a flip cannot be proven
     assert not proven.failures and proven.flipped_rows == 1
     if head == "raw":
-        assert proven.outputs["logits"]["max_abs_unflipped"] <= 1e-4 < proven.outputs["logits"]["max_abs"]
+        logits = proven.outputs["logits"]
+        assert logits.metric == "max_abs_unflipped" and logits.value <= 1e-4 < logits.stats["max_abs"]
     else:
-        assert proven.outputs["boxes"]["max_abs_px"] <= 1e-2 and proven.outputs["scores"]["max_abs"] <= 1e-4
-        assert proven.outputs["labels"]["agreement"] == 1.0
+        boxes, scores, labels = (proven.outputs[name] for name in ("boxes", "scores", "labels"))
+        assert boxes.metric == "max_abs_px" and boxes.value <= 1e-2 and scores.value <= 1e-4
+        assert labels.metric == "agreement" and labels.value == 1.0
 
 
 def test_an_error_on_a_near_boundary_query_that_no_flip_reproduces_fails(tiny_discrete, wide_margin):

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 from rtdetr_export.backends.tensorrt.builder import BuildOptions, profile_shapes
-from rtdetr_export.backends.tensorrt.engine import engine_record, engine_sidecar_path, verification_batches
+from rtdetr_export.artifact import sidecar_path
+from rtdetr_export.pipeline.engine import engine_record, verification_batches
 from rtdetr_export.backends.tensorrt.latency import latency_summary
 from rtdetr_export.cli import main
 from rtdetr_export.errors import RTDetrExportError
@@ -88,7 +89,7 @@ def test_engine_record_holds_what_the_issue_asks_for(tmp_path):
     assert record["build"]["seconds"] == 12.3
     assert len(record["onnx"]["sha256"]) == 64 and record["onnx"]["verification_passed"]
     assert record["verification"]["passed"] and record["latency"]["p50_ms"] == 1.0 and record["head"] == "raw"
-    assert engine_sidecar_path("out/model.engine") == Path("out/model.engine.json")
+    assert sidecar_path("out/model.engine") == Path("out/model.engine.json")
     assert verification_batches(options) == [1, 4] and verification_batches(BuildOptions()) == [1]
 
 
@@ -107,7 +108,7 @@ def test_trt_fp16_without_tensorrt_verifies_the_onnx_then_exits_2(tmp_path):
     assert result.exit_code == 2, result.output
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "pip install tensorrt" in error[0] and "tensorrt" in error[0]
-    assert not engine.exists() and not engine_sidecar_path(engine).exists()
+    assert not engine.exists() and not sidecar_path(engine).exists()
     assert not list(tmp_path.glob(".*partial"))
     sidecar = json.loads(engine.with_suffix(".json").read_text())
     assert sidecar["precision"] == "fp16" and sidecar["verification"]["passed"]
@@ -116,7 +117,7 @@ def test_trt_fp16_without_tensorrt_verifies_the_onnx_then_exits_2(tmp_path):
 @pytest.fixture(scope="module")
 def ours_fp32(tmp_path_factory) -> Path:
     """One of our files, fp32 (unverified: only its provenance matters here)."""
-    from rtdetr_export.export import OnnxExportOptions, export_onnx
+    from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
     from rtdetr_export.weights import load_model
 
     path = tmp_path_factory.mktemp("ours") / "fp32.onnx"
@@ -176,7 +177,7 @@ def test_engine_builds_verifies_and_records(tiny_engines, precision):
     engine, result = tiny_engines[precision]
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
-    assert engine.is_file() and json.loads(engine_sidecar_path(engine).read_text()) == record
+    assert engine.is_file() and json.loads(sidecar_path(engine).read_text()) == record
     assert record["precision"] == precision and record["verification"]["passed"]
     assert [run["batch"] for run in record["verification"]["runs"]] == [1, 4]
     assert record["gpu"]["compute_capability"] and record["tensorrt"].split(".")[0] in ("10", "11")

@@ -58,16 +58,14 @@ const TensorInfo* Sidecar::output(const std::string& name) const {
 }
 
 std::string Sidecar::path_for(const std::string& model_path) {
-  // `rtdetr-export trt` writes MODEL.engine.json, so that an engine and the ONNX file it was built from can
-  // share a name; an ONNX file's sidecar is MODEL.json (pathlib's with_suffix).
-  const std::string appended = model_path + ".json";
+  // The one rule, as rtdetr_export.artifact.sidecar_path: MODEL.onnx -> MODEL.json; any other artifact (a
+  // TensorRT engine) -> MODEL.engine.json, so an engine and the ONNX file it was built from can share a name.
   const bool is_onnx = model_path.size() >= 5 && model_path.compare(model_path.size() - 5, 5, ".onnx") == 0;
-  if (!is_onnx && std::ifstream(appended).good()) return appended;
+  if (!is_onnx) return model_path + ".json";
   const std::string dir = directory_part(model_path);
   std::string base = model_path.substr(dir.size());
-  const auto dot = base.find_last_of('.');
   // pathlib's with_suffix: a leading dot (".onnx") is a name, not a suffix.
-  if (dot != std::string::npos && dot > 0) base.resize(dot);
+  if (base.size() > 5) base.resize(base.size() - 5);
   return dir + base + ".json";
 }
 

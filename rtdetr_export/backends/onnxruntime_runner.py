@@ -22,6 +22,10 @@ class OnnxRuntimeRunner(Runner):
         self.session = None
 
     def activate(self) -> None:
+        self.session = self.make_session(str(self.path))
+
+    def make_session(self, model: str | bytes):
+        """An InferenceSession on a path or serialized model, with this runner's threads and providers."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -29,7 +33,7 @@ class OnnxRuntimeRunner(Runner):
             options.intra_op_num_threads = self.threads
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=self.providers)
+            return ort.InferenceSession(model, options, providers=self.providers)
         except Exception as exc:  # ORT raises its own exception types for unreadable or invalid models
             raise RTDetrExportError(f"{self.path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:160]})") \
                 from None

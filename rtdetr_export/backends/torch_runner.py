@@ -12,7 +12,7 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
 class TorchRunner(Runner):
-    """Runs an export head module (``rtdetr_export.export.heads``) eagerly, in float32 unless told otherwise.
+    """Runs an export head module (``rtdetr_export.model.heads``) eagerly, in float32 unless told otherwise.
 
     ``precision="fp16"`` casts the module and its floating inputs to half (outputs come back as float32);
     ``compile=True`` wraps the module in ``torch.compile`` on activation (the first inference compiles).

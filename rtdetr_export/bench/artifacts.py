@@ -7,13 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import onnx
-
+from rtdetr_export.artifact import ENGINE_SUFFIXES, ONNX_FORMAT, ONNX_SUFFIXES, load_onnx, read_metadata, sidecar_path
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.export.provenance import FORMAT, read_metadata
-
-ONNX_SUFFIXES = (".onnx",)
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 @dataclass
@@ -48,12 +43,7 @@ class Artifact:
 
 
 def _onnx_artifact(path: Path, label: str) -> Artifact:
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises DecodeError and friends
-        raise RTDetrExportError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
-    if not model.graph.node:
-        raise RTDetrExportError(f"{path} is not an ONNX model (empty graph)")
+    model = load_onnx(path)
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     names = [i.name for i in inputs]
@@ -64,7 +54,7 @@ def _onnx_artifact(path: Path, label: str) -> Artifact:
     batch = dims[0].dim_value if len(dims) == 4 and dims[0].dim_value > 0 else None
     size = (dims[2].dim_value, dims[3].dim_value) if len(dims) == 4 and dims[2].dim_value > 0 else None
     meta = read_metadata(model)
-    provenance = meta if meta.get("format") == FORMAT else None
+    provenance = meta if meta.get("format") == ONNX_FORMAT else None
     head = "detections" if "orig_target_sizes" in names else "raw"
     precision = provenance.get("precision", "fp32") if provenance else "fp32"
     return Artifact(path, "onnx", label, head, None if batch is None else (batch, batch), precision, provenance,
@@ -73,15 +63,12 @@ def _onnx_artifact(path: Path, label: str) -> Artifact:
 
 def _engine_artifact(path: Path, label: str) -> Artifact:
     # An engine is opaque here; the record `rtdetr-export trt` writes beside it (OUT.engine.json) says its
-    # head, batch profile, precision and the model it came from.
+    # head, batch profile, precision and the model it came from. A foreign engine has none: it still runs.
     record: dict[str, Any] = {}
-    for side in (Path(str(path) + ".json"), path.with_suffix(".json")):
-        if side.is_file():
-            try:
-                record = json.loads(side.read_text())
-            except (OSError, ValueError):
-                record = {}
-            break
+    try:
+        record = json.loads(sidecar_path(path).read_text())
+    except (OSError, ValueError):
+        record = {}
     batches = None
     shapes = (record.get("profile") or {}).get("images")
     if shapes:

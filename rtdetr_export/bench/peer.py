@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
-import warnings
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,7 +25,8 @@ from torch import nn
 from rtdetr_export.backends.base import Runner
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
 from rtdetr_export.model import ModelConfig
-from rtdetr_export.verify.inputs import synthetic_images
+from rtdetr_export.export.torch_export import simplify as slim, trace_to_onnx
+from rtdetr_export.imaging.inputs import synthetic_images
 
 try:
     import transformers
@@ -156,18 +155,10 @@ def export_peer_onnx(model: Any, output: str | Path, image_size: tuple[int, int]
     """Export the transformers model the plain way; returns what was done (exporter, simplifier, nodes)."""
     module = _RawOutputs(copy.deepcopy(model)).eval()
     images = torch.rand(2 if dynamic_batch else 1, 3, *image_size, generator=torch.Generator().manual_seed(0))
-    dynamic = {name: {0: "batch"} for name in ("images", "logits", "pred_boxes")} if dynamic_batch else None
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (images,), buffer, input_names=["images"], output_names=["logits", "pred_boxes"],
-                          opset_version=opset, dynamic_axes=dynamic, do_constant_folding=True, dynamo=False)
-    graph = onnx.load_from_string(buffer.getvalue())
+    graph = trace_to_onnx(module, (images,), ["images"], ["logits", "pred_boxes"], opset, dynamic_batch)
     simplifier = None
     if simplify:
-        import onnxslim
-
-        graph, simplifier = onnxslim.slim(graph), f"onnxslim {version('onnxslim')}"
+        graph, simplifier = slim(graph)
     onnx.save(graph, str(output))
     return {"path": str(output), "exporter": "torch.onnx (TorchScript)", "opset": opset, "simplifier": simplifier,
             "dynamic_batch": dynamic_batch, "nodes": len(graph.graph.node),

@@ -6,7 +6,7 @@ import datetime
 from typing import Any
 
 from rtdetr_export import __version__
-from rtdetr_export.bench.stats import paired_speedup, speedup, throughput
+from rtdetr_export.stats import paired_speedup, speedup, throughput
 from rtdetr_export.bench.targets import Target
 
 SCHEMA = "rtdetr-export/bench"

@@ -8,17 +8,16 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from torch import nn
 
 from rtdetr_export.bench.artifacts import Artifact, describe_artifact
+from rtdetr_export.bench.options import BenchOptions
 from rtdetr_export.bench.targets import Target
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
-from rtdetr_export.export.onnx_export import OnnxExportOptions, export_onnx
-
-if TYPE_CHECKING:
-    from rtdetr_export.bench.suite import BenchOptions
+from rtdetr_export.pipeline import OnnxExportOptions, export_onnx, reference_model
+from rtdetr_export.weights import load_model
 
 Log = Callable[[str], None]
 
@@ -68,28 +67,24 @@ class BenchModels:
                 "peer": self.peer_skipped or ("transformers" if self.peer_model is not None else None)}
 
 
-def _load_reference(options: "BenchOptions", artifacts: list[Artifact], log: Log) -> nn.Module:
-    from rtdetr_export.verify.artifact import reference_model
-    from rtdetr_export.weights import load_model
-
+def _load_reference(options: BenchOptions, artifacts: list[Artifact], log: Log) -> nn.Module:
     ours = [a for a in artifacts if a.provenance is not None]
     if ours and options.preset is None:
         return reference_model(ours[0].provenance, options.model_path, log)
     if artifacts and options.model_path is None and options.preset is None:
         raise RTDetrExportError("these artifacts carry no provenance to rebuild their reference from; "
                                 "pass --model (or --preset for random weights)")
-    model = load_model(options.model_path, preset=options.preset, method=options.method,
-                       image_size=options.image_size)
+    preset = options.preset or ("r18vd" if options.model_path is None else None)
+    model = load_model(options.model_path, preset=preset, method=options.method, image_size=options.image_size)
     if model.source.format == "random":
         log(f"[bench] no --model given: preset {options.preset or 'r18vd'} with seeded random weights "
             f"(seed {model.source.seed})")
     return model
 
 
-def _peer_source(options: "BenchOptions", artifacts: list[Artifact], tmp: Path, log: Log):
+def _peer_source(options: BenchOptions, artifacts: list[Artifact], tmp: Path, log: Log):
     """(transformers model, our model from the same folder) or raise with the reason there is no peer."""
     from rtdetr_export.bench import peer
-    from rtdetr_export.weights import load_model
 
     if options.model_path is not None:
         folder = Path(options.model_path)
@@ -114,7 +109,7 @@ def _peer_source(options: "BenchOptions", artifacts: list[Artifact], tmp: Path, 
     return hf, model
 
 
-def prepare_models(options: "BenchOptions", artifacts: list[Artifact], head: str, tmp: Path,
+def prepare_models(options: BenchOptions, artifacts: list[Artifact], head: str, tmp: Path,
                    log: Log) -> BenchModels:
     """Load the reference, export what is missing into ``tmp``, and check every input size agrees."""
     hf, peer_skipped = None, None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,82 +15,22 @@ from PIL import Image
 from rtdetr_export.bench import report as report_module
 from rtdetr_export.bench.artifacts import describe_artifact
 from rtdetr_export.bench.machine import load_average, machine_info
+from rtdetr_export.artifact import make_feed
 from rtdetr_export.bench.memory import PeakMemory
+from rtdetr_export.bench.options import BenchOptions
 from rtdetr_export.bench.parity import parity
 from rtdetr_export.bench.sources import BenchModels, prepare_models
-from rtdetr_export.bench.stats import summarize
-from rtdetr_export.bench.targets import (BACKENDS, DEFAULT_BACKENDS, DEVICES, Target, expand_backends,
-                                         onnxruntime_target, tensorrt_targets, torch_targets)
+from rtdetr_export.bench.targets import (Target, expand_backends, onnxruntime_target, tensorrt_targets,
+                                         torch_targets)
 from rtdetr_export.bench.timing import (STAGES, Rounds, interleaved, interleaved_end_to_end, synchronizer, timed)
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.export.heads import HEADS
 from rtdetr_export.imaging import list_images, load_image, preprocess_batch
-from rtdetr_export.verify.inputs import synthetic_images
+from rtdetr_export.imaging.inputs import synthetic_images
+from rtdetr_export.stats import summarize
 from rtdetr_export.verify.reference import ReferenceRunner
-from rtdetr_export.verify.verification import make_feed
 
 Log = Callable[[str], None]
 E2E_IMAGE_SIZE = (720, 1280)  # synthetic end-to-end inputs: a camera frame, so decode and resize cost something
-
-
-@dataclass
-class BenchOptions:
-    """Everything ``rtdetr-export bench`` exposes as flags."""
-
-    artifacts: list[str] = field(default_factory=list)
-    model_path: str | None = None
-    preset: str | None = None
-    method: str | None = None
-    image_size: int | None = None
-    backends: list[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))
-    device: str = "cpu"
-    batches: list[int] = field(default_factory=lambda: [1])
-    warmup: int = 2
-    iters: int | None = 10
-    seconds: float | None = None
-    e2e_iters: int | None = None  # None: a third of the model-only rounds, at least 2
-    threads: int | None = None
-    images: str | None = None
-    head: str = "raw"
-    top_k: int = 300
-    peer: bool = False
-    note: str | None = None
-
-    def validate(self) -> None:
-        """Raise RTDetrExportError for values no benchmark can use."""
-        unknown = [b for b in self.backends if b not in BACKENDS]
-        if unknown or not self.backends:
-            raise RTDetrExportError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BACKENDS)}"
-                                    if unknown else "no backend given")
-        if self.device not in DEVICES:
-            raise RTDetrExportError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
-        if not self.batches or any(b < 1 for b in self.batches):
-            raise RTDetrExportError(f"batch sizes must be positive, got {self.batches}")
-        if self.warmup < 0:
-            raise RTDetrExportError(f"--warmup must be >= 0, got {self.warmup}")
-        if self.seconds is not None and self.seconds <= 0:
-            raise RTDetrExportError(f"--seconds must be positive, got {self.seconds}")
-        if self.seconds is None and (self.iters is None or self.iters < 1):
-            raise RTDetrExportError(f"--iters must be >= 1, got {self.iters}")
-        if self.e2e_iters is not None and self.e2e_iters < 0:
-            raise RTDetrExportError(f"--e2e-iters must be >= 0, got {self.e2e_iters}")
-        if self.threads is not None and self.threads < 1:
-            raise RTDetrExportError(f"--threads must be >= 1, got {self.threads}")
-        if self.head not in HEADS:
-            raise RTDetrExportError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise RTDetrExportError("--device cuda: PyTorch sees no CUDA device on this machine")
-
-
-def parse_batches(text: str) -> list[int]:
-    """'1,4' -> [1, 4]; anything but positive integers is an error."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise RTDetrExportError(f"--batch takes comma-separated positive integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise RTDetrExportError(f"--batch takes comma-separated positive integers, got {text!r}")
-    return list(dict.fromkeys(values))
 
 
 def _image_files(options: BenchOptions, count: int, folder: Path) -> tuple[list[Path], str]:
@@ -199,7 +138,7 @@ def _first_runs(targets: list[Target], runners: dict, batch: int, feed: dict, re
                 for _ in range(options.warmup):
                     runner.infer(feed)
             entry.update(status="ok", cold_ms=cold_ms, memory=memory.result,
-                         parity=parity(head, feed, want, got, target.precision, reference))
+                         parity=parity(head, feed, want, got, target.precision, reference).to_json())
             active[target.name] = runner
         except Exception as exc:  # a backend that fails at this batch is reported, the others go on
             entry.update(status="failed", reason=_failure(exc))

@@ -16,7 +16,7 @@ from torch import nn
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner, TorchRunner
 from rtdetr_export.bench.artifacts import Artifact
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.export.heads import INPUTS, OUTPUTS, wrap
+from rtdetr_export.model.heads import INPUTS, OUTPUTS, wrap
 from rtdetr_export.model import prepare_for_deploy
 
 BACKENDS = ("torch", "torch-fp16", "torch-compile", "onnxruntime", "tensorrt")

@@ -14,10 +14,10 @@ from typing import Callable
 
 import numpy as np
 
+from rtdetr_export.artifact import make_feed
 from rtdetr_export.backends.base import Runner
-from rtdetr_export.bench.stats import rotated
 from rtdetr_export.imaging import load_image, postprocess, preprocess_batch
-from rtdetr_export.verify.verification import make_feed
+from rtdetr_export.stats import rotated
 
 STAGES = ("decode", "preprocess", "infer", "postprocess")
 

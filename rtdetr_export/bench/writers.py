@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from rtdetr_export.bench.markdown import render_markdown
+from rtdetr_export.bench.parity import Parity
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.files import write_text_atomic
+from rtdetr_export.files import check_report_folder, write_text_atomic
 
 FILES = ("report.json", "report.md", "report.csv", "latency.png")
 CSV_STATS = ("min", "mean", "p50", "p90", "p99", "max", "std", "n")
@@ -38,12 +39,13 @@ def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         row["peak_memory_mb"] = (r.get("memory") or {}).get("peak_mb")
         row["memory_kind"] = (r.get("memory") or {}).get("kind")
         row["speedup_vs_torch_p50"] = (r.get("speedup_vs_torch") or {}).get("p50")
-        parity = r.get("parity") or {}
-        row["parity_passed"] = parity.get("passed")
-        for name, entry in (parity.get("outputs") or {}).items():
-            for key in ("max_abs", "max_abs_px", "agreement", "mean_iou"):
-                if key in entry:
-                    row[f"parity_{name}_{key}"] = entry[key]
+        if r.get("parity"):
+            parity = Parity.from_json(r["parity"])
+            row["parity_passed"] = parity.passed
+            for name, check in parity.comparison.outputs.items():
+                row[f"parity_{name}_{check.metric}"] = check.value
+        else:
+            row["parity_passed"] = None
         rows.append(row)
     return rows
 
@@ -56,21 +58,6 @@ def render_csv(report: dict[str, Any]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
-
-
-def check_report_folder(folder: str | Path, force: bool = False) -> Path:
-    """Fail before any measuring when ``folder`` cannot take a report (a file, a report there, no parent)."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise RTDetrExportError(f"{folder} is a file; --report takes a folder")
-    if (folder / "report.json").exists() and not force:
-        raise RTDetrExportError(f"{folder} already holds a report; pass --force to replace it")
-    parent = folder if folder.exists() else folder.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise RTDetrExportError(f"cannot write a report into {folder}: {parent} is not writable")
-    return folder
 
 
 def write_report(report: dict[str, Any], folder: str | Path, force: bool = False) -> list[Path]:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import click
 
-from rtdetr_export.cli.common import emit_json, log, model_options
+from rtdetr_export.bench.targets import BACKENDS, DEVICES
+from rtdetr_export.cli.common import emit_json, progress
+from rtdetr_export.cli.options import model_options
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.export.heads import HEADS
+from rtdetr_export.model.heads import HEADS
 
 
 @click.command("bench")
 @click.argument("artifacts", nargs=-1, type=click.Path(path_type=str))
 @model_options
 @click.option("--backends", default="torch,onnxruntime,tensorrt", show_default=True,
-              help="Comma-separated: torch, torch-fp16, torch-compile, onnxruntime, tensorrt ('torch' on CUDA "
-                   "adds its FP16 and compiled variants). Unavailable ones are reported as skipped.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+              help=f"Comma-separated: {', '.join(BACKENDS)} ('torch' on CUDA adds its FP16 and compiled "
+                   "variants). Unavailable ones are reported as skipped.")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("--batch", "batch_text", default="1", show_default=True, help="Comma-separated batch sizes, e.g. 1,4.")
 @click.option("--warmup", type=int, default=2, show_default=True, help="Untimed runs per backend and batch.")
 @click.option("--iters", type=int, default=None, help="Timed interleaved rounds per batch [default: 10].")
@@ -54,11 +56,11 @@ def bench_command(artifacts, model_path, preset, method, image_size, backends, d
         from rtdetr_export.bench.writers import check_report_folder
 
         check_report_folder(report_dir, force)
-    progress = (lambda message: None) if quiet else log
-    report = run_benchmark(options, progress)
+    log = progress(quiet)
+    report = run_benchmark(options, log)
     if report_dir:
         written = write_report(report, report_dir, force=force)
-        progress(f"[bench] wrote {', '.join(str(p) for p in written)}")
+        log(f"[bench] wrote {', '.join(str(p) for p in written)}")
     if as_json:
         emit_json(report)
     elif not quiet:

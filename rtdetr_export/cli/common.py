@@ -1,4 +1,4 @@
-"""Options and output helpers shared by the CLI commands."""
+"""Output helpers shared by the CLI commands, and the one way a command loads the reference model."""
 
 from __future__ import annotations
 
@@ -8,31 +8,18 @@ from typing import Any, Callable
 
 import click
 
-from rtdetr_export.model.config import METHODS, PRESETS
-
-
-def model_options(func: Callable) -> Callable:
-    """--model / --preset / --method / --image-size, the options that pick the reference model."""
-    func = click.option("--image-size", type=int, default=None,
-                        help="Square input size the model is built for (default: the model's own, 640).")(func)
-    func = click.option("--method", type=click.Choice(METHODS), default=None,
-                        help="Deformable-attention sampler: default (grid_sample) or discrete (gather).")(func)
-    func = click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
-                        help="Architecture preset; with no --model, random weights of this size.")(func)
-    func = click.option("--model", "model_path", type=click.Path(path_type=str), default=None,
-                        help="A transformers model folder or an original RT-DETR .pth checkpoint.")(func)
-    return func
-
 
 def build_model(model_path: str | None, preset: str | None, method: str | None, image_size: int | None,
                 quiet: bool = False) -> Any:
-    """Load the reference model, telling the user on stderr when weights are random."""
+    """Load the reference model; with no --model, preset r18vd (or --preset) with seeded random weights, said on
+    stderr."""
     from rtdetr_export.weights import load_model
 
+    if model_path is None:
+        preset = preset or "r18vd"
     model = load_model(model_path, preset=preset, method=method, image_size=image_size)
     if model.source.format == "random" and not quiet:
-        log(f"no --model given: using preset {preset or 'r18vd'} with seeded random weights "
-            f"(seed {model.source.seed})")
+        log(f"no --model given: using preset {preset} with seeded random weights (seed {model.source.seed})")
     return model
 
 
@@ -41,6 +28,14 @@ def log(message: str) -> None:
     click.echo(message, err=True)
 
 
+def progress(quiet: bool, as_json: bool = False) -> Callable[[str], None]:
+    """The log function for a command: silent with --quiet or --json."""
+    return (lambda message: None) if quiet or as_json else log
+
+
 def emit_json(data: Any) -> None:
+    """Print a result as JSON on stdout: typed results serialise themselves (``to_json``)."""
+    if hasattr(data, "to_json"):
+        data = data.to_json()
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")

@@ -6,7 +6,8 @@ import dataclasses
 
 import click
 
-from rtdetr_export.cli.common import build_model, emit_json, model_options
+from rtdetr_export.cli.common import build_model, emit_json
+from rtdetr_export.cli.options import model_options
 
 
 @click.command()

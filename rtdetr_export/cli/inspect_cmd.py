@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from rtdetr_export.cli.common import emit_json
+from rtdetr_export.pipeline import OnnxDescription, describe_onnx
 
 
 def _shape(shape) -> str:
@@ -56,25 +57,25 @@ def _provenance_lines(p: dict[str, Any]) -> list[str]:
     return lines
 
 
-def format_description(d: dict[str, Any]) -> list[str]:
+def format_description(d: OnnxDescription) -> list[str]:
     """The human-readable report of ``describe_onnx``."""
-    lines = [f"file        {d['file']} ({_size(d['size_bytes'])}, sha256 {d['sha256'][:16]}...)",
-             f"format      ONNX IR {d['ir_version']}, opset {d['opset']}, producer {d['producer'] or '?'}",
-             f"graph       {d['nodes']} node{'s' if d['nodes'] != 1 else ''}, {len(d['op_census'])} op types, "
-             f"{d['parameters']:,} parameters in {d['initializers']} initializers"]
+    lines = [f"file        {d.file} ({_size(d.size_bytes)}, sha256 {d.sha256[:16]}...)",
+             f"format      ONNX IR {d.ir_version}, opset {d.opset}, producer {d.producer or '?'}",
+             f"graph       {d.nodes} node{'s' if d.nodes != 1 else ''}, {len(d.op_census)} op types, "
+             f"{d.parameters:,} parameters in {d.initializers} initializers"]
     for kind in ("inputs", "outputs"):
         lines.append(kind)
-        for v in d["io"][kind]:
+        for v in d.io[kind]:
             lines.append(f"  {v['name']:<20} {v['dtype']:<8} {_shape(v['shape'])}")
-    if d["provenance"]:
-        lines += _provenance_lines(d["provenance"])
+    if d.provenance:
+        lines += _provenance_lines(d.provenance)
     else:
-        lines.append(f"provenance  {d['provenance_note']}")
-        for key, value in d["metadata_props"].items():
+        lines.append(f"provenance  {d.provenance_note}")
+        for key, value in d.metadata_props.items():
             lines.append(f"  metadata    {key}: {value[:100]}")
-    lines.append("op census   " + ", ".join(f"{op} {n}" for op, n in d["op_census"].items()))
+    lines.append("op census   " + ", ".join(f"{op} {n}" for op, n in d.op_census.items()))
 
-    port = d["portability"]
+    port = d.portability
     targets = port["targets"]
     width = max([len("op")] + [len(r["op"]) for r in port["rows"]])
     lines.append("portability (documented support; docs/portability.md lists the sources)")
@@ -111,8 +112,6 @@ def format_description(d: dict[str, Any]) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def inspect_command(file: str, as_json: bool) -> None:
     """Describe FILE.onnx: inputs/outputs, opset, op census, provenance, and per-runtime op support."""
-    from rtdetr_export.export.inspection import describe_onnx
-
     description = describe_onnx(file)
     if as_json:
         emit_json(description)

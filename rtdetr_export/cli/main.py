@@ -31,6 +31,7 @@ def main() -> None:
 def _register() -> None:
     from rtdetr_export.cli.bench_cmd import bench_command
     from rtdetr_export.cli.describe import describe
+    from rtdetr_export.cli.eval_cmd import eval_command
     from rtdetr_export.cli.inspect_cmd import inspect_command
     from rtdetr_export.cli.onnx_cmd import onnx_command
     from rtdetr_export.cli.predict_cmd import predict_command
@@ -38,7 +39,7 @@ def _register() -> None:
     from rtdetr_export.cli.verify_cmd import verify_command
 
     for command in (describe, onnx_command, verify_command, inspect_command, predict_command, bench_command,
-                    trt_command):
+                    eval_command, trt_command):
         main.add_command(command)
 
 

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from rtdetr_export.cli.common import build_model, emit_json, log, model_options
+from rtdetr_export.cli.common import build_model, emit_json, log, progress
+from rtdetr_export.cli.options import model_options
 from rtdetr_export.errors import RTDetrExportError
 
 
@@ -26,25 +27,24 @@ from rtdetr_export.errors import RTDetrExportError
 def predict_command(images, artifact, model_path, preset, method, image_size, threshold, show_reference,
                     output_dir, force, quiet, as_json) -> None:
     """Detect objects in IMAGES (files or folders); exit 1 if any image could not be processed."""
-    from rtdetr_export.predict import detector_for_artifact, detector_for_model, predict_images
+    from rtdetr_export.pipeline import Detector, reference_model
+    from rtdetr_export.predict import predict_images
 
     reference = None
     if artifact is None:
         if show_reference:
             raise RTDetrExportError("--show-reference compares an --artifact with the PyTorch model; "
                                     "give --artifact FILE")
-        detector = detector_for_model(build_model(model_path, preset, method, image_size, quiet=quiet or as_json))
+        detector = Detector.from_model(build_model(model_path, preset, method, image_size, quiet=quiet or as_json))
     else:
         if preset or method or image_size:
             raise RTDetrExportError("--preset, --method and --image-size come from the artifact; with --artifact, "
                                     "--model only names the checkpoint for --show-reference")
-        detector, provenance = detector_for_artifact(artifact)
+        detector = Detector.from_artifact(artifact)
         if show_reference:
-            from rtdetr_export.verify.artifact import reference_model
-
-            reference = detector_for_model(reference_model(provenance, model_path, log))
-    progress = (lambda message: None) if quiet or as_json else log
-    result = predict_images(list(images), detector, output_dir, threshold, reference, force, progress)
+            reference = Detector.from_model(reference_model(detector.provenance, model_path, log))
+    result = predict_images(list(images), detector, output_dir, threshold, reference, force,
+                            progress(quiet, as_json))
     for failure in result.failures:  # one line per file that could not be processed; the others went on
         log(f"error: {failure['error']}")
     if as_json:

@@ -6,22 +6,25 @@ import sys
 
 import click
 
-from rtdetr_export.cli.common import emit_json, log
+from rtdetr_export.cli.common import emit_json, progress
+from rtdetr_export.pipeline import verify_artifact
+from rtdetr_export.verify import Verification
 
 
-def format_report(report: dict) -> list[str]:
-    """Human-readable lines: one per output per batch size, then PASS/FAIL."""
-    lines = [f"{report['candidate']} vs {report['reference']} ({report['precision']}, {report['inputs']} inputs)"]
-    for run in report["runs"]:
-        moved = f", {run['reordered_rows']} rows re-paired" if run.get("reordered_rows") else ""
-        flipped = f", {run['flipped_rows']} rows excused as rounding-boundary flips" if run.get("flipped_rows") else ""
-        lines.append(f"  batch {run['batch']}{moved}{flipped}")
-        for name, entry in run["outputs"].items():
-            numbers = ", ".join(f"{k} {v:.3g}" for k, v in entry.items()
-                                if k not in ("threshold", "passed") and isinstance(v, float))
-            verdict = "ok" if entry["passed"] else "FAIL"
-            lines.append(f"    {name:<11} {numbers}  (threshold {entry['threshold']:g})  {verdict}")
-    lines.append("PASS" if report["passed"] else "FAIL: " + "; ".join(report["failures"]))
+def format_report(report: Verification) -> list[str]:
+    """Human-readable lines: one per output per batch size (its judged metric, then the other numbers), then
+    PASS/FAIL."""
+    lines = [f"{report.candidate} vs {report.reference} ({report.precision}, {report.inputs} inputs)"]
+    for run in report.runs:
+        moved = f", {run.reordered_rows} rows re-paired" if run.reordered_rows else ""
+        flipped = f", {run.flipped_rows} rows excused as rounding-boundary flips" if run.flipped_rows else ""
+        lines.append(f"  batch {run.batch}{moved}{flipped}")
+        for name, check in run.outputs.items():
+            numbers = ", ".join([f"{check.metric} {check.value:.3g}"] + [
+                f"{k} {v:.3g}" for k, v in check.stats.items() if isinstance(v, float) and k != check.metric])
+            lines.append(f"    {name:<11} {numbers}  (threshold {check.threshold:g})  "
+                         f"{'ok' if check.passed else 'FAIL'}")
+    lines.append("PASS" if report.passed else "FAIL: " + "; ".join(report.failures))
     return lines
 
 
@@ -35,14 +38,12 @@ def format_report(report: dict) -> list[str]:
 @click.option("--quiet", is_flag=True, help="Only the verdict.")
 def verify_command(artifact: str, model_path: str | None, images: str | None, as_json: bool, quiet: bool) -> None:
     """Compare ARTIFACT (an ONNX file we exported) with the PyTorch reference; exit 1 if it fails."""
-    from rtdetr_export.verify.artifact import verify_artifact
-
-    report = verify_artifact(artifact, model_path, images, log=(lambda m: None) if quiet or as_json else log)
+    report = verify_artifact(artifact, model_path, images, log=progress(quiet, as_json))
     if as_json:
         emit_json(report)
     else:
         lines = format_report(report)
         for line in lines[-1:] if quiet else lines:
             click.echo(line)
-    if not report["passed"]:
+    if not report.passed:
         sys.exit(1)

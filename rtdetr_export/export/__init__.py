@@ -1,5 +1,8 @@
-"""torch -> ONNX with checks, verification and provenance."""
+"""torch -> ONNX graphs (traced, simplified, checked), graph checks, inspection and portability tables.
 
-from rtdetr_export.export.onnx_export import ExportResult, OnnxExportOptions, export_onnx
+The whole job with precision, verification and writing is ``rtdetr_export.pipeline.export_onnx``.
+"""
 
-__all__ = ["ExportResult", "OnnxExportOptions", "export_onnx"]
+from rtdetr_export.export.torch_export import DEFAULT_OPSET, ExportedGraph, GraphOptions, export_graph
+
+__all__ = ["DEFAULT_OPSET", "ExportedGraph", "GraphOptions", "export_graph"]

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rtdetr_export.imaging.boxes import cxcywh_to_xyxy, sigmoid
+
 
 @dataclass
 class Detections:
-    """Detections of one image: boxes [K, 4] xyxy in pixels, scores [K], labels [K] (class indices)."""
+    """Detections of one image, best first: boxes [K, 4] xyxy (pixels, or normalised where a caller says so),
+    scores [K], labels [K] (class indices). The one detections type of the package."""
 
     boxes: np.ndarray
     scores: np.ndarray
@@ -27,15 +30,6 @@ class Detections:
         return [{"label": int(label), "name": class_names[int(label)] if class_names else str(int(label)),
                  "score": float(score), "box": [float(v) for v in box]}
                 for box, score, label in zip(self.boxes, self.scores, self.labels)]
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
-
-
-def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
-    cx, cy, w, h = np.moveaxis(boxes, -1, 0)
-    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
 
 
 def postprocess(logits: np.ndarray, boxes: np.ndarray, image_sizes: list[tuple[int, int]],

@@ -3,5 +3,7 @@
 from rtdetr_export.model.config import PRESETS, ModelConfig, preset
 from rtdetr_export.model.deploy import fold_batchnorm, fuse_repvgg, prepare_for_deploy
 from rtdetr_export.model.rtdetr import RTDETRv2
+from rtdetr_export.model.source import WeightSource
 
-__all__ = ["ModelConfig", "PRESETS", "RTDETRv2", "fold_batchnorm", "fuse_repvgg", "prepare_for_deploy", "preset"]
+__all__ = ["ModelConfig", "PRESETS", "RTDETRv2", "fold_batchnorm", "fuse_repvgg", "prepare_for_deploy", "preset",
+           "WeightSource"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rtdetr_export.model.layers import ConvNormLayer, activation
+from rtdetr_export.model.layers import ConvNormLayer, activation, folded_conv_bn
 
 
 class RepVggBlock(nn.Module):
@@ -39,13 +39,7 @@ class RepVggBlock(nn.Module):
 
 
 def _conv_bn_kernel(layer: ConvNormLayer) -> tuple[torch.Tensor, torch.Tensor]:
-    norm = layer.norm
-    scale = norm.weight / (norm.running_var + norm.eps).sqrt()
-    kernel = layer.conv.weight * scale.reshape(-1, 1, 1, 1)
-    bias = norm.bias - norm.running_mean * scale
-    if layer.conv.bias is not None:
-        bias = bias + layer.conv.bias * scale
-    return kernel.detach(), bias.detach()
+    return folded_conv_bn(layer.conv, layer.norm)
 
 
 class CSPRepLayer(nn.Module):

@@ -44,7 +44,7 @@ def sample_discrete(value: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
     return value.reshape(n, c, h * w).gather(2, index).reshape(n, c, q, p)
 
 
-SAMPLERS = {"default": sample_bilinear, "discrete": sample_discrete}
+LocationObserver = Callable[[torch.Tensor, int, int], torch.Tensor]
 
 
 class MSDeformableAttention(nn.Module):
@@ -56,7 +56,11 @@ class MSDeformableAttention(nn.Module):
         self.head_dim = dim // num_heads
         self.num_points = tuple(num_points)
         self.offset_scale = offset_scale
+        if method not in ATTEND:
+            raise ValueError(f"unknown sampling method {method!r}")
         self.method = method
+        # The sampler is chosen here, once: each method is one function below that reads the memory its way.
+        self.attend = ATTEND[method]
         total = num_heads * sum(num_points)
         self.sampling_offsets = nn.Linear(dim, total * 2)
         self.attention_weights = nn.Linear(dim, total)
@@ -65,9 +69,10 @@ class MSDeformableAttention(nn.Module):
         # Offsets are scaled by 1/n_points of their level so levels with more points spread them finer.
         scale = [1.0 / n for n in num_points for _ in range(n)]
         self.register_buffer("num_points_scale", torch.tensor(scale, dtype=torch.float32), persistent=False)
-        # Verification hook: sees every level's sampling locations [B, Q, heads, points, 2] and returns the
-        # ones to use (verify/margins.py measures rounding margins and re-rounds flips). None in exports.
-        self.location_hook: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None
+        # The one seam into the forward pass, set only through ``RTDETRv2.observe_sampling`` (None otherwise,
+        # and always in exports): sees each level's locations [B, Q, heads, points, 2] and returns the ones to
+        # read. Verification measures the discrete sampler's rounding margins and re-rounds flips with it.
+        self.location_observer: LocationObserver | None = None
 
     def forward(self, query: torch.Tensor, reference_boxes: torch.Tensor, memory: torch.Tensor,
                 spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
@@ -81,53 +86,55 @@ class MSDeformableAttention(nn.Module):
         ref = reference_boxes[:, :, None, None, :]
         scale = self.num_points_scale.to(query.dtype)[:, None]
         loc = ref[..., :2] + offsets * scale * ref[..., 2:] * self.offset_scale  # [B, Q, heads, points, 2]
-        if self.method == "discrete":
-            out = self._attend_discrete(memory, loc, weights, spatial_shapes)
-        else:
-            out = self._attend_sampled(memory, loc, weights, spatial_shapes)
-        return self.output_proj(out)
+        return self.output_proj(self.attend(self, memory, loc, weights, spatial_shapes))
 
-    def _observe(self, level_loc: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        return level_loc if self.location_hook is None else self.location_hook(level_loc, height, width)
+    def observe(self, level_loc: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The locations to read on one level: as predicted, unless an observer is attached."""
+        return level_loc if self.location_observer is None else self.location_observer(level_loc, height, width)
 
-    def _attend_sampled(self, memory: torch.Tensor, loc: torch.Tensor, weights: torch.Tensor,
-                        spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
-        """Project every cell to values, sample them per head and level, weight and sum -> [B, Q, C]."""
-        batch, num_queries, heads, points, _ = loc.shape
-        head_dim = self.head_dim
-        value = self.value_proj(memory)
-        sampler = SAMPLERS[self.method]
-        sampled = []
-        level_values = value.split([h * w for h, w in spatial_shapes], dim=1)
-        level_locs = loc.split(list(self.num_points), dim=3)
-        for (h, w), level_value, level_loc in zip(spatial_shapes, level_values, level_locs):
-            level_loc = self._observe(level_loc, h, w)
-            # [B, H*W, C] -> [B*heads, head_dim, H, W]; loc -> [B*heads, Q, points, 2]
-            level_value = level_value.reshape(batch, h * w, heads, head_dim).permute(0, 2, 3, 1)
-            level_value = level_value.reshape(batch * heads, head_dim, h, w)
-            level_loc = level_loc.permute(0, 2, 1, 3, 4).reshape(batch * heads, num_queries, -1, 2)
-            sampled.append(sampler(level_value, level_loc))
 
-        weights = weights.permute(0, 2, 1, 3).reshape(batch * heads, 1, num_queries, points)
-        out = (torch.cat(sampled, dim=-1) * weights).sum(-1)  # [B*heads, head_dim, Q]
-        return out.reshape(batch, heads * head_dim, num_queries).transpose(1, 2)
+def attend_bilinear(self: MSDeformableAttention, memory: torch.Tensor, loc: torch.Tensor, weights: torch.Tensor,
+                    spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+    """``default``: project every cell to values, grid-sample them per head and level, weight, sum -> [B, Q, C]."""
+    batch, num_queries, heads, points, _ = loc.shape
+    head_dim = self.head_dim
+    value = self.value_proj(memory)
+    sampled = []
+    level_values = value.split([h * w for h, w in spatial_shapes], dim=1)
+    level_locs = loc.split(list(self.num_points), dim=3)
+    for (h, w), level_value, level_loc in zip(spatial_shapes, level_values, level_locs):
+        level_loc = self.observe(level_loc, h, w)
+        # [B, H*W, C] -> [B*heads, head_dim, H, W]; loc -> [B*heads, Q, points, 2]
+        level_value = level_value.reshape(batch, h * w, heads, head_dim).permute(0, 2, 3, 1)
+        level_value = level_value.reshape(batch * heads, head_dim, h, w)
+        level_loc = level_loc.permute(0, 2, 1, 3, 4).reshape(batch * heads, num_queries, -1, 2)
+        sampled.append(sample_bilinear(level_value, level_loc))
 
-    def _attend_discrete(self, memory: torch.Tensor, loc: torch.Tensor, weights: torch.Tensor,
-                         spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
-        """Gather the nearest memory rows, weight and sum them per head, then project -> [B, Q, C]."""
-        batch, num_queries, heads, points, _ = loc.shape
-        cells, channels = memory.shape[1], memory.shape[2]
-        index, start = [], 0
-        for (h, w), level_loc in zip(spatial_shapes, loc.split(list(self.num_points), dim=3)):
-            level_loc = self._observe(level_loc, h, w)
-            index.append(discrete_cell_index(level_loc, h, w) + start)
-            start += h * w
-        # Rows of all images in one flat table: heads lead so the per-head sums come out ready to project.
-        index = torch.cat(index, dim=-1).transpose(1, 2)  # [B, heads, Q, points]
-        index = index + (torch.arange(batch, device=memory.device) * cells).reshape(batch, 1, 1, 1)
-        rows = memory.reshape(batch * cells, channels)[index.reshape(-1)]
-        rows = rows.reshape(batch, heads, num_queries, points, channels)
-        summed = (weights.transpose(1, 2).unsqueeze(-2) @ rows).squeeze(-2)  # [B, heads, Q, C]
-        value_weight = self.value_proj.weight.reshape(heads, self.head_dim, channels).transpose(1, 2)
-        out = (summed @ value_weight).transpose(1, 2)  # [B, Q, heads, head_dim]
-        return out.reshape(batch, num_queries, heads * self.head_dim) + self.value_proj.bias
+    weights = weights.permute(0, 2, 1, 3).reshape(batch * heads, 1, num_queries, points)
+    out = (torch.cat(sampled, dim=-1) * weights).sum(-1)  # [B*heads, head_dim, Q]
+    return out.reshape(batch, heads * head_dim, num_queries).transpose(1, 2)
+
+
+def attend_discrete(self: MSDeformableAttention, memory: torch.Tensor, loc: torch.Tensor, weights: torch.Tensor,
+                    spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+    """``discrete``: gather the nearest memory rows, weight and sum them per head, then project -> [B, Q, C]."""
+    batch, num_queries, heads, points, _ = loc.shape
+    cells, channels = memory.shape[1], memory.shape[2]
+    index, start = [], 0
+    for (h, w), level_loc in zip(spatial_shapes, loc.split(list(self.num_points), dim=3)):
+        level_loc = self.observe(level_loc, h, w)
+        index.append(discrete_cell_index(level_loc, h, w) + start)
+        start += h * w
+    # Rows of all images in one flat table: heads lead so the per-head sums come out ready to project.
+    index = torch.cat(index, dim=-1).transpose(1, 2)  # [B, heads, Q, points]
+    index = index + (torch.arange(batch, device=memory.device) * cells).reshape(batch, 1, 1, 1)
+    rows = memory.reshape(batch * cells, channels)[index.reshape(-1)]
+    rows = rows.reshape(batch, heads, num_queries, points, channels)
+    summed = (weights.transpose(1, 2).unsqueeze(-2) @ rows).squeeze(-2)  # [B, heads, Q, C]
+    value_weight = self.value_proj.weight.reshape(heads, self.head_dim, channels).transpose(1, 2)
+    out = (summed @ value_weight).transpose(1, 2)  # [B, Q, heads, head_dim]
+    return out.reshape(batch, num_queries, heads * self.head_dim) + self.value_proj.bias
+
+
+# Sampling method -> how a deformable-attention layer reads the encoder memory (``ModelConfig.decoder_method``).
+ATTEND = {"default": attend_bilinear, "discrete": attend_discrete}

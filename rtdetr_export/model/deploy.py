@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from rtdetr_export.model.ccfm import RepVggBlock
+from rtdetr_export.model.layers import folded_conv_bn
 
 
 def fuse_repvgg(model: nn.Module) -> int:
@@ -24,13 +25,10 @@ def fold_batchnorm(model: nn.Module) -> int:
         conv, norm = getattr(module, "conv", None), getattr(module, "norm", None)
         if not (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)):
             continue
-        scale = norm.weight / (norm.running_var + norm.eps).sqrt()
-        bias = norm.bias - norm.running_mean * scale
-        if conv.bias is not None:
-            bias = bias + conv.bias * scale
+        kernel, bias = folded_conv_bn(conv, norm)
         fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                           conv.dilation, conv.groups, bias=True)
-        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+        fused.weight.copy_(kernel)
         fused.bias.copy_(bias)
         module.conv, module.norm = fused, nn.Identity()
         folded += 1

@@ -76,3 +76,14 @@ class SelfAttention(nn.Module):
         attn = torch.softmax((q * self.head_dim ** -0.5) @ k.transpose(-2, -1), dim=-1)
         out = (attn @ v).transpose(1, 2).reshape(batch, length, dim)
         return self.out_proj(out)
+
+
+@torch.no_grad()
+def folded_conv_bn(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kernel, bias) of the one conv that computes ``norm(conv(x))`` in eval mode: BatchNorm folding."""
+    scale = norm.weight / (norm.running_var + norm.eps).sqrt()
+    kernel = conv.weight * scale.reshape(-1, 1, 1, 1)
+    bias = norm.bias - norm.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    return kernel.detach(), bias.detach()

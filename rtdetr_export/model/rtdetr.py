@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator, Sequence
+
 import torch
 from torch import nn
 
 from rtdetr_export.model.backbone import ResNetVd
 from rtdetr_export.model.config import ModelConfig
 from rtdetr_export.model.decoder import RTDETRDecoder
+from rtdetr_export.model.deformable_attention import LocationObserver, MSDeformableAttention
 from rtdetr_export.model.hybrid_encoder import HybridEncoder
+from rtdetr_export.model.source import IN_MEMORY, WeightSource
 
 
 class RTDETRv2(nn.Module):
     """RT-DETRv2 for inference. ``forward(images)`` -> (logits [B, Q, C], boxes [B, Q, 4] cxcywh in [0, 1]).
 
     ``images`` are RGB in [0, 1], NCHW float32. The state_dict uses the original repository's key names,
-    so an original checkpoint loads without renaming.
+    so an original checkpoint loads without renaming. ``source`` says where the weights came from (the loaders
+    set it; a model built here and given a state dict is "in-memory").
     """
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, source: WeightSource = IN_MEMORY):
         super().__init__()
         self.config = config
+        self.source = source
         self.backbone = ResNetVd(config)
         self.encoder = HybridEncoder(config)
         self.decoder = RTDETRDecoder(config)
@@ -39,3 +46,21 @@ class RTDETRv2(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decoder(self.encoder(self.backbone(images)))
+
+    @contextlib.contextmanager
+    def observe_sampling(self, observer: LocationObserver | Sequence[LocationObserver | None]) -> Iterator[None]:
+        """Within the block, every decoder layer's cross-attention passes its sampling locations through
+        ``observer(loc, height, width) -> loc`` before reading the memory (a sequence: one observer per decoder
+        layer, in order; None leaves that layer alone). Verification's one seam into the forward pass (rounding
+        margins of the discrete sampler); exports never run with an observer."""
+        layers = [m for m in self.decoder.modules() if isinstance(m, MSDeformableAttention)]
+        observers = list(observer) if isinstance(observer, Sequence) else [observer] * len(layers)
+        if len(observers) != len(layers):
+            raise ValueError(f"{len(observers)} observers for {len(layers)} decoder layers")
+        for layer, each in zip(layers, observers):
+            layer.location_observer = each
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.location_observer = None

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.artifact import make_feed
 from rtdetr_export.imaging import list_images, load_image, preprocess
+from rtdetr_export.imaging.inputs import synthetic_images
 
 # Verification draws synthetic scenes with seeds 0, 1, ...; calibrating on other scenes keeps the parity
 # report an out-of-sample measurement.
@@ -28,19 +30,13 @@ class CalibrationSet:
 
     def feeds(self, head: str) -> list[dict[str, np.ndarray]]:
         """One batch-1 feed per image with the inputs ``head`` takes."""
-        out = []
-        for image, (height, width) in zip(self.images, self.sizes):
-            feed = {"images": image[None]}
-            if head == "detections":
-                feed["orig_target_sizes"] = np.array([[width, height]], dtype=np.int64)
-            out.append(feed)
-        return out
+        return [make_feed(head, image[None], [size]) for image, size in zip(self.images, self.sizes)]
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready record for the provenance."""
         if self.source == "synthetic":
             return {"source": "synthetic", "count": len(self.images), "seed": SYNTHETIC_SEED,
-                    "note": "seeded synthetic scenes (rtdetr_export.verify.inputs.synthetic_images); "
+                    "note": "seeded synthetic scenes (rtdetr_export.imaging.inputs.synthetic_images); "
                             "calibrate on real images with --calib-images for deployment"}
         return {"source": self.source, "count": len(self.images), "files": self.files}
 
@@ -51,8 +47,6 @@ def calibration_set(size: tuple[int, int], count: int = DEFAULT_COUNT,
     if count < 1:
         raise RTDetrExportError(f"--calib-count must be at least 1, got {count}")
     if images_dir is None:
-        from rtdetr_export.verify.inputs import synthetic_images  # verify/ imports export/, which imports us
-
         images = synthetic_images(count, size, seed=SYNTHETIC_SEED)
         return CalibrationSet(images, [tuple(size)] * count, "synthetic", [])
     paths = list_images(images_dir)[:count]

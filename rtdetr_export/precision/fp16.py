@@ -30,7 +30,7 @@ import onnx
 from onnx import numpy_helper
 
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.precision.graph import (FLOAT, FLOAT16, consumers, element_types, matching_nodes, producers,
+from rtdetr_export.onnx_graph import (FLOAT, FLOAT16, consumers, element_types, matching_nodes, producers,
                                            topological_sort)
 
 FP16_MAX = 65504.0

@@ -21,8 +21,9 @@ from typing import Any, Iterator
 import numpy as np
 import onnx
 
+from rtdetr_export.artifact import load_onnx
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.precision.graph import consumers, producers, topological_sort
+from rtdetr_export.onnx_graph import consumers, producers, topological_sort
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -185,7 +186,7 @@ def quantize_int8(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]],
                             nodes_to_exclude=sorted(excluded), calibrate_method=method, extra_options=extra)
         except (ValueError, RuntimeError) as exc:
             raise RTDetrExportError(f"INT8 calibration failed: {str(exc).splitlines()[0][:200]}") from None
-        quantized = onnx.load(str(target))
+        quantized = load_onnx(target)
     return quantized, excluded
 
 

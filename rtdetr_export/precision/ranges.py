@@ -7,7 +7,7 @@ from typing import Iterable
 import numpy as np
 import onnx
 
-from rtdetr_export.precision.graph import FLOAT, element_types
+from rtdetr_export.onnx_graph import FLOAT, element_types
 
 
 def activation_ranges(model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]],

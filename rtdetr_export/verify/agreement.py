@@ -19,9 +19,12 @@ scale-invariant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
+from rtdetr_export.imaging import Detections, cxcywh_to_xyxy, iou_matrix, sigmoid
+from rtdetr_export.verify.results import BatchComparison, Check
 
 
 @dataclass
@@ -36,48 +39,24 @@ class AgreementThresholds:
     match_iou: float = 0.5
 
 
-@dataclass
-class Detections:
-    """One image's per-query detections, sorted by score (highest first)."""
-
-    labels: np.ndarray  # [K] int
-    scores: np.ndarray  # [K] float
-    boxes: np.ndarray   # [K, 4] xyxy
-
-
-def _xyxy(cxcywh: np.ndarray) -> np.ndarray:
-    cx, cy, w, h = np.moveaxis(cxcywh.astype(np.float64), -1, 0)
-    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
-
-
 def per_query_detections(outputs: dict[str, np.ndarray], head: str) -> list[Detections]:
     """Each image's detections, one per query, from a runner's outputs for ``head``."""
     images = []
     if head == "raw":
-        logits = outputs["logits"].astype(np.float64)
-        scores = 1.0 / (1.0 + np.exp(-logits))
-        for b in range(logits.shape[0]):
+        scores = sigmoid(outputs["logits"])
+        for b in range(scores.shape[0]):
             order = np.argsort(-scores[b].max(-1), kind="stable")
-            images.append(Detections(scores[b].argmax(-1)[order], scores[b].max(-1)[order],
-                                     _xyxy(outputs["pred_boxes"][b])[order]))
+            images.append(Detections(cxcywh_to_xyxy(outputs["pred_boxes"][b].astype(np.float64))[order],
+                                     scores[b].max(-1)[order], scores[b].argmax(-1)[order]))
         return images
     for b in range(outputs["labels"].shape[0]):
         boxes = outputs["boxes"][b]
         _, first = np.unique(np.ascontiguousarray(boxes).view(np.dtype((np.void, boxes.dtype.itemsize * 4))),
                              return_index=True)
         keep = np.sort(first)  # rows are sorted by score, so the first row of a box is its best class
-        images.append(Detections(outputs["labels"][b][keep], outputs["scores"][b][keep].astype(np.float64),
-                                 boxes[keep].astype(np.float64)))
+        images.append(Detections(boxes[keep].astype(np.float64), outputs["scores"][b][keep].astype(np.float64),
+                                 outputs["labels"][b][keep]))
     return images
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every xyxy box in a [N, 4] with every box in b [M, 4] -> [N, M]."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
 
 
 @dataclass
@@ -110,21 +89,8 @@ def match_image(ref: Detections, test: Detections, top_n: int, match_iou: float)
                       np.abs(test.scores[j] - ref.scores[:n][hit]))
 
 
-@dataclass
-class AgreementComparison:
-    """One batch of inputs through two runners, judged by detection agreement."""
-
-    batch: int
-    outputs: dict[str, dict] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return {"batch": self.batch, "outputs": self.outputs, "reordered_rows": 0, "flipped_rows": 0,
-                "passed": not self.failures, "failures": self.failures}
-
-
 def compare_agreement(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], head: str,
-                      thresholds: AgreementThresholds) -> AgreementComparison:
+                      thresholds: AgreementThresholds) -> BatchComparison:
     """Detection agreement of ``test`` with ``ref`` over every image of the batch."""
     refs, tests = per_query_detections(ref, head), per_query_detections(test, head)
     matches = [match_image(r, t, thresholds.top_n, thresholds.match_iou) for r, t in zip(refs, tests)]
@@ -137,21 +103,19 @@ def compare_agreement(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], h
     mean_iou = float(iou.mean()) if iou.size else 0.0
     score_max = float(diff.max(initial=0.0))
     t = thresholds
-    result = AgreementComparison(len(refs))
+    # Agreement matches detections by IoU instead of re-pairing rows, so reordered/flipped rows stay 0.
+    result = BatchComparison(len(refs), "agreement")
     result.outputs = {
-        "matched": {"agreement": matched, "compared": compared, "threshold": t.min_matched,
-                    "passed": matched >= t.min_matched},
-        "labels": {"agreement": labels, "threshold": t.min_label_agreement,
-                   "passed": labels >= t.min_label_agreement},
-        "boxes": {"mean_iou": mean_iou, "min_iou": float(iou.min(initial=1.0)) if iou.size else 0.0,
-                  "threshold": t.min_mean_iou, "passed": mean_iou >= t.min_mean_iou},
-        "scores": {"max_abs": score_max, "mean_abs": float(diff.mean()) if diff.size else 0.0,
-                   "threshold": t.max_score_abs, "passed": score_max <= t.max_score_abs},
+        "matched": Check.judge("agreement", matched, t.min_matched, compared=compared),
+        "labels": Check.judge("agreement", labels, t.min_label_agreement),
+        "boxes": Check.judge("mean_iou", mean_iou, t.min_mean_iou,
+                             min_iou=float(iou.min(initial=1.0)) if iou.size else 0.0),
+        "scores": Check.judge("max_abs", score_max, t.max_score_abs,
+                              mean_abs=float(diff.mean()) if diff.size else 0.0),
     }
-    values = {"matched": matched, "labels": labels, "boxes": mean_iou, "scores": score_max}
-    for name, entry in result.outputs.items():
-        if not entry["passed"]:
-            relation = ">" if name == "scores" else "<"
-            result.failures.append(f"{name} at batch {result.batch}: {values[name]:.4g} {relation} threshold "
-                                   f"{entry['threshold']:g}")
+    for name, check in result.outputs.items():
+        if not check.passed:
+            relation = "<" if check.higher_is_better else ">"
+            result.failures.append(f"{name} at batch {result.batch}: {check.value:.4g} {relation} threshold "
+                                   f"{check.threshold:g}")
     return result

@@ -12,12 +12,14 @@ re-run with those roundings flipped; only if that run matches within the same li
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from rtdetr_export.imaging.boxes import paired_iou
 from rtdetr_export.verify.agreement import AgreementThresholds
 from rtdetr_export.verify.margins import FLIP_MARGIN
+from rtdetr_export.verify.results import BatchComparison, Check
 
 MARGIN, QUERY = "_margin", "_query"
 
@@ -53,23 +55,13 @@ def thresholds_for(precision: str) -> Thresholds | AgreementThresholds:
     return PRECISION_THRESHOLDS[precision]
 
 
-@dataclass
-class OutputStats:
-    max_abs: float
-    mean_abs: float
-    max_rel: float
-
-    def as_dict(self) -> dict[str, float]:
-        return {"max_abs": self.max_abs, "mean_abs": self.mean_abs, "max_rel": self.max_rel}
-
-
-def tensor_stats(ref: np.ndarray, test: np.ndarray) -> OutputStats:
+def tensor_stats(ref: np.ndarray, test: np.ndarray) -> dict[str, float]:
     """Max/mean absolute and max relative error of ``test`` against ``ref``."""
     ref64, test64 = ref.astype(np.float64), test.astype(np.float64)
     diff = np.abs(ref64 - test64)
     rel = diff / np.maximum(np.abs(ref64), 1e-6)
-    return OutputStats(float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0,
-                       float(rel.max(initial=0.0)))
+    return {"max_abs": float(diff.max(initial=0.0)), "mean_abs": float(diff.mean()) if diff.size else 0.0,
+            "max_rel": float(rel.max(initial=0.0))}
 
 
 def align_rows(ref: np.ndarray, test: np.ndarray, tol: float) -> np.ndarray:
@@ -85,25 +77,6 @@ def align_rows(ref: np.ndarray, test: np.ndarray, tol: float) -> np.ndarray:
         if perm[i] < 0 and not taken[j]:
             perm[i], taken[j] = j, True
     return perm
-
-
-@dataclass
-class RunComparison:
-    """One batch of inputs through two runners."""
-
-    batch: int
-    outputs: dict[str, dict] = field(default_factory=dict)
-    reordered_rows: int = 0
-    flipped_rows: int = 0
-    failures: list[str] = field(default_factory=list)
-    # [N, Q]: how badly each query that a rounding flip may explain fails (0: not suspected); see
-    # verification.compare_outputs, which tests the suspects, and confirm_flips, which judges the result.
-    suspected_flips: np.ndarray | None = None
-
-    def as_dict(self) -> dict:
-        return {"batch": self.batch, "outputs": self.outputs, "reordered_rows": self.reordered_rows,
-                "flipped_rows": self.flipped_rows,
-                "passed": not self.failures, "failures": self.failures}
 
 
 def suspected_flips(severity: np.ndarray, bad: np.ndarray, margins: np.ndarray | None,
@@ -125,14 +98,15 @@ def suspected_flips(severity: np.ndarray, bad: np.ndarray, margins: np.ndarray |
     return suspects
 
 
-def confirm_flips(plain: RunComparison, flipped: RunComparison, flip: np.ndarray,
-                  thresholds: Thresholds) -> RunComparison:
+def confirm_flips(plain: BatchComparison, flipped: BatchComparison, flip: np.ndarray,
+                  thresholds: Thresholds, head: str) -> BatchComparison:
     """Judge a run by its comparison against the reference re-run with the ``flip`` [N, Q] queries'
     near-boundary roundings taken the other way (verification.compare_outputs picks them).
 
     The flips are confirmed, and the rows excused, only if that re-run matches the candidate within the
-    same limits everywhere and at most ``flip_rows_fraction`` of the queries needed it.
-    ``max_abs_unflipped`` (raw) and the detections' statistics then come from the flipped comparison.
+    same limits everywhere and at most ``flip_rows_fraction`` of the queries needed it. The raw head is then
+    judged by ``max_abs_unflipped`` (the error once the flips are re-rounded), keeping the plain statistics;
+    the detections head by the flipped comparison, keeping the plain worst box error as ``max_abs_px_all``.
     """
     count = int(flip.sum())
     if flipped.failures or count > thresholds.flip_rows_fraction * flip.size:
@@ -140,22 +114,26 @@ def confirm_flips(plain: RunComparison, flipped: RunComparison, flip: np.ndarray
                f"{thresholds.flip_rows_fraction:g} allowed" if not flipped.failures else
                f"rounding {count} near-boundary queries the other way in the reference does not reproduce the "
                f"candidate ({'; '.join(flipped.failures)})")
-        return RunComparison(plain.batch, plain.outputs, plain.reordered_rows, 0, plain.failures + [why])
+        return BatchComparison(plain.batch, plain.kind, plain.outputs, plain.reordered_rows, 0,
+                               plain.failures + [why])
     outputs = {}
-    for name, entry in plain.outputs.items():
+    for name, before in plain.outputs.items():
         after = flipped.outputs[name]
-        if "max_abs_unflipped" in entry:  # raw: plain statistics, plus the error once the flips are re-rounded
-            outputs[name] = {**entry, "max_abs_unflipped": after["max_abs"], "passed": after["passed"]}
-        else:  # detections: judged on the flipped comparison, keeping the plain worst box error for the record
-            outputs[name] = {**after, **({"max_abs_px_all": entry["max_abs_px_all"]} if "max_abs_px_all" in entry
-                                         else {})}
-    return RunComparison(plain.batch, outputs, plain.reordered_rows, count, [])
+        if head == "raw":
+            outputs[name] = Check(before.metric, after.stats["max_abs"], before.threshold, after.passed,
+                                  before.stats)
+        else:
+            stats = dict(after.stats)
+            if "max_abs_px_all" in before.stats:
+                stats["max_abs_px_all"] = before.stats["max_abs_px_all"]
+            outputs[name] = Check(after.metric, after.value, after.threshold, after.passed, stats)
+    return BatchComparison(plain.batch, plain.kind, outputs, plain.reordered_rows, count, [])
 
 
-def compare_raw(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], thresholds: Thresholds) -> RunComparison:
+def compare_raw(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], thresholds: Thresholds) -> BatchComparison:
     """Raw head: align queries per image, then logits and pred_boxes against ``thresholds.max_abs``."""
     batch = ref["logits"].shape[0]
-    result = RunComparison(batch)
+    result = BatchComparison(batch)
     aligned = {name: np.empty_like(test[name]) for name in ("logits", "pred_boxes")}
     for b in range(batch):
         rows_ref = np.concatenate([ref["logits"][b], ref["pred_boxes"][b]], axis=-1).astype(np.float64)
@@ -170,25 +148,16 @@ def compare_raw(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], thresho
     result.suspected_flips = suspected_flips(row_err, row_err > thresholds.max_abs, ref.get(MARGIN), queries)
     for name in ("logits", "pred_boxes"):
         stats = tensor_stats(ref[name], aligned[name])
-        passed = stats.max_abs <= thresholds.max_abs
-        result.outputs[name] = {**stats.as_dict(), "max_abs_unflipped": stats.max_abs,
-                                "threshold": thresholds.max_abs, "passed": passed}
-        if not passed:
-            result.failures.append(f"{name} at batch {batch}: max abs diff {stats.max_abs:.3g} "
+        check = result.outputs[name] = Check.judge("max_abs_unflipped", stats["max_abs"], thresholds.max_abs,
+                                                   **stats)
+        if not check.passed:
+            result.failures.append(f"{name} at batch {batch}: max abs diff {stats['max_abs']:.3g} "
                                    f"> {thresholds.max_abs:g}")
     return result
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of paired xyxy boxes [K, 4] and [K, 4] -> [K]."""
-    lt, rb = np.maximum(a[:, :2], b[:, :2]), np.minimum(a[:, 2:], b[:, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)  # noqa: E731
-    return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
-
-
 def compare_detections(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], thresholds: Thresholds,
-                       box_scale: np.ndarray | None = None) -> RunComparison:
+                       box_scale: np.ndarray | None = None) -> BatchComparison:
     """Detections head: align detections per image, then label agreement, box error (px), IoU, score error.
 
     Box errors are in pixels of the model's input resolution: ``box_scale`` [N] = input size / original
@@ -198,7 +167,7 @@ def compare_detections(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], 
     scale = np.ones(batch) if box_scale is None else np.asarray(box_scale, dtype=np.float64)
     ref_boxes = ref["boxes"].astype(np.float64) * scale[:, None, None]
     test_boxes = test["boxes"].astype(np.float64) * scale[:, None, None]
-    result = RunComparison(batch)
+    result = BatchComparison(batch)
     aligned = {"labels": np.empty_like(test["labels"]), "boxes": np.empty_like(test_boxes),
                "scores": np.empty_like(test["scores"])}
     for b in range(batch):
@@ -220,20 +189,16 @@ def compare_detections(ref: dict[str, np.ndarray], test: dict[str, np.ndarray], 
         severity = np.maximum(box_err / size, score_err) + (~label_ok)
         result.suspected_flips = suspected_flips(severity, bad, ref[MARGIN], queries)
     agreement = float(label_ok.mean()) if label_ok.size else 1.0
-    iou = box_iou(ref_boxes.reshape(-1, 4), aligned["boxes"].reshape(-1, 4))
+    iou = paired_iou(ref_boxes.reshape(-1, 4), aligned["boxes"].reshape(-1, 4))
     box_max = float(box_err.max(initial=0.0))
     score_max = float(score_err.max(initial=0.0))
     result.outputs = {
-        "labels": {"agreement": agreement, "threshold": thresholds.min_label_agreement,
-                   "passed": agreement >= thresholds.min_label_agreement},
-        "boxes": {"max_abs_px": box_max, "max_abs_px_all": float(box_err.max(initial=0.0)),
-                  "min_iou": float(iou.min(initial=1.0)), "mean_iou": float(iou.mean()) if iou.size else 1.0,
-                  "threshold": thresholds.box_px, "passed": box_max <= thresholds.box_px},
-        "scores": {"max_abs": score_max, "threshold": thresholds.score_abs,
-                   "passed": score_max <= thresholds.score_abs},
+        "labels": Check.judge("agreement", agreement, thresholds.min_label_agreement),
+        "boxes": Check.judge("max_abs_px", box_max, thresholds.box_px, max_abs_px_all=box_max,
+                             min_iou=float(iou.min(initial=1.0)), mean_iou=float(iou.mean()) if iou.size else 1.0),
+        "scores": Check.judge("max_abs", score_max, thresholds.score_abs),
     }
-    for name, entry in result.outputs.items():
-        if not entry["passed"]:
-            value = {"labels": agreement, "boxes": box_max, "scores": score_max}[name]
-            result.failures.append(f"{name} at batch {batch}: {value:.4g} vs threshold {entry['threshold']:g}")
+    for name, check in result.outputs.items():
+        if not check.passed:
+            result.failures.append(f"{name} at batch {batch}: {check.value:.4g} vs threshold {check.threshold:g}")
     return result

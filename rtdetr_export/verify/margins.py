@@ -15,9 +15,8 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch import nn
 
-from rtdetr_export.model.deformable_attention import MSDeformableAttention
+from rtdetr_export.model import RTDETRv2
 
 # In cells. Every flip we measured (r18vd and r50vd, ONNX Runtime vs PyTorch) sat below 1.5e-5 cells; 1e-4
 # leaves headroom, and still only ~2% of queries have a point that close.
@@ -77,21 +76,16 @@ class RoundingMargins:
 
 
 @contextlib.contextmanager
-def record_rounding_margins(model: nn.Module, flip: np.ndarray | None = None) -> Iterator[RoundingMargins | None]:
-    """Attach a RoundingMargins to every discrete deformable-attention module; yields None if there is none.
+def record_rounding_margins(model: RTDETRv2, flip: np.ndarray | None = None) -> Iterator[RoundingMargins | None]:
+    """Observe ``model``'s sampling (``RTDETRv2.observe_sampling``) with a RoundingMargins while the block runs;
+    yields None for a model whose sampler does not round (only ``discrete`` does).
 
     ``flip`` [B, Q]: per query, points within this many cells of a boundary are rounded the other way (the
     counterfactual run; negative: none).
     """
-    modules = [m for m in model.modules() if isinstance(m, MSDeformableAttention) and m.method == "discrete"]
-    if not modules:
+    if model.config.decoder_method != "discrete":
         yield None
         return
     recorder = RoundingMargins(None if flip is None else torch.as_tensor(flip, dtype=torch.float64))
-    for module in modules:
-        module.location_hook = recorder
-    try:
+    with model.observe_sampling(recorder):
         yield recorder
-    finally:
-        for module in modules:
-            module.location_hook = None

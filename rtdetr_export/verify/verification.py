@@ -6,22 +6,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from rtdetr_export.artifact import make_feed
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner
+from rtdetr_export.backends.fp16_emulation import Fp16EmulationRunner
+from rtdetr_export.imaging.inputs import verification_images
+from rtdetr_export.model import RTDETRv2
 from rtdetr_export.verify.agreement import AgreementThresholds, compare_agreement
-from rtdetr_export.verify.compare import (RunComparison, Thresholds, compare_detections, compare_raw, confirm_flips,
-                                          thresholds_for)
-from rtdetr_export.verify.inputs import verification_images
+from rtdetr_export.verify.compare import Thresholds, compare_detections, compare_raw, confirm_flips, thresholds_for
 from rtdetr_export.verify.reference import MARGIN, ReferenceRunner
-
-
-def make_feed(head: str, images: np.ndarray, sizes: list[tuple[int, int]]) -> dict[str, np.ndarray]:
-    """Named inputs for a head; ``orig_target_sizes`` is (width, height) per image as the contract says."""
-    feed = {"images": images}
-    if head == "detections":
-        feed["orig_target_sizes"] = np.array([[w, h] for h, w in sizes], dtype=np.int64)
-    return feed
+from rtdetr_export.verify.results import BatchComparison, Verification
 
 
 # Cells. Re-rounding a suspect takes its nearest point and any within this distance of it: far below the 1e-4
@@ -35,7 +29,7 @@ def box_scale(feed: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _compare(head: str, feed: dict[str, np.ndarray], ref: dict[str, np.ndarray], test: dict[str, np.ndarray],
-             thresholds: Thresholds) -> RunComparison:
+             thresholds: Thresholds) -> BatchComparison:
     if head == "raw":
         return compare_raw(ref, test, thresholds)
     return compare_detections(ref, test, thresholds, box_scale(feed))
@@ -43,7 +37,7 @@ def _compare(head: str, feed: dict[str, np.ndarray], ref: dict[str, np.ndarray],
 
 def compare_outputs(head: str, feed: dict[str, np.ndarray], ref: dict[str, np.ndarray],
                     test: dict[str, np.ndarray], thresholds: Thresholds,
-                    reference: ReferenceRunner | None = None) -> RunComparison:
+                    reference: ReferenceRunner | None = None) -> BatchComparison:
     """FP32 comparison of one feed's outputs, confirming suspected rounding flips with ``reference``
     (without one they stay failures).
 
@@ -70,46 +64,39 @@ def compare_outputs(head: str, feed: dict[str, np.ndarray], ref: dict[str, np.nd
         run = _compare(head, feed, current, test, thresholds)
         if not run.failures:
             break
-    return confirm_flips(plain, run, limits >= 0, thresholds) if (limits >= 0).any() else plain
+    return confirm_flips(plain, run, limits >= 0, thresholds, head) if (limits >= 0).any() else plain
 
 
 def compare_runners(reference: ReferenceRunner, candidate: Runner, head: str, feeds: list[dict[str, np.ndarray]],
-                    thresholds: Thresholds | AgreementThresholds) -> dict:
-    """Run every feed through both runners and compare; returns a JSON-ready report."""
+                    thresholds: Thresholds | AgreementThresholds, candidate_name: str | None = None,
+                    precision: str = "fp32", inputs: str = "synthetic") -> Verification:
+    """Run every feed through both runners and compare: FP32 by tensor limits, FP16/INT8 by agreement."""
     runs = []
     with reference, candidate:
         for feed in feeds:
             ref, test = reference.infer(feed), candidate.infer(feed)
             if isinstance(thresholds, AgreementThresholds):  # fp16 / int8: detection agreement
-                runs.append(compare_agreement(ref, test, head, thresholds).as_dict())
+                runs.append(compare_agreement(ref, test, head, thresholds))
             else:
-                runs.append(compare_outputs(head, feed, ref, test, thresholds, reference).as_dict())
-    failures = [f for run in runs for f in run["failures"]]
-    return {"passed": not failures, "head": head, "thresholds": asdict(thresholds), "runs": runs,
-            "failures": failures}
+                runs.append(compare_outputs(head, feed, ref, test, thresholds, reference))
+    return Verification(head, runs, asdict(thresholds), candidate=candidate_name or candidate.name,
+                        precision=precision, inputs=inputs)
 
 
-def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, head: str, batches: list[int],
+def verify_onnx(model: RTDETRv2, onnx_path: str | Path, head: str, batches: list[int],
                 top_k: int = 300, images_dir: str | Path | None = None, precision: str = "fp32",
-                thresholds: Thresholds | AgreementThresholds | None = None) -> dict:
-    """ONNX Runtime (CPU) vs the PyTorch reference for each batch size; JSON-ready report.
+                thresholds: Thresholds | AgreementThresholds | None = None) -> Verification:
+    """ONNX Runtime (CPU) vs the PyTorch reference for each batch size.
 
-    An FP16 file runs as FP32 compute with FP16 storage (precision/emulation.py): ONNX Runtime's CPU
+    An FP16 file runs as FP32 compute with FP16 storage (backends/fp16_emulation.py): ONNX Runtime's CPU
     provider lacks most FP16 kernels and would otherwise skip most of the rounding.
     """
     thresholds = thresholds or thresholds_for(precision)
     size = model.config.image_size
-    feeds = []
-    for i, batch in enumerate(batches):
-        images, sizes = verification_images(batch, size, images_dir, seed=i)
-        feeds.append(make_feed(head, images, sizes))
-    reference = ReferenceRunner(model, head, top_k)
-    candidate, candidate_name = OnnxRuntimeRunner(onnx_path), "onnxruntime-cpu"
+    feeds = [make_feed(head, *verification_images(batch, size, images_dir, seed=i)) for i, batch in enumerate(batches)]
     if precision == "fp16":
-        from rtdetr_export.precision.emulation import Fp16EmulationRunner
-
-        candidate, candidate_name = Fp16EmulationRunner(onnx_path), "onnxruntime-cpu-fp16-emulated"
-    report = compare_runners(reference, candidate, head, feeds, thresholds)
-    report.update({"reference": "torch-fp32-cpu", "candidate": candidate_name, "precision": precision,
-                   "inputs": str(images_dir) if images_dir else "synthetic"})
-    return report
+        candidate, name = Fp16EmulationRunner(onnx_path), "onnxruntime-cpu-fp16-emulated"
+    else:
+        candidate, name = OnnxRuntimeRunner(onnx_path), "onnxruntime-cpu"
+    return compare_runners(ReferenceRunner(model, head, top_k), candidate, head, feeds, thresholds, name,
+                           precision, str(images_dir) if images_dir else "synthetic")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import torch
 
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.files import file_sha256
-from rtdetr_export.model import ModelConfig, RTDETRv2, fuse_repvgg, preset as preset_config
+from rtdetr_export.model import ModelConfig, RTDETRv2, WeightSource, fuse_repvgg, preset as preset_config
 from rtdetr_export.weights.matching import load_strict
 from rtdetr_export.weights.original import infer_config, read_original_checkpoint
 from rtdetr_export.weights.random_init import randomize_
@@ -18,24 +17,14 @@ from rtdetr_export.weights.transformers_folder import (
     config_from_transformers, convert_transformers_state_dict, read_transformers_folder)
 
 
-@dataclass(frozen=True)
-class WeightSource:
-    """Where a model's weights came from, for provenance records."""
-
-    format: str  # "transformers", "original" or "random"
-    path: str | None = None
-    sha256: str | None = None
-    seed: int | None = None
-
-
 def load_model(model_path: str | Path | None = None, *, preset: str | None = None, method: str | None = None,
                image_size: int | tuple[int, int] | None = None, seed: int = 0,
                **overrides: Any) -> RTDETRv2:
     """Build the reference model in eval mode.
 
-    ``model_path`` is a transformers folder or an original ``.pth``; without it, ``preset`` with seeded
-    random weights. ``method`` picks the deformable-attention sampler, ``image_size`` the deploy input size,
-    ``overrides`` any other ModelConfig field. The result carries ``.source`` (a WeightSource).
+    ``model_path`` is a transformers folder or an original ``.pth``; without it, ``preset`` (required then)
+    with seeded random weights. ``method`` picks the deformable-attention sampler, ``image_size`` the deploy
+    input size, ``overrides`` any other ModelConfig field. The model's ``.source`` says where weights came from.
     """
     changes = dict(overrides)
     if method is not None:
@@ -43,10 +32,10 @@ def load_model(model_path: str | Path | None = None, *, preset: str | None = Non
     if image_size is not None:
         changes["image_size"] = image_size
     if model_path is None:
-        config = preset_config(preset or "r18vd", **changes)
-        model = randomize_(RTDETRv2(config), seed)
-        model.source = WeightSource("random", seed=seed)
-        return model
+        if preset is None:
+            raise RTDetrExportError("load_model needs a model path (transformers folder or original .pth), or "
+                                    "preset=NAME for seeded random weights")
+        return randomize_(RTDETRv2(preset_config(preset, **changes), WeightSource("random", seed=seed)), seed)
 
     path = Path(model_path)
     if not path.exists():
@@ -65,14 +54,12 @@ def load_model(model_path: str | Path | None = None, *, preset: str | None = Non
         fmt = "original"
     config = config.replace(**changes) if changes else config
 
-    model = RTDETRv2(config)
+    model = RTDETRv2(config, WeightSource(fmt, str(weights_file), file_sha256(weights_file)))
     if any(k.endswith("bottlenecks.0.conv.weight") for k in state):
         fuse_repvgg(model)
     with torch.no_grad():
         load_strict(model, state, str(weights_file))
-    model.eval()
-    model.source = WeightSource(fmt, str(weights_file), file_sha256(weights_file))
-    return model
+    return model.eval()
 
 
 __all__ = ["WeightSource", "load_model", "ModelConfig", "file_sha256"]

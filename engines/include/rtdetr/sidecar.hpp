@@ -1,4 +1,4 @@
-// The JSON sidecar that `rtdetr-export` writes next to every artifact (MODEL.onnx -> MODEL.json).
+// The JSON sidecar that `rtdetr-export` writes next to every artifact (MODEL.onnx -> MODEL.json; an engine: MODEL.engine.json).
 //
 // It is the engines' only source of truth about a model: input size, output contract (head), class names and
 // tensor names/shapes. A TensorRT engine file carries no metadata of its own, so both backends rely on it.
@@ -36,7 +36,7 @@ struct Sidecar {
 
   // Reads and validates a sidecar file; throws rtdetr::Error (one line) if it is missing or not ours.
   static Sidecar load(const std::string& sidecar_path);
-  // MODEL.onnx / MODEL.engine -> MODEL.json, the same rule as the Python package.
+  // MODEL.onnx -> MODEL.json, MODEL.engine -> MODEL.engine.json: rtdetr_export.artifact.sidecar_path's rule.
   static std::string path_for(const std::string& model_path);
   static Sidecar load_for(const std::string& model_path);
 };

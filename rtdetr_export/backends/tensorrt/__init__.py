@@ -2,8 +2,6 @@
 
 from rtdetr_export.backends.tensorrt.builder import (BuildOptions, build_serialized_engine, import_tensorrt,
                                                     profile_shapes)
-from rtdetr_export.backends.tensorrt.engine import EngineResult, build_engine_artifact, engine_record
 from rtdetr_export.backends.tensorrt.runner import TensorRTRunner
 
-__all__ = ["BuildOptions", "EngineResult", "TensorRTRunner", "build_engine_artifact", "build_serialized_engine",
-           "engine_record", "import_tensorrt", "profile_shapes"]
+__all__ = ["BuildOptions", "TensorRTRunner", "build_serialized_engine", "import_tensorrt", "profile_shapes"]

@@ -7,18 +7,19 @@ from typing import Any
 import numpy as np
 
 from rtdetr_export.backends.tensorrt.runner import TensorRTRunner
+from rtdetr_export.stats import summarize
 
 
 def latency_summary(times_ms: list[float], batch: int) -> dict[str, Any]:
     """Mean, spread and percentiles of per-execution times (ms) and the implied throughput."""
-    t = np.asarray(times_ms, dtype=np.float64)
-    if t.size == 0:
+    if not times_ms:
         raise ValueError("no timings")
-    mean = float(t.mean())
-    return {"batch": batch, "iterations": int(t.size), "mean_ms": mean, "std_ms": float(t.std()),
-            "min_ms": float(t.min()), "p50_ms": float(np.percentile(t, 50)), "p90_ms": float(np.percentile(t, 90)),
-            "p99_ms": float(np.percentile(t, 99)), "max_ms": float(t.max()),
-            "images_per_s": batch * 1000.0 / mean}
+    s = summarize(times_ms)
+    # Population std (ddof 0), as this record has always reported; bench's reports use the sample std.
+    std = float(np.std(np.asarray(times_ms, dtype=np.float64)))
+    return {"batch": batch, "iterations": s["n"], "mean_ms": s["mean"], "std_ms": std, "min_ms": s["min"],
+            "p50_ms": s["p50"], "p90_ms": s["p90"], "p99_ms": s["p99"], "max_ms": s["max"],
+            "images_per_s": batch * 1000.0 / s["mean"]}
 
 
 def measure_latency(runner: TensorRTRunner, feed: dict[str, np.ndarray], warmup: int = 50,

@@ -1,0 +1,82 @@
+"""Options that several commands share, defined once; choice lists come from the package's own constants."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import click
+
+from rtdetr_export.model.config import METHODS, PRESETS
+from rtdetr_export.model.heads import HEADS
+from rtdetr_export.precision import PRECISIONS, PrecisionOptions
+from rtdetr_export.precision.calibration import DEFAULT_COUNT
+from rtdetr_export.precision.int8 import CALIBRATION_METHODS
+
+
+def _apply(func: Callable, options: list[Callable]) -> Callable:
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def model_options(func: Callable) -> Callable:
+    """--model / --preset / --method / --image-size, the options that pick the reference model."""
+    return _apply(func, [
+        click.option("--model", "model_path", type=click.Path(path_type=str), default=None,
+                     help="A transformers model folder or an original RT-DETR .pth checkpoint."),
+        click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
+                     help="Architecture preset; with no --model, random weights of this size."),
+        click.option("--method", type=click.Choice(METHODS), default=None,
+                     help="Deformable-attention sampler: default (grid_sample) or discrete (gather)."),
+        click.option("--image-size", type=int, default=None,
+                     help="Square input size the model is built for (default: the model's own, 640)."),
+    ])
+
+
+def head_options(func: Callable) -> Callable:
+    """--head / --top-k: the output contract of an export."""
+    return _apply(func, [
+        click.option("--head", type=click.Choice(HEADS), default="raw", show_default=True,
+                     help="raw: logits + pred_boxes; detections: labels, boxes (px), scores with orig_target_sizes."),
+        click.option("--top-k", type=int, default=300, show_default=True,
+                     help="Detections kept by the detections head."),
+    ])
+
+
+def calibration_options(func: Callable) -> Callable:
+    """--calib-images / --calib-count / --calib-method / --int8-exclude / --keep-fp32 (onnx and trt)."""
+    return _apply(func, [
+        click.option("--calib-images", type=click.Path(path_type=str), default=None,
+                     help="Folder of real images for calibration (default: synthetic scenes, with a notice)."),
+        click.option("--calib-count", type=int, default=DEFAULT_COUNT, show_default=True,
+                     help="Calibration images used (fewer if the folder has fewer)."),
+        click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS), default="minmax",
+                     show_default=True, help="INT8 activation range estimate."),
+        click.option("--int8-exclude", multiple=True, metavar="PATTERN",
+                     help="Keep nodes matching this shell pattern in float (INT8; repeatable)."),
+        click.option("--int8-default-exclusions/--no-int8-default-exclusions", default=True, show_default=True,
+                     help="Keep score/box heads, query selection and attention-weight paths in float."),
+        click.option("--keep-fp32", multiple=True, metavar="PATTERN",
+                     help="Keep nodes matching this shell pattern in FP32 (FP16; repeatable)."),
+    ])
+
+
+def precision_from_flags(target: str, calib_images, calib_count, calib_method, int8_exclude,
+                         int8_default_exclusions, keep_fp32) -> PrecisionOptions:
+    """The PrecisionOptions for the flags of ``calibration_options``."""
+    return PrecisionOptions(target, calib_images, calib_count, calib_method, tuple(int8_exclude),
+                            int8_default_exclusions, tuple(keep_fp32))
+
+
+def output_options(what: str) -> Callable:
+    """--force / --quiet / --json, worded for the command's output ``what``."""
+    def decorate(func: Callable) -> Callable:
+        return _apply(func, [
+            click.option("--force", is_flag=True, help=f"Overwrite {what}."),
+            click.option("--quiet", is_flag=True, help="No progress lines."),
+            click.option("--json", "as_json", is_flag=True, help="Print the machine-readable result as JSON."),
+        ])
+    return decorate
+
+
+PRECISION_CHOICE = click.Choice(list(PRECISIONS))

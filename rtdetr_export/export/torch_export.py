@@ -1,0 +1,129 @@
+"""PyTorch -> ONNX graph: trace a head with torch.onnx, simplify with onnxslim, check the graph.
+
+This layer makes graphs in memory; writing, precision and verification are composed by
+``rtdetr_export.pipeline.onnx`` above it.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any
+
+import onnx
+import torch
+
+from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.export.graph_checks import check_graph
+from rtdetr_export.model import RTDETRv2, prepare_for_deploy
+from rtdetr_export.model.heads import HEADS, INPUTS, OUTPUTS, wrap
+
+DEFAULT_OPSET = 17
+MAX_OPSET = 20
+MIN_OPSET = {"default": 16, "discrete": 13}  # GridSample entered ONNX in opset 16
+
+
+@dataclass
+class GraphOptions:
+    """How the graph is traced: opset, batch (static or dynamic), head, top-k, simplification."""
+
+    opset: int = DEFAULT_OPSET
+    batch: int = 1
+    dynamic_batch: bool = False
+    head: str = "raw"
+    top_k: int = 300
+    simplify: bool = True
+
+    def validate(self, method: str, num_queries: int, num_classes: int) -> None:
+        """Reject values no export can use, before any work is done."""
+        if self.head not in HEADS:
+            raise RTDetrExportError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
+        low = MIN_OPSET[method]
+        if not low <= self.opset <= MAX_OPSET:
+            why = " (GridSample needs opset 16; use --method discrete for older runtimes)" if method == "default" \
+                else ""
+            raise RTDetrExportError(f"opset {self.opset} is not supported with --method {method}: "
+                                    f"use {low}..{MAX_OPSET}{why}")
+        if self.batch < 1:
+            raise RTDetrExportError(f"batch must be at least 1, got {self.batch}")
+        if self.head == "detections" and not 1 <= self.top_k <= num_queries * num_classes:
+            raise RTDetrExportError(f"top-k must be in 1..{num_queries * num_classes}, got {self.top_k}")
+
+    def record(self, simplifier: str | None) -> dict[str, Any]:
+        """The provenance's ``export`` field."""
+        return {"opset": self.opset, "head": self.head, "top_k": self.top_k if self.head == "detections" else None,
+                "batch": None if self.dynamic_batch else self.batch, "dynamic_batch": self.dynamic_batch,
+                "simplifier": simplifier, "exporter": "torch.onnx"}
+
+
+@dataclass
+class ExportedGraph:
+    """A checked graph and the facts the provenance records about how it was made."""
+
+    graph: onnx.ModelProto
+    op_census: dict[str, int]
+    export: dict[str, Any]
+
+
+def example_inputs(head: str, batch: int, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+    """Seeded tracing inputs for a head at an input size (height, width)."""
+    images = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0))
+    if "orig_target_sizes" not in INPUTS[head]:
+        return (images,)
+    return images, torch.tensor([[size[1], size[0]]] * batch, dtype=torch.int64)
+
+
+def trace_to_onnx(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], input_names: list[str],
+                  output_names: list[str], opset: int, dynamic_batch: bool) -> onnx.ModelProto:
+    """torch.onnx's TorchScript exporter (fast, and exact for a dynamic batch axis), in memory.
+
+    Also the peer path's export (bench/peer.py), so both sides of that comparison are traced alike.
+    """
+    dynamic = {name: {0: "batch"} for name in input_names + output_names} if dynamic_batch else None
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, inputs, buffer, input_names=input_names, output_names=output_names,
+                          opset_version=opset, dynamic_axes=dynamic, do_constant_folding=True, dynamo=False)
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+    """Constant-fold and clean the graph with onnxslim; returns (model, "onnxslim <version>")."""
+    import onnxslim
+
+    return onnxslim.slim(model), f"onnxslim {version('onnxslim')}"
+
+
+def torch_to_onnx(model: RTDETRv2, options: GraphOptions) -> onnx.ModelProto:
+    """Trace a deploy-fused copy of ``model`` under ``options.head``."""
+    module = wrap(prepare_for_deploy(copy.deepcopy(model)), options.head, options.top_k).eval()
+    # Tracing at batch 2 keeps the exporter from specialising size-1 dimensions into the graph.
+    trace_batch = 2 if options.dynamic_batch else options.batch
+    inputs = example_inputs(options.head, trace_batch, model.config.image_size)
+    return trace_to_onnx(module, inputs, INPUTS[options.head], OUTPUTS[options.head], options.opset,
+                         options.dynamic_batch)
+
+
+def export_graph(model: RTDETRv2, options: GraphOptions | None = None,
+                 log=lambda message: None) -> ExportedGraph:
+    """Trace, simplify (unless told not to) and check ``model``'s graph; nothing is written."""
+    options = options or GraphOptions()
+    config = model.config
+    options.validate(config.decoder_method, config.num_queries, config.num_classes)
+    batch = "dynamic" if options.dynamic_batch else str(options.batch)
+    log(f"exporting {options.head} head with torch.onnx (opset {options.opset}, batch {batch}, method "
+        f"{config.decoder_method}, input {config.image_size[0]}x{config.image_size[1]})")
+    graph = torch_to_onnx(model, options)
+    simplifier = None
+    if options.simplify:
+        log("simplifying with onnxslim")
+        graph, simplifier = simplify(graph)
+    else:
+        log("simplification skipped (--no-simplify)")
+    log("checking the graph (onnx.checker, op census, forbidden ops, finite constants)")
+    census = check_graph(graph, config.decoder_method)
+    return ExportedGraph(graph, census, options.record(simplifier))

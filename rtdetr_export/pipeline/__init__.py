@@ -1,0 +1,11 @@
+"""What a command does end to end, composed from the layers below: export -> precision -> verify -> write
+(``export_onnx``), build engine -> verify -> time -> write (``run_engine_job``), verify a file again
+(``verify_artifact``), describe a file (``describe_onnx``), and the ``Detector`` that runs a model or any artifact on images."""
+
+from rtdetr_export.pipeline.detector import Detector, open_detector
+from rtdetr_export.pipeline.inspection import OnnxDescription, describe_onnx
+from rtdetr_export.pipeline.onnx import ExportResult, OnnxExportOptions, export_onnx
+from rtdetr_export.pipeline.verification import reference_model, verify_artifact
+
+__all__ = ["Detector", "ExportResult", "OnnxDescription", "OnnxExportOptions", "describe_onnx", "export_onnx",
+           "open_detector", "reference_model", "verify_artifact"]

@@ -1,0 +1,142 @@
+"""``export_onnx``: the whole ONNX job. Trace and check the graph (export/), convert its precision (precision/),
+verify the file on ONNX Runtime against PyTorch (verify/), then write it with its provenance, atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import onnx
+
+from rtdetr_export.artifact import ONNX_FORMAT, embed_metadata, io_description, provenance_header, sidecar_path
+from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.export.graph_checks import check_graph
+from rtdetr_export.export.torch_export import DEFAULT_OPSET, GraphOptions, export_graph
+from rtdetr_export.files import atomic_output, check_output, write_text_atomic
+from rtdetr_export.model import RTDETRv2
+from rtdetr_export.precision import PrecisionOptions, apply_precision
+from rtdetr_export.verify import Verification, verify_onnx
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class OnnxExportOptions:
+    """What ``rtdetr-export onnx`` exposes as flags."""
+
+    opset: int = DEFAULT_OPSET
+    batch: int = 1
+    dynamic_batch: bool = False
+    head: str = "raw"
+    top_k: int = 300
+    simplify: bool = True
+    verify: bool = True
+    images: str | None = None
+    precision: PrecisionOptions = field(default_factory=PrecisionOptions)
+
+    @property
+    def graph(self) -> GraphOptions:
+        return GraphOptions(self.opset, self.batch, self.dynamic_batch, self.head, self.top_k, self.simplify)
+
+    @property
+    def verification_batches(self) -> list[int]:
+        """A dynamic batch is proven at 1 and 4; a static one at its size."""
+        return [1, 4] if self.dynamic_batch else [self.batch]
+
+    def validate(self, model: RTDETRv2) -> None:
+        config = model.config
+        self.graph.validate(config.decoder_method, config.num_queries, config.num_classes)
+        self.precision.validate()
+
+
+@dataclass
+class ExportResult:
+    """The written file, its sidecar, and the provenance recorded in both."""
+
+    path: Path
+    sidecar: Path
+    provenance: dict[str, Any]
+
+    @property
+    def verification(self) -> Verification | None:
+        record = self.provenance.get("verification")
+        return Verification.from_json(record) if record else None
+
+
+def model_record(model: RTDETRv2) -> dict[str, Any]:
+    """The provenance's ``model`` field: where the weights came from and the full architecture."""
+    source = dataclasses.asdict(model.source)
+    path = source.pop("path")
+    source["file"] = Path(path).name if path else None
+    return {"source": source, "config": model.config.to_dict()}
+
+
+def build_provenance(model: RTDETRv2, export: dict[str, Any], precision: str, io: dict[str, Any],
+                     op_census: dict[str, int], verification: Verification | None,
+                     recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything a user needs to trust and reproduce an ONNX file."""
+    config = model.config
+    record = {**provenance_header(ONNX_FORMAT), "model": model_record(model), "method": config.decoder_method,
+              "input_size": list(config.image_size), "classes": config.class_names, "precision": precision,
+              "export": export, "io": io, "op_census": op_census,
+              "verification": verification.to_json() if verification else None}
+    if recipe:
+        record["precision_recipe"] = recipe
+    return record
+
+
+class _Stages:
+    """Numbers progress lines "[i/n]" in the order the stages run."""
+
+    def __init__(self, count: int, log: Log):
+        self.count, self.done, self.log = count, 0, log
+
+    def __call__(self, message: str) -> None:
+        self.done += 1
+        self.log(f"[{self.done}/{self.count}] {message}")
+
+
+def export_onnx(model: RTDETRv2, output: str | Path, options: OnnxExportOptions | None = None,
+                force: bool = False, log: Log = lambda message: None) -> ExportResult:
+    """Export, simplify, check, convert precision and (by default) verify ``model``; writes OUTPUT.onnx and
+    its sidecar OUTPUT.json. Nothing is written unless every step passes; a failed verification raises
+    RTDetrExportError naming the output that failed and by how much.
+    """
+    options = options or OnnxExportOptions()
+    options.validate(model)
+    output = check_output(output, force, suffix=".onnx")
+    sidecar = check_output(sidecar_path(output), force)
+    precision = options.precision.target
+    stage = _Stages(5 + (precision != "fp32"), log)
+
+    exported = export_graph(model, options.graph, stage)
+    graph, census, recipe = exported.graph, exported.op_census, None
+    if precision != "fp32":
+        stage(f"converting to {precision} on the graph, then checking it again")
+        converted = apply_precision(graph, options.head, model.config.image_size, options.precision, log)
+        graph, recipe = converted.model, converted.recipe
+        census = check_graph(graph, model.config.decoder_method)
+
+    with atomic_output(output) as tmp:
+        onnx.save(graph, str(tmp))
+        verification = None
+        if options.verify:
+            batches = options.verification_batches
+            stage(f"verifying on ONNX Runtime against PyTorch (batch {', '.join(map(str, batches))})")
+            verification = verify_onnx(model, tmp, options.head, batches, options.top_k, options.images,
+                                       precision=precision)
+            if not verification.passed:
+                raise RTDetrExportError("verification failed: " + "; ".join(verification.failures))
+        else:
+            stage("verification skipped (--no-verify)")
+        provenance = build_provenance(model, exported.export, precision, io_description(graph), census,
+                                      verification, recipe)
+        stage(f"writing {output} and {sidecar.name}")
+        embed_metadata(graph, provenance)
+        onnx.save(graph, str(tmp))
+    write_text_atomic(sidecar, json.dumps(provenance, indent=2) + "\n")
+    return ExportResult(output, sidecar, provenance)
