@@ -112,11 +112,13 @@ def _eval(*args):
 
 
 def test_eval_writes_a_report_folder(random_shapes_onnx, tmp_path):
+    pytest.importorskip("openvino")
     result = _eval(random_shapes_onnx, "--coco", ANNOTATIONS, "--images", VAL / "images", "--limit", 4,
-                   "--batch", 2, "--report", tmp_path / "report", "--quiet")
+                   "--batch", 2, "--openvino", "f32", "--report", tmp_path / "report", "--quiet")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert [row["source"] for row in report["rows"]] == ["reference", str(random_shapes_onnx)]
+    assert [row["source"] for row in report["rows"]] == ["reference"] + [str(random_shapes_onnx)] * 2
+    assert [row["runtime"] for row in report["rows"]] == ["torch", "onnxruntime", "openvino-f32"]
     assert report["dataset"]["images"] == 4 and set(report["rows"][0]["metrics"]["per_class"]) == set(CLASSES)
     assert {p.name for p in (tmp_path / "report").iterdir()} == {"report.json", "report.md", "report.csv",
                                                                  "pr_curves.png"}

@@ -101,7 +101,8 @@ def test_inspect_prints_the_measured_rows_for_the_files_method(tmp_path):
 
 def test_openvino_runs_a_tiny_discrete_export_with_parity(tmp_path):
     """Live, where openvino is installed (benchmarks/run_portability.sh's environment); skipped elsewhere."""
-    ov = pytest.importorskip("openvino")
+    pytest.importorskip("openvino")
+    from rtdetr_export.backends.openvino_runner import OpenVinoRunner
     from rtdetr_export.verify.compare import compare_raw, thresholds_for
     from rtdetr_export.imaging.inputs import synthetic_images
     from rtdetr_export.verify.reference import ReferenceRunner
@@ -112,10 +113,7 @@ def test_openvino_runs_a_tiny_discrete_export_with_parity(tmp_path):
     images = synthetic_images(1, model.config.image_size, seed=0)
     with ReferenceRunner(model, "raw") as reference:
         ref = reference.infer({"images": images})
-    core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(path)), "CPU",
-                                  {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2})
-    result = compiled({"images": images})
-    test = {out.get_any_name(): np.asarray(result[out]) for out in compiled.outputs}
+    with OpenVinoRunner(path, "f32", threads=2) as runner:
+        test = runner.infer({"images": images})
     comparison = compare_raw(ref, test, thresholds_for("fp32"))
     assert not comparison.failures, comparison.failures

@@ -19,10 +19,13 @@ from rtdetr_export.cli.options import output_options
               help="The reference checkpoint (needed unless the artifacts carry random-weight provenance).")
 @click.option("--batch", type=int, default=1, show_default=True, help="Images per inference call.")
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N annotated images only.")
+@click.option("--openvino", "openvino_hints", default="", metavar="HINTS",
+              help="Also run each ONNX artifact on OpenVINO CPU with these precision hints, e.g. f32,bf16 "
+                   "(needs pip install openvino).")
 @click.option("--report", "report_dir", type=click.Path(path_type=str), default=None,
               help="Write report.json, report.md, report.csv and pr_curves.png into this folder.")
 @output_options("a report already in --report")
-def eval_command(artifacts, annotations, images, model_path, batch, limit, report_dir, force, quiet,
+def eval_command(artifacts, annotations, images, model_path, batch, limit, openvino_hints, report_dir, force, quiet,
                  as_json) -> None:
     """COCO metrics (AP, AP50, AP75, AP S/M/L, AR@100, per class) of the reference and each ARTIFACT.
 
@@ -31,7 +34,8 @@ def eval_command(artifacts, annotations, images, model_path, batch, limit, repor
     from rtdetr_export.eval import EvalOptions, evaluate, render_markdown, write_eval_report
     from rtdetr_export.files import check_report_folder
 
-    options = EvalOptions(annotations, images, batch, limit)
+    hints = tuple(hint.strip() for hint in openvino_hints.split(",") if hint.strip())
+    options = EvalOptions(annotations, images, batch, limit, hints)
     options.validate()
     if report_dir:
         check_report_folder(report_dir, force)

@@ -29,8 +29,15 @@ class EvalOptions:
     images: str
     batch: int = 1
     limit: int | None = None
+    openvino: tuple[str, ...] = ()  # also run each ONNX artifact on OpenVINO with these precision hints
 
     def validate(self) -> None:
+        from rtdetr_export.backends.openvino_runner import PRECISION_HINTS
+
+        unknown = [hint for hint in self.openvino if hint not in PRECISION_HINTS]
+        if unknown:
+            raise RTDetrExportError(f"unknown OpenVINO precision {unknown[0]!r}; choose from "
+                                    f"{', '.join(PRECISION_HINTS)}")
         if self.batch < 1:
             raise RTDetrExportError(f"--batch must be at least 1, got {self.batch}")
         if self.limit is not None and self.limit < 1:
@@ -44,12 +51,13 @@ class EvalRow:
     name: str
     source: str  # "reference" or the artifact's path
     precision: str
+    runtime: str  # the runner: torch, onnxruntime, openvino-f32, openvino-bf16, tensorrt
     metrics: CocoMetrics
     delta: dict[str, float] | None = None  # this row minus the reference, per metric
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "source": self.source, "precision": self.precision,
+        return {"name": self.name, "source": self.source, "precision": self.precision, "runtime": self.runtime,
                 "metrics": self.metrics.to_json(), "delta_vs_reference": self.delta, "seconds": round(self.seconds, 2)}
 
 
@@ -116,14 +124,20 @@ def evaluate(artifacts: list[str | Path], options: EvalOptions, model: RTDETRv2 
     import time
 
     options.validate()
-    detectors = [open_detector(path) for path in artifacts]
+    detectors = [(open_detector(path), str(path)) for path in artifacts]
+    for path in artifacts:
+        if Path(path).suffix == ".onnx":
+            from rtdetr_export.backends.openvino_runner import OpenVinoRunner
+
+            detectors += [(Detector.from_artifact(path, OpenVinoRunner(path, hint)), str(path))
+                          for hint in options.openvino]
     if model is None and detectors:
-        model = reference_model(detectors[0].provenance, model_path, log)
+        model = reference_model(detectors[0][0].provenance, model_path, log)
     if model is None:
         raise RTDetrExportError("nothing to evaluate: give an artifact or --model")
     reference = Detector.from_model(model)
     names = reference.class_names
-    for detector in detectors:
+    for detector, _ in detectors:
         if list(detector.class_names) != list(names):
             raise RTDetrExportError(f"{detector.name} has other classes than the reference model; evaluate "
                                     "artifacts of one model together")
@@ -145,13 +159,14 @@ def evaluate(artifacts: list[str | Path], options: EvalOptions, model: RTDETRv2 
     category_names = {int(c["id"]): c["name"] for c in dataset.categories}
 
     rows = []
-    for detector, source in [(reference, "reference"), *zip(detectors, map(str, artifacts))]:
+    for detector, source in [(reference, "reference"), *detectors]:
         log(f"[eval] {detector.name} on {len(present)} images")
         started = time.perf_counter()
         predictions = predict_dataset(detector, dataset, present, options.batch, log)
         metrics = coco_metrics(ground_truth, predictions, category_names)
         precision = detector.provenance["precision"] if detector.provenance else "fp32"
-        rows.append(EvalRow(detector.name, source, precision, metrics, seconds=time.perf_counter() - started))
+        rows.append(EvalRow(detector.name, source, precision, detector.runner.name, metrics,
+                            seconds=time.perf_counter() - started))
     for row in rows:
         row.delta = _delta(row.metrics, rows[0].metrics)
     info = {"annotations": str(dataset.annotations), "images_dir": str(dataset.images_dir),

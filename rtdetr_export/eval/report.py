@@ -44,9 +44,9 @@ def render_markdown(report: EvalReport) -> str:
 def render_csv(report: EvalReport) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["name", "source", "precision", *STAT_NAMES, *(f"delta_{n}" for n in STAT_NAMES)])
+    writer.writerow(["name", "source", "precision", "runtime", *STAT_NAMES, *(f"delta_{n}" for n in STAT_NAMES)])
     for row in report.rows:
-        writer.writerow([row.name, row.source, row.precision, *(row.metrics.stats[n] for n in STAT_NAMES),
+        writer.writerow([row.name, row.source, row.precision, row.runtime, *(row.metrics.stats[n] for n in STAT_NAMES),
                          *((row.delta or {}).get(n) for n in STAT_NAMES)])
     return buffer.getvalue()
 

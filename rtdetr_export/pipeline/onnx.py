@@ -15,7 +15,7 @@ import onnx
 from rtdetr_export.artifact import ONNX_FORMAT, embed_metadata, io_description, provenance_header, sidecar_path
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.export.graph_checks import check_graph
-from rtdetr_export.export.torch_export import DEFAULT_OPSET, GraphOptions, export_graph
+from rtdetr_export.export.torch_export import GraphOptions, export_graph
 from rtdetr_export.files import atomic_output, check_output, write_text_atomic
 from rtdetr_export.model import RTDETRv2
 from rtdetr_export.precision import PrecisionOptions, apply_precision
@@ -25,31 +25,23 @@ Log = Callable[[str], None]
 
 
 @dataclass
-class OnnxExportOptions:
-    """What ``rtdetr-export onnx`` exposes as flags."""
+class OnnxExportOptions(GraphOptions):
+    """What ``rtdetr-export onnx`` exposes as flags: how the graph is traced (GraphOptions), then whether it is
+    verified and on what images, and its precision."""
 
-    opset: int = DEFAULT_OPSET
-    batch: int = 1
-    dynamic_batch: bool = False
-    head: str = "raw"
-    top_k: int = 300
-    simplify: bool = True
     verify: bool = True
     images: str | None = None
     precision: PrecisionOptions = field(default_factory=PrecisionOptions)
-
-    @property
-    def graph(self) -> GraphOptions:
-        return GraphOptions(self.opset, self.batch, self.dynamic_batch, self.head, self.top_k, self.simplify)
 
     @property
     def verification_batches(self) -> list[int]:
         """A dynamic batch is proven at 1 and 4; a static one at its size."""
         return [1, 4] if self.dynamic_batch else [self.batch]
 
-    def validate(self, model: RTDETRv2) -> None:
+    def validate_for(self, model: RTDETRv2) -> None:
+        """Reject values no export of ``model`` can use, before any work is done."""
         config = model.config
-        self.graph.validate(config.decoder_method, config.num_queries, config.num_classes)
+        self.validate(config.decoder_method, config.num_queries, config.num_classes)
         self.precision.validate()
 
 
@@ -107,13 +99,13 @@ def export_onnx(model: RTDETRv2, output: str | Path, options: OnnxExportOptions 
     RTDetrExportError naming the output that failed and by how much.
     """
     options = options or OnnxExportOptions()
-    options.validate(model)
+    options.validate_for(model)
     output = check_output(output, force, suffix=".onnx")
     sidecar = check_output(sidecar_path(output), force)
     precision = options.precision.target
     stage = _Stages(5 + (precision != "fp32"), log)
 
-    exported = export_graph(model, options.graph, stage)
+    exported = export_graph(model, options, stage)
     graph, census, recipe = exported.graph, exported.op_census, None
     if precision != "fp32":
         stage(f"converting to {precision} on the graph, then checking it again")

@@ -1,0 +1,53 @@
+"""OpenVINO (CPU) as a runner, with an explicit inference-precision hint that is recorded, never implied.
+
+OpenVINO picks bf16 by itself on CPUs that have it (AVX-512 BF16, AMX), so the hint is always set: ``f32``
+runs the graph in float32, ``bf16`` in bfloat16 where OpenVINO deems it safe. An INT8 file (Q/DQ) runs its
+quantized layers in integers whatever the hint. ``openvino`` is an optional extra: ``pip install openvino``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rtdetr_export.backends.base import Runner
+from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
+
+PRECISION_HINTS = ("f32", "bf16")
+
+
+class OpenVinoRunner(Runner):
+    """Runs an ONNX file with OpenVINO on the CPU under ``precision_hint`` (f32 or bf16)."""
+
+    name = "openvino"
+
+    def __init__(self, path: str | Path, precision_hint: str = "f32", threads: int | None = None):
+        if precision_hint not in PRECISION_HINTS:
+            raise RTDetrExportError(f"unknown OpenVINO precision {precision_hint!r}; choose one of "
+                                    f"{', '.join(PRECISION_HINTS)}")
+        self.path, self.precision_hint, self.threads = Path(path), precision_hint, threads
+        self.name = f"openvino-{precision_hint}"
+        self.compiled = None
+
+    def activate(self) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise MissingDependencyError("the OpenVINO runner needs openvino: pip install openvino") from None
+        config = {"INFERENCE_PRECISION_HINT": self.precision_hint}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        try:
+            self.compiled = ov.Core().compile_model(str(self.path), "CPU", config)
+        except RuntimeError as exc:
+            raise RTDetrExportError(f"{self.path}: OpenVINO cannot compile it ({str(exc).splitlines()[0][:160]})") \
+                from None
+
+    def deactivate(self) -> None:
+        self.compiled = None
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [port.get_any_name() for port in self.compiled.inputs]
+        result = self.compiled({name: feed[name] for name in names})
+        return {port.get_any_name(): np.asarray(result[port]) for port in self.compiled.outputs}

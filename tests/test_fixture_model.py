@@ -1,0 +1,58 @@
+"""The trained fixture (tests/data/fixture/, trained by benchmarks/fixture/train.py): both loaders read it, it
+detects what it was trained to detect, and its FP32 ONNX export keeps its COCO accuracy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rtdetr_export.eval import EvalOptions, evaluate
+from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
+from rtdetr_export.weights import load_model
+
+FIXTURE = Path(__file__).parent / "data" / "fixture"
+MODEL, DSP, VAL = FIXTURE / "rtdetrv2_shapes", FIXTURE / "rtdetrv2_shapes_dsp", FIXTURE / "shapes_val"
+CLASSES = [c["name"] for c in json.loads((VAL / "instances_val.json").read_text())["categories"]]
+SUBSET = 40  # CI's eval subset: seconds, not minutes
+
+
+@pytest.fixture(scope="module")
+def fixture_model():
+    return load_model(MODEL)
+
+
+def test_the_fixture_is_a_320px_model_with_the_datasets_classes(fixture_model):
+    assert fixture_model.config.image_size == (320, 320)
+    assert fixture_model.config.class_names == CLASSES
+    assert fixture_model.source.format == "transformers"
+    assert load_model(DSP).config.decoder_method == "discrete"
+
+
+def test_the_original_layout_of_the_trained_weights_loads_and_computes_the_same(fixture_model, tmp_path):
+    path = tmp_path / "rtdetrv2_shapes.pth"
+    torch.save({"ema": {"module": fixture_model.state_dict()}}, path)
+    original = load_model(path, image_size=320, id2label=dict(enumerate(CLASSES)))
+    images = torch.rand(2, 3, 320, 320, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for ours, theirs in zip(fixture_model(images), original(images)):
+            assert torch.equal(ours, theirs)
+
+
+def test_the_fixture_meets_its_accuracy_floor(fixture_model):
+    # The issue's acceptance floor (AP50 >= 0.70, AP >= 0.40) on the whole committed val split.
+    stats = evaluate([], EvalOptions(str(VAL / "instances_val.json"), str(VAL / "images"), batch=8),
+                     fixture_model).rows[0].metrics.stats
+    assert stats["AP50"] >= 0.70 and stats["AP"] >= 0.40, stats
+
+
+def test_the_fp32_onnx_export_keeps_the_reference_ap(fixture_model, tmp_path):
+    path = tmp_path / "shapes.onnx"
+    export_onnx(fixture_model, path, OnnxExportOptions(dynamic_batch=True))
+    report = evaluate([path], EvalOptions(str(VAL / "instances_val.json"), str(VAL / "images"), batch=8,
+                                          limit=SUBSET), fixture_model)
+    reference, onnx_row = report.rows
+    assert reference.metrics.stats["AP"] > 0.4  # a trained model, so the comparison means something
+    assert abs(onnx_row.delta["AP"]) <= 0.001 and abs(onnx_row.delta["AP50"]) <= 0.001
