@@ -36,6 +36,10 @@ ENGINES = ROOT / "engines"
 BUILD = Path(os.environ.get("RTDETR_ENGINES_BUILD", ENGINES / "build"))
 IMAGES = ROOT / "tests" / "data" / "images"
 CPP_IMAGES = sorted(p for p in IMAGES.glob("cpp_*") if p.suffix in (".png", ".jpg"))
+# The trained fixture (tests/data/fixture/) finds real objects in its val images; the photos above exercise the
+# decoders and odd sizes. Detections are compared on both.
+FIXTURE = Path(__file__).parent / "data" / "fixture"
+DETECT_IMAGES = CPP_IMAGES + sorted((FIXTURE / "shapes_val" / "images").iterdir())[:3]
 
 SCORE_TOL = 1e-5
 BOX_TOL = 1e-3
@@ -64,9 +68,9 @@ def tools() -> Tools:
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory) -> dict[str, Path]:
-    """Tiny-preset exports (seeded random weights): raw head, detections head, raw head with a dynamic batch."""
+    """Exports of the trained fixture's discrete fine-tune: raw head, detections head, raw head, dynamic batch."""
     out = tmp_path_factory.mktemp("engines")
-    model = load_model(preset="tiny", method="discrete")
+    model = load_model(FIXTURE / "rtdetrv2_shapes_dsp")
     # Only the first is simplified: the others cover graphs straight from torch.onnx and skip the slowest step.
     variants = {"raw": OnnxExportOptions(head="raw", verify=False),
                 "detections": OnnxExportOptions(head="detections", top_k=100, simplify=False, verify=False),
@@ -291,13 +295,13 @@ def thresholds_for(python_all: list[list[dict]]) -> list[float]:
 @pytest.mark.parametrize("head", ["raw", "detections"])
 def test_detections_equal_the_python_pipeline(tools, exports, head):
     onnx_path = exports[head]
-    for threshold in thresholds_for(python_detections(onnx_path, CPP_IMAGES, 0.0)):
-        want = python_detections(onnx_path, CPP_IMAGES, threshold)
-        got = cpp_detections(tools, onnx_path, CPP_IMAGES, threshold)
+    for threshold in thresholds_for(python_detections(onnx_path, DETECT_IMAGES, 0.0)):
+        want = python_detections(onnx_path, DETECT_IMAGES, threshold)
+        got = cpp_detections(tools, onnx_path, DETECT_IMAGES, threshold)
         assert got["backend"] == "onnxruntime" and got["head"] == head
-        assert [Path(i["image"]) for i in got["images"]] == CPP_IMAGES and len(want) == len(CPP_IMAGES)
+        assert [Path(i["image"]) for i in got["images"]] == DETECT_IMAGES and len(want) == len(DETECT_IMAGES)
         total = 0
-        for path, cpp_image, python_image in zip(CPP_IMAGES, got["images"], want):
+        for path, cpp_image, python_image in zip(DETECT_IMAGES, got["images"], want):
             with Image.open(path) as image:
                 assert (cpp_image["width"], cpp_image["height"]) == image.size
             compare(cpp_image["detections"], python_image, f"{head} {path.name} threshold {threshold:.6g}")
@@ -306,24 +310,26 @@ def test_detections_equal_the_python_pipeline(tools, exports, head):
 
 
 def test_dynamic_batch_runs_in_chunks_like_the_python_pipeline(tools, exports):
-    """--batch 2 on five images: runs of 2, 2 and 1, compared with the Python pipeline batched the same way."""
-    onnx_path = exports["raw_dynamic"]
-    want = python_detections(onnx_path, CPP_IMAGES, 0.5, batch=2)
-    got = cpp_detections(tools, onnx_path, CPP_IMAGES, 0.5, "--batch", "2")
-    assert len(got["images"]) == len(want) == len(CPP_IMAGES)
-    for path, cpp_image, python_image in zip(CPP_IMAGES, got["images"], want):
+    """--batch 2 on seven images: runs of 2, 2, 2 and 1, compared with the Python pipeline batched the same way."""
+    onnx_path, images = exports["raw_dynamic"], DETECT_IMAGES[:7]
+    want = python_detections(onnx_path, images, 0.5, batch=2)
+    got = cpp_detections(tools, onnx_path, images, 0.5, "--batch", "2")
+    assert len(got["images"]) == len(want) == len(images)
+    for path, cpp_image, python_image in zip(images, got["images"], want):
         compare(cpp_image["detections"], python_image, f"dynamic {path.name}")
 
 
 def test_text_output_lists_every_detection(tools, exports):
-    path = CPP_IMAGES[0]
+    path = DETECT_IMAGES[-1]  # a val image: the fixture finds its shapes
     as_json = cpp_detections(tools, exports["detections"], [path], 0.5)["images"][0]["detections"]
     result = run_tool(tools.detect, exports["detections"], path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     with Image.open(path) as image:
-        assert lines[0] == f"{path} ({image.width}x{image.height}): {len(as_json)} detections"
+        count = f"{len(as_json)} detection{'' if len(as_json) == 1 else 's'}"
+        assert lines[0] == f"{path} ({image.width}x{image.height}): {count}"
     assert [line.split()[1] for line in lines[1:]] == [d["name"].split()[0] for d in as_json]
+    assert as_json, "the trained fixture detects the shapes of its val images"
 
 
 # -- user errors ---------------------------------------------------------------------------------------------------

@@ -59,18 +59,19 @@ def test_a_known_perturbation_scores_strictly_lower():
 def _noisy_predictions(data: dict, seed: int = 0) -> list[dict]:
     """Jittered true boxes with random scores, some wrong labels and some false positives."""
     rng = np.random.default_rng(seed)
+    categories = [c["id"] for c in data["categories"]]
     out = []
     for a in data["annotations"]:
         x, y, w, h = a["bbox"]
         jitter = rng.normal(0, 0.08, 4) * [w, h, w, h]
-        label = a["category_id"] if rng.random() > 0.1 else int(rng.integers(1, 9))
+        label = a["category_id"] if rng.random() > 0.1 else int(rng.choice(categories))
         out.append({"image_id": a["image_id"], "category_id": label, "score": float(rng.random()),
                     "bbox": [float(x + jitter[0]), float(y + jitter[1]), float(max(1, w + jitter[2])),
                              float(max(1, h + jitter[3]))]})
     for image in data["images"]:
         for _ in range(3):
             x, y = rng.uniform(0, 280, 2)
-            out.append({"image_id": image["id"], "category_id": int(rng.integers(1, 9)), "score": float(rng.random()),
+            out.append({"image_id": image["id"], "category_id": int(rng.choice(categories)), "score": float(rng.random()),
                         "bbox": [float(x), float(y), float(rng.uniform(5, 60)), float(rng.uniform(5, 60))]})
     return out
 
@@ -100,7 +101,7 @@ CLASSES = [c["name"] for c in json.loads(ANNOTATIONS.read_text())["categories"]]
 
 @pytest.fixture(scope="module")
 def random_shapes_onnx(tmp_path_factory):
-    """A tiny random-weight model with the dataset's 8 classes, exported (its provenance rebuilds it)."""
+    """A tiny random-weight model with the dataset's classes, exported (its provenance rebuilds it)."""
     model = load_model(preset="tiny", num_classes=len(CLASSES), id2label=dict(enumerate(CLASSES)))
     path = tmp_path_factory.mktemp("eval") / "shapes_random.onnx"
     export_onnx(model, path, OnnxExportOptions(dynamic_batch=True, verify=False))
