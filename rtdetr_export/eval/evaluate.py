@@ -4,6 +4,7 @@ difference to the reference, per-class AP and PR curves."""
 from __future__ import annotations
 
 import datetime
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -14,8 +15,8 @@ from rtdetr_export.eval.dataset import CocoDataset, map_categories, read_coco
 from rtdetr_export.eval.metrics import STAT_NAMES, CocoMetrics, coco_metrics
 from rtdetr_export.imaging import Detections, load_image
 from rtdetr_export.model import RTDETRv2
-from rtdetr_export.pipeline import Detector, reference_model
-from rtdetr_export.pipeline.detector import open_detector
+from rtdetr_export.backends.openvino_runner import PRECISION_HINTS, OpenVinoRunner
+from rtdetr_export.pipeline import Detector, open_detector, reference_model
 
 Log = Callable[[str], None]
 MAX_DETECTIONS = 100  # per image, as COCO's AP@[.5:.95] | maxDets=100
@@ -32,8 +33,6 @@ class EvalOptions:
     openvino: tuple[str, ...] = ()  # also run each ONNX artifact on OpenVINO with these precision hints
 
     def validate(self) -> None:
-        from rtdetr_export.backends.openvino_runner import PRECISION_HINTS
-
         unknown = [hint for hint in self.openvino if hint not in PRECISION_HINTS]
         if unknown:
             raise RTDetrExportError(f"unknown OpenVINO precision {unknown[0]!r}; choose from "
@@ -121,14 +120,10 @@ def evaluate(artifacts: list[str | Path], options: EvalOptions, model: RTDETRv2 
              model_path: str | None = None, log: Log = lambda message: None) -> EvalReport:
     """COCO metrics of the reference (``model``, or rebuilt from the first artifact's provenance with
     ``model_path``) and of each artifact, on the same images."""
-    import time
-
     options.validate()
     detectors = [(open_detector(path), str(path)) for path in artifacts]
     for path in artifacts:
         if Path(path).suffix == ".onnx":
-            from rtdetr_export.backends.openvino_runner import OpenVinoRunner
-
             detectors += [(Detector.from_artifact(path, OpenVinoRunner(path, hint)), str(path))
                           for hint in options.openvino]
     if model is None and detectors:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,18 +69,11 @@ def coco_metrics(ground_truth: dict[str, Any], predictions: list[dict[str, Any]]
 
     def curve(block: np.ndarray) -> list[float]:
         masked = np.where(block > -1, block, np.nan)
-        with np.errstate(invalid="ignore"), _quiet_nan():
+        with warnings.catch_warnings():  # a class with no ground truth is all -1: "mean of empty slice"
+            warnings.simplefilter("ignore", category=RuntimeWarning)
             return [float(v) if np.isfinite(v) else 0.0 for v in np.nanmean(masked, axis=-1)]
 
     recall = [float(r) for r in evaluator.params.recThrs]
     return CocoMetrics(stats, per_class, recall, curve(precision[0, :, :, 0, -1]),
                        curve(precision[:, :, :, 0, -1].transpose(1, 0, 2).reshape(len(recall), -1)))
 
-
-@contextlib.contextmanager
-def _quiet_nan():
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        yield
