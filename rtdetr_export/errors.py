@@ -1,4 +1,5 @@
-"""The one exception type for mistakes a user can make (bad file, bad option, missing package)."""
+"""The one exception type for mistakes a user can make (bad file, bad option, missing package), and the one
+warning type for what the user should know but need not fix."""
 
 
 class RTDetrExportError(Exception):
@@ -14,3 +15,8 @@ class MissingDependencyError(RTDetrExportError):
     """An optional runtime (TensorRT, CUDA, ...) is not installed."""
 
     exit_code = 2
+
+
+class RTDetrExportWarning(UserWarning):
+    """Something the user should know that does not stop the command (the CLI prints it as one ``warning:``
+    line)."""

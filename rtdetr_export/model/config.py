@@ -1,4 +1,4 @@
-"""Model configuration: every field that changes what RT-DETRv2 computes at inference, plus presets."""
+"""Model configuration: every field that changes what RT-DETR (v1 or v2) computes at inference, plus presets."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from typing import Any
 from rtdetr_export.errors import RTDetrExportError
 
 METHODS = ("default", "discrete")
+# RT-DETR v1 computes what v2 computes with the same number of sampling points on every level: one network
+# serves both, and ``version`` records which one the weights were trained as (v1 was only ever trained with
+# the bilinear sampler, so any other method changes a v1 model's outputs).
+VERSIONS = ("v1", "v2")
 
 
 @dataclass
@@ -17,9 +21,11 @@ class ModelConfig:
 
     Field names follow transformers' ``RTDetrV2Config`` where one exists, so that a ``config.json`` reads
     across directly; ``decoder_n_points`` may be a per-level list and ``eval_idx`` picks the decoder layer
-    whose head produces the output, which transformers cannot express.
+    whose head produces the output, which transformers cannot express. ``version`` is "v1" for RT-DETR (v1)
+    weights, which need the same point count on every level.
     """
 
+    version: str = "v2"
     num_classes: int = 80
     image_size: tuple[int, int] = (640, 640)  # (height, width) the deploy constants are built for
 
@@ -81,6 +87,11 @@ class ModelConfig:
     def validate(self) -> None:
         """Raise RTDetrExportError when fields contradict each other."""
         problems = []
+        if self.version not in VERSIONS:
+            problems.append(f"version must be one of {VERSIONS}, got {self.version!r}")
+        if self.version == "v1" and len(set(self.decoder_n_points)) > 1:
+            problems.append(f"RT-DETR v1 samples the same number of points on every level, got "
+                            f"{list(self.decoder_n_points)}")
         if self.decoder_method not in METHODS:
             problems.append(f"decoder_method must be one of {METHODS}, got {self.decoder_method!r}")
         if self.backbone_block not in ("basic", "bottleneck"):
@@ -133,6 +144,11 @@ class ModelConfig:
         return tuple(strides)
 
     @property
+    def model_name(self) -> str:
+        """"RT-DETRv1" or "RT-DETRv2": what the weights were trained as."""
+        return f"RT-DETR{self.version}"
+
+    @property
     def class_names(self) -> list[str]:
         """Class names in logit order: ``id2label`` when given, else COCO's 80 names."""
         if self.id2label:
@@ -179,7 +195,8 @@ def _resnet(depth: int) -> dict[str, Any]:
     return {"backbone_blocks": blocks, "backbone_block": "basic" if depth < 50 else "bottleneck"}
 
 
-# Released RT-DETRv2 sizes, checked against lyuwenyu/RT-DETR rtdetrv2_pytorch/configs/rtdetrv2/*.yml.
+# Released RT-DETRv2 sizes, checked against lyuwenyu/RT-DETR rtdetrv2_pytorch/configs/rtdetrv2/*.yml. The released
+# v1 sizes (rtdetr_pytorch/configs/rtdetr/rtdetr_*_6x_coco.yml) have the same fields: pass version="v1".
 PRESETS: dict[str, dict[str, Any]] = {
     "r18vd": {**_resnet(18), "hidden_expansion": 0.5, "decoder_layers": 3, "eval_idx": -1},
     "r34vd": {**_resnet(34), "hidden_expansion": 0.5, "decoder_layers": 4, "eval_idx": -1},
