@@ -1,4 +1,8 @@
-"""One entry point that builds our RT-DETRv2 from a preset, a transformers folder or an original .pth."""
+"""One entry point that builds our model from a preset, a transformers folder, an original .pth or a Hub id.
+
+RT-DETR v1 and v2 load alike (``ModelConfig.version`` says which); look-alike detectors are refused by name
+(``lookalikes``); the class count comes from the score heads (``classes``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,10 @@ import torch
 
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.files import file_sha256
-from rtdetr_export.model import ModelConfig, RTDETRv2, WeightSource, fuse_repvgg, preset as preset_config
+from rtdetr_export.model import (HubRevision, ModelConfig, RTDETRv2, WeightSource, fuse_repvgg,
+                                 preset as preset_config)
+from rtdetr_export.weights.classes import reconcile_classes
+from rtdetr_export.weights.hub import parse_hub_id, resolve_hub_id
 from rtdetr_export.weights.matching import load_strict
 from rtdetr_export.weights.original import infer_config, read_original_checkpoint
 from rtdetr_export.weights.random_init import randomize_
@@ -22,9 +29,11 @@ def load_model(model_path: str | Path | None = None, *, preset: str | None = Non
                **overrides: Any) -> RTDETRv2:
     """Build the reference model in eval mode.
 
-    ``model_path`` is a transformers folder or an original ``.pth``; without it, ``preset`` (required then)
-    with seeded random weights. ``method`` picks the deformable-attention sampler, ``image_size`` the deploy
-    input size, ``overrides`` any other ModelConfig field. The model's ``.source`` says where weights came from.
+    ``model_path`` is a transformers folder, an original ``.pth`` or a Hub model id ``ORG/NAME[@REVISION]``
+    (resolved through huggingface_hub: downloaded, or read from the local cache when offline); without it,
+    ``preset`` (required then) with seeded random weights. ``method`` picks the deformable-attention sampler,
+    ``image_size`` the deploy input size, ``overrides`` any other ModelConfig field. The model's ``.source``
+    says where weights came from.
     """
     changes = dict(overrides)
     if method is not None:
@@ -33,33 +42,45 @@ def load_model(model_path: str | Path | None = None, *, preset: str | None = Non
         changes["image_size"] = image_size
     if model_path is None:
         if preset is None:
-            raise RTDetrExportError("load_model needs a model path (transformers folder or original .pth), or "
-                                    "preset=NAME for seeded random weights")
+            raise RTDetrExportError("load_model needs a model path (transformers folder, original .pth or Hub id "
+                                    "ORG/NAME), or preset=NAME for seeded random weights")
         return randomize_(RTDETRv2(preset_config(preset, **changes), WeightSource("random", seed=seed)), seed)
 
-    path = Path(model_path)
-    if not path.exists():
-        raise RTDetrExportError(f"{path} does not exist; pass a transformers model folder or an original .pth")
+    path, hub = _locate(model_path)
     if path.is_dir():
         raw_config, raw_state, weights_file = read_transformers_folder(path)
-        config = config_from_transformers(raw_config)
-        if preset is not None:
-            config = preset_config(preset, num_classes=config.num_classes, id2label=config.id2label)
+        config = config_from_transformers(raw_config, where=path)
         state = convert_transformers_state_dict(raw_state)
+        config = reconcile_classes(config, state, str(path if hub is None else hub.pinned_id))
+        if preset is not None:
+            config = preset_config(preset, num_classes=config.num_classes, id2label=config.id2label,
+                                   version=config.version)
         fmt = "transformers"
     else:
         weights_file = path
-        state = read_original_checkpoint(path)
-        config = infer_config(state, preset_config(preset) if preset else None)
+        state, version = read_original_checkpoint(path)
+        config = infer_config(state, preset_config(preset) if preset else None, version)
         fmt = "original"
     config = config.replace(**changes) if changes else config
 
-    model = RTDETRv2(config, WeightSource(fmt, str(weights_file), file_sha256(weights_file)))
+    model = RTDETRv2(config, WeightSource(fmt, str(weights_file), file_sha256(weights_file), hub=hub))
     if any(k.endswith("bottlenecks.0.conv.weight") for k in state):
         fuse_repvgg(model)
     with torch.no_grad():
         load_strict(model, state, str(weights_file))
     return model.eval()
+
+
+def _locate(model_path: str | Path) -> tuple[Path, HubRevision | None]:
+    """The local file or folder ``model_path`` names; a Hub id that is not a local path is resolved first."""
+    path = Path(model_path)
+    if path.exists():
+        return path, None
+    hub_id = parse_hub_id(str(model_path))
+    if hub_id is None:
+        raise RTDetrExportError(f"{path} does not exist; pass a transformers model folder, an original .pth or a "
+                                "Hub model id ORG/NAME[@REVISION]")
+    return resolve_hub_id(*hub_id)
 
 
 __all__ = ["WeightSource", "load_model", "ModelConfig", "file_sha256"]

@@ -1,4 +1,10 @@
-"""Checkpoints of the original lyuwenyu/RT-DETR code: ``{'ema': {'module': state_dict}}`` or ``{'model': ...}``."""
+"""Checkpoints of the original lyuwenyu/RT-DETR code: ``{'ema': {'module': state_dict}}`` or ``{'model': ...}``.
+
+Both generations load: ``rtdetrv2_pytorch`` (v2) and ``rtdetr_pytorch`` (v1, also what ``rtdetrv2_pytorch`` writes
+for its v1 configs). Their state dicts differ only in two unnamed ``nn.Sequential``s of v1, the encoder's input
+projections (``encoder.input_proj.<i>.0/1``) and the decoder's encoder-output head (``decoder.enc_output.0/1``),
+which v2 names ``conv``/``norm`` and ``proj``/``norm``; v2 also stores ``num_points_scale``, derived here.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import torch
 
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.config import PRESETS, ModelConfig
+from rtdetr_export.weights.lookalikes import pickled_strings, refuse_foreign_keys
 
 
 def torch_load_weights(path: Path) -> Any:
@@ -19,6 +26,8 @@ def torch_load_weights(path: Path) -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # A look-alike that pickled its training arguments (RF-DETR, Deformable DETR) is named, not just refused.
+        refuse_foreign_keys(pickled_strings(path), path)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported object"
         raise RTDetrExportError(
             f"{path} holds Python objects other than weights ({first[:120]}); refusing to unpickle it. "
@@ -39,9 +48,10 @@ def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
         raise RTDetrExportError(f"{path} holds no state_dict (expected {{'ema': {{'module': ...}}}}, "
                                 "{'model': ...} or a plain state_dict)")
     state = {k.removeprefix("module."): v for k, v in obj.items()}
+    refuse_foreign_keys(state, path)
     if not any(k.startswith("decoder.dec_score_head.") for k in state) or \
             not any(k.startswith("backbone.res_layers.") for k in state):
-        raise RTDetrExportError(f"{path} is not an RT-DETRv2 checkpoint with a ResNet-vd backbone "
+        raise RTDetrExportError(f"{path} is not an RT-DETR (v1 or v2) checkpoint with a ResNet-vd backbone "
                                 f"(found keys like {', '.join(list(state)[:3])})")
     return state
 
@@ -64,12 +74,31 @@ FREE_FIELDS = ("num_classes", "num_queries", "learn_initial_query", "num_denoisi
                "image_size")
 
 
-def infer_config(state: dict[str, torch.Tensor], base: ModelConfig | None = None) -> ModelConfig:
+# v1's unnamed Sequential children -> the names v2 (and our model) give them.
+_V1_NAMES = [(re.compile(r"^(encoder\.input_proj\.\d+\.)([01])\."), ("conv", "norm")),
+             (re.compile(r"^(decoder\.enc_output\.)([01])\."), ("proj", "norm"))]
+
+
+def normalise_v1_names(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
+    """(state dict with v2 key names, "v1" or "v2"): a state dict in the v1 layout is renamed and called v1."""
+    renamed, v1 = {}, False
+    for key, value in state.items():
+        for pattern, names in _V1_NAMES:
+            if match := pattern.match(key):
+                key = f"{match[1]}{names[int(match[2])]}." + key[match.end():]
+                v1 = True
+                break
+        renamed[key] = value
+    return renamed, "v1" if v1 else "v2"
+
+
+def infer_config(state: dict[str, torch.Tensor], base: ModelConfig | None = None,
+                 version: str = "v2") -> ModelConfig:
     """Architecture read off tensor shapes; what shapes cannot tell comes from ``base`` (a preset).
 
     With an explicit ``base`` only the fields a fine-tune may change are taken from the shapes; the rest
     stays the preset's, so a checkpoint of another size fails the strict load instead of silently
-    turning into that size.
+    turning into that size. ``version`` is what the key layout said (``normalise_v1_names``).
     """
     shape = _Shapes((k, tuple(v.shape)) for k, v in state.items())
     stages = _count(state, r"^backbone\.res_layers\.(\d+)\.")
@@ -120,6 +149,7 @@ def infer_config(state: dict[str, torch.Tensor], base: ModelConfig | None = None
         fields = {k: v for k, v in fields.items() if k in FREE_FIELDS}
         if len(fields["decoder_n_points"]) != base.num_feature_levels:
             fields.pop("decoder_n_points")  # another level count: the strict load names the mismatch
+    fields["version"] = version
     try:
         return base.replace(**fields)
     except RTDetrExportError as exc:
@@ -152,13 +182,13 @@ def _square_size(cells: int, strides: tuple[int, ...]) -> int | None:
     return round(size) if abs(size - round(size)) < 1e-6 else None
 
 
-def read_original_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """The state dict of an original .pth checkpoint, with RepVGG-fused blocks normalised."""
-    state = extract_state_dict(torch_load_weights(path), path)
+def read_original_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """(state dict with our key names and RepVGG-fused blocks normalised, "v1" or "v2") of an original .pth."""
+    state, version = normalise_v1_names(extract_state_dict(torch_load_weights(path), path))
     # A deploy-converted RepVGG block carries its fused ``conv`` (and maybe the stale branches it was made
     # from); the original forward uses ``conv`` when present, so do we.
     fused = {k[: -len("conv.weight")] for k in state if re.search(r"bottlenecks\.\d+\.conv\.weight$", k)}
     for prefix in fused:
         for key in [k for k in state if k.startswith((prefix + "conv1.", prefix + "conv2."))]:
             del state[key]
-    return state
+    return state, version

@@ -1,4 +1,8 @@
-"""Hugging Face transformers folders: config.json + model.safetensors (or pytorch_model.bin)."""
+"""Hugging Face transformers folders: config.json + model.safetensors (or pytorch_model.bin).
+
+``rt_detr_v2`` folders are RT-DETRv2, ``rt_detr`` folders RT-DETR v1 (``RTDetrForObjectDetection``): the same
+parameter names and the same config fields, less v2's sampler options (v1 samples bilinearly, 4 points a level).
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,22 @@ import torch
 
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.config import ModelConfig
+from rtdetr_export.weights.lookalikes import refuse_foreign_config
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-def config_from_transformers(data: dict[str, Any], image_size: tuple[int, int] | None = None) -> ModelConfig:
-    """Our ModelConfig from the fields of a transformers ``RTDetrV2Config`` (read from config.json)."""
-    if data.get("model_type") not in (None, "rt_detr_v2", "rt_detr"):
-        raise RTDetrExportError(f"config.json describes a {data.get('model_type')!r} model, not RT-DETRv2")
+VERSION_OF_MODEL_TYPE = {"rt_detr": "v1", "rt_detr_v2": "v2", None: "v2"}
+
+
+def config_from_transformers(data: dict[str, Any], image_size: tuple[int, int] | None = None,
+                             where: Path = Path("config.json")) -> ModelConfig:
+    """Our ModelConfig from the fields of a transformers ``RTDetrV2Config`` or ``RTDetrConfig`` (config.json).
+
+    The class count is the config's; ``classes.reconcile_classes`` corrects it from the weights.
+    """
+    refuse_foreign_config(data, where)
+    version = VERSION_OF_MODEL_TYPE[data.get("model_type")]
     backbone = data.get("backbone_config") or {}
     if data.get("use_timm_backbone") or data.get("backbone") or backbone.get("model_type", "rt_detr_resnet") \
             != "rt_detr_resnet":
@@ -35,6 +47,7 @@ def config_from_transformers(data: dict[str, Any], image_size: tuple[int, int] |
     num_classes = len(id2label) if id2label else data.get("num_labels", 80)
     size = data.get("anchor_image_size") or data.get("eval_size") or image_size or (640, 640)
     fields: dict[str, Any] = dict(
+        version=version,
         num_classes=num_classes,
         image_size=size,
         backbone_blocks=backbone.get("depths", [3, 4, 6, 3]),
@@ -64,7 +77,7 @@ def config_from_transformers(data: dict[str, Any], image_size: tuple[int, int] |
         num_feature_levels=data.get("num_feature_levels", data.get("decoder_n_levels", 3)),
         decoder_n_points=data.get("decoder_n_points", 4),
         decoder_offset_scale=data.get("decoder_offset_scale", 0.5),
-        decoder_method=data.get("decoder_method", "default"),
+        decoder_method=data.get("decoder_method", "default") if version == "v2" else "default",
         eval_idx=data.get("eval_idx", -1),
         learn_initial_query=data.get("learn_initial_query", False),
         num_denoising=data.get("num_denoising", 100),
