@@ -20,6 +20,11 @@ def build_model(model_path: str | None, preset: str | None, method: str | None, 
     model = load_model(model_path, preset=preset, method=method, image_size=image_size)
     if model.source.format == "random" and not quiet:
         log(f"no --model given: using preset {preset} with seeded random weights (seed {model.source.seed})")
+    config = model.config
+    if config.version == "v1" and config.decoder_method != "default" and not quiet:
+        # v1 was only ever trained with the bilinear sampler; the artifact is proven against this reference.
+        log(f"note: RT-DETRv1 was trained with bilinear sampling; --method {config.decoder_method} changes its "
+            "outputs (verification compares against the PyTorch model with the same sampler)")
     return model
 
 

@@ -19,6 +19,7 @@ def describe(model_path: str | None, preset: str | None, method: str | None, ima
     model = build_model(model_path, preset, method, image_size, quiet=as_json)
     config = model.config
     info = {
+        "model": config.model_name,
         "source": dataclasses.asdict(model.source),
         "parameters": sum(p.numel() for p in model.parameters()),
         "config": config.to_dict(),
@@ -26,7 +27,10 @@ def describe(model_path: str | None, preset: str | None, method: str | None, ima
     if as_json:
         emit_json(info)
         return
+    click.echo(f"model       {config.model_name}")
     click.echo(f"weights     {model.source.format}  {model.source.path or ''}")
+    if model.source.hub:
+        click.echo(f"hub         {model.source.hub.pinned_id} (asked for {model.source.hub.requested})")
     click.echo(f"parameters  {info['parameters']:,}")
     click.echo(f"backbone    ResNet-vd {config.backbone_block} blocks {list(config.backbone_blocks)}")
     click.echo(f"encoder     hidden {config.encoder_hidden_dim}, expansion {config.hidden_expansion}")

@@ -30,7 +30,10 @@ def _provenance_lines(p: dict[str, Any]) -> list[str]:
         model = f"random weights (seed {src.get('seed')})"
     else:
         model = f"{src.get('format')} {src.get('file') or '?'}  sha256 {src.get('sha256') or '?'}"
-    lines.append(f"  model         {model}")
+    lines.append(f"  model         RT-DETR{p.get('model_version')}, {model}")
+    if src.get("hub"):
+        lines.append(f"  hub           {src['hub']['repo_id']}@{src['hub']['revision']} "
+                     f"(asked for {src['hub']['requested']})")
     size = p.get("input_size") or []
     lines.append(f"  method        {p.get('method')}   head {p.get('head')}   input {'x'.join(map(str, size))}   "
                  f"precision {p.get('precision')}   classes {p.get('classes')}")

@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
 from rtdetr_export import __version__
-from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.errors import RTDetrExportError, RTDetrExportWarning
+
+
+def _one_line_warnings(show):
+    """``warnings.showwarning`` that prints our warnings as one ``warning:`` line and leaves others to ``show``."""
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, RTDetrExportWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return showwarning
 
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warnings(warnings.showwarning)
+                warnings.simplefilter("always", RTDetrExportWarning)
+                return super().invoke(ctx)
         except RTDetrExportError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
@@ -25,7 +39,7 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rtdetr-export")
 def main() -> None:
-    """Export RT-DETRv2 detectors to verified ONNX and TensorRT artifacts."""
+    """Export RT-DETR (v1 and v2) detectors to verified ONNX and TensorRT artifacts."""
 
 
 def _register() -> None:

@@ -23,7 +23,8 @@ def model_options(func: Callable) -> Callable:
     """--model / --preset / --method / --image-size, the options that pick the reference model."""
     return _apply(func, [
         click.option("--model", "model_path", type=click.Path(path_type=str), default=None,
-                     help="A transformers model folder or an original RT-DETR .pth checkpoint."),
+                     help="A transformers model folder, an original RT-DETR .pth checkpoint (v1 or v2) or a "
+                          "Hub model id ORG/NAME[@REVISION]."),
         click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
                      help="Architecture preset; with no --model, random weights of this size."),
         click.option("--method", type=click.Choice(METHODS), default=None,

@@ -27,13 +27,16 @@ def verification_summary(verification: Verification) -> dict[str, Any]:
 
 def _provenance_summary(meta: dict[str, Any], census: dict[str, int]) -> dict[str, Any]:
     source = (meta.get("model") or {}).get("source") or {}
+    config = (meta.get("model") or {}).get("config") or {}
     export = meta.get("export") or {}
     classes = meta.get("classes")
     return {
         "tool": meta.get("tool"),
         "created": meta.get("created"),
+        # Files written before the version was recorded were all exported as v2 (v1 computes the same network).
+        "model_version": config.get("version", "v2"),
         "model_source": {"format": source.get("format"), "file": source.get("file") or source.get("path"),
-                         "sha256": source.get("sha256"), "seed": source.get("seed")},
+                         "sha256": source.get("sha256"), "seed": source.get("seed"), "hub": source.get("hub")},
         "method": meta.get("method"),
         "input_size": meta.get("input_size"),
         "head": export.get("head"),

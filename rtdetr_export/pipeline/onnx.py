@@ -60,10 +60,14 @@ class ExportResult:
 
 
 def model_record(model: RTDETRv2) -> dict[str, Any]:
-    """The provenance's ``model`` field: where the weights came from and the full architecture."""
+    """The provenance's ``model`` field: where the weights came from and the full architecture (its
+    ``config.version`` says RT-DETR v1 or v2). ``source.hub`` (repo id, commit, what was asked for) appears only
+    for weights resolved from a Hub model id."""
     source = dataclasses.asdict(model.source)
     path = source.pop("path")
     source["file"] = Path(path).name if path else None
+    if source["hub"] is None:
+        del source["hub"]
     return {"source": source, "config": model.config.to_dict()}
 
 

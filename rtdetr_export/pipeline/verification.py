@@ -28,6 +28,11 @@ def reference_model(provenance: dict[str, Any], model_path: str | Path | None = 
     if source.get("format") == "random":
         seed = source.get("seed") or 0
         return randomize_(RTDETRv2(config, WeightSource("random", seed=seed)), seed)
+    if source.get("hub"):  # the pinned commit resolves to the very files again (from the cache when offline)
+        hub = source["hub"]
+        log(f"loading the reference from the Hub model {hub['repo_id']}@{hub['revision']}")
+        return load_model(f"{hub['repo_id']}@{hub['revision']}", method=config.decoder_method,
+                          image_size=config.image_size)
     what = source.get("file") or "weights held in memory"
     raise RTDetrExportError(f"this artifact was exported from {what}; pass that checkpoint with --model to verify it")
 
