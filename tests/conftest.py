@@ -271,3 +271,47 @@ def compare_detectors(ref: DetectorOutputs, got: DetectorOutputs, tol: float, ti
 
 def as_numpy(*tensors: torch.Tensor) -> tuple[np.ndarray, ...]:
     return tuple(t.detach().cpu().numpy() for t in tensors)
+
+
+# -- RT-DETR v1 oracles (transformers RTDetrForObjectDetection) -----------------------------------------------------
+def hf_v1_config(preset_name: str, num_labels: int | None = 80):
+    """A transformers ``RTDetrConfig`` (v1) with our preset's architecture; ``num_labels=None`` leaves transformers'
+    default two labels, which ``save_pretrained`` writes without any ``id2label``."""
+    import transformers
+
+    fields = hf_config(preset_name).to_dict()
+    v1_fields = set(transformers.RTDetrConfig().to_dict())
+    kwargs = {k: v for k, v in fields.items() if k in v1_fields and k not in (
+        "model_type", "transformers_version", "id2label", "label2id", "architectures")}
+    kwargs["backbone_config"] = transformers.RTDetrResNetConfig(**fields["backbone_config"])
+    if num_labels is not None:
+        kwargs["num_labels"] = num_labels
+    return transformers.RTDetrConfig(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def hf_v1_case(tmp_path_factory, images_for) -> Callable[..., HFCase]:
+    """``hf_v1_case(preset, num_labels=80)``: a perturbed transformers v1 model, run and saved once per session
+    (method "default": v1 has no other)."""
+    transformers = pytest.importorskip("transformers")
+    cache: dict[tuple[str, int | None], HFCase] = {}
+
+    def get(preset_name: str, num_labels: int | None = 80) -> HFCase:
+        key = (preset_name, num_labels)
+        if key in cache:
+            return cache[key]
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = transformers.RTDetrForObjectDetection(hf_v1_config(preset_name, num_labels)).eval()
+        size = PRESET_SIZES[preset_name]
+        perturb_(model, seed=1234, calibration=make_images(size, seed=97), forward=lambda x: model(pixel_values=x))
+        model.eval()
+        images = images_for(preset_name)
+        with torch.no_grad():
+            raw = model(pixel_values=images)
+        folder = tmp_path_factory.mktemp(f"hf_v1_{preset_name}_{num_labels}")
+        model.save_pretrained(folder)
+        cache[key] = HFCase(preset_name, "default", folder, images, hf_outputs(raw), raw)
+        return cache[key]
+
+    return get

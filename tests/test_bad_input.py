@@ -83,7 +83,7 @@ def _other_architecture(tmp_path, ctx):
              "fc.weight": torch.randn(1000, 512, generator=g), "fc.bias": torch.zeros(1000)}
     path = tmp_path / "resnet18.pth"
     torch.save(state, path)
-    return path, {}, "not an RT-DETRv2 checkpoint"
+    return path, {}, "not an RT-DETR (v1 or v2) checkpoint"
 
 
 def _pickle_running_code(cls):
