@@ -8,7 +8,6 @@ class count is read from the weights file here, never hard-coded: the fixture ma
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 
@@ -81,9 +80,9 @@ def test_an_id2label_that_disagrees_with_the_score_head_is_one_warning_and_the_w
 
     result = CliRunner().invoke(main, ["describe", "--model", str(folder)])
     assert result.exit_code == 0, result.output
-    assert [line for line in result.stderr.splitlines() if line.strip()] == [
-        f"warning: {folder}: config.json id2label names {names} classes but the score head has {rows}; using {rows} "
-        "classes (names from id2label where it has them, class_<i> otherwise)"]
+    warning = (f"warning: {folder}: config.json id2label names {names} classes but the score head has {rows}; "
+               f"using {rows} classes (names from id2label where it has them, class_<i> otherwise)")
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [warning]
     assert f"{rows} classes" in result.stdout
 
 

@@ -178,6 +178,7 @@ def read_transformers_folder(folder: Path) -> tuple[dict[str, Any], dict[str, to
         config = json.loads(config_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RTDetrExportError(f"{config_file} is not valid JSON ({exc})") from None
+    refuse_foreign_config(config, folder)  # before the weights: a look-alike is named, whatever files it has
     for name in WEIGHT_FILES:
         weights = folder / name
         if weights.is_file():
