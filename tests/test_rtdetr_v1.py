@@ -22,8 +22,9 @@ from click.testing import CliRunner
 
 from conftest import PRESET_SIZES, DetectorOutputs, compare_detectors, run_ours
 from rtdetr_export.cli import main
-from rtdetr_export.model import fuse_repvgg, preset
+from rtdetr_export.model import RTDETRv2, fuse_repvgg, preset
 from rtdetr_export.weights import load_model
+from rtdetr_export.weights.original import infer_config, normalise_v1_names
 
 pytest.importorskip("transformers")
 
@@ -69,6 +70,16 @@ def test_a_v1_folder_with_transformers_default_two_labels_loads_as_v1_and_matche
     described = CliRunner().invoke(main, ["describe", "--model", str(case.folder), "--json"])
     assert described.exit_code == 0, described.output
     assert json.loads(described.stdout)["model"] == "RT-DETRv1"
+
+
+@pytest.mark.parametrize("preset_name", ["r18vd", "r34vd", "r50vd_m", "r50vd", "r101vd"])
+def test_every_released_v1_size_is_recognised_from_the_shapes_of_its_original_checkpoint(preset_name):
+    """The released v1 configs (rtdetr_pytorch/configs/rtdetr/*_6x_coco.yml) have the v2 presets' fields."""
+    with torch.device("meta"):  # shapes are all that is read; no weights are made
+        model = RTDETRv2(preset(preset_name, version="v1"))
+    state, version = normalise_v1_names(to_v1_layout(model.state_dict()))
+    assert version == "v1"
+    assert _architecture(infer_config(state, version=version)) == _architecture(preset(preset_name, version="v1"))
 
 
 @pytest.mark.parametrize("fused", [False, True], ids=["unfused", "repvgg-fused"])
