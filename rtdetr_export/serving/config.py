@@ -174,7 +174,7 @@ def _add_tensors(target: Any, values: list[dict[str, Any]], types: dict[str, str
 def add_parameters(config: Any, values: dict[str, Any]) -> None:
     """JSON strings under ``rtdetr_export.<key>``, like the ONNX metadata (``artifact.embed_metadata``)."""
     for key, value in values.items():
-        config.parameters[PREFIX + key].string_value = value if isinstance(value, str) else json.dumps(value)
+        config.parameters[PREFIX + key].string_value = json.dumps(value)
 
 
 def _scheduling(config: Any, plan: BatchPlan, options: TritonOptions, kind: str) -> None:

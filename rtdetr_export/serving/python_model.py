@@ -25,28 +25,29 @@ PREFIX = "rtdetr_export."
 
 
 def _parameter(config, key, default=None):
+    """A ``rtdetr_export.<key>`` parameter (JSON, as the generator writes them)."""
     entry = config.get("parameters", {}).get(PREFIX + key)
-    return default if entry is None else entry["string_value"]
+    return default if entry is None else json.loads(entry["string_value"])
 
 
 class TritonPythonModel:
     def initialize(self, args):
         self.config = json.loads(args["model_config"])
-        self.role = _parameter(self.config, "role", '"model"').strip('"')
+        self.role = _parameter(self.config, "role", "model")
         self.batching = int(self.config.get("max_batch_size", 0)) > 0
         self.output_types = {o["name"]: pb_utils.triton_string_to_numpy(o["data_type"])
                              for o in self.config["output"]}
         if self.role == "model":
             path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
-            runtime = _parameter(self.config, "runtime", '"onnxruntime"').strip('"')
-            threads = json.loads(_parameter(self.config, "threads", "null"))
+            runtime = _parameter(self.config, "runtime", "onnxruntime")
+            threads = _parameter(self.config, "threads")
             self.run = self._onnxruntime(path, threads) if runtime == "onnxruntime" else self._openvino(path, threads)
             self.inputs = [i["name"] for i in self.config["input"]]
         elif self.role == "preprocess":
             from rtdetr_export.imaging import decode_image, preprocess
 
             self.decode, self.preprocess = decode_image, preprocess
-            self.size = tuple(json.loads(_parameter(self.config, "input_size")))
+            self.size = tuple(_parameter(self.config, "input_size"))
         elif self.role == "postprocess":
             from rtdetr_export.imaging import postprocess
 
