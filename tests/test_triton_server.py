@@ -160,7 +160,7 @@ def test_stopping_the_server_ends_running_clients_with_a_clear_error(artifact, t
     load = threading.Thread(target=lambda: outcome.update(result=run_load(
         local.http_url, "tiny", pictures, clients=4, seconds=60.0, timeout_s=10.0)))
     load.start()
-    time.sleep(2.0)
+    time.sleep(1.5)
     stopped = time.monotonic()
     local.stop()
     load.join(30.0)
