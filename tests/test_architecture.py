@@ -26,6 +26,7 @@ LAYERS = [
     ["export", "precision", "verify"],
     ["pipeline"],
     ["predict", "bench", "eval"],
+    ["serving"],  # Triton: repositories from artifacts, a client through the Detector, load reports (bench's machine)
     ["cli"],
     ["__main__"],
 ]

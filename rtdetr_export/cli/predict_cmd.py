@@ -15,6 +15,10 @@ from rtdetr_export.errors import RTDetrExportError
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--artifact", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="An .onnx file (or TensorRT .engine) exported by rtdetr-export.")
+@click.option("--triton", "triton_url", default=None, metavar="URL",
+              help="Run on a Triton server instead (http://host:8000 or grpc://host:8001); needs --triton-model.")
+@click.option("--triton-model", default=None, metavar="NAME",
+              help="A model written by `rtdetr-export triton`: NAME (tensors) or NAME_ensemble (encoded images).")
 @model_options
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Keep detections scoring above this.")
 @click.option("--show-reference", is_flag=True,
@@ -24,14 +28,23 @@ from rtdetr_export.errors import RTDetrExportError
 @click.option("--force", is_flag=True, help="Overwrite existing outputs in the folder.")
 @click.option("--quiet", is_flag=True, help="No progress lines (errors are still printed).")
 @click.option("--json", "as_json", is_flag=True, help="Print predictions.json to stdout as well.")
-def predict_command(images, artifact, model_path, preset, method, image_size, threshold, show_reference,
-                    output_dir, force, quiet, as_json) -> None:
+def predict_command(images, artifact, triton_url, triton_model, model_path, preset, method, image_size, threshold,
+                    show_reference, output_dir, force, quiet, as_json) -> None:
     """Detect objects in IMAGES (files or folders); exit 1 if any image could not be processed."""
     from rtdetr_export.pipeline import Detector, reference_model
     from rtdetr_export.predict import predict_images
 
     reference = None
-    if artifact is None:
+    if (triton_url is None) != (triton_model is None):
+        raise RTDetrExportError("--triton URL and --triton-model NAME go together")
+    if triton_url is not None:
+        if artifact or show_reference or model_path or preset or method or image_size:
+            raise RTDetrExportError("--triton runs the served model: drop --artifact, --show-reference and the model "
+                                    "options (the served config carries the model's provenance)")
+        from rtdetr_export.serving.client import open_triton_detector
+
+        detector = open_triton_detector(triton_url, triton_model)
+    elif artifact is None:
         if show_reference:
             raise RTDetrExportError("--show-reference compares an --artifact with the PyTorch model; "
                                     "give --artifact FILE")

@@ -5,6 +5,7 @@ This is what transformers' RTDetrImageProcessor and the original deploy scripts 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,17 @@ def load_image(path: str | Path) -> Image.Image:
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise RTDetrExportError(f"{path}: not a readable image ({type(exc).__name__}); "
                                 f"use one of {', '.join(IMAGE_SUFFIXES)}") from None
+
+
+def decode_image(data: bytes, name: str = "image") -> Image.Image:
+    """Decode encoded image bytes (JPEG, PNG, ...) to RGB exactly as ``load_image`` decodes a file; the Triton
+    ensemble's pre-processing step receives images this way."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise RTDetrExportError(f"{name}: not a decodable image ({type(exc).__name__}, {len(data)} bytes)") from None
 
 
 def list_images(folder: str | Path) -> list[Path]:

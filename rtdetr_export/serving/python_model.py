@@ -1,0 +1,127 @@
+"""Triton Python-backend model: the source ``rtdetr-export triton`` copies to ``REPO/NAME/1/model.py``.
+
+One file for the three roles a repository can need, chosen by the config's ``rtdetr_export.role`` parameter:
+
+- ``model``: serves ``model.onnx`` beside it with ONNX Runtime or OpenVINO (``rtdetr_export.runtime``). Dynamic
+  batching hands ``execute`` several requests; they run as one batch and the outputs are split back. This role
+  needs only numpy and the runtime, not rtdetr_export, and opens the file as our runners do (ONNX Runtime:
+  CPU provider, quiet log, ``rtdetr_export.threads`` intra-op threads; OpenVINO: CPU, FP32 precision hint).
+- ``preprocess`` (ensemble): encoded image bytes -> ``images`` and ``orig_target_sizes``, through
+  ``rtdetr_export.imaging`` itself, so a served ensemble resizes and scales exactly as ``predict`` does.
+- ``postprocess`` (ensemble over a raw head): logits and boxes -> the detections head's labels, boxes, scores,
+  through ``rtdetr_export.imaging.postprocess``.
+
+A request that cannot be served (undecodable bytes) gets its own error response; the others in the batch are
+answered. The Python backend's stub needs numpy < 2 (docs/serving.md).
+"""
+
+import json
+import os
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+PREFIX = "rtdetr_export."
+
+
+def _parameter(config, key, default=None):
+    """A ``rtdetr_export.<key>`` parameter (JSON, as the generator writes them)."""
+    entry = config.get("parameters", {}).get(PREFIX + key)
+    return default if entry is None else json.loads(entry["string_value"])
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.config = json.loads(args["model_config"])
+        self.role = _parameter(self.config, "role", "model")
+        self.batching = int(self.config.get("max_batch_size", 0)) > 0
+        self.output_types = {o["name"]: pb_utils.triton_string_to_numpy(o["data_type"])
+                             for o in self.config["output"]}
+        if self.role == "model":
+            path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+            runtime = _parameter(self.config, "runtime", "onnxruntime")
+            threads = _parameter(self.config, "threads")
+            self.run = self._onnxruntime(path, threads) if runtime == "onnxruntime" else self._openvino(path, threads)
+            self.inputs = [i["name"] for i in self.config["input"]]
+        elif self.role == "preprocess":
+            from rtdetr_export.imaging import decode_image, preprocess
+
+            self.decode, self.preprocess = decode_image, preprocess
+            self.size = tuple(_parameter(self.config, "input_size"))
+        elif self.role == "postprocess":
+            from rtdetr_export.imaging import postprocess
+
+            self.postprocess = postprocess
+        else:
+            raise pb_utils.TritonModelException(f"unknown rtdetr_export.role {self.role!r}")
+
+    @staticmethod
+    def _onnxruntime(path, threads):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        return lambda feed: dict(zip(names, session.run(names, feed)))
+
+    @staticmethod
+    def _openvino(path, threads):
+        import openvino as ov
+
+        config = {"INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = ov.Core().compile_model(path, "CPU", config)
+        return lambda feed: {p.get_any_name(): np.asarray(v) for p, v in compiled(feed).items()}
+
+    def _response(self, outputs):
+        return pb_utils.InferenceResponse([pb_utils.Tensor(name, np.ascontiguousarray(value.astype(
+            self.output_types[name]))) for name, value in outputs.items() if name in self.output_types])
+
+    @staticmethod
+    def _error(message):
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
+
+    def execute(self, requests):
+        if self.role == "model":
+            return self._execute_model(requests)
+        responses = []
+        for request in requests:  # per request, so that one bad image fails only its own request
+            try:
+                responses.append(self._response(self._step(request)))
+            except Exception as exc:  # the client gets the message; the server keeps serving
+                responses.append(self._error(f"{self.config['name']}: {exc}"))
+        return responses
+
+    def _execute_model(self, requests):
+        feeds = [{name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs}
+                 for r in requests]
+        try:
+            if not self.batching:
+                return [self._response(self.run(feed)) for feed in feeds]
+            counts = [len(feed[self.inputs[0]]) for feed in feeds]
+            outputs = self.run({name: np.concatenate([f[name] for f in feeds]) for name in self.inputs})
+        except Exception as exc:
+            return [self._error(f"{self.config['name']}: inference failed: {exc}") for _ in requests]
+        bounds = np.cumsum([0] + counts)
+        return [self._response({k: v[bounds[i]:bounds[i + 1]] for k, v in outputs.items()})
+                for i in range(len(requests))]
+
+    def _step(self, request):
+        if self.role == "preprocess":
+            encoded = pb_utils.get_input_tensor_by_name(request, "image").as_numpy().reshape(-1)
+            pictures = [self.decode(bytes(data), f"image {i}") for i, data in enumerate(encoded)]
+            images = np.concatenate([self.preprocess(p, self.size) for p in pictures])
+            sizes = np.array([[p.width, p.height] for p in pictures], dtype=np.int64)  # (width, height): the contract
+            return {"images": images, "orig_target_sizes": sizes}
+        logits = pb_utils.get_input_tensor_by_name(request, "logits").as_numpy()
+        boxes = pb_utils.get_input_tensor_by_name(request, "pred_boxes").as_numpy()
+        sizes = pb_utils.get_input_tensor_by_name(request, "orig_target_sizes").as_numpy()
+        # Every query, best first, no threshold: the detections head's contract (clients threshold the scores).
+        found = self.postprocess(logits, boxes, [(int(h), int(w)) for w, h in sizes], threshold=-1.0,
+                                 top_k=logits.shape[1])
+        return {"labels": np.stack([d.labels for d in found]), "boxes": np.stack([d.boxes for d in found]),
+                "scores": np.stack([d.scores for d in found])}

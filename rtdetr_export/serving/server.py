@@ -1,0 +1,197 @@
+"""Start and stop a real ``tritonserver`` on localhost: the one bundled in the ``nvidia-pytriton`` wheel.
+
+That wheel carries the server binary, its Python backend and one backend stub per Python version, but no ONNX
+Runtime or TensorRT backend, so it serves our repositories' Python-backend models (``--backend python``). Tests,
+the load-test script and docs/serving.md use it; on a GPU machine run NVIDIA's container instead.
+
+The stub links ``libpython3.X.so`` by name. Putting this interpreter's own library directory first on
+``LD_LIBRARY_PATH`` makes the stub embed *this* interpreter (same prefix, same site-packages: onnxruntime,
+openvino, pillow), so no system Python and no conda-pack execution environment is needed. Two things differ:
+
+- The stub (Triton 2.51's Python backend) was compiled against the numpy 1.x ABI: under numpy 2 its tensors
+  arrive empty or garbled. ``stub_site()`` is a folder with numpy < 2 (``pip install --target``; .ci/run makes it).
+- The stub runs Python isolated (PYTHONPATH is ignored) but puts its working directory first on ``sys.path``, so
+  the server runs in an overlay folder: that numpy, plus this very ``rtdetr_export`` package (the ensemble's
+  pre-processing imports it), linked in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
+
+SITE_ENV = "RTDETR_EXPORT_TRITON_SITE"
+DEFAULT_SITE = Path.home() / ".cache" / "rtdetr-export" / "triton-site"
+SITE_HINT = f"python3 -m pip install --target {DEFAULT_SITE} 'numpy>=1.24,<2'"
+INSTALL_HINT = "pip install 'tritonclient[http,grpc]>=2.40' && pip install --no-deps 'nvidia-pytriton>=0.5'"
+
+
+def bundled_server() -> Path:
+    """The ``tritonserver`` folder inside the installed nvidia-pytriton wheel (found without importing it: its
+    Python side pins numpy<2, which we neither need nor install)."""
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(f"no tritonserver: the nvidia-pytriton wheel is not installed ({INSTALL_HINT})")
+    root = Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
+    if not (root / "bin" / "tritonserver").is_file():
+        raise MissingDependencyError(f"{root}: no bin/tritonserver in the nvidia-pytriton wheel")
+    return root
+
+
+def stub_site() -> Path | None:
+    """The numpy<2 folder for the stub ($RTDETR_EXPORT_TRITON_SITE or ~/.cache/rtdetr-export/triton-site); None
+    when this interpreter's numpy is already 1.x."""
+    import numpy
+
+    if int(numpy.__version__.split(".")[0]) < 2:
+        return None
+    site = Path(os.environ.get(SITE_ENV) or DEFAULT_SITE)
+    if not (site / "numpy" / "__init__.py").is_file():
+        raise MissingDependencyError(f"the Triton Python backend stub needs numpy<2, and {site} has none: {SITE_HINT}")
+    return site
+
+
+def _overlay(into: Path, site: Path | None) -> Path:
+    """The stub's working directory: numpy<2 from ``site`` and this rtdetr_export, as symlinks."""
+    import rtdetr_export
+
+    overlay = into / "python"
+    overlay.mkdir()
+    if site is not None:
+        for item in site.iterdir():
+            if item.name.startswith("numpy"):
+                os.symlink(item, overlay / item.name)
+    os.symlink(Path(rtdetr_export.__file__).parent, overlay / "rtdetr_export")
+    return overlay
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _backend_folder(root: Path, into: Path) -> Path:
+    """A backends/ folder whose python/ holds the stub built for this interpreter's Python version."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise MissingDependencyError(f"the nvidia-pytriton wheel has no Python backend stub for Python {version}")
+    python = into / "backends" / "python"
+    python.mkdir(parents=True)
+    for item in (root / "backends" / "python").iterdir():
+        if item.is_file():
+            os.symlink(item, python / item.name)
+    shutil.copy(stub, python / "triton_python_backend_stub")
+    return into / "backends"
+
+
+@dataclass
+class LocalTriton:
+    """A tritonserver process on free localhost ports serving ``repository``; a context manager.
+
+    ``log_path`` keeps the server's output (read it when a model fails to load).
+    """
+
+    repository: Path
+    http_port: int = 0
+    grpc_port: int = 0
+    metrics_port: int = 0
+    exit_timeout_s: int = 5
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = field(default=None, repr=False)
+    log_path: Path | None = None
+    _work: Path | None = field(default=None, repr=False)
+
+    @property
+    def http_url(self) -> str:
+        return f"localhost:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"localhost:{self.grpc_port}"
+
+    def start(self, timeout_s: float = 120.0) -> "LocalTriton":
+        root, site = bundled_server(), stub_site()
+        self._work = Path(tempfile.mkdtemp(prefix="rtdetr-triton-"))
+        backends = _backend_folder(root, self._work)
+        overlay = _overlay(self._work, site)
+        self.http_port = self.http_port or _free_port()
+        self.grpc_port = self.grpc_port or _free_port()
+        self.metrics_port = self.metrics_port or _free_port()
+        env = dict(os.environ)
+        # The wheel's own libraries (libcudart, found through the stub's $ORIGIN rpath before we copied it), then
+        # this interpreter's libpython (see the module docstring).
+        libs = [str(root.parent.parent / "nvidia_pytriton.libs"), sysconfig.get_config_var("LIBDIR") or "",
+                env.get("LD_LIBRARY_PATH", "")]
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in libs if p)
+        env.update(self.extra_env)
+        self.log_path = self._work / "tritonserver.log"
+        args = [str(root / "bin" / "tritonserver"), f"--model-repository={self.repository}",
+                f"--backend-directory={backends}", f"--cache-directory={root / 'caches'}",
+                f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
+                f"--metrics-port={self.metrics_port}", "--allow-gpu-metrics=false",
+                f"--exit-timeout-secs={self.exit_timeout_s}", "--strict-readiness=true"]
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True, cwd=overlay)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = self.log_tail()
+                self.stop()
+                raise RTDetrExportError(f"tritonserver exited with code {self.process.returncode} while starting: "
+                                        f"{tail}")
+            if self.ready():
+                return self
+            time.sleep(0.25)
+        tail = self.log_tail()
+        self.stop()
+        raise RTDetrExportError(f"tritonserver was not ready after {timeout_s:.0f} s: {tail}")
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 5) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace").strip().splitlines()
+        return " | ".join(text[-lines:])
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM (Triton unloads its models and exits), SIGKILL for the whole process group if it hangs."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self._work is not None:
+            shutil.rmtree(self._work, ignore_errors=True)
+            self._work = None
+
+    def __enter__(self) -> "LocalTriton":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,170 @@
+"""A generated repository on a real Triton Inference Server (the nvidia-pytriton wheel's tritonserver, Python
+backend with ONNX Runtime inside): it answers as the local runner does, batches under load, and survives bad
+requests, dying clients and its own shutdown.
+
+One tiny-preset export and one server per session; the load test here is a few seconds (the 30 s, 16-client
+measurement is benchmarks/run_triton.sh).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtdetr_export.backends import OnnxRuntimeRunner
+from rtdetr_export.errors import MissingDependencyError
+from rtdetr_export.imaging import load_image, preprocess
+from rtdetr_export.pipeline import Detector, OnnxExportOptions, export_onnx
+from rtdetr_export.predict import predict_images
+
+pytest.importorskip("tritonclient.grpc", reason="needs tritonclient: pip install -e '.[triton]'")
+
+from rtdetr_export.backends.triton_runner import TritonRunner  # noqa: E402
+from rtdetr_export.serving import TritonOptions, write_repository  # noqa: E402
+from rtdetr_export.serving.client import open_triton_detector  # noqa: E402
+from rtdetr_export.serving.load import run_load  # noqa: E402
+from rtdetr_export.serving.server import LocalTriton, bundled_server, stub_site  # noqa: E402
+
+PHOTOS = Path(__file__).parent / "data" / "images"
+PHOTO_NAMES = ["astronaut.jpg", "cat_chelsea.jpg", "coffee_cup.jpg"]
+THRESHOLD = 0.3
+
+
+@pytest.fixture(scope="session")
+def artifact(tmp_path_factory):
+    from rtdetr_export.weights import load_model
+
+    path = tmp_path_factory.mktemp("triton_artifact") / "tiny.onnx"
+    export_onnx(load_model(preset="tiny", method="discrete"), path, OnnxExportOptions(dynamic_batch=True, verify=False))
+    return path
+
+
+def _start(repository: Path) -> LocalTriton:
+    try:
+        bundled_server()
+        stub_site()
+    except MissingDependencyError as exc:
+        pytest.skip(f"no usable tritonserver: {exc}")
+    return LocalTriton(repository).start()
+
+
+@pytest.fixture(scope="session")
+def server(artifact, tmp_path_factory):
+    repository = tmp_path_factory.mktemp("triton") / "repo"
+    write_repository([artifact], repository, TritonOptions(backend="python", ensemble=True, threads=1,
+                                                           max_queue_delay_us=2000))
+    local = _start(repository)
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="session")
+def local_runner(artifact):
+    with OnnxRuntimeRunner(artifact, threads=1) as runner:
+        yield runner
+
+
+def _photo_batch() -> np.ndarray:
+    return preprocess(load_image(PHOTOS / PHOTO_NAMES[1]), (320, 320))
+
+
+def test_server_is_live_and_every_generated_model_is_ready(server):
+    import tritonclient.http as http
+
+    client = http.InferenceServerClient(server.http_url)
+    assert client.is_server_live() and client.is_server_ready()
+    for name in ("tiny", "tiny_preprocess", "tiny_postprocess", "tiny_ensemble"):
+        assert client.is_model_ready(name), name
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_raw_head_over_the_wire_equals_the_local_runner(server, local_runner, protocol):
+    url = server.http_url if protocol == "http" else f"grpc://{server.grpc_url}"
+    feed = {"images": _photo_batch()}
+    with TritonRunner(url, "tiny") as remote:
+        served = remote.infer(feed)
+    local = local_runner.infer(feed)
+    for name in ("logits", "pred_boxes"):
+        assert served[name].shape == local[name].shape
+        assert float(np.abs(served[name] - local[name]).max()) <= 1e-5
+
+
+@pytest.mark.parametrize("model, protocol", [("tiny", "grpc"), ("tiny_ensemble", "http"),
+                                             ("tiny_ensemble", "grpc")])
+def test_served_predictions_equal_local_predict(server, artifact, tmp_path, model, protocol):
+    url = server.http_url if protocol == "http" else f"grpc://{server.grpc_url}"
+    photos = [PHOTOS / name for name in PHOTO_NAMES]
+    local = predict_images(photos, Detector.from_artifact(artifact), tmp_path / "local", THRESHOLD)
+    served = predict_images(photos, open_triton_detector(url, model), tmp_path / "served", THRESHOLD)
+    assert served.failures == [] and len(served.record["annotations"]) > 0
+    assert served.record["annotations"] == local.record["annotations"]
+    assert served.record["images"] == local.record["images"]
+
+
+def _expect_error(runner: TritonRunner, feed: dict) -> str:
+    with pytest.raises(Exception) as caught:
+        runner.infer(feed)
+    return str(caught.value)
+
+
+def test_malformed_requests_get_errors_and_the_next_request_is_served(server, local_runner):
+    good = {"images": _photo_batch()}
+    with TritonRunner(f"grpc://{server.grpc_url}", "tiny") as model, \
+            TritonRunner(server.http_url, "tiny_ensemble") as ensemble:
+        assert "shape" in _expect_error(model, {"images": good["images"][:, :, :100]})
+        assert "data-type" in _expect_error(model, {"images": good["images"].astype(np.float64)}).replace(" ", "-")
+        assert "not a decodable image" in _expect_error(ensemble, {"image": np.array([[b"\xff\xd8 junk"]],
+                                                                                       dtype=np.object_)})
+        assert float(np.abs(model.infer(good)["logits"] - local_runner.infer(good)["logits"]).max()) <= 1e-5
+        encoded = (PHOTOS / PHOTO_NAMES[0]).read_bytes()
+        assert ensemble.infer({"image": np.array([[encoded]], dtype=np.object_)})["scores"].shape == (1, 50)
+
+
+def test_a_client_killed_mid_request_does_not_stop_the_server(server):
+    script = ("import numpy as np, tritonclient.grpc as g\n"
+              f"c = g.InferenceServerClient('{server.grpc_url}')\n"
+              "x = g.InferInput('images', [8, 3, 320, 320], 'FP32')\n"
+              "x.set_data_from_numpy(np.random.rand(8, 3, 320, 320).astype(np.float32))\n"
+              "print('sending', flush=True)\n"
+              "while True: c.infer('tiny', [x])\n")
+    client = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert client.stdout.readline().strip() == "sending"
+    time.sleep(0.5)  # mid-request: a batch of 8 takes longer than this on 2 cores
+    client.kill()
+    client.wait()
+    with TritonRunner(server.http_url, "tiny") as runner:
+        assert runner.infer({"images": _photo_batch()})["logits"].shape == (1, 50, 80)
+
+
+def test_concurrent_clients_are_batched_without_failures(server):
+    pictures = [load_image(PHOTOS / name) for name in PHOTO_NAMES]
+    result = run_load(f"grpc://{server.grpc_url}", "tiny", pictures, clients=16, seconds=3.0)
+    assert result.failed == 0 and result.aborted is None and result.requests > 0
+    assert result.dynamic_batching is True
+    assert max(result.batch_sizes) > 1, result.batch_sizes
+    assert sum(size * count for size, count in result.batch_sizes.items()) >= result.requests
+
+
+def test_stopping_the_server_ends_running_clients_with_a_clear_error(artifact, tmp_path):
+    repository = tmp_path / "repo"
+    write_repository([artifact], repository, TritonOptions(backend="python", threads=1))
+    local = _start(repository)
+    pictures = [load_image(PHOTOS / PHOTO_NAMES[0])]
+    outcome = {}
+    load = threading.Thread(target=lambda: outcome.update(result=run_load(
+        local.http_url, "tiny", pictures, clients=4, seconds=60.0, timeout_s=10.0)))
+    load.start()
+    time.sleep(1.5)
+    stopped = time.monotonic()
+    local.stop()
+    load.join(30.0)
+    assert not load.is_alive(), "clients hung after the server stopped"
+    result = outcome["result"]
+    assert result.aborted is not None and "stopped answering" in result.aborted
+    assert time.monotonic() - stopped < 30.0
