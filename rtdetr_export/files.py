@@ -88,3 +88,18 @@ def check_report_folder(folder: str | Path, force: bool = False) -> Path:
     if not os.access(parent, os.W_OK):
         raise RTDetrExportError(f"cannot write a report into {folder}: {parent} is not writable")
     return folder
+
+
+def write_report_files(folder: str | Path, texts: dict[str, str], force: bool = False) -> list[Path]:
+    """Write ``{file name: text}`` into a report folder (bench, eval and serve-bench reports), each file atomically;
+    refuses to replace a report without ``force``. Returns the paths written."""
+    folder = check_report_folder(folder, force)
+    written = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in texts.items():
+            write_text_atomic(folder / name, text)
+            written.append(folder / name)
+    except OSError as exc:
+        raise RTDetrExportError(f"cannot write the report into {folder}: {exc.strerror or exc}") from None
+    return written

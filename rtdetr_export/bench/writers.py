@@ -10,8 +10,7 @@ from typing import Any
 
 from rtdetr_export.bench.markdown import render_markdown
 from rtdetr_export.bench.parity import Parity
-from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.files import check_report_folder, write_text_atomic
+from rtdetr_export.files import write_report_files
 
 FILES = ("report.json", "report.md", "report.csv", "latency.png")
 CSV_STATS = ("min", "mean", "p50", "p90", "p99", "max", "std", "n")
@@ -61,19 +60,12 @@ def render_csv(report: dict[str, Any]) -> str:
 
 def write_report(report: dict[str, Any], folder: str | Path, force: bool = False) -> list[Path]:
     """Write the report files into ``folder`` (created if needed); refuses to replace a report without force."""
-    folder = check_report_folder(folder, force)
-    written = []
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, text in (("report.json", json.dumps(report, indent=2) + "\n"),
-                           ("report.md", render_markdown(report)), ("report.csv", render_csv(report))):
-            write_text_atomic(folder / name, text)
-            written.append(folder / name)
-    except OSError as exc:
-        raise RTDetrExportError(f"cannot write the report into {folder}: {exc.strerror or exc}") from None
+    texts = {"report.json": json.dumps(report, indent=2) + "\n", "report.md": render_markdown(report),
+             "report.csv": render_csv(report)}
+    written = write_report_files(folder, texts, force)
     from rtdetr_export.bench.plot import plot_latency
 
-    png = plot_latency(report, folder / "latency.png")
+    png = plot_latency(report, Path(folder) / "latency.png")
     if png is not None:
         written.append(png)
     return written

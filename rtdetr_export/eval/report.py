@@ -7,10 +7,10 @@ import io
 import json
 from pathlib import Path
 
-from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
+from rtdetr_export.errors import MissingDependencyError
 from rtdetr_export.eval.evaluate import EvalReport
 from rtdetr_export.eval.metrics import STAT_NAMES
-from rtdetr_export.files import atomic_output, check_report_folder, write_text_atomic
+from rtdetr_export.files import atomic_output, write_report_files
 
 HEADLINE = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR100")
 
@@ -82,15 +82,8 @@ def plot_pr_curves(report: EvalReport, path: Path) -> Path:
 
 def write_eval_report(report: EvalReport, folder: str | Path, force: bool = False) -> list[Path]:
     """report.json/md/csv and pr_curves.png in ``folder``; refuses to replace a report without ``force``."""
-    folder = check_report_folder(folder, force)
-    written = []
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, text in (("report.json", json.dumps(report.to_json(), indent=2) + "\n"),
-                           ("report.md", render_markdown(report)), ("report.csv", render_csv(report))):
-            write_text_atomic(folder / name, text)
-            written.append(folder / name)
-    except OSError as exc:
-        raise RTDetrExportError(f"cannot write the report into {folder}: {exc.strerror or exc}") from None
-    written.append(plot_pr_curves(report, folder / "pr_curves.png"))
+    texts = {"report.json": json.dumps(report.to_json(), indent=2) + "\n", "report.md": render_markdown(report),
+             "report.csv": render_csv(report)}
+    written = write_report_files(folder, texts, force)
+    written.append(plot_pr_curves(report, Path(folder) / "pr_curves.png"))
     return written

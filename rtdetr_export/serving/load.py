@@ -27,8 +27,7 @@ from rtdetr_export import __version__
 from rtdetr_export.artifact import make_feed
 from rtdetr_export.backends.triton_runner import TritonRunner, triton_error
 from rtdetr_export.bench.machine import machine_info
-from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.files import check_report_folder, write_text_atomic
+from rtdetr_export.files import write_report_files
 from rtdetr_export.imaging import preprocess
 from rtdetr_export.serving.client import encode_png, served_parameters
 from rtdetr_export.stats import summarize
@@ -210,14 +209,6 @@ def render_csv(report: dict[str, Any]) -> str:
 
 def write_serve_report(report: dict[str, Any], folder: str | Path, force: bool = False) -> list[Path]:
     """report.json, report.md and report.csv in ``folder``; never replaces a report without ``force``."""
-    folder = check_report_folder(folder, force)
-    written = []
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, text in (("report.json", json.dumps(report, indent=2) + "\n"),
-                           ("report.md", render_markdown(report)), ("report.csv", render_csv(report))):
-            write_text_atomic(folder / name, text)
-            written.append(folder / name)
-    except OSError as exc:
-        raise RTDetrExportError(f"cannot write the report into {folder}: {exc.strerror or exc}") from None
-    return written
+    texts = {"report.json": json.dumps(report, indent=2) + "\n", "report.md": render_markdown(report),
+             "report.csv": render_csv(report)}
+    return write_report_files(folder, texts, force)
