@@ -3,6 +3,7 @@
 # the PyTorch reference, FP32 ONNX with each sampler, the discrete fine-tune (dsp), FP16 and INT8 (each
 # calibration method). One eval report per group, in benchmarks/results/accuracy/<machine>/<date>/:
 #   default/      reference (default sampler) + FP32, FP16, INT8 minmax / percentile / entropy ONNX files
+#   openvino/     the FP32 file on ONNX Runtime and on OpenVINO CPU with the f32 and bf16 precision hints
 #   discrete/     the same weights with --method discrete (reference: PyTorch with the discrete sampler)
 #   dsp/          the discrete fine-tune, discrete sampler
 #
@@ -45,7 +46,7 @@ done
 onnx discrete_fp32 --model "$MODEL" --method discrete
 onnx dsp_fp32 --model "$DSP"
 
-run_eval() {  # run_eval GROUP MODEL ARTIFACTS...
+run_eval() {  # run_eval GROUP MODEL [eval options] ARTIFACTS...
   local group=$1 model=$2; shift 2
   echo "== eval $group" >&2
   rtdetr-export eval "$@" --model "$model" --coco "$VAL/instances_val.json" --images "$VAL/images" --batch 8 \
@@ -53,6 +54,7 @@ run_eval() {  # run_eval GROUP MODEL ARTIFACTS...
 }
 run_eval default "$MODEL" "$WORK"/default_fp32.onnx "$WORK"/default_fp16.onnx "$WORK"/default_int8_minmax.onnx \
   "$WORK"/default_int8_percentile.onnx "$WORK"/default_int8_entropy.onnx
+run_eval openvino "$MODEL" --openvino f32,bf16 "$WORK"/default_fp32.onnx
 run_eval discrete "$MODEL" "$WORK"/discrete_fp32.onnx
 run_eval dsp "$DSP" "$WORK"/dsp_fp32.onnx
 echo "wrote $OUT" >&2
