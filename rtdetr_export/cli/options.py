@@ -63,10 +63,10 @@ def calibration_options(func: Callable) -> Callable:
 
 
 def precision_from_flags(target: str, calib_images, calib_count, calib_method, int8_exclude,
-                         int8_default_exclusions, keep_fp32) -> PrecisionOptions:
+                         int8_default_exclusions, keep_fp32, int8_target: str = "tensorrt") -> PrecisionOptions:
     """The PrecisionOptions for the flags of ``calibration_options``."""
     return PrecisionOptions(target, calib_images, calib_count, calib_method, tuple(int8_exclude),
-                            int8_default_exclusions, tuple(keep_fp32))
+                            int8_default_exclusions, tuple(keep_fp32), int8_target)
 
 
 def output_options(what: str) -> Callable:
