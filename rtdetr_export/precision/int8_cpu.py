@@ -7,10 +7,12 @@ Its QDQ fusion (QDQ -> QLinearConv) needs the layer's input, weight *and output*
 (u8 x s8 VNNI dot products) want uint8 activations: int8 activations measured 0.99x of FP32, uint8 1.84x.
 
 So this is ONNX Runtime's stock ``quantize_static`` in QDQ format with its own defaults for a CPU: asymmetric
-uint8 activations, per-channel symmetric int8 weights, int32 biases, outputs quantized. Conv only by default:
-QOperator and MatMul quantization stall on the per-head 3-D MatMul weights (QLinearMatMul needs a scalar or
-1-D zero point) and the transformer's MatMuls are a small share of the time. The default exclusions of the
-TensorRT recipe are kept (they name heads, query selection and attention sampling; with Conv only, few match).
+uint8 activations, per-channel symmetric int8 weights, int32 biases, outputs quantized. Op types by measurement
+(r18vd discrete, 2 threads, docs/precision.md): Conv alone 1.89x FP32, Conv + MatMul 1.95-2.02x; also
+quantizing the trunk's SiLU / residual Add / Concat (QLinearSigmoid, QLinearMul, ...) added nothing (2.02x), so
+they stay float. MatMuls the TensorRT recipe keeps float stay float here too (its default exclusions: heads,
+query selection, attention sampling; activation x activation products), and so do per-head 3-D weights, for
+which ONNX Runtime has no integer kernel (QLinearMatMul needs a scalar or 1-D zero point).
 
 Whether the runtime really fuses it is measured, not assumed: ``fused_integer_ops`` asks ONNX Runtime for the
 optimised graph it runs and counts the integer ops in it; the counts go into the recipe.
@@ -33,7 +35,8 @@ from rtdetr_export.precision.int8 import (DEFAULT_EXCLUSIONS, Int8Options, _Feed
                                           excluded_nodes, qdq_coverage)
 
 INT8_TARGETS = ("tensorrt", "cpu")
-CPU_QUANTIZED_OPS = ("Conv",)
+CPU_QUANTIZED_OPS = ("Conv", "MatMul")
+BATCHED_WEIGHT = "per-head 3-D MatMul weight: ONNX Runtime's integer MatMul takes a scalar or 1-D zero point"
 # Integer kernels ONNX Runtime's CPU provider fuses Q/DQ groups into (onnx and com.microsoft domains).
 FUSED_INTEGER_OPS = ("QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm",
                      "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul",
@@ -53,13 +56,19 @@ def quantize_int8_cpu(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]
                                 "minmax or percentile")
     excluded = {name: why for name, why in excluded_nodes(model, options).items()
                 if _op_type(model, name) in op_types}
+    if "MatMul" in op_types:
+        ranks = {t.name: len(t.dims) for t in model.graph.initializer}
+        excluded.update({node.name: BATCHED_WEIGHT for node in model.graph.node if node.op_type == "MatMul"
+                         and node.name not in excluded and ranks.get(node.input[1], 0) > 2})
+    learned = [node.name for node in model.graph.node if node.op_type in op_types and node.name not in excluded]
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[options.method]
     with tempfile.TemporaryDirectory(prefix="rtdetr-export-int8cpu-") as tmp, _quiet_quantizer():
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(source))
         try:
             quantize_static(str(source), str(target), _Feeds(feeds), quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=list(op_types), per_channel=True, reduce_range=False,
+                            op_types_to_quantize=list(op_types), nodes_to_quantize=learned, per_channel=True,
+                            reduce_range=False,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             nodes_to_exclude=sorted(excluded), calibrate_method=method,
                             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
@@ -86,7 +95,7 @@ def fused_integer_ops(model: onnx.ModelProto | str | Path, threads: int = 1) -> 
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
+        optimized = load_onnx(options.optimized_model_filepath)
     counts = Counter(node.op_type for node in optimized.graph.node if node.op_type in FUSED_INTEGER_OPS)
     return dict(sorted(counts.items()))
 
@@ -103,10 +112,10 @@ def cpu_int8_recipe(options: Int8Options, excluded: dict[str, str], quantized: o
         "library": f"onnxruntime.quantization.quantize_static (onnxruntime {version('onnxruntime')})",
         "format": "QDQ",
         "activations": "uint8, asymmetric per-tensor (x86 u8 x s8 integer dot products)",
-        "weights": "int8, symmetric per-channel (Conv axis 0)",
+        "weights": "int8, symmetric per-channel (Conv axis 0, MatMul last axis)",
         "per_channel": True,
         "quantized_ops": list(op_types),
-        "output_quantization": "yes (what ONNX Runtime needs to fuse Q/DQ into QLinearConv)",
+        "output_quantization": "yes (what ONNX Runtime needs to fuse Q/DQ into QLinearConv / QLinearMatMul)",
         "bias": "int32 (input scale x weight scale)",
         "calibration": {**calibration, "method": options.method},
         "default_exclusions": dict(DEFAULT_EXCLUSIONS) if options.default_exclusions else {},
