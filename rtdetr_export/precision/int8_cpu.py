@@ -8,7 +8,8 @@ Its QDQ fusion (QDQ -> QLinearConv) needs the layer's input, weight *and output*
 
 So this is ONNX Runtime's stock ``quantize_static`` in QDQ format with its own defaults for a CPU: asymmetric
 uint8 activations, per-channel symmetric int8 weights, int32 biases, outputs quantized. Op types by measurement
-(r18vd discrete, 2 threads, docs/precision.md): Conv alone 1.89x FP32, Conv + MatMul 1.95-2.02x; also
+(r18vd discrete, 2 threads, docs/precision.md): Conv alone 1.89x FP32, Conv + MatMul 1.95-2.02x (Gemm is the
+same Linear layer in a static-batch export, fused into QGemm); also
 quantizing the trunk's SiLU / residual Add / Concat (QLinearSigmoid, QLinearMul, ...) added nothing (2.02x), so
 they stay float. MatMuls the TensorRT recipe keeps float stay float here too (its default exclusions: heads,
 query selection, attention sampling; activation x activation products), and so do per-head 3-D weights, for
@@ -35,7 +36,7 @@ from rtdetr_export.precision.int8 import (DEFAULT_EXCLUSIONS, Int8Options, _Feed
                                           excluded_nodes, qdq_coverage)
 
 INT8_TARGETS = ("tensorrt", "cpu")
-CPU_QUANTIZED_OPS = ("Conv", "MatMul")
+CPU_QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 BATCHED_WEIGHT = "per-head 3-D MatMul weight: ONNX Runtime's integer MatMul takes a scalar or 1-D zero point"
 # Integer kernels ONNX Runtime's CPU provider fuses Q/DQ groups into (onnx and com.microsoft domains).
 FUSED_INTEGER_OPS = ("QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm",
@@ -112,7 +113,8 @@ def cpu_int8_recipe(options: Int8Options, excluded: dict[str, str], quantized: o
         "library": f"onnxruntime.quantization.quantize_static (onnxruntime {version('onnxruntime')})",
         "format": "QDQ",
         "activations": "uint8, asymmetric per-tensor (x86 u8 x s8 integer dot products)",
-        "weights": "int8, symmetric per-channel (Conv axis 0, MatMul last axis)",
+        "weights": "int8, symmetric per-channel (Conv axis 0, MatMul last axis; Gemm as ONNX Runtime's QDQ "
+                   "quantizer places it)",
         "per_channel": True,
         "quantized_ops": list(op_types),
         "output_quantization": "yes (what ONNX Runtime needs to fuse Q/DQ into QLinearConv / QLinearMatMul)",
