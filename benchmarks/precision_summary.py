@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no ONNX Runtime FP32 row at batch 1 to compare with", file=sys.stderr)
         return 1
     timing, settings = report["timing"], report["settings"]
-    lines = [f"# Lower precision on CPU ({report['model']['method']} sampler, {report['machine'].get('cpu', 'CPU')})",
+    lines = [f"# Lower precision on CPU ({report['model']['method']} sampler, {report['machine'].get('cpu', {}).get('model', 'CPU')})",
              "", f"{report.get('note') or ''}", "",
              f"Batch 1, {settings.get('threads')} threads, {settings['rounds'].get('1', settings['rounds'].get(1))} "
              f"interleaved rounds; load average {timing['load_average_start']} -> {timing['load_average_end']}. "
