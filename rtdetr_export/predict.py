@@ -145,7 +145,8 @@ def predict_images(inputs: list[str | Path], detector: Detector, output_dir: str
             active.deactivate()
 
     result.record = {
-        "info": {"tool": f"rtdetr-export {__version__}", "backend": detector.name, "threshold": threshold,
+        "info": {"tool": f"rtdetr-export {__version__}", "backend": detector.name,
+                 "precision_hint": getattr(detector.runner, "precision_hint", None), "threshold": threshold,
                  "reference": reference.name if reference else None,
                  "bbox_format": "COCO [x, y, width, height] in the image's pixels",
                  "category_ids": "the model's class indices (0-based, as in its id2label)"},

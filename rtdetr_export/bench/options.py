@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from rtdetr_export.backends.openvino_runner import PRECISION_HINTS
 from rtdetr_export.bench.targets import BACKENDS, DEFAULT_BACKENDS, DEVICES
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.heads import HEADS
@@ -33,6 +34,7 @@ class BenchOptions:
     top_k: int = 300
     peer: bool = False
     note: str | None = None
+    openvino: list[str] = field(default_factory=lambda: ["f32", "bf16"])  # precision hints of the openvino rows
 
     def validate(self) -> None:
         """Raise RTDetrExportError for values no benchmark can use."""
@@ -40,6 +42,10 @@ class BenchOptions:
         if unknown or not self.backends:
             raise RTDetrExportError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BACKENDS)}"
                                     if unknown else "no backend given")
+        unknown = [hint for hint in self.openvino if hint not in PRECISION_HINTS]
+        if unknown or not self.openvino:
+            raise RTDetrExportError(f"unknown OpenVINO precision {unknown[0]!r}; choose from "
+                                    f"{', '.join(PRECISION_HINTS)}" if unknown else "--openvino: no hint given")
         if self.device not in DEVICES:
             raise RTDetrExportError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
         if not self.batches or any(b < 1 for b in self.batches):

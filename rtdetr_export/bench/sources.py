@@ -130,7 +130,7 @@ def prepare_models(options: BenchOptions, artifacts: list[Artifact], head: str, 
             raise RTDetrExportError(f"{artifact.path} takes {artifact.image_size[0]}x{artifact.image_size[1]} "
                                     f"images but the reference model is built for {size[0]}x{size[1]}")
     models = BenchModels(model, list(artifacts), peer_skipped=peer_skipped)
-    wants_onnx = "onnxruntime" in options.backends
+    wants_onnx = "onnxruntime" in options.backends or "openvino" in options.backends
     if wants_onnx and not any(a.kind == "onnx" for a in artifacts):
         path = tmp / "ours.onnx"
         log(f"[bench] exporting {path.name} ({config_text(model)}, {head} head, dynamic batch)")

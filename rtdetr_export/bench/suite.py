@@ -20,8 +20,8 @@ from rtdetr_export.bench.memory import PeakMemory
 from rtdetr_export.bench.options import BenchOptions
 from rtdetr_export.bench.parity import parity
 from rtdetr_export.bench.sources import BenchModels, prepare_models
-from rtdetr_export.bench.targets import (Target, expand_backends, onnxruntime_target, tensorrt_targets,
-                                         torch_targets)
+from rtdetr_export.bench.targets import (Target, expand_backends, onnxruntime_target, openvino_target,
+                                         tensorrt_targets, torch_targets)
 from rtdetr_export.bench.timing import (STAGES, Rounds, interleaved, interleaved_end_to_end, synchronizer, timed)
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.imaging import list_images, load_image, preprocess_batch
@@ -56,6 +56,9 @@ def build_targets(options: BenchOptions, models: BenchModels, head: str) -> list
         onnx_files = [a for a in models.artifacts if a.kind == "onnx"]
         targets += [onnxruntime_target(a, options.device, options.threads, "peer" if a.label == "peer" else "ours")
                     for a in onnx_files]
+    if "openvino" in names:
+        targets += [openvino_target(a, hint, options.device, options.threads, "peer" if a.label == "peer" else "ours")
+                    for a in models.artifacts if a.kind == "onnx" for hint in options.openvino]
     if "tensorrt" in names:
         targets += tensorrt_targets([a for a in models.artifacts if a.kind == "tensorrt"], options.device)
     return targets

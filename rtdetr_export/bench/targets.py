@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import copy
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from torch import nn
 
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner, TorchRunner
+from rtdetr_export.backends.openvino_runner import OpenVinoRunner
 from rtdetr_export.bench.artifacts import Artifact
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.heads import INPUTS, OUTPUTS, wrap
 from rtdetr_export.model import prepare_for_deploy
 
-BACKENDS = ("torch", "torch-fp16", "torch-compile", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "torch-fp16", "torch-compile", "onnxruntime", "openvino", "tensorrt")
 DEFAULT_BACKENDS = ("torch", "onnxruntime", "tensorrt")
 DEVICES = ("cpu", "cuda")
 
@@ -29,7 +31,7 @@ class Target:
     """One benchmark row: how to make its runner, or why it cannot run."""
 
     name: str
-    backend: str  # the family asked for with --backends: torch, onnxruntime or tensorrt
+    backend: str  # the family asked for with --backends: torch, onnxruntime, openvino or tensorrt
     precision: str
     device: str
     role: str = "ours"  # "ours", "peer" (the alternative export path) or "reference" (PyTorch eager FP32)
@@ -106,6 +108,23 @@ def onnxruntime_target(artifact: Artifact, device: str, threads: int | None, rol
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     target.info["providers"] = providers
     target.make = lambda: OnnxRuntimeRunner(artifact.path, providers=providers, threads=threads)
+    return target
+
+
+def openvino_target(artifact: Artifact, hint: str, device: str, threads: int | None, role: str = "ours") -> Target:
+    """OpenVINO on the CPU under the precision ``hint``; its parity is judged as the hint makes it (an FP32 file
+    under bf16 by the bf16 agreement limits). Skipped, with the reason, without the openvino package."""
+    from rtdetr_export.verify import judged_precision
+
+    target = Target(f"openvino-{device}-{hint}:{artifact.label}", "openvino",
+                    judged_precision(artifact.precision, hint), device, role, artifact,
+                    info={"precision_hint": hint, "artifact_precision": artifact.precision})
+    if device != "cpu":
+        target.skipped = "OpenVINO is benchmarked on the CPU only (this run is --device cuda)"
+    elif importlib.util.find_spec("openvino") is None:
+        target.skipped = "openvino is not installed (pip install openvino)"
+    else:
+        target.make = lambda: OpenVinoRunner(artifact.path, hint, threads)
     return target
 
 

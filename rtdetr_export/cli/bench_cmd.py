@@ -17,6 +17,8 @@ from rtdetr_export.model.heads import HEADS
 @click.option("--backends", default="torch,onnxruntime,tensorrt", show_default=True,
               help=f"Comma-separated: {', '.join(BACKENDS)} ('torch' on CUDA adds its FP16 and compiled "
                    "variants). Unavailable ones are reported as skipped.")
+@click.option("--openvino", "openvino_hints", default="f32,bf16", show_default=True, metavar="HINTS",
+              help="Precision hints of the openvino backend's rows, comma-separated (one row per ONNX file and hint).")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("--batch", "batch_text", default="1", show_default=True, help="Comma-separated batch sizes, e.g. 1,4.")
 @click.option("--warmup", type=int, default=2, show_default=True, help="Untimed runs per backend and batch.")
@@ -39,7 +41,7 @@ from rtdetr_export.model.heads import HEADS
 @click.option("--force", is_flag=True, help="Replace a report already in --report.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def bench_command(artifacts, model_path, preset, method, image_size, backends, device, batch_text, warmup, iters,
+def bench_command(artifacts, model_path, preset, method, image_size, backends, openvino_hints, device, batch_text, warmup, iters,
                   seconds, e2e_iters, threads, images, head, peer, note, report_dir, force, as_json, quiet) -> None:
     """Benchmark ARTIFACTs (ONNX files, TensorRT engines) against PyTorch; with none, export the model first."""
     from rtdetr_export.bench import BenchOptions, parse_backends, parse_batches, run_benchmark, write_report
@@ -51,7 +53,8 @@ def bench_command(artifacts, model_path, preset, method, image_size, backends, d
         artifacts=list(artifacts), model_path=model_path, preset=preset, method=method, image_size=image_size,
         backends=parse_backends(backends), device=device, batches=parse_batches(batch_text), warmup=warmup,
         iters=10 if iters is None and seconds is None else iters, seconds=seconds, e2e_iters=e2e_iters,
-        threads=threads, images=images, head=head, peer=peer, note=note)
+        threads=threads, images=images, head=head, peer=peer, note=note,
+        openvino=[hint.strip() for hint in openvino_hints.split(",") if hint.strip()])
     if report_dir:
         from rtdetr_export.bench.writers import check_report_folder
 

@@ -9,6 +9,7 @@ from rtdetr_export.cli.options import (PRECISION_CHOICE, calibration_options, he
                                        output_options, precision_from_flags)
 from rtdetr_export.export.torch_export import DEFAULT_OPSET
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
+from rtdetr_export.precision import INT8_TARGETS
 
 
 @click.command("onnx")
@@ -23,15 +24,18 @@ from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
               help="Folder of real images for verification (default: synthetic scenes).")
 @click.option("--precision", type=PRECISION_CHOICE, default="fp32", show_default=True,
               help="fp16: mixed precision, sensitive parts FP32; int8: explicit Q/DQ (docs/precision.md).")
+@click.option("--int8-target", type=click.Choice(list(INT8_TARGETS)), default="tensorrt", show_default=True,
+              help="With --precision int8, the runtime the Q/DQ layout is for: tensorrt (Q/DQ on layer inputs) or "
+                   "cpu (ONNX Runtime / OpenVINO integer kernels: uint8 activations, outputs quantized).")
 @calibration_options
 @output_options("OUTPUT and its .json sidecar")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
 def onnx_command(model_path, preset, method, image_size, opset, batch, dynamic_batch, head, top_k, simplify,
-                 verify, images, precision, calib_images, calib_count, calib_method, int8_exclude,
+                 verify, images, precision, int8_target, calib_images, calib_count, calib_method, int8_exclude,
                  int8_default_exclusions, keep_fp32, force, quiet, as_json, output) -> None:
     """Export the model to ONNX and prove the file computes what PyTorch computes."""
     target = precision_from_flags(precision, calib_images, calib_count, calib_method, int8_exclude,
-                                  int8_default_exclusions, keep_fp32)
+                                  int8_default_exclusions, keep_fp32, int8_target)
     options = OnnxExportOptions(opset=opset, batch=batch, dynamic_batch=dynamic_batch, head=head, top_k=top_k,
                                 simplify=simplify, verify=verify, images=images, precision=target)
     target.validate()  # before the model loads: a bad flag combination fails at once

@@ -6,6 +6,7 @@ from typing import Callable
 
 import click
 
+from rtdetr_export.backends.openvino_runner import PRECISION_HINTS
 from rtdetr_export.model.config import METHODS, PRESETS
 from rtdetr_export.model.heads import HEADS
 from rtdetr_export.precision import PRECISIONS, PrecisionOptions
@@ -63,10 +64,10 @@ def calibration_options(func: Callable) -> Callable:
 
 
 def precision_from_flags(target: str, calib_images, calib_count, calib_method, int8_exclude,
-                         int8_default_exclusions, keep_fp32) -> PrecisionOptions:
+                         int8_default_exclusions, keep_fp32, int8_target: str = "tensorrt") -> PrecisionOptions:
     """The PrecisionOptions for the flags of ``calibration_options``."""
     return PrecisionOptions(target, calib_images, calib_count, calib_method, tuple(int8_exclude),
-                            int8_default_exclusions, tuple(keep_fp32))
+                            int8_default_exclusions, tuple(keep_fp32), int8_target)
 
 
 def output_options(what: str) -> Callable:
@@ -78,6 +79,14 @@ def output_options(what: str) -> Callable:
             click.option("--json", "as_json", is_flag=True, help="Print the machine-readable result as JSON."),
         ])
     return decorate
+
+
+def openvino_option(func: Callable) -> Callable:
+    """--openvino HINT: run the ONNX file on OpenVINO CPU under this recorded precision hint (verify, predict).
+    bench and eval take a comma-separated list under the same name, one row per hint."""
+    return click.option("--openvino", "openvino_hint", type=click.Choice(list(PRECISION_HINTS)), default=None,
+                        help="Run the ONNX file on OpenVINO CPU instead of ONNX Runtime, under this inference "
+                             "precision hint (recorded); bf16 is judged by agreement (needs pip install openvino).")(func)
 
 
 PRECISION_CHOICE = click.Choice(list(PRECISIONS))

@@ -7,7 +7,7 @@ import sys
 import click
 
 from rtdetr_export.cli.common import build_model, emit_json, log, progress
-from rtdetr_export.cli.options import model_options
+from rtdetr_export.cli.options import model_options, openvino_option
 from rtdetr_export.errors import RTDetrExportError
 
 
@@ -19,6 +19,7 @@ from rtdetr_export.errors import RTDetrExportError
               help="Run on a Triton server instead (http://host:8000 or grpc://host:8001); needs --triton-model.")
 @click.option("--triton-model", default=None, metavar="NAME",
               help="A model written by `rtdetr-export triton`: NAME (tensors) or NAME_ensemble (encoded images).")
+@openvino_option
 @model_options
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Keep detections scoring above this.")
 @click.option("--show-reference", is_flag=True,
@@ -28,7 +29,7 @@ from rtdetr_export.errors import RTDetrExportError
 @click.option("--force", is_flag=True, help="Overwrite existing outputs in the folder.")
 @click.option("--quiet", is_flag=True, help="No progress lines (errors are still printed).")
 @click.option("--json", "as_json", is_flag=True, help="Print predictions.json to stdout as well.")
-def predict_command(images, artifact, triton_url, triton_model, model_path, preset, method, image_size, threshold,
+def predict_command(images, artifact, triton_url, triton_model, openvino_hint, model_path, preset, method, image_size, threshold,
                     show_reference, output_dir, force, quiet, as_json) -> None:
     """Detect objects in IMAGES (files or folders); exit 1 if any image could not be processed."""
     from rtdetr_export.pipeline import Detector, reference_model
@@ -37,6 +38,8 @@ def predict_command(images, artifact, triton_url, triton_model, model_path, pres
     reference = None
     if (triton_url is None) != (triton_model is None):
         raise RTDetrExportError("--triton URL and --triton-model NAME go together")
+    if openvino_hint is not None and (artifact is None or not artifact.lower().endswith(".onnx")):
+        raise RTDetrExportError("--openvino runs an ONNX file: give --artifact FILE.onnx")
     if triton_url is not None:
         if artifact or show_reference or model_path or preset or method or image_size:
             raise RTDetrExportError("--triton runs the served model: drop --artifact, --show-reference and the model "
@@ -53,7 +56,12 @@ def predict_command(images, artifact, triton_url, triton_model, model_path, pres
         if preset or method or image_size:
             raise RTDetrExportError("--preset, --method and --image-size come from the artifact; with --artifact, "
                                     "--model only names the checkpoint for --show-reference")
-        detector = Detector.from_artifact(artifact)
+        runner = None
+        if openvino_hint is not None:
+            from rtdetr_export.backends.openvino_runner import OpenVinoRunner
+
+            runner = OpenVinoRunner(artifact, openvino_hint)
+        detector = Detector.from_artifact(artifact, runner)
         if show_reference:
             reference = Detector.from_model(reference_model(detector.provenance, model_path, log))
     result = predict_images(list(images), detector, output_dir, threshold, reference, force,

@@ -7,6 +7,7 @@ import sys
 import click
 
 from rtdetr_export.cli.common import emit_json, progress
+from rtdetr_export.cli.options import openvino_option
 from rtdetr_export.pipeline import verify_artifact
 from rtdetr_export.verify import Verification
 
@@ -34,11 +35,13 @@ def format_report(report: Verification) -> list[str]:
               help="Checkpoint the artifact came from (not needed for random-weight presets).")
 @click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder of real images to compare on (default: synthetic scenes).")
+@openvino_option
 @click.option("--json", "as_json", is_flag=True, help="Print the verification report as JSON.")
 @click.option("--quiet", is_flag=True, help="Only the verdict.")
-def verify_command(artifact: str, model_path: str | None, images: str | None, as_json: bool, quiet: bool) -> None:
+def verify_command(artifact: str, model_path: str | None, images: str | None, openvino_hint: str | None,
+                   as_json: bool, quiet: bool) -> None:
     """Compare ARTIFACT (an ONNX file we exported) with the PyTorch reference; exit 1 if it fails."""
-    report = verify_artifact(artifact, model_path, images, log=progress(quiet, as_json))
+    report = verify_artifact(artifact, model_path, images, log=progress(quiet, as_json), openvino=openvino_hint)
     if as_json:
         emit_json(report)
     else:

@@ -39,15 +39,18 @@ def reference_model(provenance: dict[str, Any], model_path: str | Path | None = 
 
 def verify_artifact(onnx_path: str | Path, model_path: str | Path | None = None,
                     images: str | Path | None = None,
-                    log: Callable[[str], None] = lambda message: None) -> Verification:
-    """Verify one of our ONNX files on ONNX Runtime against its PyTorch reference."""
+                    log: Callable[[str], None] = lambda message: None,
+                    openvino: str | None = None) -> Verification:
+    """Verify one of our ONNX files on ONNX Runtime (or OpenVINO under the hint ``openvino``) against its
+    PyTorch reference."""
     provenance = read_provenance(onnx_path)
     export = provenance["export"]
     model = reference_model(provenance, model_path, log)
     batches = [1, 4] if export.get("dynamic_batch") else [export.get("batch") or 1]
-    log(f"verifying {onnx_path} ({export['head']} head, {provenance['precision']}) at batch "
+    runtime = f"OpenVINO CPU, precision hint {openvino}" if openvino else "ONNX Runtime CPU"
+    log(f"verifying {onnx_path} ({export['head']} head, {provenance['precision']}) on {runtime} at batch "
         f"{', '.join(map(str, batches))}")
     verification = verify_onnx(model, onnx_path, export["head"], batches, export.get("top_k") or 300, images,
-                               precision=provenance["precision"])
+                               precision=provenance["precision"], openvino=openvino)
     verification.artifact = str(onnx_path)
     return verification

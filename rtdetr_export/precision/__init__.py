@@ -15,6 +15,7 @@ from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.imaging import list_images
 from rtdetr_export.precision.calibration import DEFAULT_COUNT, CalibrationSet, calibration_set
 from rtdetr_export.precision.int8 import CALIBRATION_METHODS, Int8Options
+from rtdetr_export.precision.int8_cpu import INT8_TARGETS
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -30,6 +31,7 @@ class PrecisionOptions:
     int8_exclude: tuple[str, ...] = ()
     int8_default_exclusions: bool = True
     keep_fp32: tuple[str, ...] = ()
+    int8_target: str = "tensorrt"  # the runtime the Q/DQ layout is made for: tensorrt or cpu (int8_cpu.py)
 
     def validate(self) -> None:
         """Reject contradictory settings before any work is done."""
@@ -46,6 +48,14 @@ class PrecisionOptions:
                                          or self.calib_method != "minmax"):
             raise RTDetrExportError("--int8-exclude, --no-int8-default-exclusions and --calib-method apply "
                                     "to --precision int8 only")
+        if self.int8_target not in INT8_TARGETS:
+            raise RTDetrExportError(f"unknown INT8 target {self.int8_target!r}; choose one of "
+                                    f"{', '.join(INT8_TARGETS)}")
+        if self.target != "int8" and self.int8_target != "tensorrt":
+            raise RTDetrExportError("--int8-target applies to --precision int8 only")
+        if self.int8_target == "cpu" and self.calib_method == "entropy":
+            raise RTDetrExportError("--calib-method entropy is for --int8-target tensorrt; the cpu target takes "
+                                    "minmax or percentile")
         if self.target != "fp16" and self.keep_fp32:
             raise RTDetrExportError("--keep-fp32 applies to --precision fp16 only")
         if self.calib_images is not None:
@@ -102,12 +112,29 @@ def _to_int8(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
     from rtdetr_export.precision.int8 import int8_recipe, qdq_coverage, quantize_int8
 
     int8 = Int8Options(options.calib_method, tuple(options.int8_exclude), options.int8_default_exclusions)
+    if options.int8_target == "cpu":
+        return _to_int8_cpu(model, head, calibration, int8)
     quantized, excluded = quantize_int8(model, calibration.feeds(head), int8)
     missing = [name for name in qdq_coverage(quantized)["float"] if name not in excluded]
     if missing:
         raise RTDetrExportError(f"INT8: {len(missing)} layers were left without Q/DQ although not excluded "
                                 f"(first: {missing[0]})")
-    return PrecisionResult(quantized, int8_recipe(int8, excluded, quantized, calibration.describe()))
+    return PrecisionResult(quantized, {"target": "tensorrt",
+                                       **int8_recipe(int8, excluded, quantized, calibration.describe())})
 
 
-__all__ = ["PRECISIONS", "PrecisionOptions", "PrecisionResult", "apply_precision"]
+def _to_int8_cpu(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
+                 int8: Int8Options) -> PrecisionResult:
+    from rtdetr_export.precision.int8_cpu import (CPU_QUANTIZED_OPS, cpu_int8_recipe, fused_integer_ops,
+                                                  quantize_int8_cpu)
+
+    quantized, excluded = quantize_int8_cpu(model, calibration.feeds(head), int8)
+    fused = fused_integer_ops(quantized)
+    # The point of this layout is integer kernels; a file ONNX Runtime would run in float must not be written.
+    if not fused:
+        raise RTDetrExportError("INT8 (cpu target): ONNX Runtime fused no Q/DQ group into an integer kernel")
+    return PrecisionResult(quantized, cpu_int8_recipe(int8, excluded, quantized, calibration.describe(),
+                                                      CPU_QUANTIZED_OPS, fused))
+
+
+__all__ = ["INT8_TARGETS", "PRECISIONS", "PrecisionOptions", "PrecisionResult", "apply_precision"]

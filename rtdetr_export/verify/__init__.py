@@ -1,10 +1,11 @@
 """Comparisons of any two runners' outputs, with typed results, and verification of an ONNX file."""
 
 from rtdetr_export.verify.agreement import AgreementThresholds, compare_agreement
-from rtdetr_export.verify.compare import PRECISION_THRESHOLDS, Thresholds, compare_detections, compare_raw, thresholds_for
+from rtdetr_export.verify.compare import PRECISION_THRESHOLDS, Thresholds, compare_detections, compare_raw, \
+    judged_precision, thresholds_for
 from rtdetr_export.verify.results import BatchComparison, Check, Verification
 from rtdetr_export.verify.verification import compare_outputs, compare_runners, verify_onnx
 
 __all__ = ["AgreementThresholds", "BatchComparison", "Check", "PRECISION_THRESHOLDS", "Thresholds", "Verification",
            "compare_agreement", "compare_detections", "compare_outputs", "compare_raw", "compare_runners",
-           "thresholds_for", "verify_onnx"]
+           "judged_precision", "thresholds_for", "verify_onnx"]

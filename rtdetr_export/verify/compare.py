@@ -48,6 +48,15 @@ PRECISION_THRESHOLDS: dict[str, Thresholds | AgreementThresholds] = {
     "fp16": AgreementThresholds(min_matched=0.95, min_label_agreement=0.85, min_mean_iou=0.9, max_score_abs=0.02),
     "int8": AgreementThresholds(min_matched=0.7, min_label_agreement=0.6, min_mean_iou=0.7, max_score_abs=0.05),
 }
+# An FP32 file run under a bf16 inference hint (OpenVINO) is reduced precision too: judged by agreement, with
+# FP16's limits (docs/precision.md, "BF16 on OpenVINO", has the runs measured against them).
+PRECISION_THRESHOLDS["bf16"] = PRECISION_THRESHOLDS["fp16"]
+
+
+def judged_precision(precision: str, hint: str | None = None) -> str:
+    """The precision whose limits judge a file of ``precision`` run under a runtime precision ``hint``: an
+    FP32 file under bf16 is judged as bf16; a hint never makes FP16/INT8 limits stricter or looser."""
+    return "bf16" if hint == "bf16" and precision == "fp32" else precision
 
 
 def thresholds_for(precision: str) -> Thresholds | AgreementThresholds:

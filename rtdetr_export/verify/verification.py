@@ -10,10 +10,12 @@ import numpy as np
 from rtdetr_export.artifact import make_feed
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner
 from rtdetr_export.backends.fp16_emulation import Fp16EmulationRunner
+from rtdetr_export.backends.openvino_runner import OpenVinoRunner
 from rtdetr_export.imaging.inputs import verification_images
 from rtdetr_export.model import RTDETRv2
 from rtdetr_export.verify.agreement import AgreementThresholds, compare_agreement
-from rtdetr_export.verify.compare import Thresholds, compare_detections, compare_raw, confirm_flips, thresholds_for
+from rtdetr_export.verify.compare import (Thresholds, compare_detections, compare_raw, confirm_flips,
+                                          judged_precision, thresholds_for)
 from rtdetr_export.verify.reference import MARGIN, ReferenceRunner
 from rtdetr_export.verify.results import BatchComparison, Verification
 
@@ -85,16 +87,21 @@ def compare_runners(reference: ReferenceRunner, candidate: Runner, head: str, fe
 
 def verify_onnx(model: RTDETRv2, onnx_path: str | Path, head: str, batches: list[int],
                 top_k: int = 300, images_dir: str | Path | None = None, precision: str = "fp32",
-                thresholds: Thresholds | AgreementThresholds | None = None) -> Verification:
-    """ONNX Runtime (CPU) vs the PyTorch reference for each batch size.
+                thresholds: Thresholds | AgreementThresholds | None = None,
+                openvino: str | None = None) -> Verification:
+    """ONNX Runtime (CPU), or OpenVINO CPU under the precision hint ``openvino``, vs the PyTorch reference for
+    each batch size. An FP32 file under the bf16 hint is judged by the bf16 (agreement) limits.
 
-    An FP16 file runs as FP32 compute with FP16 storage (backends/fp16_emulation.py): ONNX Runtime's CPU
+    An FP16 file runs on ONNX Runtime as FP32 compute with FP16 storage (backends/fp16_emulation.py): its CPU
     provider lacks most FP16 kernels and would otherwise skip most of the rounding.
     """
-    thresholds = thresholds or thresholds_for(precision)
+    thresholds = thresholds or thresholds_for(judged_precision(precision, openvino))
     size = model.config.image_size
     feeds = [make_feed(head, *verification_images(batch, size, images_dir, seed=i)) for i, batch in enumerate(batches)]
-    if precision == "fp16":
+    if openvino is not None:
+        candidate = OpenVinoRunner(onnx_path, openvino)
+        name = f"openvino-cpu-{openvino}"
+    elif precision == "fp16":
         candidate, name = Fp16EmulationRunner(onnx_path), "onnxruntime-cpu-fp16-emulated"
     else:
         candidate, name = OnnxRuntimeRunner(onnx_path), "onnxruntime-cpu"

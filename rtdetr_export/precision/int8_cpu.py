@@ -1,0 +1,129 @@
+"""INT8 for CPU runtimes (ONNX Runtime, OpenVINO): the Q/DQ layout their graph optimisers fuse into integer kernels.
+
+The TensorRT recipe (int8.py) puts Q/DQ on layer inputs only and leaves everything else float, because TensorRT
+places output quantization itself. ONNX Runtime's CPU provider cannot fuse that: a DequantizeLinear -> Conv with
+a float output stays a float Conv after a dequantize, so the file runs slower than FP32 (measured 0.77x on r18vd).
+Its QDQ fusion (QDQ -> QLinearConv) needs the layer's input, weight *and output* quantized, and its x86 kernels
+(u8 x s8 VNNI dot products) want uint8 activations: int8 activations measured 0.99x of FP32, uint8 1.84x.
+
+So this is ONNX Runtime's stock ``quantize_static`` in QDQ format with its own defaults for a CPU: asymmetric
+uint8 activations, per-channel symmetric int8 weights, int32 biases, outputs quantized. Op types by measurement
+(r18vd discrete, 2 threads, docs/precision.md): Conv alone 1.89x FP32, Conv + MatMul 1.95-2.02x (Gemm is the
+same Linear layer in a static-batch export, fused into QGemm); also
+quantizing the trunk's SiLU / residual Add / Concat (QLinearSigmoid, QLinearMul, ...) added nothing (2.02x), so
+they stay float. MatMuls the TensorRT recipe keeps float stay float here too (its default exclusions: heads,
+query selection, attention sampling; activation x activation products), and so do per-head 3-D weights, for
+which ONNX Runtime has no integer kernel (QLinearMatMul needs a scalar or 1-D zero point).
+
+Whether the runtime really fuses it is measured, not assumed: ``fused_integer_ops`` asks ONNX Runtime for the
+optimised graph it runs and counts the integer ops in it; the counts go into the recipe.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from rtdetr_export.artifact import load_onnx
+from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.precision.int8 import (DEFAULT_EXCLUSIONS, Int8Options, _Feeds, _quiet_quantizer,
+                                          excluded_nodes, qdq_coverage)
+
+INT8_TARGETS = ("tensorrt", "cpu")
+CPU_QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+BATCHED_WEIGHT = "per-head 3-D MatMul weight: ONNX Runtime's integer MatMul takes a scalar or 1-D zero point"
+# Integer kernels ONNX Runtime's CPU provider fuses Q/DQ groups into (onnx and com.microsoft domains).
+FUSED_INTEGER_OPS = ("QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm",
+                     "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul",
+                     "QLinearSigmoid", "QLinearLeakyRelu", "QLinearConcat", "QLinearAveragePool",
+                     "QLinearGlobalAveragePool")
+
+
+def quantize_int8_cpu(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], options: Int8Options,
+                      op_types: tuple[str, ...] = CPU_QUANTIZED_OPS) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """The CPU-layout Q/DQ graph calibrated on ``feeds``, and the excluded nodes with their reasons."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    options.validate()
+    if options.method == "entropy":
+        # Our entropy ranges are symmetric (TensorRT's calibrator); asymmetric uint8 would waste half its codes.
+        raise RTDetrExportError("--calib-method entropy is for --int8-target tensorrt; the cpu target takes "
+                                "minmax or percentile")
+    excluded = {name: why for name, why in excluded_nodes(model, options).items()
+                if _op_type(model, name) in op_types}
+    if "MatMul" in op_types:
+        ranks = {t.name: len(t.dims) for t in model.graph.initializer}
+        excluded.update({node.name: BATCHED_WEIGHT for node in model.graph.node if node.op_type == "MatMul"
+                         and node.name not in excluded and ranks.get(node.input[1], 0) > 2})
+    learned = [node.name for node in model.graph.node if node.op_type in op_types and node.name not in excluded]
+    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[options.method]
+    with tempfile.TemporaryDirectory(prefix="rtdetr-export-int8cpu-") as tmp, _quiet_quantizer():
+        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, str(source))
+        try:
+            quantize_static(str(source), str(target), _Feeds(feeds), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=list(op_types), nodes_to_quantize=learned, per_channel=True,
+                            reduce_range=False,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=sorted(excluded), calibrate_method=method,
+                            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+        except (ValueError, RuntimeError) as exc:
+            raise RTDetrExportError(f"INT8 calibration failed: {str(exc).splitlines()[0][:200]}") from None
+        quantized = load_onnx(target)
+    return quantized, excluded
+
+
+def _op_type(model: onnx.ModelProto, name: str) -> str:
+    return next((node.op_type for node in model.graph.node if node.name == name), "")
+
+
+def fused_integer_ops(model: onnx.ModelProto | str | Path, threads: int = 1) -> dict[str, int]:
+    """Integer ops in the graph ONNX Runtime's CPU provider actually runs for ``model`` (after its QDQ fusion)."""
+    import onnxruntime as ort
+
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    with tempfile.TemporaryDirectory(prefix="rtdetr-export-ortopt-") as tmp:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads
+        # Extended: the level that holds the QDQ fusions; "all" adds layout rewrites that cannot be saved portably.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        optimized = load_onnx(options.optimized_model_filepath)
+    counts = Counter(node.op_type for node in optimized.graph.node if node.op_type in FUSED_INTEGER_OPS)
+    return dict(sorted(counts.items()))
+
+
+def cpu_int8_recipe(options: Int8Options, excluded: dict[str, str], quantized: onnx.ModelProto,
+                    calibration: dict[str, Any], op_types: tuple[str, ...],
+                    fused: dict[str, int]) -> dict[str, Any]:
+    """JSON-ready description of the CPU INT8 graph (stored in the provenance)."""
+    coverage = {name: nodes for name, nodes in qdq_coverage(quantized).items()}
+    quantized_ops = [n for n in quantized.graph.node if n.op_type in op_types]
+    fed = set(coverage["quantized"])
+    return {
+        "target": "cpu",
+        "library": f"onnxruntime.quantization.quantize_static (onnxruntime {version('onnxruntime')})",
+        "format": "QDQ",
+        "activations": "uint8, asymmetric per-tensor (x86 u8 x s8 integer dot products)",
+        "weights": "int8, symmetric per-channel (Conv axis 0, MatMul last axis; Gemm as ONNX Runtime's QDQ "
+                   "quantizer places it)",
+        "per_channel": True,
+        "quantized_ops": list(op_types),
+        "output_quantization": "yes (what ONNX Runtime needs to fuse Q/DQ into QLinearConv / QLinearMatMul)",
+        "bias": "int32 (input scale x weight scale)",
+        "calibration": {**calibration, "method": options.method},
+        "default_exclusions": dict(DEFAULT_EXCLUSIONS) if options.default_exclusions else {},
+        "user_exclusions": list(options.exclude),
+        "excluded_nodes": dict(sorted(excluded.items())),
+        "nodes": {"quantized": sum(n.name in fed for n in quantized_ops),
+                  "float": sum(n.name not in fed for n in quantized_ops)},
+        "onnxruntime_fused_integer_ops": fused,
+    }

@@ -1,0 +1,109 @@
+"""Lower precision for CPU runtimes: the cpu INT8 target (integer kernels ONNX Runtime really fuses) and OpenVINO
+under an explicit, recorded precision hint (bf16 judged by detection agreement, like FP16)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import numpy_helper
+
+from rtdetr_export.artifact import make_feed
+from rtdetr_export.backends import OnnxRuntimeRunner
+from rtdetr_export.backends.openvino_runner import OpenVinoRunner
+from rtdetr_export.bench.artifacts import Artifact
+from rtdetr_export.bench.targets import openvino_target
+from rtdetr_export.cli import main
+from rtdetr_export.onnx_graph import producers
+from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
+from rtdetr_export.precision import PrecisionOptions
+from rtdetr_export.precision.int8_cpu import fused_integer_ops
+from rtdetr_export.imaging.inputs import verification_images
+from rtdetr_export.verify import AgreementThresholds, compare_agreement, judged_precision, thresholds_for
+from rtdetr_export.weights import load_model
+
+
+@pytest.fixture(scope="module")
+def cpu_int8_tiny(tmp_path_factory) -> tuple[Path, object]:
+    """tiny, default sampler, INT8 for the cpu target from 1 synthetic scene; export_onnx verifies it (batch 1)
+    by the INT8 agreement limits and raises if it fails."""
+    path = tmp_path_factory.mktemp("int8cpu") / "tiny_int8_cpu.onnx"
+    model = load_model(preset="tiny")
+    export_onnx(model, path, OnnxExportOptions(precision=PrecisionOptions("int8", calib_count=1, int8_target="cpu")))
+    return path, model
+
+
+def test_cpu_target_runs_as_fused_integer_kernels_in_onnx_runtime(cpu_int8_tiny):
+    path, _ = cpu_int8_tiny
+    fused = fused_integer_ops(path)  # counted on the graph ONNX Runtime optimised, not on our file
+    convs = sum(n.op_type == "Conv" for n in onnx.load(str(path)).graph.node)
+    linear = fused.get("QLinearMatMul", 0) + fused.get("QGemm", 0)  # a static-batch export's Linear is a Gemm
+    assert fused.get("QLinearConv", 0) == convs > 0 and linear > 0, fused
+    recipe = json.loads(path.with_suffix(".json").read_text())["precision_recipe"]
+    assert recipe["onnxruntime_fused_integer_ops"] == fused
+
+
+def test_cpu_target_has_uint8_activations_per_channel_int8_weights_and_records_it(cpu_int8_tiny):
+    path, _ = cpu_int8_tiny
+    model = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    made = producers(model)
+    weights = {made[n.input[1]].output[0] for n in model.graph.node if n.op_type in ("Conv", "MatMul")
+               and n.input[1] in made and made[n.input[1]].op_type == "DequantizeLinear"}
+    activations = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert activations and all(inits[n.input[2]].dtype == np.uint8 for n in activations)
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.output[0] in weights:
+            assert inits[node.input[0]].dtype == np.int8 and inits[node.input[1]].size > 1, node.name
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    recipe = sidecar["precision_recipe"]
+    assert sidecar["precision"] == "int8" and sidecar["verification"]["passed"]
+    assert recipe["target"] == "cpu" and recipe["per_channel"] and recipe["quantized_ops"] == ["Conv", "MatMul", "Gemm"]
+    assert recipe["activations"].startswith("uint8") and recipe["weights"].startswith("int8")
+    assert "*/dec_score_head*" in recipe["default_exclusions"] and recipe["excluded_nodes"]
+
+
+def test_openvino_runs_the_cpu_int8_file_as_is_and_agrees_with_onnx_runtime(cpu_int8_tiny):
+    path, _ = cpu_int8_tiny
+    feed = make_feed("raw", *verification_images(1, (320, 320), None, seed=0))
+    with OnnxRuntimeRunner(path) as ort_runner, OpenVinoRunner(path, "f32") as ov_runner:
+        run = compare_agreement(ort_runner.infer(feed), ov_runner.infer(feed), "raw", thresholds_for("int8"))
+    assert ov_runner.name == "openvino-f32" and run.kind == "agreement"
+    assert run.passed, run.failures
+
+
+def test_bf16_is_judged_by_agreement_with_fp16_limits_and_never_changes_int8_or_fp16_limits():
+    assert judged_precision("fp32", "bf16") == "bf16" and judged_precision("fp32", "f32") == "fp32"
+    assert judged_precision("int8", "bf16") == "int8" and judged_precision("fp16", "bf16") == "fp16"
+    assert isinstance(thresholds_for("bf16"), AgreementThresholds) and thresholds_for("bf16") == thresholds_for("fp16")
+
+
+def test_bench_openvino_rows_carry_the_hint_and_the_judged_precision(tmp_path):
+    fp32 = Artifact(tmp_path / "m.onnx", "onnx", "m.onnx", precision="fp32")
+    int8 = Artifact(tmp_path / "q.onnx", "onnx", "q.onnx", precision="int8")
+    bf16_row = openvino_target(fp32, "bf16", "cpu", 2)
+    assert bf16_row.name == "openvino-cpu-bf16:m.onnx" and bf16_row.precision == "bf16"
+    assert bf16_row.describe()["precision_hint"] == "bf16" and bf16_row.make is not None
+    assert openvino_target(int8, "f32", "cpu", 2).precision == "int8"
+    assert openvino_target(fp32, "f32", "cuda", 2).skipped
+
+
+@pytest.mark.parametrize("args, message", [
+    (["onnx", "--preset", "tiny", "--precision", "fp16", "--int8-target", "cpu"], "--int8-target applies"),
+    (["onnx", "--preset", "tiny", "--precision", "int8", "--int8-target", "cpu", "--calib-method", "entropy"],
+     "entropy is for --int8-target tensorrt"),
+    (["predict", "IMAGE", "--openvino", "bf16"], "--openvino runs an ONNX file"),
+    (["bench", "--backends", "openvino", "--openvino", "f16"], "unknown OpenVINO precision 'f16'"),
+])
+def test_bad_cpu_precision_flags_fail_in_one_line(tmp_path, args, message):
+    image = Path(__file__).parent / "data" / "images"
+    args = [str(image) if a == "IMAGE" else a for a in args]
+    out = ["-o", str(tmp_path / "x.onnx")] if args[0] == "onnx" else []
+    result = CliRunner().invoke(main, [*args, *out])
+    assert result.exit_code == 1 and message in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error:")
+    assert not list(tmp_path.iterdir())
