@@ -19,7 +19,7 @@ The ``gather`` bilinear op projects first, as GridSample's path does. Projecting
 (the bias then scales by the summed in-bounds corner weights), but it gathers four full-width memory rows per point
 and head (4 x 8 x 256 floats per point at r18vd) where projecting first gathers head_dim-wide rows of the head's
 own values: measured on ONNX Runtime CPU, r18vd 640, paired, project-after ran at 0.92-0.98x of GridSample's speed
-and project-first at 1.00-1.01x (docs/model.md, "Reading the sampling points").
+and project-first at 0.996-1.009x (docs/model.md, "Reading the sampling points").
 """
 
 from __future__ import annotations
