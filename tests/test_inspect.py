@@ -24,14 +24,17 @@ NPU = "NPU (typical)"
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """One tiny export per method: default verified (raw head), discrete unverified (detections head)."""
+    """One tiny export per sampler: default with GridSample verified (raw head), default with gathers and discrete
+    unverified (detections head)."""
     folder = tmp_path_factory.mktemp("inspect")
     paths = {}
-    for method, head, verify in (("default", "raw", True), ("discrete", "detections", False)):
-        path = folder / f"{method}.onnx"
+    for name, method, op, head, verify in (("default", "default", "gridsample", "raw", True),
+                                           ("gather", "default", "gather", "detections", False),
+                                           ("discrete", "discrete", "gather", "detections", False)):
+        path = folder / f"{name}.onnx"
         export_onnx(load_model(preset="tiny", method=method), path,
-                    OnnxExportOptions(head=head, top_k=100, verify=verify))
-        paths[method] = path
+                    OnnxExportOptions(head=head, top_k=100, verify=verify, bilinear_op=op))
+        paths[name] = path
     return paths
 
 
@@ -50,16 +53,21 @@ def _invoke(*args):
     return CliRunner().invoke(main, ["inspect", *map(str, args)])
 
 
-def test_discrete_has_no_gridsample_and_is_not_npu_blocked_by_it(exported):
+def test_discrete_and_gather_have_no_gridsample_and_are_not_npu_blocked_by_it(exported):
     discrete, default = describe_onnx(exported["discrete"]).to_json(), describe_onnx(exported["default"]).to_json()
-    assert "GridSample" not in discrete["op_census"]
-    assert "GridSample" not in discrete["portability"]["blockers"][NPU]
+    gather = describe_onnx(exported["gather"]).to_json()
+    for description in (discrete, gather):
+        assert "GridSample" not in description["op_census"]
+        assert "GridSample" not in description["portability"]["blockers"][NPU]
+        assert description["portability"]["blockers"]["TensorRT 8.4"] == ["LayerNormalization"]
+    assert gather["provenance"]["sampler"] == "gather-bilinear"
+    assert default["provenance"]["sampler"] == "gridsample-bilinear"
     assert default["op_census"]["GridSample"] > 0
     assert "GridSample" in default["portability"]["blockers"][NPU]
     assert "GridSample" in default["portability"]["blockers"]["TensorRT 8.4"]
     assert default["portability"]["blockers"]["TensorRT 10"] == []
     # Every op our exports produce is in the table: nothing of ours is "unknown".
-    for description in (discrete, default):
+    for description in (discrete, default, gather):
         assert {row["op"] for row in description["portability"]["rows"]} == set(description["op_census"])
         assert all(s["verdict"] != "unknown" for row in description["portability"]["rows"]
                    for s in row["support"].values())
@@ -158,12 +166,15 @@ def test_table_is_well_formed():
     assert portability.blockers({"FancyCustomOp": 2}) == {t: [] for t in portability.TARGETS}
 
 
-def test_measured_results_are_shown_for_the_files_method(exported, monkeypatch):
-    monkeypatch.setitem(portability.MEASURED, ("OpenVINO", "discrete"),
+def test_measured_results_are_shown_for_the_files_sampler(exported, monkeypatch):
+    monkeypatch.setitem(portability.MEASURED, ("OpenVINO", "gather-nearest"),
                         {"result": "converted", "tool": "openvino test", "note": "ran on CPU"})
-    monkeypatch.setitem(portability.MEASURED, ("OpenVINO", "default"), {"result": "failed"})
+    monkeypatch.setitem(portability.MEASURED, ("OpenVINO", "gridsample-bilinear"), {"result": "failed"})
+    monkeypatch.setitem(portability.MEASURED, ("OpenVINO", "gather-bilinear"), {"result": "runs"})
     out = _invoke(exported["discrete"]).output
-    assert "measured    OpenVINO (discrete): converted" in out and "(default)" not in out
+    assert "measured    OpenVINO (gather-nearest): converted" in out and "-bilinear)" not in out
+    out = _invoke(exported["gather"]).output
+    assert "measured    OpenVINO (gather-bilinear): runs" in out and "(gridsample-bilinear)" not in out
 
 
 def test_docs_show_the_current_table():

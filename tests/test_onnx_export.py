@@ -86,10 +86,7 @@ def _export(model, out, variant, verify=True):
     onnx.checker.check_model(graph, full_check=True)
     ops = {n.op_type for n in graph.graph.node}
     assert not ops & {"Loop", "If", "NonZero"}
-    if method == "discrete":
-        assert "GridSample" not in ops
-    else:
-        assert "GridSample" in ops
+    assert "GridSample" not in ops  # default is written with gathers unless --bilinear-op gridsample
     batch_dim = graph.graph.input[0].type.tensor_type.shape.dim[0]
     assert (batch_dim.dim_param != "") == dynamic
     return result, [1, 4] if dynamic else [batch]
@@ -162,7 +159,11 @@ def test_existing_output_needs_force_and_is_left_untouched(models, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--preset", "nope"], "nope"),
-    (["--preset", "tiny", "--opset", "15"], "GridSample"),
+    (["--preset", "tiny", "--bilinear-op", "gridsample", "--opset", "15"], "GridSample"),
+    (["--preset", "tiny", "--image-size", "650"], "multiples of 32"),
+    (["--preset", "tiny", "--image-size", "480x650"], "multiples of 32"),
+    (["--preset", "tiny", "--image-size", "32x640"], "at least 64"),
+    (["--preset", "tiny", "--image-size", "640y480"], "HxW"),
     (["--preset", "tiny", "--batch", "0"], "batch"),
 ])
 def test_bad_options_give_one_line_errors(args, message, tmp_path):

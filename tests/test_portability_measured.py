@@ -50,10 +50,10 @@ def test_docs_section_is_the_scripts_rendering_of_the_committed_json(script, res
 def test_package_data_is_the_committed_json(script, results):
     assert script.PACKAGE_JSON.read_bytes() == script.RESULT_JSON.read_bytes(), \
         "rtdetr_export/export/portability_measured.json differs: run `python benchmarks/portability.py --render-only`"
-    assert set(portability.MEASURED) == {(row["target"], row["method"]) for row in results["results"]}
+    assert set(portability.MEASURED) == {(row["target"], portability.row_sampler(row)) for row in results["results"]}
     assert portability.MEASURED_SOURCE["date"] == results["date"]
     for row in results["results"]:
-        entry = portability.MEASURED[(row["target"], row["method"])]
+        entry = portability.MEASURED[(row["target"], portability.row_sampler(row))]
         assert (entry["converts"], entry["runs"], entry["parity"]) == (row["converts"], row["runs"], row.get("parity"))
 
 
@@ -88,11 +88,11 @@ def test_inspect_prints_the_measured_rows_for_the_files_method(tmp_path):
     path = tmp_path / "tiny_discrete.onnx"
     export_onnx(load_model(preset="tiny", method="discrete"), path, OnnxExportOptions(verify=False))
     out = CliRunner().invoke(main, ["inspect", str(path)]).output
-    discrete = [(t, e) for (t, m), e in portability.MEASURED.items() if m == "discrete"]
+    discrete = [(t, e) for (t, s), e in portability.MEASURED.items() if s == "gather-nearest"]
     assert discrete
     for target, entry in discrete:
-        assert f"measured    {target} (discrete): {entry['result']}  {entry['note']}" in out
-    assert "(default):" not in out
+        assert f"measured    {target} (gather-nearest): {entry['result']}  {entry['note']}" in out
+    assert "-bilinear):" not in out
     assert f"({portability.MEASURED_SOURCE['date']};" in out
 
     described = json.loads(CliRunner().invoke(main, ["inspect", str(path), "--json"]).output)

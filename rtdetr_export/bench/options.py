@@ -20,7 +20,7 @@ class BenchOptions:
     model_path: str | None = None
     preset: str | None = None
     method: str | None = None
-    image_size: int | None = None
+    image_size: int | tuple[int, int] | None = None
     backends: list[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))
     device: str = "cpu"
     batches: list[int] = field(default_factory=lambda: [1])

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import click
 
 
-def build_model(model_path: str | None, preset: str | None, method: str | None, image_size: int | None,
+def build_model(model_path: str | None, preset: str | None, method: str | None, image_size: int | tuple[int, int] | None,
                 quiet: bool = False) -> Any:
     """Load the reference model; with no --model, preset r18vd (or --preset) with seeded random weights, said on
     stderr."""

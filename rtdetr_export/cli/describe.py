@@ -13,7 +13,7 @@ from rtdetr_export.cli.options import model_options
 @click.command()
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable description.")
-def describe(model_path: str | None, preset: str | None, method: str | None, image_size: int | None,
+def describe(model_path: str | None, preset: str | None, method: str | None, image_size: int | tuple[int, int] | None,
              as_json: bool) -> None:
     """Load the reference model (checking every weight) and describe it."""
     model = build_model(model_path, preset, method, image_size, quiet=as_json)

@@ -35,7 +35,8 @@ def _provenance_lines(p: dict[str, Any]) -> list[str]:
         lines.append(f"  hub           {src['hub']['repo_id']}@{src['hub']['revision']} "
                      f"(asked for {src['hub']['requested']})")
     size = p.get("input_size") or []
-    lines.append(f"  method        {p.get('method')}   head {p.get('head')}   input {'x'.join(map(str, size))}   "
+    lines.append(f"  method        {p.get('method')} ({p.get('sampler')})   head {p.get('head')}   "
+                 f"input {'x'.join(map(str, size))}   "
                  f"precision {p.get('precision')}   classes {p.get('classes')}")
     export = p.get("export") or {}
     batch = "dynamic" if export.get("dynamic_batch") else export.get("batch")
@@ -100,13 +101,13 @@ def format_description(d: OnnxDescription) -> list[str]:
         line = f"  {t:<14} " + (", ".join(ops) if ops else "none")
         lines.append(line + (f"  ({warning})" if warning else ""))
     if port["measured"]:
-        # The rows were measured on our r18vd export of this file's method, not on this file.
+        # The rows were measured on our r18vd export with this file's sampler, not on this file.
         source = port.get("measured_source") or {}
         model = source.get("model") or {}
-        lines.append(f"measured    real runs of the {model.get('preset', '?')} export of the same method "
+        lines.append(f"measured    real runs of the {model.get('preset', '?')} export with the same sampler "
                      f"({source.get('date', '?')}; docs/portability.md, \"Measured\")")
     for m in port["measured"]:
-        lines.append(f"measured    {m['target']} ({m['method']}): {m.get('result')}  {m.get('note', '')}".rstrip())
+        lines.append(f"measured    {m['target']} ({m['sampler']}): {m.get('result')}  {m.get('note', '')}".rstrip())
     return lines
 
 

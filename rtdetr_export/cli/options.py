@@ -7,11 +7,28 @@ from typing import Callable
 import click
 
 from rtdetr_export.backends.openvino_runner import PRECISION_HINTS
-from rtdetr_export.model.config import METHODS, PRESETS
+from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.model.config import METHODS, PRESETS, parse_image_size
+from rtdetr_export.model.deformable_attention import BILINEAR_OPS
 from rtdetr_export.model.heads import HEADS
 from rtdetr_export.precision import PRECISIONS, PrecisionOptions
 from rtdetr_export.precision.calibration import DEFAULT_COUNT
 from rtdetr_export.precision.int8 import CALIBRATION_METHODS
+
+
+class ImageSize(click.ParamType):
+    """640 (square) or HxW (736x1280) -> (height, width); a bad size is one line naming the rule."""
+
+    name = "N|HxW"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_image_size(value)
+        except RTDetrExportError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+IMAGE_SIZE = ImageSize()
 
 
 def _apply(func: Callable, options: list[Callable]) -> Callable:
@@ -30,9 +47,18 @@ def model_options(func: Callable) -> Callable:
                      help="Architecture preset; with no --model, random weights of this size."),
         click.option("--method", type=click.Choice(METHODS), default=None,
                      help="Deformable-attention sampler: default (grid_sample) or discrete (gather)."),
-        click.option("--image-size", type=int, default=None,
-                     help="Square input size the model is built for (default: the model's own, 640)."),
+        click.option("--image-size", type=IMAGE_SIZE, default=None,
+                     help="Input size the model is built for: 640 (square) or HxW, e.g. 736x1280 (multiples of 32; "
+                          "default: the model's own, 640)."),
     ])
+
+
+def bilinear_op_option(default: str) -> Callable:
+    """--bilinear-op: how the ``default`` sampler is written in the graph (the same math either way)."""
+    return click.option(
+        "--bilinear-op", type=click.Choice(list(BILINEAR_OPS)), default=default, show_default=True,
+        help="How --method default's bilinear sampling is written: gather (Gather + arithmetic, no GridSample, "
+             "opset 13+) or gridsample (the GridSample op, opset 16+). Same numbers; discrete ignores it.")
 
 
 def head_options(func: Callable) -> Callable:

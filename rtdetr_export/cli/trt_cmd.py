@@ -10,9 +10,9 @@ import click
 from rtdetr_export.artifact import sidecar_path
 from rtdetr_export.backends.tensorrt.builder import BuildOptions
 from rtdetr_export.cli.common import build_model, emit_json, progress
-from rtdetr_export.cli.options import calibration_options, head_options, model_options, output_options, \
-    precision_from_flags
-from rtdetr_export.export.torch_export import DEFAULT_OPSET
+from rtdetr_export.cli.options import bilinear_op_option, calibration_options, head_options, model_options, \
+    output_options, precision_from_flags
+from rtdetr_export.export.torch_export import DEFAULT_BILINEAR_OP, DEFAULT_OPSET
 from rtdetr_export.pipeline.engine import EngineJob, fp16_or_int8, run_engine_job
 
 
@@ -20,6 +20,7 @@ from rtdetr_export.pipeline.engine import EngineJob, fp16_or_int8, run_engine_jo
 @click.option("--onnx", "onnx_file", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Build from this ONNX file of ours (its precision; --model names its checkpoint).")
 @model_options
+@bilinear_op_option(DEFAULT_BILINEAR_OP)
 @head_options
 @click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, help="ONNX opset of the export.")
 @click.option("--fp16", is_flag=True, help="FP16 mixed precision (sensitive parts FP32).")
@@ -40,7 +41,7 @@ from rtdetr_export.pipeline.engine import EngineJob, fp16_or_int8, run_engine_jo
 @click.option("--onnx-only", is_flag=True, help="Stop after the verified precision ONNX (no TensorRT needed).")
 @output_options("existing outputs")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .engine file to write.")
-def trt_command(onnx_file, model_path, preset, method, image_size, head, top_k, opset, fp16, int8, calib_images,
+def trt_command(onnx_file, model_path, preset, method, image_size, bilinear_op, head, top_k, opset, fp16, int8, calib_images,
                 calib_count, calib_method, int8_exclude, int8_default_exclusions, keep_fp32, min_batch, opt_batch,
                 max_batch, workspace, timing_cache, builder_opt_level, cuda_graph, warmup, iterations, images,
                 onnx_only, force, quiet, as_json, output) -> None:
@@ -48,7 +49,8 @@ def trt_command(onnx_file, model_path, preset, method, image_size, head, top_k, 
     target = fp16_or_int8(fp16, int8)
     opt_batch = opt_batch or min_batch
     job = EngineJob(
-        output=output, onnx=onnx_file, head=head, top_k=top_k, opset=opset, images=images, cuda_graph=cuda_graph,
+        output=output, onnx=onnx_file, head=head, top_k=top_k, opset=opset, bilinear_op=bilinear_op, images=images,
+        cuda_graph=cuda_graph,
         precision=precision_from_flags(target or "fp32", calib_images, calib_count, calib_method, int8_exclude,
                                        int8_default_exclusions, keep_fp32), precision_asked=target is not None,
         build=BuildOptions(min_batch, opt_batch, max_batch or opt_batch, workspace, timing_cache, builder_opt_level),

@@ -33,15 +33,18 @@ def non_finite_initializers(model: onnx.ModelProto) -> list[str]:
     return bad
 
 
-def check_graph(model: onnx.ModelProto, method: str) -> dict[str, int]:
-    """Run the full checker and our structural rules; returns the op census or raises RTDetrExportError."""
+def check_graph(model: onnx.ModelProto, method: str, bilinear_op: str = "gridsample") -> dict[str, int]:
+    """Run the full checker and our structural rules; returns the op census or raises RTDetrExportError.
+
+    GridSample is forbidden unless the graph samples bilinearly with it (``default`` written as "gridsample"):
+    the point of the other samplers is a graph without it."""
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise RTDetrExportError(f"exported graph fails onnx.checker: {str(exc).splitlines()[0]}") from None
     census = op_census(model)
     forbidden = [op for op in ALWAYS_FORBIDDEN if op in census]
-    if method == "discrete" and "GridSample" in census:
+    if (method == "discrete" or bilinear_op != "gridsample") and "GridSample" in census:
         forbidden.append("GridSample")
     if forbidden:
         raise RTDetrExportError(f"exported graph contains forbidden ops: {', '.join(forbidden)}")

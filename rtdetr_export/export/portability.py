@@ -16,7 +16,7 @@ Targets:
   the notes add what Kneron's and NVIDIA Orin DLA's lists say.
 
 The table covers every op that ``rtdetr-export onnx --preset tiny --method default|discrete
---head raw|detections [--dynamic-batch]`` produces at opset 17, plus QuantizeLinear/DequantizeLinear for
+[--bilinear-op gather|gridsample] --head raw|detections [--dynamic-batch]`` produces at opset 17, plus QuantizeLinear/DequantizeLinear for
 INT8 variants (Cast, which FP16 variants add, is already in the discrete graphs).
 Run ``python -m rtdetr_export.export.portability`` to print the table as markdown (docs/portability.md).
 """
@@ -151,6 +151,14 @@ def _measured_entry(row: dict[str, Any], date: str | None) -> dict[str, Any]:
             **{k: row.get(k) for k in ("converts", "runs", "precision", "parity", "latency_ms", "error")}}
 
 
+def row_sampler(row: dict[str, Any]) -> str:
+    """The sampler a measured row ran: recorded since the gather bilinear op; before it, ``default`` was
+    written with GridSample and ``discrete`` with a nearest-cell gather."""
+    if row.get("sampler"):
+        return row["sampler"]
+    return "gather-nearest" if row.get("method") == "discrete" else "gridsample-bilinear"
+
+
 def _load_measured() -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, Any]]:
     """(MEASURED, MEASURED_SOURCE) from the package's copy of benchmarks/results/portability/portability.json."""
     try:
@@ -158,15 +166,15 @@ def _load_measured() -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, A
     except (FileNotFoundError, ModuleNotFoundError):  # an install without the package data
         return {}, {}
     data = json.loads(text)
-    entries = {(row["target"], row["method"]): _measured_entry(row, data.get("date"))
+    entries = {(row["target"], row_sampler(row)): _measured_entry(row, data.get("date"))
                for row in data.get("results", [])}
     return entries, {"date": data.get("date"), "model": data.get("model"), "command": data.get("command")}
 
 
-# Results of real conversions, keyed by (target, method), e.g. ("OpenVINO CPU (f32)", "discrete"): written by
+# Results of real conversions, keyed by (target, sampler), e.g. ("OpenVINO CPU (f32)", "gather-nearest"): written by
 # benchmarks/portability.py (never by hand) into portability_measured.json next to this module. Targets here
 # are runtimes as run (a converter + a runtime + its settings), not the documented columns of TABLE.
-# `rtdetr-export inspect` shows the entries for a file's method.
+# `rtdetr-export inspect` shows the entries for a file's sampler.
 MEASURED: dict[tuple[str, str], dict[str, Any]]
 MEASURED_SOURCE: dict[str, Any]  # date, model and command of the measurement
 MEASURED, MEASURED_SOURCE = _load_measured()
@@ -199,9 +207,10 @@ def opset_warnings(opset: int | None) -> dict[str, str]:
             for t, m in MAX_OPSET.items() if m is not None and opset > m}
 
 
-def measured(method: str | None) -> list[dict[str, Any]]:
-    """The MEASURED entries for ``method`` (none when the method is unknown)."""
-    return [{"target": t, "method": m, **entry} for (t, m), entry in MEASURED.items() if m == method]
+def measured(sampler: str | None) -> list[dict[str, Any]]:
+    """The MEASURED entries for ``sampler`` ("gridsample-bilinear", "gather-bilinear", "gather-nearest"; none when
+    unknown)."""
+    return [{"target": t, "sampler": s, **entry} for (t, s), entry in MEASURED.items() if s == sampler]
 
 
 def markdown_table(ops: list[str] | None = None) -> str:

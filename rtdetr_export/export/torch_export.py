@@ -19,11 +19,25 @@ import torch
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.export.graph_checks import check_graph
 from rtdetr_export.model import RTDETRv2, prepare_for_deploy
+from rtdetr_export.model.deformable_attention import BILINEAR_OPS
 from rtdetr_export.model.heads import HEADS, INPUTS, OUTPUTS, wrap
 
 DEFAULT_OPSET = 17
 MAX_OPSET = 20
-MIN_OPSET = {"default": 16, "discrete": 13}  # GridSample entered ONNX in opset 16
+GRIDSAMPLE_OPSET = 16  # GridSample entered ONNX in opset 16; every other op of ours is in opset 13
+MIN_OPSET = 13
+# How ``default`` sampling is written when nobody says: see docs/model.md ("Reading the sampling points") for the
+# measurement behind the choice.
+DEFAULT_BILINEAR_OP = "gather"
+
+
+def sampler(method: str, bilinear_op: str) -> str:
+    """What the graph reads sampling points with: "gridsample-bilinear", "gather-bilinear" or "gather-nearest"."""
+    return "gather-nearest" if method == "discrete" else f"{bilinear_op}-bilinear"
+
+
+def min_opset(method: str, bilinear_op: str) -> int:
+    return GRIDSAMPLE_OPSET if sampler(method, bilinear_op) == "gridsample-bilinear" else MIN_OPSET
 
 
 @dataclass
@@ -36,15 +50,19 @@ class GraphOptions:
     head: str = "raw"
     top_k: int = 300
     simplify: bool = True
+    bilinear_op: str = DEFAULT_BILINEAR_OP  # how ``default`` sampling is written: "gather" or "gridsample"
 
     def validate(self, method: str, num_queries: int, num_classes: int) -> None:
         """Reject values no export can use, before any work is done."""
         if self.head not in HEADS:
             raise RTDetrExportError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
-        low = MIN_OPSET[method]
+        if self.bilinear_op not in BILINEAR_OPS:
+            raise RTDetrExportError(f"unknown bilinear op {self.bilinear_op!r}; choose one of "
+                                    f"{', '.join(BILINEAR_OPS)}")
+        low = min_opset(method, self.bilinear_op)
         if not low <= self.opset <= MAX_OPSET:
-            why = " (GridSample needs opset 16; use --method discrete for older runtimes)" if method == "default" \
-                else ""
+            why = " (GridSample needs opset 16; use --bilinear-op gather for older runtimes)" \
+                if low == GRIDSAMPLE_OPSET else ""
             raise RTDetrExportError(f"opset {self.opset} is not supported with --method {method}: "
                                     f"use {low}..{MAX_OPSET}{why}")
         if self.batch < 1:
@@ -52,9 +70,10 @@ class GraphOptions:
         if self.head == "detections" and not 1 <= self.top_k <= num_queries * num_classes:
             raise RTDetrExportError(f"top-k must be in 1..{num_queries * num_classes}, got {self.top_k}")
 
-    def record(self, simplifier: str | None) -> dict[str, Any]:
-        """The provenance's ``export`` field."""
-        return {"opset": self.opset, "head": self.head, "top_k": self.top_k if self.head == "detections" else None,
+    def record(self, simplifier: str | None, method: str) -> dict[str, Any]:
+        """The provenance's ``export`` field (``bilinear_op`` None for ``discrete``, which never reads bilinearly)."""
+        return {"opset": self.opset, "head": self.head,
+                "bilinear_op": self.bilinear_op if method == "default" else None, "top_k": self.top_k if self.head == "detections" else None,
                 "batch": None if self.dynamic_batch else self.batch, "dynamic_batch": self.dynamic_batch,
                 "simplifier": simplifier, "exporter": "torch.onnx"}
 
@@ -100,7 +119,9 @@ def simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
 
 def torch_to_onnx(model: RTDETRv2, options: GraphOptions) -> onnx.ModelProto:
     """Trace a deploy-fused copy of ``model`` under ``options.head``."""
-    module = wrap(prepare_for_deploy(copy.deepcopy(model)), options.head, options.top_k).eval()
+    deployed = prepare_for_deploy(copy.deepcopy(model))
+    deployed.set_bilinear_op(options.bilinear_op)
+    module = wrap(deployed, options.head, options.top_k).eval()
     # Tracing at batch 2 keeps the exporter from specialising size-1 dimensions into the graph.
     trace_batch = 2 if options.dynamic_batch else options.batch
     inputs = example_inputs(options.head, trace_batch, model.config.image_size)
@@ -116,7 +137,7 @@ def export_graph(model: RTDETRv2, options: GraphOptions | None = None,
     options.validate(config.decoder_method, config.num_queries, config.num_classes)
     batch = "dynamic" if options.dynamic_batch else str(options.batch)
     log(f"exporting {options.head} head with torch.onnx (opset {options.opset}, batch {batch}, method "
-        f"{config.decoder_method}, input {config.image_size[0]}x{config.image_size[1]})")
+        f"{config.decoder_method} as {sampler(config.decoder_method, options.bilinear_op)}, input {config.image_size[0]}x{config.image_size[1]})")
     graph = torch_to_onnx(model, options)
     simplifier = None
     if options.simplify:
@@ -125,5 +146,5 @@ def export_graph(model: RTDETRv2, options: GraphOptions | None = None,
     else:
         log("simplification skipped (--no-simplify)")
     log("checking the graph (onnx.checker, op census, forbidden ops, finite constants)")
-    census = check_graph(graph, config.decoder_method)
-    return ExportedGraph(graph, census, options.record(simplifier))
+    census = check_graph(graph, config.decoder_method, options.bilinear_op)
+    return ExportedGraph(graph, census, options.record(simplifier, config.decoder_method))

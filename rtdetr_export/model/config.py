@@ -9,6 +9,8 @@ from typing import Any
 from rtdetr_export.errors import RTDetrExportError
 
 METHODS = ("default", "discrete")
+STRIDE = 32  # the coarsest feature stride of every preset: input sides must be multiples of it
+MIN_SIDE = 64  # below this the stride-32 map is a single cell and the third decoder level (stride 32) has 1-2 cells
 # RT-DETR v1 computes what v2 computes with the same number of sampling points on every level: one network
 # serves both, and ``version`` records which one the weights were trained as (v1 was only ever trained with
 # the bilinear sampler, so any other method changes a v1 model's outputs).
@@ -111,6 +113,8 @@ class ModelConfig:
         coarsest = max(self.feat_strides) * 2 ** max(0, self.num_feature_levels - len(self.feat_strides))
         if h <= 0 or w <= 0 or h % coarsest or w % coarsest:
             problems.append(f"image size {h}x{w} must be a positive multiple of {coarsest}")
+        elif min(h, w) < MIN_SIDE:
+            problems.append(f"image size {h}x{w}: height and width must be at least {MIN_SIDE}")
         if problems:
             raise RTDetrExportError("invalid model config: " + "; ".join(problems))
 
@@ -181,6 +185,22 @@ class ModelConfig:
         if data.get("id2label") is not None:
             data["id2label"] = {int(k): v for k, v in data["id2label"].items()}
         return cls(**data)
+
+
+def parse_image_size(text: str | int | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) from "640" (square) or "HxW" (e.g. "736x1280"); sides must be multiples of 32, at least 64."""
+    if isinstance(text, (int, tuple)):
+        height, width = _pair(text)
+    else:
+        parts = str(text).lower().replace(" ", "").split("x")
+        if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+            raise RTDetrExportError(f"image size {text!r} is not N or HxW (e.g. 640 or 736x1280)")
+        height, width = int(parts[0]), int(parts[-1])
+    if height % STRIDE or width % STRIDE:
+        raise RTDetrExportError(f"image size {height}x{width}: height and width must be multiples of {STRIDE}")
+    if min(height, width) < MIN_SIDE:
+        raise RTDetrExportError(f"image size {height}x{width}: height and width must be at least {MIN_SIDE}")
+    return height, width
 
 
 def _pair(value: Any) -> tuple[int, int]:

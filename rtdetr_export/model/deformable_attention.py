@@ -1,7 +1,10 @@
 """Multi-scale deformable attention with per-level sampling points (RT-DETRv2).
 
 Two samplers read values at the predicted locations:
-- ``default``: bilinear ``grid_sample`` (zeros padding, ``align_corners=False``), the trained behaviour;
+- ``default``: bilinear, as ``grid_sample`` (zeros padding, ``align_corners=False``), the trained behaviour. It can
+  be written two ways with the same math (``BILINEAR_OPS``): ``gridsample`` (the op itself) or ``gather`` (the four
+  corner cells read with a Gather and weighted with arithmetic; corners outside the map weigh zero), for runtimes
+  that lack or miscompute GridSample. ``RTDETRv2.set_bilinear_op`` picks one; exports choose it per file;
 - ``discrete``: the nearest cell, ``clamp(floor(loc * size + 0.5), 0, size - 1)`` per axis, read with a gather,
   so the exported graph needs no GridSample. x is clamped by the map's width and y by its height; the
   original code clamps both by the height, which only differs on rectangular maps.
@@ -11,6 +14,12 @@ whole cells, so projecting the attention-weighted sum of the sampled encoder cel
 cells (the softmax weights of a head sum to 1, so the bias passes through unchanged). Per query that projects
 heads x points rows instead of every one of the H*W cells (at 640, ~25x fewer multiply-adds in the decoder's
 cross-attention), and the graph reads memory rows with a plain Gather, without transposing the value map.
+
+The ``gather`` bilinear op projects first, as GridSample's path does. Projecting after sampling would be exact too
+(the bias then scales by the summed in-bounds corner weights), but it gathers four full-width memory rows per point
+and head (4 x 8 x 256 floats per point at r18vd) where projecting first gathers head_dim-wide rows of the head's
+own values: measured on ONNX Runtime CPU, r18vd 640, paired, project-after ran at 0.92-0.98x of GridSample's speed
+and project-first at 0.996-1.009x (docs/model.md, "Reading the sampling points").
 """
 
 from __future__ import annotations
@@ -44,6 +53,30 @@ def sample_discrete(value: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
     return value.reshape(n, c, h * w).gather(2, index).reshape(n, c, q, p)
 
 
+def bilinear_corners(loc: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The four cells ``grid_sample(bilinear, zeros, align_corners=False)`` reads at loc [..., 2] (x, y in [0, 1]):
+    flat row-major index (int64) [..., 4] clamped into the map, and weight [..., 4], zero for corners outside it.
+
+    Corner order: (x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1).
+    """
+    # Pixel coordinate of align_corners=False; clamping to [-2, size + 1] changes no weight (every corner beyond
+    # it is outside the map either way) and keeps the int64 cast finite for wild offsets.
+    x = (loc[..., 0] * width - 0.5).clamp(-2.0, width + 1.0)
+    y = (loc[..., 1] * height - 0.5).clamp(-2.0, height + 1.0)
+    x_floor, y_floor = torch.floor(x), torch.floor(y)
+    fx, fy = x - x_floor, y - y_floor
+    # Indices are integers from here on: FP16 cannot hold a flat cell index above 2048 exactly.
+    x0, y0 = x_floor.to(torch.int64), y_floor.to(torch.int64)
+    xs = torch.stack([x0, x0 + 1, x0, x0 + 1], dim=-1)
+    ys = torch.stack([y0, y0, y0 + 1, y0 + 1], dim=-1)
+    weight = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], dim=-1)
+    x_in, y_in = xs.clamp(0, width - 1), ys.clamp(0, height - 1)
+    # "Inside" as "clamping changed nothing", weighted by multiplication: Clip, Equal, Cast and Mul only, ops
+    # every target of the portability table takes (no GreaterOrEqual, And or Not, which NPU lists lack).
+    weight = weight * (x_in == xs).to(weight.dtype) * (y_in == ys).to(weight.dtype)
+    return y_in * width + x_in, weight
+
+
 LocationObserver = Callable[[torch.Tensor, int, int], torch.Tensor]
 
 
@@ -61,6 +94,7 @@ class MSDeformableAttention(nn.Module):
         self.method = method
         # The sampler is chosen here, once: each method is one function below that reads the memory its way.
         self.attend = ATTEND[method]
+        self.bilinear_op = "gridsample"
         total = num_heads * sum(num_points)
         self.sampling_offsets = nn.Linear(dim, total * 2)
         self.attention_weights = nn.Linear(dim, total)
@@ -87,6 +121,15 @@ class MSDeformableAttention(nn.Module):
         scale = self.num_points_scale.to(query.dtype)[:, None]
         loc = ref[..., :2] + offsets * scale * ref[..., 2:] * self.offset_scale  # [B, Q, heads, points, 2]
         return self.output_proj(self.attend(self, memory, loc, weights, spatial_shapes))
+
+    def write_bilinear_as(self, op: str) -> None:
+        """How ``default`` sampling is written (``BILINEAR_OPS``); the same math either way, so only exports set it.
+        A ``discrete`` layer ignores it (it never reads bilinearly)."""
+        if op not in BILINEAR_OPS:
+            raise ValueError(f"unknown bilinear op {op!r}")
+        self.bilinear_op = op
+        if self.method == "default":
+            self.attend = BILINEAR_OPS[op]
 
     def observe(self, level_loc: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """The locations to read on one level: as predicted, unless an observer is attached."""
@@ -136,5 +179,35 @@ def attend_discrete(self: MSDeformableAttention, memory: torch.Tensor, loc: torc
     return out.reshape(batch, num_queries, heads * self.head_dim) + self.value_proj.bias
 
 
+def attend_gather_bilinear(self: MSDeformableAttention, memory: torch.Tensor, loc: torch.Tensor,
+                           weights: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+    """``default`` without GridSample: project every cell to values (as GridSample's path does), gather each
+    point's four corner rows of its head, weight them by attention x corner weight and sum -> [B, Q, C].
+
+    A corner outside the map weighs zero, value bias included: exactly what zero padding reads.
+    """
+    batch, num_queries, heads, points, _ = loc.shape
+    cells = memory.shape[1]
+    value = self.value_proj(memory)  # [B, cells, heads * head_dim]
+    index, corner_weight, start = [], [], 0
+    for (h, w), level_loc in zip(spatial_shapes, loc.split(list(self.num_points), dim=3)):
+        level_index, level_weight = bilinear_corners(self.observe(level_loc, h, w), h, w)
+        index.append(level_index + start)
+        corner_weight.append(level_weight)
+        start += h * w
+    index = torch.cat(index, dim=3).flatten(3)  # [B, Q, heads, points * 4]
+    weight = (torch.cat(corner_weight, dim=3) * weights.unsqueeze(-1)).flatten(3)
+    # One table of head_dim-wide rows, (image, cell, head) row-major: the [B, cells, C] values as they lie.
+    batch_offset = (torch.arange(batch, device=memory.device) * cells).reshape(batch, 1, 1, 1)
+    head = torch.arange(heads, device=memory.device).reshape(1, 1, heads, 1)
+    rows = value.reshape(batch * cells * heads, self.head_dim)[((index + batch_offset) * heads + head).reshape(-1)]
+    rows = rows.reshape(batch, num_queries, heads, points * 4, self.head_dim)
+    out = (weight.unsqueeze(-2) @ rows).squeeze(-2)  # [B, Q, heads, head_dim]
+    return out.reshape(batch, num_queries, heads * self.head_dim)
+
+
 # Sampling method -> how a deformable-attention layer reads the encoder memory (``ModelConfig.decoder_method``).
 ATTEND = {"default": attend_bilinear, "discrete": attend_discrete}
+# How ``default`` (bilinear) sampling is written; the same numbers either way (tests/test_gather_bilinear.py).
+BILINEAR_OPS = {"gridsample": attend_bilinear, "gather": attend_gather_bilinear}
+

@@ -44,6 +44,19 @@ class RTDETRv2(nn.Module):
         self.encoder.set_image_size(height, width)
         self.decoder.set_image_size(height, width)
 
+    @property
+    def bilinear_op(self) -> str:
+        """How ``default`` sampling is written: "gridsample" or "gather" (model/deformable_attention.py)."""
+        layers = [m for m in self.decoder.modules() if isinstance(m, MSDeformableAttention)]
+        return layers[0].bilinear_op if layers else "gridsample"
+
+    def set_bilinear_op(self, op: str) -> None:
+        """Write ``default`` sampling with GridSample ("gridsample") or Gather and arithmetic ("gather"): the same
+        math, so this changes the exported graph's ops, not what the model computes."""
+        for layer in self.decoder.modules():
+            if isinstance(layer, MSDeformableAttention):
+                layer.write_bilinear_as(op)
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decoder(self.encoder(self.backbone(images)))
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from rtdetr_export.artifact import ENGINE_FORMAT, make_feed, provenance_header, read_provenance, sidecar_path
 from rtdetr_export.backends.tensorrt.builder import BuildOptions, build_serialized_engine, import_tensorrt
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
-from rtdetr_export.export.torch_export import DEFAULT_OPSET
+from rtdetr_export.export.torch_export import DEFAULT_BILINEAR_OP, DEFAULT_OPSET
 from rtdetr_export.files import atomic_output, check_output, file_sha256, write_text_atomic
 from rtdetr_export.imaging.inputs import verification_images
 from rtdetr_export.model import RTDETRv2
@@ -52,6 +52,7 @@ def engine_record(*, trt_version: str, gpu: dict[str, Any], onnx_path: str | Pat
                  "verification_passed": (onnx_provenance.get("verification") or {}).get("passed")},
         "model": onnx_provenance.get("model"),
         "method": onnx_provenance.get("method"),
+        "sampler": onnx_provenance.get("sampler"),
         "input_size": onnx_provenance.get("input_size"),
         # The tensor contract as the ONNX sidecar states it, so every consumer (predict, the C++ engines)
         # reads an engine's sidecar the same way as an ONNX file's.
@@ -147,6 +148,7 @@ class EngineJob:
     head: str = "raw"
     top_k: int = 300
     opset: int = DEFAULT_OPSET
+    bilinear_op: str = DEFAULT_BILINEAR_OP
     build: BuildOptions = field(default_factory=BuildOptions)
     images: str | None = None
     cuda_graph: bool = False
@@ -199,7 +201,8 @@ def run_engine_job(job: EngineJob, load_model: Callable[[], RTDETRv2], model_pat
     else:
         onnx_path, model = engine_path.with_suffix(".onnx"), load_model()
         options = OnnxExportOptions(opset=job.opset, batch=job.build.min_batch, dynamic_batch=job.build.dynamic,
-                                    head=job.head, top_k=job.top_k, images=job.images, precision=job.precision)
+                                    head=job.head, top_k=job.top_k, images=job.images, precision=job.precision,
+                                    bilinear_op=job.bilinear_op)
         export_onnx(model, onnx_path, options, force=job.force, log=log)
         if job.onnx_only:
             return onnx_path

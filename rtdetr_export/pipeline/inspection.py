@@ -10,6 +10,7 @@ from typing import Any
 from rtdetr_export.artifact import ONNX_FORMAT, PREFIX, io_description, load_onnx, read_metadata
 from rtdetr_export.export import portability
 from rtdetr_export.export.graph_checks import op_census
+from rtdetr_export.export.torch_export import sampler
 from rtdetr_export.files import file_sha256
 from rtdetr_export.verify.results import Verification
 
@@ -38,6 +39,8 @@ def _provenance_summary(meta: dict[str, Any], census: dict[str, int]) -> dict[st
         "model_source": {"format": source.get("format"), "file": source.get("file") or source.get("path"),
                          "sha256": source.get("sha256"), "seed": source.get("seed"), "hub": source.get("hub")},
         "method": meta.get("method"),
+        # Files from before the gather bilinear op wrote ``default`` with GridSample.
+        "sampler": meta.get("sampler") or sampler(meta.get("method") or "default", "gridsample"),
         "input_size": meta.get("input_size"),
         "head": export.get("head"),
         "precision": meta.get("precision"),
@@ -104,7 +107,7 @@ def describe_onnx(path: str | Path) -> OnnxDescription:
         meta = {}
     ours = meta.get("format") == ONNX_FORMAT
     provenance = _provenance_summary(meta, census) if ours else None
-    method = provenance["method"] if provenance else None
+    sampler_name = provenance["sampler"] if provenance else None
     return OnnxDescription(
         file=str(path), size_bytes=path.stat().st_size, sha256=file_sha256(path),
         producer=" ".join(filter(None, [model.producer_name, model.producer_version])) or None,
@@ -117,7 +120,7 @@ def describe_onnx(path: str | Path) -> OnnxDescription:
             "rows": portability.portability_rows(census),
             "blockers": portability.blockers(census),
             "opset_warnings": portability.opset_warnings(opset),
-            "measured": portability.measured(method),
+            "measured": portability.measured(sampler_name),
             "measured_source": portability.MEASURED_SOURCE,
             "sources": portability.SOURCES,
         })

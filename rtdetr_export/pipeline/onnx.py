@@ -15,7 +15,7 @@ import onnx
 from rtdetr_export.artifact import ONNX_FORMAT, embed_metadata, io_description, provenance_header, sidecar_path
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.export.graph_checks import check_graph
-from rtdetr_export.export.torch_export import GraphOptions, export_graph
+from rtdetr_export.export.torch_export import GraphOptions, export_graph, sampler
 from rtdetr_export.files import atomic_output, check_output, write_text_atomic
 from rtdetr_export.model import RTDETRv2
 from rtdetr_export.precision import PrecisionOptions, apply_precision
@@ -74,9 +74,11 @@ def model_record(model: RTDETRv2) -> dict[str, Any]:
 def build_provenance(model: RTDETRv2, export: dict[str, Any], precision: str, io: dict[str, Any],
                      op_census: dict[str, int], verification: Verification | None,
                      recipe: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Everything a user needs to trust and reproduce an ONNX file."""
+    """Everything a user needs to trust and reproduce an ONNX file. ``sampler`` says how the graph reads the
+    sampling points (``method`` says what it computes; ``default`` may be written with GridSample or gathers)."""
     config = model.config
     record = {**provenance_header(ONNX_FORMAT), "model": model_record(model), "method": config.decoder_method,
+              "sampler": sampler(config.decoder_method, export.get("bilinear_op") or "gridsample"),
               "input_size": list(config.image_size), "classes": config.class_names, "precision": precision,
               "export": export, "io": io, "op_census": op_census,
               "verification": verification.to_json() if verification else None}
@@ -115,7 +117,7 @@ def export_onnx(model: RTDETRv2, output: str | Path, options: OnnxExportOptions 
         stage(f"converting to {precision} on the graph, then checking it again")
         converted = apply_precision(graph, options.head, model.config.image_size, options.precision, log)
         graph, recipe = converted.model, converted.recipe
-        census = check_graph(graph, model.config.decoder_method)
+        census = check_graph(graph, model.config.decoder_method, options.bilinear_op)
 
     with atomic_output(output) as tmp:
         onnx.save(graph, str(tmp))

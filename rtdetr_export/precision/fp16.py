@@ -8,6 +8,10 @@ What stays FP32 (docs/precision.md explains each rule with RT-DETR's failure mod
    float outputs, TopK inputs, sampling grids and float->int casts through every op that is not a learned
    layer (Conv / MatMul / Gemm / normalisation / pooling / Resize stop the walk). This is the
    inverse-sigmoid box refinement, query selection, the discrete sampler's cell index, and box decoding.
+   Forward from every Floor too, up to and including the first learned layer or reduction: the gather
+   bilinear sampler's corner weights (fractional parts, in-bounds masks, times the attention weights) and the
+   weighted sum that applies them, so the four reads are weighted as exactly as GridSample's, which stays FP32
+   whole (rule 1). Its indices are int64 and never converted.
 3. Any node that reads or writes a tensor whose calibration range exceeds ``range_limit`` (|x| above a
    fraction of 65504), because casting such a tensor to FP16 overflows to inf.
 4. Nodes the user names (``keep_fp32`` patterns).
@@ -123,6 +127,30 @@ def critical_nodes(model: onnx.ModelProto, types: dict[str, int]) -> set[str]:
     return found
 
 
+def sampling_weight_nodes(model: onnx.ModelProto, types: dict[str, int]) -> set[str]:
+    """Float nodes computed from a Floor's output (rule 2's forward walk): corner weights of the gather bilinear
+    sampler, through the weighted sum (the first STOP op on the way, included). A Gather reached through its
+    indices reads memory rows, not weights: the walk ends there (the discrete sampler's path ends at once)."""
+    readers = consumers(model)
+    queue = deque(node for node in model.graph.node if node.op_type == "Floor")
+    found: set[str] = set()
+    seen = {id(node) for node in queue}
+    while queue:
+        node = queue.popleft()
+        if any(types.get(o) == FLOAT for o in node.output):
+            found.add(node.name)
+        if node.op_type in STOP_OPS and node.op_type != "Floor":
+            continue
+        for out in node.output:
+            for reader in readers.get(out, []):
+                if id(reader) in seen or (reader.op_type in ("Gather", "GatherElements", "GatherND") and
+                                          out in reader.input[1:]):
+                    continue
+                seen.add(id(reader))
+                queue.append(reader)
+    return found
+
+
 def plan_fp16(model: onnx.ModelProto, ranges: dict[str, float], keep_fp32: Iterable[str] = (),
               range_fraction: float = DEFAULT_RANGE_FRACTION) -> Fp16Plan:
     """Decide the FP32 nodes of ``model`` (named, constants as initializers) from its calibration ``ranges``."""
@@ -138,6 +166,8 @@ def plan_fp16(model: onnx.ModelProto, ranges: dict[str, float], keep_fp32: Itera
             plan[node.name] = "no FP16 kernel in ONNX"
     for name in critical_nodes(model, types):
         plan.setdefault(name, "box / score / selection / index arithmetic")
+    for name in sampling_weight_nodes(model, types):
+        plan.setdefault(name, "bilinear corner weights and their weighted sum (gather sampler)")
 
     over = {name: peak for name, peak in ranges.items() if peak > limit}
     init_peaks = {t.name: float(np.abs(numpy_helper.to_array(t)).max(initial=0.0))
