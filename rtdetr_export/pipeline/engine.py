@@ -176,8 +176,8 @@ class EngineJob:
 def fp16_or_int8(fp16: bool, int8: bool) -> str | None:
     """The precision the --fp16/--int8 flags ask for (None: neither)."""
     if fp16 and int8:
-        raise RTDetrExportError("--fp16 and --int8 are exclusive: --int8 keeps the layers it does not quantize in "
-                                "FP32 (docs/precision.md, 'FP16 and INT8 together')")
+        raise RTDetrExportError("--fp16 and --int8 are exclusive: --int8 already runs the layers it does not quantize "
+                                "in FP16 (--int8-float fp32 for FP32; docs/precision.md, 'FP16 and INT8 together')")
     return "fp16" if fp16 else "int8" if int8 else None
 
 

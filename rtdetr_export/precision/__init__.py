@@ -17,6 +17,9 @@ from rtdetr_export.precision.calibration import DEFAULT_COUNT, CalibrationSet, c
 from rtdetr_export.precision.int8 import CALIBRATION_METHODS, Int8Options
 
 PRECISIONS = ("fp32", "fp16", "int8")
+# What an INT8 graph's unquantized layers run in: FP16 (the FP16 policy around the Q/DQ layers, what a TensorRT
+# engine needs to be faster than FP16) or FP32 (every unquantized layer FP32, the conservative variant).
+INT8_FLOATS = ("fp16", "fp32")
 
 
 @dataclass
@@ -30,6 +33,7 @@ class PrecisionOptions:
     int8_exclude: tuple[str, ...] = ()
     int8_default_exclusions: bool = True
     keep_fp32: tuple[str, ...] = ()
+    int8_float: str = "fp16"
 
     def validate(self) -> None:
         """Reject contradictory settings before any work is done."""
@@ -46,8 +50,12 @@ class PrecisionOptions:
                                          or self.calib_method != "minmax"):
             raise RTDetrExportError("--int8-exclude, --no-int8-default-exclusions and --calib-method apply "
                                     "to --precision int8 only")
-        if self.target != "fp16" and self.keep_fp32:
-            raise RTDetrExportError("--keep-fp32 applies to --precision fp16 only")
+        if self.int8_float not in INT8_FLOATS:
+            raise RTDetrExportError(f"unknown --int8-float {self.int8_float!r}; choose one of {', '.join(INT8_FLOATS)}")
+        if self.target != "int8" and self.int8_float != "fp16":
+            raise RTDetrExportError("--int8-float applies to --precision int8 only")
+        if self.keep_fp32 and not (self.target == "fp16" or (self.target == "int8" and self.int8_float == "fp16")):
+            raise RTDetrExportError("--keep-fp32 applies to --precision fp16, and to int8 with --int8-float fp16")
         if self.calib_images is not None:
             list_images(self.calib_images)  # an empty or missing folder fails now, not after the export
 
@@ -70,7 +78,7 @@ def apply_precision(model: onnx.ModelProto, head: str, size: tuple[int, int], op
     _announce(calibration, options, log)
     if options.target == "fp16":
         return _to_fp16(model, head, calibration, options)
-    return _to_int8(model, head, calibration, options)
+    return _to_int8(model, head, calibration, options, log)
 
 
 def _announce(calibration: CalibrationSet, options: PrecisionOptions, log: Callable[[str], None]) -> None:
@@ -97,17 +105,37 @@ def _to_fp16(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
     return PrecisionResult(converted, fp16.fp16_recipe(plan, work, converted, calibration.describe()))
 
 
-def _to_int8(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
-             options: PrecisionOptions) -> PrecisionResult:
+def _to_int8(model: onnx.ModelProto, head: str, calibration: CalibrationSet, options: PrecisionOptions,
+             log: Callable[[str], None]) -> PrecisionResult:
     from rtdetr_export.precision.int8 import int8_recipe, qdq_coverage, quantize_int8
 
     int8 = Int8Options(options.calib_method, tuple(options.int8_exclude), options.int8_default_exclusions)
-    quantized, excluded = quantize_int8(model, calibration.feeds(head), int8)
+    feeds = calibration.feeds(head)
+    quantized, excluded = quantize_int8(model, feeds, int8)
     missing = [name for name in qdq_coverage(quantized)["float"] if name not in excluded]
     if missing:
         raise RTDetrExportError(f"INT8: {len(missing)} layers were left without Q/DQ although not excluded "
                                 f"(first: {missing[0]})")
-    return PrecisionResult(quantized, int8_recipe(int8, excluded, quantized, calibration.describe()))
+    recipe = int8_recipe(int8, excluded, quantized, calibration.describe())
+    if options.int8_float == "fp32":
+        return PrecisionResult(quantized, {**recipe, "float": "fp32"})
+    from rtdetr_export.precision.fp16 import fp16_recipe
+    from rtdetr_export.precision.int8_fp16 import int8_with_fp16, subnormal_scales
+
+    converted, plan = int8_with_fp16(quantized, feeds, tuple(options.keep_fp32), log)
+    recipe["float"] = "fp16"
+    described = fp16_recipe(plan, quantized, converted, recipe["calibration"])
+    recipe["fp16"] = {key: value for key, value in described.items() if key not in ("range_calibration", "io")}
+    recipe["fp16"]["subnormal_scales"] = subnormal_scales(converted)
+    recipe["nodes"] = {**recipe["nodes"], **qdq_coverage_counts(converted)}
+    return PrecisionResult(converted, recipe)
 
 
-__all__ = ["PRECISIONS", "PrecisionOptions", "PrecisionResult", "apply_precision"]
+def qdq_coverage_counts(model: onnx.ModelProto) -> dict[str, int]:
+    from rtdetr_export.precision.int8 import qdq_coverage
+
+    coverage = qdq_coverage(model)
+    return {"quantized": len(coverage["quantized"]), "float": len(coverage["float"])}
+
+
+__all__ = ["INT8_FLOATS", "PRECISIONS", "PrecisionOptions", "PrecisionResult", "apply_precision"]

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdetr_export.artifact import make_feed
+from rtdetr_export.artifact import load_onnx, make_feed
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner
 from rtdetr_export.backends.fp16_emulation import Fp16EmulationRunner
 from rtdetr_export.imaging.inputs import verification_images
 from rtdetr_export.model import RTDETRv2
+from rtdetr_export.onnx_graph import stores_fp16
 from rtdetr_export.verify.agreement import AgreementThresholds, compare_agreement
 from rtdetr_export.verify.compare import Thresholds, compare_detections, compare_raw, confirm_flips, thresholds_for
 from rtdetr_export.verify.reference import MARGIN, ReferenceRunner
@@ -88,13 +89,13 @@ def verify_onnx(model: RTDETRv2, onnx_path: str | Path, head: str, batches: list
                 thresholds: Thresholds | AgreementThresholds | None = None) -> Verification:
     """ONNX Runtime (CPU) vs the PyTorch reference for each batch size.
 
-    An FP16 file runs as FP32 compute with FP16 storage (backends/fp16_emulation.py): ONNX Runtime's CPU
+    An FP16 file (and an INT8 file whose float layers are FP16) runs as FP32 compute with FP16 storage (backends/fp16_emulation.py): ONNX Runtime's CPU
     provider lacks most FP16 kernels and would otherwise skip most of the rounding.
     """
     thresholds = thresholds or thresholds_for(precision)
     size = model.config.image_size
     feeds = [make_feed(head, *verification_images(batch, size, images_dir, seed=i)) for i, batch in enumerate(batches)]
-    if precision == "fp16":
+    if precision == "fp16" or (precision != "fp32" and stores_fp16(load_onnx(onnx_path))):
         candidate, name = Fp16EmulationRunner(onnx_path), "onnxruntime-cpu-fp16-emulated"
     else:
         candidate, name = OnnxRuntimeRunner(onnx_path), "onnxruntime-cpu"
