@@ -5,7 +5,7 @@ Users bisect this by hand with Polygraphy (lyuwenyu/RT-DETR#227). Here, from the
 1. Re-export its FP32 graph (same opset, batch and head) and rebuild its PyTorch reference.
 2. Layer-wise: run both graphs on calibration images with every intermediate tensor marked
    (verify/layerwise.py) and rank the reduced-precision nodes by the error they add, each named with its
-   RT-DETR part (export/parts.py).
+   RT-DETR part (model/parts.py).
 3. Judge the artifact as verification does (its precision's agreement limits, the same images). If it fails,
    search over the parts of the worst nodes, ranked: bisect the shortest ranked prefix whose parts kept in
    float pass, then drop every part that is not needed (each dropped one re-checked). Each candidate is the

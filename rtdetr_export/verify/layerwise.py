@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 
 from rtdetr_export.backends.fp16_emulation import fp16_emulation_model
-from rtdetr_export.export.parts import part_of
+from rtdetr_export.model.parts import part_of
 from rtdetr_export.onnx_graph import FLOAT, FLOAT16, element_types, producers, stores_fp16
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")

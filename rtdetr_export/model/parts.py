@@ -1,5 +1,7 @@
 """Which part of RT-DETR an exported node belongs to, read from the module scope torch.onnx puts in its name.
 
+It lives with the model because the scopes are this package's module paths (``RTDETRv2.model.decoder...``).
+
 Our export names nodes after the PyTorch module path (``/model/decoder/layers.0/cross_attn/...``), and the
 precision passes keep that scope in every node they add (Q/DQ and casts are named after the tensor they
 touch). So one table of scope patterns names the part, and the same scope, as a shell pattern, is the
