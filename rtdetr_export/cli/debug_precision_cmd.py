@@ -22,11 +22,15 @@ SHOWN = 10
               help="Images each candidate is verified on (default: verification's synthetic scenes).")
 @click.option("--max-parts", type=int, default=DEFAULT_CANDIDATES, show_default=True,
               help="Worst parts the search may keep in float.")
+@click.option("--limits", type=click.Choice(["fp16", "int8"]), default=None,
+              help="Judge by these precision limits (default: the artifact's; fp16 asks INT8 to agree as FP16 does).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def debug_precision_command(artifact, model_path, calib_images, count, images, max_parts, quiet, as_json) -> None:
+def debug_precision_command(artifact, model_path, calib_images, count, images, max_parts, limits, quiet,
+                            as_json) -> None:
     """Compare every layer of an FP16/INT8 ARTIFACT with FP32 and search the fewest parts to keep in float."""
-    result = debug_precision(artifact, model_path, calib_images, images, count, max_parts, progress(quiet, as_json))
+    result = debug_precision(artifact, model_path, calib_images, images, count, max_parts, limits,
+                             progress(quiet, as_json))
     if as_json:
         emit_json(result)
     else:

@@ -31,7 +31,7 @@ from rtdetr_export.export.torch_export import GraphOptions, export_graph
 from rtdetr_export.pipeline.verification import reference_model
 from rtdetr_export.precision import PrecisionOptions, apply_precision
 from rtdetr_export.precision.calibration import DEFAULT_COUNT, calibration_set
-from rtdetr_export.verify import Verification, verify_onnx
+from rtdetr_export.verify import Verification, thresholds_for, verify_onnx
 from rtdetr_export.verify.layerwise import LayerError, first_jump, layer_errors
 
 Log = Callable[[str], None]
@@ -127,14 +127,21 @@ def _with_parts(base: PrecisionOptions, parts: list[dict[str, Any]]) -> Precisio
 
 def debug_precision(artifact: str | Path, model_path: str | None = None, calib_images: str | None = None,
                     images: str | None = None, count: int = 4, max_parts: int = DEFAULT_CANDIDATES,
-                    log: Log = lambda message: None) -> PrecisionDebug:
-    """Rank the layers that break ``artifact`` and search the smallest set of parts to keep in float."""
+                    limits: str | None = None, log: Log = lambda message: None) -> PrecisionDebug:
+    """Rank the layers that break ``artifact`` and search the smallest set of parts to keep in float.
+
+    ``limits``: judge by another precision's limits (``fp16``: an INT8 file that must agree as FP16 does);
+    default the artifact's own.
+    """
     if count < 1 or max_parts < 1:
         raise RTDetrExportError("--count and --max-parts must be at least 1")
     provenance = read_provenance(artifact)
     precision, export = provenance["precision"], provenance["export"]
     if precision not in ("fp16", "int8"):
         raise RTDetrExportError(f"{artifact} is {precision}: debug-precision compares an FP16 or INT8 file with FP32")
+    if limits not in (None, "fp16", "int8"):
+        raise RTDetrExportError(f"--limits must be fp16 or int8, got {limits!r}")
+    thresholds = thresholds_for(limits or precision)
     if not export.get("dynamic_batch") and (export.get("batch") or 1) != 1:
         raise RTDetrExportError("debug-precision needs a batch-1 or dynamic-batch artifact")
     base = recipe_options(provenance, calib_images)
@@ -157,9 +164,10 @@ def debug_precision(artifact: str | Path, model_path: str | None = None, calib_i
         with tempfile.TemporaryDirectory(prefix="rtdetr-export-debug-") as tmp:
             path = Path(tmp) / "candidate.onnx"
             onnx.save(model_proto, str(path))
-            return verify_onnx(model, path, head, batches, graph_options.top_k, images, precision=precision)
+            return verify_onnx(model, path, head, batches, graph_options.top_k, images, precision=precision,
+                               thresholds=thresholds)
 
-    log(f"[3/3] verifying the artifact ({precision} limits), then searching over {len(ranked)} parts")
+    log(f"[3/3] verifying the artifact ({limits or precision} limits), then searching over {len(ranked)} parts")
     checked = verify(load_onnx(artifact))
     result = PrecisionDebug(str(artifact), precision, reduced, first_jump(rows), ranked,
                             Trial([], checked.passed, checked.failures))
