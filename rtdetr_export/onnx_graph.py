@@ -29,6 +29,13 @@ def element_types(model: onnx.ModelProto) -> dict[str, int]:
     return types
 
 
+def stores_fp16(model: onnx.ModelProto) -> bool:
+    """Whether any tensor of the graph is FP16: an FP16 initializer or a Cast to FP16 (an FP16 or INT8+FP16 file)."""
+    return any(t.data_type == FLOAT16 for t in model.graph.initializer) or any(
+        node.op_type == "Cast" and any(a.name == "to" and a.i == FLOAT16 for a in node.attribute)
+        for node in model.graph.node)
+
+
 def producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
     """Tensor name -> the node that writes it."""
     return {out: node for node in model.graph.node for out in node.output if out}

@@ -17,7 +17,8 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
-from rtdetr_export.backends.tensorrt.builder import BuildOptions, profile_shapes
+from rtdetr_export.backends.tensorrt.builder import BuildOptions, check_tensorrt_graph, profile_shapes
+from rtdetr_export.backends.tensorrt.runner import output_shape, shape_refused
 from rtdetr_export.artifact import sidecar_path
 from rtdetr_export.pipeline.engine import engine_record, verification_batches
 from rtdetr_export.backends.tensorrt.latency import latency_summary
@@ -99,6 +100,26 @@ def test_latency_summary_percentiles():
     assert summary["images_per_s"] == pytest.approx(2000 / 50.5) and summary["iterations"] == 100
 
 
+def test_tensorrt_graph_limits_allow_the_largest_topk_and_gridsample_up_to_opset_19():
+    check_tensorrt_graph(19, "default", "detections", 3840)
+    check_tensorrt_graph(20, "discrete", "raw", 300)  # no GridSample in the discrete sampler
+    with pytest.raises(RTDetrExportError, match="--opset 19 or --method discrete"):
+        check_tensorrt_graph(20, "default", "raw", 300)
+
+
+def test_a_batch_outside_the_profile_is_named_with_the_profile_range():
+    profile = ([1, 3, 320, 320], [2, 3, 320, 320], [4, 3, 320, 320])  # get_tensor_profile_shape's min, opt, max
+    assert shape_refused("images", (8, 3, 320, 320), profile).startswith("batch 8 is outside the engine's profile "
+                                                                          "(1..4)")
+    assert "shape [1, 3, 640, 640]" in shape_refused("images", (1, 3, 640, 640), profile)
+
+
+def test_an_output_with_a_dynamic_dimension_left_is_refused():
+    assert output_shape("logits", (2, 300, 80)) == (2, 300, 80)
+    with pytest.raises(RTDetrExportError, match="data-dependent shape"):
+        output_shape("boxes", (2, -1, 4))
+
+
 # -- command line without TensorRT -------------------------------------------------------------------------------
 @pytest.mark.skipif(MISSING is None, reason="TensorRT is installed: the missing-TensorRT path cannot be shown here")
 def test_trt_fp16_without_tensorrt_verifies_the_onnx_then_exits_2(tmp_path):
@@ -134,6 +155,8 @@ def ours_fp32(tmp_path_factory) -> Path:
     (["--onnx", "OURS", "--preset", "tiny"], "drop --preset"),
     (["--onnx", "OURS", "--onnx-only"], "nothing to make"),
     (["--onnx", "OURS", "--calib-count", "3"], "already made"),
+    (["--preset", "tiny", "--head", "detections", "--top-k", "3841"], "TopK limit of 3840"),
+    (["--preset", "tiny", "--opset", "20", "--quiet"], "wrong results on TensorRT 10.13 and 11.1"),
 ])
 def test_bad_trt_options_fail_in_one_line_without_files(tmp_path, ours_fp32, args, message):
     foreign = tmp_path / "foreign.onnx"
@@ -215,3 +238,30 @@ def test_parser_errors_name_the_node(tmp_path):
     io = {"inputs": [{"name": "x", "shape": [1, 4], "dtype": "float32"}], "outputs": []}
     with pytest.raises(RTDetrExportError, match="the_bad_node"):
         build_serialized_engine(tmp_path / "bad.onnx", io, BuildOptions())
+
+
+@needs_tensorrt
+@pytest.mark.tensorrt
+def test_a_stale_timing_cache_is_replaced_not_fatal(tiny_engines, tmp_path):
+    from rtdetr_export.artifact import read_provenance
+    from rtdetr_export.backends.tensorrt import build_serialized_engine
+
+    engine, result = tiny_engines["fp32"]
+    assert result.exit_code == 0, result.output
+    cache = tmp_path / "stale.cache"
+    cache.write_bytes(b"not a timing cache of this TensorRT or GPU" * 16)
+    onnx_path = engine.with_suffix(".onnx")
+    options = BuildOptions(1, 1, 4, timing_cache=str(cache), builder_optimization_level=0)
+    assert build_serialized_engine(onnx_path, read_provenance(onnx_path)["io"], options)
+    assert not cache.read_bytes().startswith(b"not a timing cache")
+
+
+@needs_tensorrt
+@pytest.mark.tensorrt
+def test_a_batch_outside_the_profile_is_a_clear_error(tiny_engines):
+    from rtdetr_export.backends.tensorrt import TensorRTRunner
+
+    engine, result = tiny_engines["fp32"]
+    assert result.exit_code == 0, result.output
+    with TensorRTRunner(engine) as runner, pytest.raises(RTDetrExportError, match="batch 5 is outside"):
+        runner.infer({"images": np.zeros((5, 3, 320, 320), np.float32)})

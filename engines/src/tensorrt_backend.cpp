@@ -207,7 +207,9 @@ class TensorRtBackend : public Backend {
       void* device = io.device.reserve(io.host.size());
       check_cuda(cudaMemcpyAsync(device, io.host.data(), io.host.size(), cudaMemcpyHostToDevice, stream_->get()),
                  "cudaMemcpyAsync");
-      context_->setTensorAddress(io.name.c_str(), device);
+      if (!context_->setTensorAddress(io.name.c_str(), device)) {
+        throw Error("TensorRT rejected the address of input " + io.name + " (" + logger_.last_error + ")");
+      }
     }
     std::map<std::string, std::vector<std::int64_t>> shapes;
     for (IoTensor& io : tensors_) {
@@ -216,12 +218,16 @@ class TensorRtBackend : public Backend {
       std::vector<std::int64_t> shape;
       std::size_t count = 1;
       for (std::int32_t d = 0; d < dims.nbDims; ++d) {
-        if (dims.d[d] < 0) throw Error("TensorRT could not infer the shape of " + io.name);
+        // -1 after every input shape is set means a data-dependent output: it needs an output allocator,
+        // which our graphs never require (their outputs are [batch, queries or top-k, ...]).
+        if (dims.d[d] < 0) throw Error("engine output " + io.name + " has a data-dependent shape; not supported");
         shape.push_back(dims.d[d]);
         count *= static_cast<std::size_t>(dims.d[d]);
       }
       io.host.resize(count * element_size(io.type));
-      context_->setTensorAddress(io.name.c_str(), io.device.reserve(io.host.size()));
+      if (!context_->setTensorAddress(io.name.c_str(), io.device.reserve(io.host.size()))) {
+        throw Error("TensorRT rejected the address of output " + io.name + " (" + logger_.last_error + ")");
+      }
       shapes[io.name] = shape;
     }
     if (!context_->enqueueV3(stream_->get())) {

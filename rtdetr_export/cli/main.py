@@ -44,6 +44,7 @@ def main() -> None:
 
 def _register() -> None:
     from rtdetr_export.cli.bench_cmd import bench_command
+    from rtdetr_export.cli.debug_precision_cmd import debug_precision_command
     from rtdetr_export.cli.describe import describe
     from rtdetr_export.cli.eval_cmd import eval_command
     from rtdetr_export.cli.inspect_cmd import inspect_command
@@ -55,7 +56,7 @@ def _register() -> None:
     from rtdetr_export.cli.verify_cmd import verify_command
 
     for command in (describe, onnx_command, verify_command, inspect_command, predict_command, bench_command,
-                    eval_command, trt_command, triton_command, serve_bench_command):
+                    eval_command, trt_command, triton_command, serve_bench_command, debug_precision_command):
         main.add_command(command)
 
 

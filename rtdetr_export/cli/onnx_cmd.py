@@ -34,10 +34,10 @@ from rtdetr_export.precision import INT8_TARGETS
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
 def onnx_command(model_path, preset, method, image_size, bilinear_op, opset, batch, dynamic_batch, head, top_k,
                  simplify, verify, images, precision, int8_target, calib_images, calib_count, calib_method,
-                 int8_exclude, int8_default_exclusions, keep_fp32, force, quiet, as_json, output) -> None:
+                 int8_exclude, int8_default_exclusions, keep_fp32, int8_float, force, quiet, as_json, output) -> None:
     """Export the model to ONNX and prove the file computes what PyTorch computes."""
     target = precision_from_flags(precision, calib_images, calib_count, calib_method, int8_exclude,
-                                  int8_default_exclusions, keep_fp32, int8_target)
+                                  int8_default_exclusions, keep_fp32, int8_target, int8_float)
     options = OnnxExportOptions(opset=opset, batch=batch, dynamic_batch=dynamic_batch, head=head, top_k=top_k,
                                 simplify=simplify, verify=verify, images=images, precision=target,
                                 bilinear_op=bilinear_op)

@@ -11,7 +11,7 @@ from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.config import METHODS, PRESETS, parse_image_size
 from rtdetr_export.model.deformable_attention import BILINEAR_OPS
 from rtdetr_export.model.heads import HEADS
-from rtdetr_export.precision import PRECISIONS, PrecisionOptions
+from rtdetr_export.precision import INT8_FLOATS, PRECISIONS, PrecisionOptions
 from rtdetr_export.precision.calibration import DEFAULT_COUNT
 from rtdetr_export.precision.int8 import CALIBRATION_METHODS
 
@@ -85,15 +85,19 @@ def calibration_options(func: Callable) -> Callable:
         click.option("--int8-default-exclusions/--no-int8-default-exclusions", default=True, show_default=True,
                      help="Keep score/box heads, query selection and attention-weight paths in float."),
         click.option("--keep-fp32", multiple=True, metavar="PATTERN",
-                     help="Keep nodes matching this shell pattern in FP32 (FP16; repeatable)."),
+                     help="Keep nodes matching this shell pattern in FP32 (FP16, INT8+FP16; repeatable)."),
+        click.option("--int8-float", type=click.Choice(INT8_FLOATS), default="fp16", show_default=True,
+                     help="INT8: what the unquantized layers run in (fp16: the FP16 policy around the Q/DQ "
+                          "layers, for TensorRT speed; fp32: all of them FP32)."),
     ])
 
 
 def precision_from_flags(target: str, calib_images, calib_count, calib_method, int8_exclude,
-                         int8_default_exclusions, keep_fp32, int8_target: str = "tensorrt") -> PrecisionOptions:
+                         int8_default_exclusions, keep_fp32, int8_target: str = "tensorrt",
+                         int8_float: str = "fp16") -> PrecisionOptions:
     """The PrecisionOptions for the flags of ``calibration_options``."""
     return PrecisionOptions(target, calib_images, calib_count, calib_method, tuple(int8_exclude),
-                            int8_default_exclusions, tuple(keep_fp32), int8_target)
+                            int8_default_exclusions, tuple(keep_fp32), int8_target, int8_float)
 
 
 def output_options(what: str) -> Callable:

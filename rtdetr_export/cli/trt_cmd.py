@@ -41,10 +41,10 @@ from rtdetr_export.pipeline.engine import EngineJob, fp16_or_int8, run_engine_jo
 @click.option("--onnx-only", is_flag=True, help="Stop after the verified precision ONNX (no TensorRT needed).")
 @output_options("existing outputs")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .engine file to write.")
-def trt_command(onnx_file, model_path, preset, method, image_size, bilinear_op, head, top_k, opset, fp16, int8, calib_images,
-                calib_count, calib_method, int8_exclude, int8_default_exclusions, keep_fp32, min_batch, opt_batch,
-                max_batch, workspace, timing_cache, builder_opt_level, cuda_graph, warmup, iterations, images,
-                onnx_only, force, quiet, as_json, output) -> None:
+def trt_command(onnx_file, model_path, preset, method, image_size, bilinear_op, head, top_k, opset, fp16, int8,
+                calib_images, calib_count, calib_method, int8_exclude, int8_default_exclusions, keep_fp32, int8_float,
+                min_batch, opt_batch, max_batch, workspace, timing_cache, builder_opt_level, cuda_graph, warmup,
+                iterations, images, onnx_only, force, quiet, as_json, output) -> None:
     """Build a TensorRT 10/11 engine (strongly typed; precision from the ONNX graph), verify it, time it."""
     target = fp16_or_int8(fp16, int8)
     opt_batch = opt_batch or min_batch
@@ -52,7 +52,8 @@ def trt_command(onnx_file, model_path, preset, method, image_size, bilinear_op, 
         output=output, onnx=onnx_file, head=head, top_k=top_k, opset=opset, bilinear_op=bilinear_op, images=images,
         cuda_graph=cuda_graph,
         precision=precision_from_flags(target or "fp32", calib_images, calib_count, calib_method, int8_exclude,
-                                       int8_default_exclusions, keep_fp32), precision_asked=target is not None,
+                                       int8_default_exclusions, keep_fp32, int8_float=int8_float),
+        precision_asked=target is not None,
         build=BuildOptions(min_batch, opt_batch, max_batch or opt_batch, workspace, timing_cache, builder_opt_level),
         warmup=warmup, iterations=iterations, onnx_only=onnx_only, force=force)
     job.validate(model_chosen=bool(preset or method or image_size))

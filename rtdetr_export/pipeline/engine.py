@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rtdetr_export.artifact import ENGINE_FORMAT, make_feed, provenance_header, read_provenance, sidecar_path
-from rtdetr_export.backends.tensorrt.builder import BuildOptions, build_serialized_engine, import_tensorrt
+from rtdetr_export.backends.tensorrt.builder import (BuildOptions, build_serialized_engine, check_tensorrt_graph,
+                                                    import_tensorrt)
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
 from rtdetr_export.export.torch_export import DEFAULT_BILINEAR_OP, DEFAULT_OPSET
 from rtdetr_export.files import atomic_output, check_output, file_sha256, write_text_atomic
@@ -160,6 +161,8 @@ class EngineJob:
     def validate(self, model_chosen: bool) -> None:
         """Reject contradictory requests before any work; ``model_chosen``: --preset/--method/--image-size given."""
         self.build.validate()
+        if self.head == "detections" and self.onnx is None:
+            check_tensorrt_graph(self.opset, "discrete", self.head, self.top_k)  # the sampler is known later
         if self.warmup < 0 or self.iterations < 1:
             raise RTDetrExportError("--warmup must be >= 0 and --iterations >= 1")
         if self.onnx is None:
@@ -178,8 +181,8 @@ class EngineJob:
 def fp16_or_int8(fp16: bool, int8: bool) -> str | None:
     """The precision the --fp16/--int8 flags ask for (None: neither)."""
     if fp16 and int8:
-        raise RTDetrExportError("--fp16 and --int8 are exclusive: --int8 keeps the layers it does not quantize in "
-                                "FP32 (docs/precision.md, 'FP16 and INT8 together')")
+        raise RTDetrExportError("--fp16 and --int8 are exclusive: --int8 already runs the layers it does not quantize "
+                                "in FP16 (--int8-float fp32 for FP32; docs/precision.md, 'FP16 and INT8 together')")
     return "fp16" if fp16 else "int8" if int8 else None
 
 
@@ -197,9 +200,12 @@ def run_engine_job(job: EngineJob, load_model: Callable[[], RTDETRv2], model_pat
             target = job.precision.target
             raise RTDetrExportError(f"{job.onnx} is {provenance['precision']}, not {target}: make a {target} file "
                                     f"with `rtdetr-export onnx --precision {target}`, or omit --onnx")
+        export = provenance["export"]
+        check_tensorrt_graph(export["opset"], provenance["method"], export["head"], export.get("top_k") or 0)
         onnx_path, model = Path(job.onnx), reference_model(provenance, model_path, log)
     else:
         onnx_path, model = engine_path.with_suffix(".onnx"), load_model()
+        check_tensorrt_graph(job.opset, model.config.decoder_method, job.head, job.top_k)
         options = OnnxExportOptions(opset=job.opset, batch=job.build.min_batch, dynamic_batch=job.build.dynamic,
                                     head=job.head, top_k=job.top_k, images=job.images, precision=job.precision,
                                     bilinear_op=job.bilinear_op)

@@ -18,6 +18,9 @@ from rtdetr_export.precision.int8 import CALIBRATION_METHODS, Int8Options
 from rtdetr_export.precision.int8_cpu import INT8_TARGETS
 
 PRECISIONS = ("fp32", "fp16", "int8")
+# What an INT8 graph's unquantized layers run in: FP16 (the FP16 policy around the Q/DQ layers, what a TensorRT
+# engine needs to be faster than FP16) or FP32 (every unquantized layer FP32, the conservative variant).
+INT8_FLOATS = ("fp16", "fp32")
 
 
 @dataclass
@@ -32,6 +35,8 @@ class PrecisionOptions:
     int8_default_exclusions: bool = True
     keep_fp32: tuple[str, ...] = ()
     int8_target: str = "tensorrt"  # the runtime the Q/DQ layout is made for: tensorrt or cpu (int8_cpu.py)
+    # What an INT8 graph's unquantized layers run in (tensorrt target; the cpu target keeps them FP32).
+    int8_float: str = "fp16"
 
     def validate(self) -> None:
         """Reject contradictory settings before any work is done."""
@@ -56,8 +61,17 @@ class PrecisionOptions:
         if self.int8_target == "cpu" and self.calib_method == "entropy":
             raise RTDetrExportError("--calib-method entropy is for --int8-target tensorrt; the cpu target takes "
                                     "minmax or percentile")
-        if self.target != "fp16" and self.keep_fp32:
-            raise RTDetrExportError("--keep-fp32 applies to --precision fp16 only")
+        if self.int8_float not in INT8_FLOATS:
+            raise RTDetrExportError(f"unknown --int8-float {self.int8_float!r}; choose one of {', '.join(INT8_FLOATS)}")
+        if self.target != "int8" and self.int8_float != "fp16":
+            raise RTDetrExportError("--int8-float applies to --precision int8 only")
+        if self.int8_target == "cpu" and self.int8_float != "fp16":
+            raise RTDetrExportError("--int8-float applies to --int8-target tensorrt; the cpu target keeps float "
+                                    "layers FP32")
+        if self.keep_fp32 and not (self.target == "fp16" or (self.target == "int8" and self.int8_target == "tensorrt"
+                                                              and self.int8_float == "fp16")):
+            raise RTDetrExportError("--keep-fp32 applies to --precision fp16, and to int8 (tensorrt target) with "
+                                    "--int8-float fp16")
         if self.calib_images is not None:
             list_images(self.calib_images)  # an empty or missing folder fails now, not after the export
 
@@ -80,7 +94,7 @@ def apply_precision(model: onnx.ModelProto, head: str, size: tuple[int, int], op
     _announce(calibration, options, log)
     if options.target == "fp16":
         return _to_fp16(model, head, calibration, options)
-    return _to_int8(model, head, calibration, options)
+    return _to_int8(model, head, calibration, options, log)
 
 
 def _announce(calibration: CalibrationSet, options: PrecisionOptions, log: Callable[[str], None]) -> None:
@@ -107,20 +121,39 @@ def _to_fp16(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
     return PrecisionResult(converted, fp16.fp16_recipe(plan, work, converted, calibration.describe()))
 
 
-def _to_int8(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
-             options: PrecisionOptions) -> PrecisionResult:
+def _to_int8(model: onnx.ModelProto, head: str, calibration: CalibrationSet, options: PrecisionOptions,
+             log: Callable[[str], None]) -> PrecisionResult:
     from rtdetr_export.precision.int8 import int8_recipe, qdq_coverage, quantize_int8
 
     int8 = Int8Options(options.calib_method, tuple(options.int8_exclude), options.int8_default_exclusions)
     if options.int8_target == "cpu":
         return _to_int8_cpu(model, head, calibration, int8)
-    quantized, excluded = quantize_int8(model, calibration.feeds(head), int8)
+    feeds = calibration.feeds(head)
+    quantized, excluded = quantize_int8(model, feeds, int8)
     missing = [name for name in qdq_coverage(quantized)["float"] if name not in excluded]
     if missing:
         raise RTDetrExportError(f"INT8: {len(missing)} layers were left without Q/DQ although not excluded "
                                 f"(first: {missing[0]})")
-    return PrecisionResult(quantized, {"target": "tensorrt",
-                                       **int8_recipe(int8, excluded, quantized, calibration.describe())})
+    recipe = {"target": "tensorrt", **int8_recipe(int8, excluded, quantized, calibration.describe())}
+    if options.int8_float == "fp32":
+        return PrecisionResult(quantized, {**recipe, "float": "fp32"})
+    from rtdetr_export.precision.fp16 import fp16_recipe
+    from rtdetr_export.precision.int8_fp16 import int8_with_fp16, subnormal_scales
+
+    converted, plan = int8_with_fp16(quantized, feeds, tuple(options.keep_fp32), log)
+    recipe["float"] = "fp16"
+    described = fp16_recipe(plan, quantized, converted, recipe["calibration"])
+    recipe["fp16"] = {key: value for key, value in described.items() if key not in ("range_calibration", "io")}
+    recipe["fp16"]["subnormal_scales"] = subnormal_scales(converted)
+    recipe["nodes"] = {**recipe["nodes"], **qdq_coverage_counts(converted)}
+    return PrecisionResult(converted, recipe)
+
+
+def qdq_coverage_counts(model: onnx.ModelProto) -> dict[str, int]:
+    from rtdetr_export.precision.int8 import qdq_coverage
+
+    coverage = qdq_coverage(model)
+    return {"quantized": len(coverage["quantized"]), "float": len(coverage["float"])}
 
 
 def _to_int8_cpu(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
@@ -137,4 +170,4 @@ def _to_int8_cpu(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
                                                       CPU_QUANTIZED_OPS, fused))
 
 
-__all__ = ["INT8_TARGETS", "PRECISIONS", "PrecisionOptions", "PrecisionResult", "apply_precision"]
+__all__ = ["INT8_FLOATS", "INT8_TARGETS", "PRECISIONS", "PrecisionOptions", "PrecisionResult", "apply_precision"]

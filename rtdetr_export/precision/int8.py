@@ -204,12 +204,23 @@ def entropy_ranges(source: Path, feeds: list[dict[str, np.ndarray]], folder: Pat
 
 
 def qdq_coverage(model: onnx.ModelProto) -> dict[str, list[str]]:
-    """Conv/MatMul/Gemm nodes whose data and weight inputs both come from DequantizeLinear, and those not."""
+    """Conv/MatMul/Gemm nodes whose data and weight inputs both come from DequantizeLinear, and those not.
+
+    A Cast between the DequantizeLinear and the layer (FP32 Q/DQ feeding an FP16 layer below opset 19) still
+    counts as Q/DQ-fed.
+    """
     made = producers(model)
+
+    def dequantized(name: str) -> bool:
+        node = made.get(name)
+        while node is not None and node.op_type == "Cast":
+            node = made.get(node.input[0])
+        return node is not None and node.op_type == "DequantizeLinear"
+
     out: dict[str, list[str]] = {"quantized": [], "float": []}
     for node in model.graph.node:
         if node.op_type in QUANTIZED_OPS:
-            fed = all(name in made and made[name].op_type == "DequantizeLinear" for name in node.input[:2])
+            fed = all(dequantized(name) for name in node.input[:2])
             out["quantized" if fed else "float"].append(node.name)
     return out
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdetr_export.artifact import make_feed
+from rtdetr_export.artifact import load_onnx, make_feed
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner
 from rtdetr_export.backends.fp16_emulation import Fp16EmulationRunner
 from rtdetr_export.backends.openvino_runner import OpenVinoRunner
 from rtdetr_export.imaging.inputs import verification_images
 from rtdetr_export.model import RTDETRv2
+from rtdetr_export.onnx_graph import stores_fp16
 from rtdetr_export.verify.agreement import AgreementThresholds, compare_agreement
 from rtdetr_export.verify.compare import (Thresholds, compare_detections, compare_raw, confirm_flips,
                                           judged_precision, thresholds_for)
@@ -92,7 +93,8 @@ def verify_onnx(model: RTDETRv2, onnx_path: str | Path, head: str, batches: list
     """ONNX Runtime (CPU), or OpenVINO CPU under the precision hint ``openvino``, vs the PyTorch reference for
     each batch size. An FP32 file under the bf16 hint is judged by the bf16 (agreement) limits.
 
-    An FP16 file runs on ONNX Runtime as FP32 compute with FP16 storage (backends/fp16_emulation.py): its CPU
+    An FP16 file (and an INT8 file whose float layers are FP16) runs on ONNX Runtime as FP32 compute with FP16
+    storage (backends/fp16_emulation.py): its CPU
     provider lacks most FP16 kernels and would otherwise skip most of the rounding.
     """
     thresholds = thresholds or thresholds_for(judged_precision(precision, openvino))
@@ -101,7 +103,7 @@ def verify_onnx(model: RTDETRv2, onnx_path: str | Path, head: str, batches: list
     if openvino is not None:
         candidate = OpenVinoRunner(onnx_path, openvino)
         name = f"openvino-cpu-{openvino}"
-    elif precision == "fp16":
+    elif precision == "fp16" or (precision != "fp32" and stores_fp16(load_onnx(onnx_path))):
         candidate, name = Fp16EmulationRunner(onnx_path), "onnxruntime-cpu-fp16-emulated"
     else:
         candidate, name = OnnxRuntimeRunner(onnx_path), "onnxruntime-cpu"

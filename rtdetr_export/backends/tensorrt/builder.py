@@ -1,8 +1,9 @@
 """Build a TensorRT engine from one of our precision ONNX files: one code path for TensorRT 10.x and 11.x.
 
 Precision lives in the graph (FP16 casts, INT8 Q/DQ), so the network is strongly typed and no precision
-builder flag, calibrator, ``build_engine`` or ``max_workspace_size`` is used: TensorRT 11 removed all of
-them and TensorRT 10 deprecated them. Pure helpers (options, optimisation-profile shapes) need no TensorRT.
+builder flag or calibrator is used (TensorRT 10 deprecated them, 11 removed them), nor ``build_engine`` or
+``max_workspace_size`` (removed in TensorRT 10.0). Pure helpers (options, optimisation-profile shapes) need no
+TensorRT.
 """
 
 from __future__ import annotations
@@ -73,6 +74,23 @@ def profile_shapes(io: dict[str, list[dict[str, Any]]], options: BuildOptions) -
     return shapes
 
 
+# TensorRT's TopK layer takes K <= 3840 (ITopKLayer; 10.x and 11.x): a detections head with a larger top-k
+# parses but fails to build.
+MAX_TOPK = 3840
+# GridSample from opset 20 (the bilinear sampler exported at --opset 20+) gives wrong results on TensorRT 10.13
+# and 11.1; opset 16-19 GridSample is right.
+GRID_SAMPLE_MAX_OPSET = 19
+
+
+def check_tensorrt_graph(opset: int, method: str, head: str, top_k: int) -> None:
+    """Refuse, before any export, graph options that TensorRT cannot build or builds wrong."""
+    if head == "detections" and top_k > MAX_TOPK:
+        raise RTDetrExportError(f"--top-k {top_k} is above TensorRT's TopK limit of {MAX_TOPK}")
+    if method == "default" and opset > GRID_SAMPLE_MAX_OPSET:
+        raise RTDetrExportError(f"--opset {opset} with the GridSample sampler computes wrong results on TensorRT "
+                                f"10.13 and 11.1: use --opset {GRID_SAMPLE_MAX_OPSET} or --method discrete")
+
+
 def import_tensorrt() -> Any:
     """The ``tensorrt`` module, or MissingDependencyError naming how to install it."""
     try:
@@ -128,7 +146,7 @@ def build_serialized_engine(onnx_path: str | Path, io: dict[str, list[dict[str, 
 
     cache_path = Path(options.timing_cache) if options.timing_cache else None
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-    config.set_timing_cache(config.create_timing_cache(cache_bytes), False)
+    attach_timing_cache(config, cache_bytes, log)
 
     log(f"building the engine (TensorRT {trt.__version__}, optimisation level {options.builder_optimization_level}, "
         f"workspace {options.workspace_mib} MiB)")
@@ -136,9 +154,30 @@ def build_serialized_engine(onnx_path: str | Path, io: dict[str, list[dict[str, 
     if serialized is None:
         raise RTDetrExportError("TensorRT failed to build the engine (its log above says why)")
     if cache_path is not None:
-        _save_timing_cache(cache_path, bytes(config.get_timing_cache().serialize()))
-        log(f"timing cache saved to {cache_path}")
+        cache = config.get_timing_cache()
+        if cache is None:  # the binding returns None when no cache is attached
+            log("warning: TensorRT returned no timing cache; none saved")
+        else:
+            _save_timing_cache(cache_path, bytes(cache.serialize()))
+            log(f"timing cache saved to {cache_path}")
     return bytes(serialized)
+
+
+def attach_timing_cache(config: Any, cache_bytes: bytes, log: Callable[[str], None]) -> None:
+    """Attach the timing cache read from a file, or a new one when TensorRT refuses it.
+
+    A cache written by another TensorRT version or GPU is refused: ``create_timing_cache`` returns None or
+    ``set_timing_cache`` returns False (``ignore_mismatch`` stays False: mismatched timings would be wrong).
+    The build then starts from an empty cache, which is saved over the stale file afterwards.
+    """
+    cache = config.create_timing_cache(cache_bytes) if cache_bytes else None
+    if cache is not None and config.set_timing_cache(cache, False):
+        return
+    if cache_bytes:
+        log("warning: the timing cache was made by another TensorRT version or GPU; starting a new one")
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or not config.set_timing_cache(fresh, False):
+        raise RTDetrExportError("TensorRT could not create an empty timing cache")
 
 
 def _save_timing_cache(path: Path, data: bytes) -> None:
@@ -146,4 +185,4 @@ def _save_timing_cache(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-__all__ = ["BuildOptions", "build_serialized_engine", "import_tensorrt", "profile_shapes"]
+__all__ = ["BuildOptions", "build_serialized_engine", "check_tensorrt_graph", "import_tensorrt", "profile_shapes"]

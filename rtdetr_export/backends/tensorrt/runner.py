@@ -28,6 +28,24 @@ def cuda_device(index: int = 0) -> Any:
     return torch.device(f"cuda:{index}")
 
 
+def shape_refused(name: str, shape: tuple[int, ...], profile: Any) -> str:
+    """Why ``set_input_shape`` returned False: the shape against the profile's (min, opt, max)."""
+    low, _, high = (tuple(int(d) for d in dims) for dims in profile)
+    if len(shape) == len(low) and shape[1:] == low[1:] and not low[0] <= shape[0] <= high[0]:
+        return (f"batch {shape[0]} is outside the engine's profile ({low[0]}..{high[0]}); rebuild with "
+                f"--min-batch/--max-batch covering it")
+    return f"input {name!r} of shape {list(shape)} is outside the engine's profile ({list(low)}..{list(high)})"
+
+
+def output_shape(name: str, dims: Any) -> tuple[int, ...]:
+    """An output's shape once the inputs are set; a -1 left means a data-dependent shape we do not allocate."""
+    shape = tuple(int(d) for d in dims)
+    if any(d < 0 for d in shape):
+        raise RTDetrExportError(f"engine output {name!r} has a data-dependent shape {list(shape)} (-1 after the input "
+                                "shapes were set); our graphs never make one, so this engine is not ours")
+    return shape
+
+
 class TensorRTRunner(Runner):
     """Runs a serialized engine (a path or the bytes) on one GPU."""
 
@@ -81,13 +99,20 @@ class TensorRTRunner(Runner):
                     raise RTDetrExportError(f"the engine needs input {name!r}")
                 tensor = torch.from_numpy(np.ascontiguousarray(feed[name])).to(self.device, self._torch_dtype(name))
                 self.buffers[name] = tensor
-                self.context.set_input_shape(name, tuple(tensor.shape))
-                self.context.set_tensor_address(name, tensor.data_ptr())
+                if not self.context.set_input_shape(name, tuple(tensor.shape)):
+                    raise RTDetrExportError(shape_refused(name, tuple(tensor.shape),
+                                                          self.engine.get_tensor_profile_shape(name, 0)))
+                self._set_address(name, tensor)
             for name in self.output_names:
-                shape = tuple(self.context.get_tensor_shape(name))
+                shape = output_shape(name, self.context.get_tensor_shape(name))
                 tensor = torch.empty(shape, dtype=self._torch_dtype(name), device=self.device)
                 self.buffers[name] = tensor
-                self.context.set_tensor_address(name, tensor.data_ptr())
+                self._set_address(name, tensor)
+
+    def _set_address(self, name: str, tensor: Any) -> None:
+        if not self.context.set_tensor_address(name, tensor.data_ptr()):
+            raise RTDetrExportError(f"TensorRT rejected the device address of {name!r} (set_tensor_address "
+                                    "returned false)")
 
     def execute(self) -> None:
         """Run once on the bound buffers (replaying the CUDA graph when enabled); does not wait."""
@@ -103,7 +128,10 @@ class TensorRTRunner(Runner):
         self.stream.synchronize()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=self.stream):
-            self.context.execute_async_v3(self.stream.cuda_stream)
+            captured = self.context.execute_async_v3(self.stream.cuda_stream)
+        if not captured:
+            raise RTDetrExportError("TensorRT execution failed while capturing the CUDA graph "
+                                    "(execute_async_v3 returned false)")
         self._graph = graph
         self._graph_shapes = {n: tuple(self.buffers[n].shape) for n in self.input_names}
 
