@@ -56,7 +56,7 @@ def bench_command(artifacts, model_path, preset, method, image_size, backends, o
         threads=threads, images=images, head=head, peer=peer, note=note,
         openvino=[hint.strip() for hint in openvino_hints.split(",") if hint.strip()])
     if report_dir:
-        from rtdetr_export.bench.writers import check_report_folder
+        from rtdetr_export.files import check_report_folder
 
         check_report_folder(report_dir, force)
     log = progress(quiet)
