@@ -145,14 +145,19 @@ def run_load(url: str, model: str, images: list[Image.Image], clients: int = 16,
         thread.join(seconds + 2 * timeout_s + 10)  # bounded: every call inside has its own timeout
     wall = time.perf_counter() - started
     stop.set()
+    samples = [ms for per_client in latencies for ms in per_client]
     formed: Counter = Counter()
     if not aborted:
         try:
             formed = _batch_stats(control, inner) - before
+            # Triton records a batch's statistics after sending its responses: give the last ones a moment.
+            settle = time.perf_counter() + 2.0
+            while sum(k * v for k, v in formed.items()) < len(samples) and time.perf_counter() < settle:
+                time.sleep(0.05)
+                formed = _batch_stats(control, inner) - before
         except Exception as exc:
             aborted.append(f"the server at {url} stopped answering: {triton_error(exc)}")
     control.deactivate()
-    samples = [ms for per_client in latencies for ms in per_client]
     return LoadResult(model=model, url=url, clients=clients, seconds=seconds, requests=len(samples),
                       failed=sum(errors.values()), wall_s=round(wall, 3),
                       throughput_rps=round(len(samples) / wall, 3) if wall > 0 else 0.0,
