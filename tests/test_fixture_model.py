@@ -45,14 +45,23 @@ def test_the_original_layout_of_the_trained_weights_loads_and_computes_the_same(
             assert torch.equal(ours, theirs)
 
 
-@pytest.mark.xfail(strict=True, reason="not met yet: the committed fixture reaches AP 0.158 / AP50 0.324 on this "
-                   "split (40 min of CPU training; benchmarks/fixture/README.md says why and what would close it)")
-def test_the_fixture_meets_its_accuracy_floor(fixture_model):
-    # The issue's acceptance floor (AP50 >= 0.70, AP >= 0.40) on the whole committed val split, unchanged: strict
-    # xfail, so a better fixture turns this into a failure until the marker goes.
-    stats = evaluate([], EvalOptions(str(VAL / "instances_val.json"), str(VAL / "images"), batch=8),
-                     fixture_model).rows[0].metrics.stats
-    assert stats["AP50"] >= 0.70 and stats["AP"] >= 0.40, stats
+@pytest.fixture(scope="module")
+def full_val_stats(fixture_model):
+    """The fixture's COCO metrics on the whole committed val split, by `eval`'s own code."""
+    return evaluate([], EvalOptions(str(VAL / "instances_val.json"), str(VAL / "images"), batch=8),
+                    fixture_model).rows[0].metrics.stats
+
+
+# The issue's acceptance floor (AP >= 0.40, AP50 >= 0.70 on the whole committed val split), unchanged; each half
+# on its own, so the part that is met is checked and the part that is not stays visible.
+def test_the_fixture_meets_its_ap_floor(full_val_stats):
+    assert full_val_stats["AP"] >= 0.40, full_val_stats
+
+
+@pytest.mark.xfail(strict=True, reason="not met yet: the committed fixture reaches AP50 0.659 on this split "
+                   "(benchmarks/fixture/README.md says why and what would close it)")
+def test_the_fixture_meets_its_ap50_floor(full_val_stats):
+    assert full_val_stats["AP50"] >= 0.70, full_val_stats
 
 
 def test_the_fp32_onnx_export_keeps_the_reference_ap(fixture_model, tmp_path):
