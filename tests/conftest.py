@@ -19,6 +19,33 @@ import torch
 
 from rtdetr_export.model.query_selection import select_topk
 
+# -- one core per test worker ----------------------------------------------------------------------------------------
+def _one_core_per_worker() -> None:
+    """Under pytest-xdist (README: ``-n 2`` on the 2-core CI machine) ONNX Runtime sessions run one thread per
+    worker: two workers that each start two spinning ORT pools on two cores slow each other down far more than
+    one thread each. torch (here and in CLI subprocesses) keeps its threads: the PyTorch reference's numerics depend on its
+    thread count (measured: r18vd detections-head boxes move by ~3e-5 px single-threaded), and the parity
+    limits were measured with the default."""
+    import onnxruntime as ort
+
+    make = ort.InferenceSession.__init__
+
+    def one_thread(self, path_or_bytes, sess_options=None, *args, **kwargs):
+        sess_options = sess_options or ort.SessionOptions()
+        if not sess_options.intra_op_num_threads:  # only where the caller did not choose
+            sess_options.intra_op_num_threads = 1
+        make(self, path_or_bytes, sess_options, *args, **kwargs)
+
+    ort.InferenceSession.__init__ = one_thread
+
+
+def pytest_configure(config) -> None:
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        _one_core_per_worker()
+
+
 # Input size used for each preset in these tests (tiny is built for 320, the released sizes for 640).
 PRESET_SIZES = {"tiny": 320, "r18vd": 640, "r34vd": 640, "r50vd_m": 640, "r50vd": 640, "r101vd": 640}
 

@@ -53,7 +53,7 @@ def broken_int8(tmp_path_factory):
 @pytest.mark.slow  # one verified re-conversion per search step: minutes on a loaded 2-core machine
 def test_debug_precision_names_the_culprit_parts_and_finds_a_float_set_that_passes(broken_int8):
     # Judged by the FP16 limits: an INT8 file asked to agree with FP32 as closely as FP16 does.
-    result = CliRunner().invoke(main, ["debug-precision", str(broken_int8), "--count", "2", "--max-parts", "24",
+    result = CliRunner().invoke(main, ["debug-precision", str(broken_int8), "--count", "2", "--max-parts", "40",
                                        "--limits", "fp16", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
