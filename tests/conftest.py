@@ -19,8 +19,8 @@ import torch
 
 from rtdetr_export.model.query_selection import select_topk
 
-# -- one core per test worker ----------------------------------------------------------------------------------------
-def _one_core_per_worker() -> None:
+# -- one ONNX Runtime thread per test worker ----------------------------------------------------------------------------------------
+def _onnxruntime_one_thread_per_worker() -> None:
     """Under pytest-xdist (README: ``-n 2`` on the 2-core CI machine) ONNX Runtime sessions run one thread per
     worker: two workers that each start two spinning ORT pools on two cores slow each other down far more than
     one thread each. torch (here and in CLI subprocesses) keeps its threads: the PyTorch reference's numerics depend on its
@@ -43,7 +43,7 @@ def pytest_configure(config) -> None:
     import os
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        _one_core_per_worker()
+        _onnxruntime_one_thread_per_worker()
 
 
 # Input size used for each preset in these tests (tiny is built for 320, the released sizes for 640).

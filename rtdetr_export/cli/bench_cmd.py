@@ -6,7 +6,7 @@ import click
 
 from rtdetr_export.bench.targets import BACKENDS, DEVICES
 from rtdetr_export.cli.common import emit_json, progress
-from rtdetr_export.cli.options import model_options
+from rtdetr_export.cli.options import model_options, report_options
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.heads import HEADS
 
@@ -36,11 +36,7 @@ from rtdetr_export.model.heads import HEADS
               help="Add the transformers path (RTDetrV2ForObjectDetection -> torch.onnx -> onnxslim) on the same "
                    "weights; needs transformers.")
 @click.option("--note", default=None, help="A line shown at the top of the report (e.g. 'draft, noisy machine').")
-@click.option("--report", "report_dir", type=click.Path(path_type=str), default=None,
-              help="Write report.json, report.md, report.csv and latency.png into this folder.")
-@click.option("--force", is_flag=True, help="Replace a report already in --report.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report JSON on stdout.")
-@click.option("--quiet", is_flag=True, help="No progress lines.")
+@report_options("report.json, report.md, report.csv and latency.png")
 def bench_command(artifacts, model_path, preset, method, image_size, backends, openvino_hints, device, batch_text, warmup, iters,
                   seconds, e2e_iters, threads, images, head, peer, note, report_dir, force, as_json, quiet) -> None:
     """Benchmark ARTIFACTs (ONNX files, TensorRT engines) against PyTorch; with none, export the model first."""

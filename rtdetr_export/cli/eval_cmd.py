@@ -7,7 +7,7 @@ import sys
 import click
 
 from rtdetr_export.cli.common import build_model, emit_json, log, progress
-from rtdetr_export.cli.options import output_options
+from rtdetr_export.cli.options import report_options
 
 
 @click.command("eval")
@@ -22,9 +22,7 @@ from rtdetr_export.cli.options import output_options
 @click.option("--openvino", "openvino_hints", default="", metavar="HINTS",
               help="Also run each ONNX artifact on OpenVINO CPU with these precision hints, e.g. f32,bf16 "
                    "(needs pip install openvino).")
-@click.option("--report", "report_dir", type=click.Path(path_type=str), default=None,
-              help="Write report.json, report.md, report.csv and pr_curves.png into this folder.")
-@output_options("a report already in --report")
+@report_options("report.json, report.md, report.csv and pr_curves.png")
 def eval_command(artifacts, annotations, images, model_path, batch, limit, openvino_hints, report_dir, force, quiet,
                  as_json) -> None:
     """COCO metrics (AP, AP50, AP75, AP S/M/L, AR@100, per class) of the reference and each ARTIFACT.

@@ -111,6 +111,16 @@ def output_options(what: str) -> Callable:
     return decorate
 
 
+def report_options(files: str) -> Callable:
+    """--report DIR plus --force / --quiet / --json, for the commands that write a report folder (bench, eval,
+    serve-bench); ``files`` names what lands in the folder."""
+    def decorate(func: Callable) -> Callable:
+        func = output_options("a report already in --report")(func)
+        return click.option("--report", "report_dir", type=click.Path(path_type=str), default=None,
+                            help=f"Write {files} into this folder.")(func)
+    return decorate
+
+
 def openvino_option(func: Callable) -> Callable:
     """--openvino HINT: run the ONNX file on OpenVINO CPU under this recorded precision hint (verify, predict).
     bench and eval take a comma-separated list under the same name, one row per hint."""

@@ -7,6 +7,7 @@ import sys
 import click
 
 from rtdetr_export.cli.common import emit_json, log, progress
+from rtdetr_export.cli.options import report_options
 from rtdetr_export.errors import RTDetrExportError
 
 
@@ -21,11 +22,7 @@ from rtdetr_export.errors import RTDetrExportError
 @click.option("--images", type=click.Path(path_type=str), default=None,
               help="Folder of images the clients cycle through (default: the test photos in tests/data/images).")
 @click.option("--note", default=None, help="A line shown at the top of the report.")
-@click.option("--report", "report_dir", type=click.Path(path_type=str), default=None,
-              help="Write report.json, report.md and report.csv into this folder.")
-@click.option("--force", is_flag=True, help="Replace a report already in --report.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report JSON on stdout.")
-@click.option("--quiet", is_flag=True, help="No progress lines.")
+@report_options("report.json, report.md and report.csv")
 def serve_bench_command(url, models, clients, seconds, timeout_s, images, note, report_dir, force, as_json,
                         quiet) -> None:
     """Load-test MODELs served by Triton at URL (http://host:8000 or grpc://host:8001); exit 1 on any failure."""

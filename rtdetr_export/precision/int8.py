@@ -238,9 +238,15 @@ def int8_recipe(options: Int8Options, excluded: dict[str, str], quantized: onnx.
         "quantized_ops": list(QUANTIZED_OPS),
         "output_quantization": "none (inputs only)",
         "bias": "float",
-        "calibration": {**calibration, "method": options.method},
-        "default_exclusions": dict(DEFAULT_EXCLUSIONS) if options.default_exclusions else {},
-        "user_exclusions": list(options.exclude),
-        "excluded_nodes": dict(sorted(excluded.items())),
+        **calibration_and_exclusions(options, excluded, calibration),
         "nodes": {"quantized": len(coverage["quantized"]), "float": len(coverage["float"])},
     }
+
+
+def calibration_and_exclusions(options: Int8Options, excluded: dict[str, str],
+                               calibration: dict[str, Any]) -> dict[str, Any]:
+    """The recipe fields every INT8 layout records the same way: its calibration and what was kept float."""
+    return {"calibration": {**calibration, "method": options.method},
+            "default_exclusions": dict(DEFAULT_EXCLUSIONS) if options.default_exclusions else {},
+            "user_exclusions": list(options.exclude),
+            "excluded_nodes": dict(sorted(excluded.items()))}

@@ -32,7 +32,7 @@ import onnx
 
 from rtdetr_export.artifact import load_onnx
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.precision.int8 import (DEFAULT_EXCLUSIONS, Int8Options, _Feeds, _quiet_quantizer,
+from rtdetr_export.precision.int8 import (Int8Options, _Feeds, _quiet_quantizer, calibration_and_exclusions,
                                           excluded_nodes, qdq_coverage)
 
 INT8_TARGETS = ("tensorrt", "cpu")
@@ -119,10 +119,7 @@ def cpu_int8_recipe(options: Int8Options, excluded: dict[str, str], quantized: o
         "quantized_ops": list(op_types),
         "output_quantization": "yes (what ONNX Runtime needs to fuse Q/DQ into QLinearConv / QLinearMatMul)",
         "bias": "int32 (input scale x weight scale)",
-        "calibration": {**calibration, "method": options.method},
-        "default_exclusions": dict(DEFAULT_EXCLUSIONS) if options.default_exclusions else {},
-        "user_exclusions": list(options.exclude),
-        "excluded_nodes": dict(sorted(excluded.items())),
+        **calibration_and_exclusions(options, excluded, calibration),
         "nodes": {"quantized": sum(n.name in fed for n in quantized_ops),
                   "float": sum(n.name not in fed for n in quantized_ops)},
         "onnxruntime_fused_integer_ops": fused,
