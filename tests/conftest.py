@@ -19,6 +19,11 @@ import torch
 
 from rtdetr_export.model.query_selection import select_topk
 
+# The trained fixture (benchmarks/fixture/): what accuracy, agreement-limit and precision tests run on.
+SHAPES = Path(__file__).parent / "data" / "fixture"
+SHAPES_MODEL, SHAPES_DSP, SHAPES_VAL = SHAPES / "rtdetrv2_shapes", SHAPES / "rtdetrv2_shapes_dsp", SHAPES / "shapes_val"
+
+
 # -- one ONNX Runtime thread per test worker ----------------------------------------------------------------------------------------
 def _onnxruntime_one_thread_per_worker() -> None:
     """Under pytest-xdist (README: ``-n 2`` on the 2-core CI machine) ONNX Runtime sessions run one thread per

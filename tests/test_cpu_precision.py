@@ -4,6 +4,8 @@ under an explicit, recorded precision hint (bf16 judged by detection agreement, 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,28 +29,39 @@ from rtdetr_export.verify import AgreementThresholds, compare_agreement, judged_
 from rtdetr_export.weights import load_model
 
 
+FIXTURE = Path(__file__).parent / "data" / "fixture"
+ROOT = Path(__file__).parents[1]
+
+
 @pytest.fixture(scope="module")
-def cpu_int8_tiny(tmp_path_factory) -> tuple[Path, object]:
-    """tiny, default sampler, INT8 for the cpu target from 1 synthetic scene; export_onnx verifies it (batch 1)
-    by the INT8 agreement limits and raises if it fails."""
-    path = tmp_path_factory.mktemp("int8cpu") / "tiny_int8_cpu.onnx"
-    model = load_model(preset="tiny")
-    export_onnx(model, path, OnnxExportOptions(precision=PrecisionOptions("int8", calib_count=1, int8_target="cpu")))
+def cpu_int8(tmp_path_factory) -> tuple[Path, object]:
+    """The trained fixture (default sampler, gather bilinear), INT8 for the cpu target calibrated on 8 images from
+    the training split's generator; export_onnx verifies it (batch 1) by the INT8 agreement limits and raises if
+    it fails."""
+    folder = tmp_path_factory.mktemp("int8cpu")
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fixture" / "make_dataset.py"), "--split", "train",
+                    "--count", "8", "--seed", "7", "--out", str(folder / "calib")], check=True, capture_output=True)
+    path = folder / "shapes_int8_cpu.onnx"
+    model = load_model(FIXTURE / "rtdetrv2_shapes")
+    precision = PrecisionOptions("int8", calib_images=str(folder / "calib" / "images"), calib_count=8,
+                                 int8_target="cpu")
+    export_onnx(model, path, OnnxExportOptions(dynamic_batch=True, precision=precision))
     return path, model
 
 
-def test_cpu_target_runs_as_fused_integer_kernels_in_onnx_runtime(cpu_int8_tiny):
-    path, _ = cpu_int8_tiny
+def test_cpu_target_runs_as_fused_integer_kernels_in_onnx_runtime(cpu_int8):
+    path, _ = cpu_int8
     fused = fused_integer_ops(path)  # counted on the graph ONNX Runtime optimised, not on our file
-    convs = sum(n.op_type == "Conv" for n in onnx.load(str(path)).graph.node)
+    excluded = json.loads(path.with_suffix(".json").read_text())["precision_recipe"]["excluded_nodes"]
+    convs = sum(n.op_type == "Conv" and n.name not in excluded for n in onnx.load(str(path)).graph.node)
     linear = fused.get("QLinearMatMul", 0) + fused.get("QGemm", 0)  # a static-batch export's Linear is a Gemm
     assert fused.get("QLinearConv", 0) == convs > 0 and linear > 0, fused
     recipe = json.loads(path.with_suffix(".json").read_text())["precision_recipe"]
     assert recipe["onnxruntime_fused_integer_ops"] == fused
 
 
-def test_cpu_target_has_uint8_activations_per_channel_int8_weights_and_records_it(cpu_int8_tiny):
-    path, _ = cpu_int8_tiny
+def test_cpu_target_has_uint8_activations_per_channel_int8_weights_and_records_it(cpu_int8):
+    path, _ = cpu_int8
     model = onnx.load(str(path))
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     made = producers(model)
@@ -62,14 +75,32 @@ def test_cpu_target_has_uint8_activations_per_channel_int8_weights_and_records_i
     sidecar = json.loads(path.with_suffix(".json").read_text())
     recipe = sidecar["precision_recipe"]
     assert sidecar["precision"] == "int8" and sidecar["verification"]["passed"]
-    assert recipe["target"] == "cpu" and recipe["per_channel"] and recipe["quantized_ops"] == ["Conv", "MatMul", "Gemm"]
+    assert recipe["target"] == "cpu" and recipe["per_channel"]
+    assert recipe["quantized_ops"] == ["Conv", "MatMul", "Gemm", "Relu"]
     assert recipe["activations"].startswith("uint8") and recipe["weights"].startswith("int8")
     assert "*/dec_score_head*" in recipe["default_exclusions"] and recipe["excluded_nodes"]
 
 
-def test_openvino_runs_the_cpu_int8_file_as_is_and_agrees_with_onnx_runtime(cpu_int8_tiny):
-    path, _ = cpu_int8_tiny
-    feed = make_feed("raw", *verification_images(1, (320, 320), None, seed=0))
+def test_a_relu_after_a_quantized_layer_is_folded_into_its_output_quantization(cpu_int8):
+    path, _ = cpu_int8
+    model = onnx.load(str(path))
+    made = producers(model)
+    relus = [n for n in model.graph.node if n.op_type == "Relu"]
+    # Unfolded, the backbone's ReLUs would sit between a DequantizeLinear and a QuantizeLinear and run in float on
+    # the dequantized tensor; the ones left follow float layers (the heads the default exclusions keep float).
+    assert not [n.name for n in relus if made[n.input[0]].op_type == "DequantizeLinear"]
+
+
+def test_openvino_runs_the_cpu_int8_file_as_is_and_agrees_with_onnx_runtime(cpu_int8):
+    """On the trained fixture this needs the value projection of the whole memory kept float: OpenVINO 2026.4's
+    low-precision MatMul pass throws on it quantized (int8_cpu.CPU_DEFAULT_EXCLUSIONS)."""
+    path, _ = cpu_int8
+    recipe = json.loads(path.with_suffix(".json").read_text())["precision_recipe"]
+    assert any("value_proj" in name and "OpenVINO" in why for name, why in recipe["excluded_nodes"].items())
+    # ... and its stem's 8-channel convolutions, which OpenVINO computes wrong in INT8 (AP 0.33 instead of 0.63).
+    narrow = {name for name, why in recipe["excluded_nodes"].items() if "output channels" in why}
+    assert narrow == {f"/model/backbone/conv1/conv1_{k}/conv/Conv" for k in (1, 2)}
+    feed = make_feed("raw", *verification_images(4, (320, 320), None, seed=0))
     with OnnxRuntimeRunner(path) as ort_runner, OpenVinoRunner(path, "f32") as ov_runner:
         run = compare_agreement(ort_runner.infer(feed), ov_runner.infer(feed), "raw", thresholds_for("int8"))
     assert ov_runner.name == "openvino-f32" and run.kind == "agreement"
@@ -107,3 +138,20 @@ def test_bad_cpu_precision_flags_fail_in_one_line(tmp_path, args, message):
     assert result.exit_code == 1 and message in result.stderr, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error:")
     assert not list(tmp_path.iterdir())
+
+
+def test_openvino_outputs_keep_the_files_names_when_it_folds_a_cast(tmp_path):
+    """An FP16 or INT8+FP16 file casts at its inputs and outputs; OpenVINO folds those casts and its ports then
+    also carry the inner tensors' names, which ``get_any_name`` can return instead of the file's."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Cast", ["images"], ["a_half_in"], to=TensorProto.FLOAT16),
+             helper.make_node("Relu", ["a_half_in"], ["a_half_out"]),
+             helper.make_node("Cast", ["a_half_out"], ["logits"], to=TensorProto.FLOAT)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "cast.onnx"))
+    with OpenVinoRunner(tmp_path / "cast.onnx") as runner:
+        out = runner.infer({"images": np.array([[-1.0, 2.0, -3.0, 4.0]], np.float32)})
+    assert list(out) == ["logits"]
+    np.testing.assert_array_equal(out["logits"], [[0.0, 2.0, 0.0, 4.0]])

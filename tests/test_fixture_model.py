@@ -52,16 +52,10 @@ def full_val_stats(fixture_model):
                     fixture_model).rows[0].metrics.stats
 
 
-# The acceptance floor (AP >= 0.40, AP50 >= 0.70 on the whole committed val split), unchanged; each half
-# on its own, so the part that is met is checked and the part that is not stays visible.
-def test_the_fixture_meets_its_ap_floor(full_val_stats):
-    assert full_val_stats["AP"] >= 0.40, full_val_stats
-
-
-@pytest.mark.xfail(strict=True, reason="not met yet: the committed fixture reaches AP50 0.659 on this split "
-                   "(benchmarks/fixture/README.md says why and what would close it)")
-def test_the_fixture_meets_its_ap50_floor(full_val_stats):
-    assert full_val_stats["AP50"] >= 0.70, full_val_stats
+# The acceptance floor is AP >= 0.40 and AP50 >= 0.70 on the whole committed val split; its goal, which the
+# committed fixture reaches (AP 0.638, AP50 0.833), is AP >= 0.50 and AP50 >= 0.80.
+def test_the_fixture_reaches_the_accuracy_goal_on_the_val_split(full_val_stats):
+    assert full_val_stats["AP"] >= 0.50 and full_val_stats["AP50"] >= 0.80, full_val_stats
 
 
 def test_the_fp32_onnx_export_keeps_the_reference_ap(fixture_model, tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
+from conftest import SHAPES_DSP, SHAPES_MODEL, SHAPES_VAL
 from rtdetr_export.cli import main
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.export.graph_checks import check_graph
@@ -38,12 +39,13 @@ def fp16_tiny(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def int8_tiny(tmp_path_factory) -> tuple[Path, object]:
-    """tiny, default sampler, detections head, INT8 from synthetic calibration, via `trt --onnx-only`."""
+def int8_trained(tmp_path_factory) -> tuple[Path, object]:
+    """The trained fixture, default sampler, detections head, INT8 from synthetic calibration, via `trt
+    --onnx-only` (the INT8 limits were derived on trained weights; random ones tie their scores)."""
     folder = tmp_path_factory.mktemp("int8")
-    result = CliRunner().invoke(main, ["trt", "--preset", "tiny", "--head", "detections", "--int8", "--calib-count",
-                                       "4", "--onnx-only", "-o", str(folder / "tiny_int8.engine")])
-    return folder / "tiny_int8.onnx", result
+    result = CliRunner().invoke(main, ["trt", "--model", str(SHAPES_MODEL), "--head", "detections", "--int8",
+                                       "--calib-count", "4", "--onnx-only", "-o", str(folder / "shapes_int8.engine")])
+    return folder / "shapes_int8.onnx", result
 
 
 def _fp32_tiny_graph(tmp_path: Path) -> onnx.ModelProto:
@@ -92,7 +94,7 @@ def test_fp16_export_meets_agreement_thresholds_and_records_recipe(fp16_tiny):
     assert report["thresholds"]["min_matched"] == limits.min_matched
     for run in report["runs"]:
         assert run["outputs"]["matched"]["agreement"] >= limits.min_matched
-        assert run["outputs"]["scores"]["max_abs"] <= limits.max_score_abs
+        assert run["outputs"]["scores"]["mean_abs"] <= limits.max_mean_score_abs
     recipe = sidecar["precision_recipe"]
     assert recipe["library"].startswith("onnxruntime.transformers.float16")
     assert recipe["range_calibration"]["source"] == "synthetic" and recipe["range_calibration"]["count"] == 4
@@ -164,8 +166,8 @@ def test_onnxruntime_keeps_explicit_fp16_rounding_casts():
 
 
 # -- INT8 --------------------------------------------------------------------------------------------------------
-def test_int8_onnx_only_says_it_calibrated_on_synthetic_scenes(int8_tiny):
-    path, result = int8_tiny
+def test_int8_onnx_only_says_it_calibrated_on_synthetic_scenes(int8_trained):
+    path, result = int8_trained
     assert result.exit_code == 0, result.output
     assert "synthetic scenes" in result.stderr and "engine not built" in result.stdout
     assert path.is_file() and not path.with_suffix(".engine").exists()
@@ -175,8 +177,8 @@ def test_int8_onnx_only_says_it_calibrated_on_synthetic_scenes(int8_tiny):
     assert sidecar["verification"]["passed"] and sidecar["precision"] == "int8"
 
 
-def test_int8_graph_has_qdq_on_every_conv_and_matmul_not_excluded(int8_tiny):
-    path, _ = int8_tiny
+def test_int8_graph_has_qdq_on_every_conv_and_matmul_not_excluded(int8_trained):
+    path, _ = int8_trained
     model = onnx.load(str(path))
     check_graph(model, "default")
     excluded = json.loads(path.with_suffix(".json").read_text())["precision_recipe"]["excluded_nodes"]
@@ -184,7 +186,7 @@ def test_int8_graph_has_qdq_on_every_conv_and_matmul_not_excluded(int8_tiny):
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     layers = [n for n in model.graph.node if n.op_type in QUANTIZED_OPS]
     quantized = [n for n in layers if n.name not in excluded]
-    assert len(quantized) > 40 and excluded
+    assert len(quantized) > 20 and excluded
     def dequantizer(name):  # below opset 19 an FP16 layer reads its DQ through a Cast (FP32 Q/DQ)
         node = made.get(name)
         while node is not None and node.op_type == "Cast":
@@ -202,8 +204,8 @@ def test_int8_graph_has_qdq_on_every_conv_and_matmul_not_excluded(int8_tiny):
     assert all(inits[dq.input[1]].size == inits[dq.input[0]].shape[0] for dq in conv_weights)  # per channel
 
 
-def test_int8_default_exclusions_cover_heads_selection_and_attention(int8_tiny):
-    path, _ = int8_tiny
+def test_int8_default_exclusions_cover_heads_selection_and_attention(int8_trained):
+    path, _ = int8_trained
     excluded = json.loads(path.with_suffix(".json").read_text())["precision_recipe"]["excluded_nodes"]
     for part in ("dec_score_head", "enc_score_head", "dec_bbox_head", "enc_bbox_head", "enc_output",
                  "query_pos_head", "sampling_offsets", "attention_weights"):
@@ -230,17 +232,20 @@ def test_entropy_calibration_clips_outliers_unlike_minmax(tmp_path):
 
 
 def test_int8_with_calibration_images_and_verify_command(tmp_path):
-    out = tmp_path / "tiny_int8.onnx"
-    result = CliRunner().invoke(main, ["onnx", "--preset", "tiny", "--method", "discrete", "--precision", "int8",
-                                       "--calib-images", str(IMAGES), "--calib-count", "3", "--calib-method",
+    """The discrete fine-tune of the trained fixture, calibrated on 3 of its val images (a test of the options;
+    accuracy runs never calibrate on the images they score)."""
+    out = tmp_path / "dsp_int8.onnx"
+    images = SHAPES_VAL / "images"
+    result = CliRunner().invoke(main, ["onnx", "--model", str(SHAPES_DSP), "--precision", "int8",
+                                       "--calib-images", str(images), "--calib-count", "3", "--calib-method",
                                        "percentile", "--int8-exclude", "*/backbone/conv1/conv1_1/*", "--quiet",
                                        "-o", str(out)])
     assert result.exit_code == 0, result.output
     recipe = json.loads(out.with_suffix(".json").read_text())["precision_recipe"]
-    assert recipe["calibration"]["source"] == str(IMAGES) and recipe["calibration"]["count"] == 3
+    assert recipe["calibration"]["source"] == str(images) and recipe["calibration"]["count"] == 3
     assert recipe["calibration"]["method"] == "percentile"
     assert any("conv1_1" in name for name in recipe["excluded_nodes"])
-    verified = CliRunner().invoke(main, ["verify", str(out)])
+    verified = CliRunner().invoke(main, ["verify", str(out), "--model", str(SHAPES_DSP)])
     assert verified.exit_code == 0 and "PASS" in verified.output, verified.output
 
 

@@ -43,11 +43,31 @@ class OpenVinoRunner(Runner):
         except RuntimeError as exc:
             raise RTDetrExportError(f"{self.path}: OpenVINO cannot compile it ({str(exc).splitlines()[0][:160]})") \
                 from None
+        # A port can carry several tensor names: when OpenVINO folds an FP16 file's first or last Cast, the tensor
+        # behind it names the port too, and ``get_any_name`` may return that one. So ports keep the file's names.
+        inputs, outputs = _graph_io_names(self.path)
+        self.inputs = _by_name(list(self.compiled.inputs), inputs)
+        self.outputs = _by_name(list(self.compiled.outputs), outputs)
 
     def deactivate(self) -> None:
         self.compiled = None
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = [port.get_any_name() for port in self.compiled.inputs]
-        result = self.compiled({name: feed[name] for name in names})
-        return {port.get_any_name(): np.asarray(result[port]) for port in self.compiled.outputs}
+        result = self.compiled({port: feed[name] for name, port in self.inputs.items()})
+        return {name: np.asarray(result[port]) for name, port in self.outputs.items()}
+
+
+def _graph_io_names(path: Path) -> tuple[list[str], list[str]]:
+    """The ONNX file's input and output names, in order (OpenVINO keeps the graph's order)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    return [i.name for i in graph.input if i.name not in initializers], [o.name for o in graph.output]
+
+
+def _by_name(ports: list, names: list[str]) -> dict:
+    """name -> the port that carries it (the port at the same position when none does)."""
+    return {name: next((port for port in ports if name in port.get_names()), ports[index])
+            for index, name in enumerate(names)}
+

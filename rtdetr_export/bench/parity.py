@@ -38,7 +38,7 @@ class Parity:
         checks = self.comparison.outputs
         if self.comparison.kind == "agreement":
             return (f"matched {checks['matched'].value:.3f}, labels {checks['labels'].value:.3f}, "
-                    f"mean IoU {checks['boxes'].value:.3f}, max score diff {checks['scores'].value:.3g}")
+                    f"mean IoU {checks['boxes'].value:.3f}, mean score diff {checks['scores'].value:.3g}")
         errors = [(name, check) for name, check in checks.items() if not check.higher_is_better]
         if not errors:
             return "-"

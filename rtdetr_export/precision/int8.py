@@ -243,10 +243,12 @@ def int8_recipe(options: Int8Options, excluded: dict[str, str], quantized: onnx.
     }
 
 
-def calibration_and_exclusions(options: Int8Options, excluded: dict[str, str],
-                               calibration: dict[str, Any]) -> dict[str, Any]:
-    """The recipe fields every INT8 layout records the same way: its calibration and what was kept float."""
+def calibration_and_exclusions(options: Int8Options, excluded: dict[str, str], calibration: dict[str, Any],
+                               target_exclusions: dict[str, str] | None = None) -> dict[str, Any]:
+    """The recipe fields every INT8 layout records the same way: its calibration and what was kept float
+    (``target_exclusions``: default patterns a layout adds to ``DEFAULT_EXCLUSIONS``)."""
+    defaults = {**DEFAULT_EXCLUSIONS, **(target_exclusions or {})}
     return {"calibration": {**calibration, "method": options.method},
-            "default_exclusions": dict(DEFAULT_EXCLUSIONS) if options.default_exclusions else {},
+            "default_exclusions": defaults if options.default_exclusions else {},
             "user_exclusions": list(options.exclude),
             "excluded_nodes": dict(sorted(excluded.items()))}
