@@ -26,6 +26,10 @@ from rtdetr_export.imaging.inputs import verification_images
 from rtdetr_export.verify import AgreementThresholds, compare_agreement, judged_precision, thresholds_for
 from rtdetr_export.weights import load_model
 
+# One worker runs this module (README: --dist loadgroup): its tests share one CPU-target INT8 export, calibrated and
+# verified (cpu_int8_tiny).
+pytestmark = pytest.mark.xdist_group("cpu_precision")
+
 
 @pytest.fixture(scope="module")
 def cpu_int8_tiny(tmp_path_factory) -> tuple[Path, object]:
