@@ -79,8 +79,8 @@ def test_a_736x1280_r18vd_export_matches_transformers_with_either_bilinear_op(op
     case = hf_case("r18vd", "default")
     # Seed 7: on seed 3's second image the 300th and 301st encoder scores are 6.3e-5 apart, closer than the 1e-4
     # within which two implementations may pick either cell (conftest.TIE_EPS), so no comparison is possible there.
-    # (That went unseen while a worker's r18vd oracle could be calibrated with the discrete sampler, when a worker
-    # asked for it first.) Seed 7's gaps: 9.0e-4 and 9.8e-4.
+    # (Run alone, the seed-3 test failed this way before too; in full runs the oracle a worker built used to depend
+    # on which sampler it asked for first.) Seed 7's gaps: 9.0e-4 and 9.8e-4.
     images, want = _transformers_at(case, 736, 1280, made_once, seed=7)
     diff = _export_and_compare(case, "736x1280", op, images, want, tmp_path)
     print(f"r18vd 736x1280 {op}: ONNX Runtime vs transformers {diff:.3g}")
