@@ -4,20 +4,29 @@ The transformers model is the oracle. Its default init is degenerate for parity 
 the top-k query selection is arbitrary, and on ResNet-50 activations of ~1e4 in the last stage), so every oracle
 is made well-conditioned first (``perturb_``): all parameters get seeded N(0, 0.02) noise, the BatchNorm running
 statistics are calibrated on a separate calibration batch, then jittered (variance x U(0.5, 1.5), mean shifted by
-0.1 standard deviations). Each (preset, method) oracle is built, run and saved once per session.
+0.1 standard deviations). Each (preset, method) oracle is built, run and saved once per test run, and shared by
+the xdist workers (``made_once``).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-import pytest
-import torch
+# Set before torch loads its OpenMP runtime, which reads it once. Two xdist workers each run torch on two threads
+# on this project's two cores; OpenMP threads that spin while they wait for work take the cores the other worker's
+# threads need (measured: an r18vd forward at 640 took 4.5 s with spinning, 2.7 s with waiting threads asleep,
+# next to another busy process). Outputs are bit-identical: the thread count and the split of the work are unchanged.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from rtdetr_export.model.query_selection import select_topk
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from rtdetr_export.model.query_selection import select_topk  # noqa: E402
 
 # The trained fixture (benchmarks/fixture/): what accuracy, agreement-limit and precision tests run on.
 SHAPES = Path(__file__).parent / "data" / "fixture"
@@ -45,14 +54,27 @@ def _onnxruntime_one_thread_per_worker() -> None:
 
 
 def pytest_configure(config) -> None:
-    import os
-
     if os.environ.get("PYTEST_XDIST_WORKER"):
         _onnxruntime_one_thread_per_worker()
 
 
-# Input size used for each preset in these tests (tiny is built for 320, the released sizes for 640).
-PRESET_SIZES = {"tiny": 320, "r18vd": 640, "r34vd": 640, "r50vd_m": 640, "r50vd": 640, "r101vd": 640}
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture
+def pytest_collection_modifyitems(items) -> None:
+    """Real-size tests (marked slow; each tens of seconds) start first and the quick ones fill in after them:
+    started last, a long test keeps one worker busy while the other has nothing left to do.
+
+    README's command, ``-n 2 --dist loadgroup``, hands tests out one at a time in this order (after the groups:
+    modules marked ``xdist_group`` share a costly module fixture and run on one worker, biggest group first).
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
+
+
+# Input size used for each preset in these tests. tiny is built for 320. r18vd runs at its released 640, so the
+# real-size numerics (8400 encoder cells, a 20x20 AIFI map, box errors in 640-px pixels) are tested at the size
+# users run. r50vd runs at 320: what its tests prove is the r50vd architecture (bottleneck backbone, 6 decoder
+# layers, eval layer 5), which does not depend on the input size, and at 640 each of its forwards costs ~4x as
+# much; input sizes are the business of test_image_sizes.py and r18vd.
+PRESET_SIZES = {"tiny": 320, "r18vd": 640, "r34vd": 640, "r50vd_m": 640, "r50vd": 320, "r101vd": 640}
 
 # Two encoder-selection scores closer than this are treated as tied: the two implementations may then order the
 # corresponding queries either way (measured encoder-score differences ours vs transformers: ~1e-5).
@@ -99,6 +121,36 @@ def images_for() -> Callable[..., torch.Tensor]:
         if key not in cache:
             cache[key] = make_images(size_or_preset, width)
         return cache[key].clone()
+
+    return get
+
+
+# -- made once per test run, shared by the xdist workers ------------------------------------------------------------
+@pytest.fixture(scope="session")
+def made_once(tmp_path_factory) -> Callable[[str, Callable[[Path], None]], Path]:
+    """``made_once(name, make)``: a folder that ``make(folder)`` fills once per test run, whichever worker asks first.
+
+    Each xdist worker is a session of its own, so a session fixture alone would build every slow oracle once per
+    worker. Here the first worker to ask builds it under a file lock in the run's temporary folder (the parent of
+    the workers' own), and the others wait for it and read it. A folder appears, renamed into place, only once
+    ``make`` has finished; a new run (a new temporary folder) builds everything afresh.
+    """
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "made-once"
+    root.mkdir(exist_ok=True)
+
+    def get(name: str, make: Callable[[Path], None]) -> Path:
+        done = root / name
+        with FileLock(str(root / f"{name}.lock")):
+            if not done.is_dir():
+                partial = root / f"{name}.partial"
+                shutil.rmtree(partial, ignore_errors=True)
+                partial.mkdir()
+                make(partial)
+                partial.rename(done)
+        return done
 
     return get
 
@@ -190,47 +242,58 @@ def hf_outputs(raw: Any) -> DetectorOutputs:
                            raw.enc_outputs_class.max(-1).values)
 
 
-@pytest.fixture(scope="session")
-def hf_case(tmp_path_factory, images_for) -> Callable[[str, str], HFCase]:
-    """``hf_case(preset, method)``: build, perturb, run and save the transformers oracle once per session.
+def _run_and_save(model: torch.nn.Module, images: torch.Tensor, folder: Path) -> None:
+    """Run a transformers oracle on ``images``; save its folder (``folder/model``) and its output object."""
+    with torch.no_grad():
+        raw = model(pixel_values=images)
+    model.save_pretrained(folder / "model")
+    torch.save(raw, folder / "outputs.pt")
 
-    Both methods of a preset share the same weights (the discrete model loads the default model's state dict).
+
+def _saved_case(preset_name: str, method: str, folder: Path, images: torch.Tensor) -> HFCase:
+    raw = torch.load(folder / "outputs.pt", weights_only=False)  # written by _run_and_save in this run
+    return HFCase(preset_name, method, folder / "model", images, hf_outputs(raw), raw)
+
+
+@pytest.fixture(scope="session")
+def hf_case(made_once, images_for) -> Callable[[str, str], HFCase]:
+    """``hf_case(preset, method)``: build, perturb, run and save the transformers oracle once per run.
+
+    Both methods of a preset share the same weights: the default model is perturbed (its BatchNorm statistics
+    calibrated with bilinear sampling), the discrete model loads the default model's weights.
     """
     transformers = pytest.importorskip("transformers")
     cache: dict[tuple[str, str], HFCase] = {}
-    weights: dict[str, dict[str, torch.Tensor]] = {}
+
+    def build(preset_name: str, method: str, folder: Path) -> None:
+        if method == "default":
+            with torch.random.fork_rng():  # transformers' own init draws from the global generator
+                torch.manual_seed(0)
+                model = transformers.RTDetrV2ForObjectDetection(hf_config(preset_name, method)).eval()
+            calibration = make_images(PRESET_SIZES[preset_name], seed=97)
+            perturb_(model, seed=1234, calibration=calibration, forward=lambda x: model(pixel_values=x))
+            model.eval()
+        else:
+            # The default oracle's folder (its weights and config) with only the sampling method changed.
+            default = get(preset_name).folder
+            model = transformers.RTDetrV2ForObjectDetection.from_pretrained(default, decoder_method=method).eval()
+            assert model.config.decoder_method == method
+        _run_and_save(model, images_for(preset_name), folder)
 
     def get(preset_name: str, method: str = "default") -> HFCase:
         key = (preset_name, method)
-        if key in cache:
-            return cache[key]
-        with torch.random.fork_rng():  # transformers' own init draws from the global generator
-            torch.manual_seed(0)
-            model = transformers.RTDetrV2ForObjectDetection(hf_config(preset_name, method)).eval()
-        if preset_name in weights:
-            model.load_state_dict(weights[preset_name], strict=True)
-        else:
-            size = PRESET_SIZES[preset_name]
-            calibration = make_images(size, seed=97)
-            perturb_(model, seed=1234, calibration=calibration, forward=lambda x: model(pixel_values=x))
-            model.eval()
-            weights[preset_name] = {k: v.clone() for k, v in model.state_dict().items()}
-        images = images_for(preset_name)
-        with torch.no_grad():
-            raw = model(pixel_values=images)
-        folder = tmp_path_factory.mktemp(f"hf_{preset_name}_{method}")
-        model.save_pretrained(folder)
-        case = HFCase(preset_name, method, folder, images, hf_outputs(raw), raw)
-        del model
-        cache[key] = case
-        return case
+        if key not in cache:
+            folder = made_once(f"hf_{preset_name}_{method}", lambda out: build(preset_name, method, out))
+            cache[key] = _saved_case(preset_name, method, folder, images_for(preset_name))
+        return cache[key]
 
     return get
 
 
 @pytest.fixture(scope="session")
-def ours_from_folder() -> Callable[[HFCase], tuple[torch.nn.Module, DetectorOutputs]]:
-    """``ours_from_folder(case)``: our model loaded from the case's transformers folder, and its outputs."""
+def ours_from_folder(made_once) -> Callable[[HFCase], tuple[torch.nn.Module, DetectorOutputs]]:
+    """``ours_from_folder(case)``: our model loaded from the case's transformers folder, and its outputs on the
+    case's images (run once per run)."""
     from rtdetr_export.weights import load_model
 
     cache: dict[Path, tuple[torch.nn.Module, DetectorOutputs]] = {}
@@ -238,7 +301,9 @@ def ours_from_folder() -> Callable[[HFCase], tuple[torch.nn.Module, DetectorOutp
     def get(case: HFCase) -> tuple[torch.nn.Module, DetectorOutputs]:
         if case.folder not in cache:
             model = load_model(case.folder, image_size=PRESET_SIZES[case.preset])
-            cache[case.folder] = (model, run_ours(model, case.images))
+            saved = made_once(f"ours_{case.folder.parent.name}",
+                              lambda out: torch.save(vars(run_ours(model, case.images)), out / "outputs.pt"))
+            cache[case.folder] = (model, DetectorOutputs(**torch.load(saved / "outputs.pt")))
         return cache[case.folder]
 
     return get
@@ -322,28 +387,26 @@ def hf_v1_config(preset_name: str, num_labels: int | None = 80):
 
 
 @pytest.fixture(scope="session")
-def hf_v1_case(tmp_path_factory, images_for) -> Callable[..., HFCase]:
-    """``hf_v1_case(preset, num_labels=80)``: a perturbed transformers v1 model, run and saved once per session
+def hf_v1_case(made_once, images_for) -> Callable[..., HFCase]:
+    """``hf_v1_case(preset, num_labels=80)``: a perturbed transformers v1 model, run and saved once per run
     (method "default": v1 has no other)."""
     transformers = pytest.importorskip("transformers")
     cache: dict[tuple[str, int | None], HFCase] = {}
 
-    def get(preset_name: str, num_labels: int | None = 80) -> HFCase:
-        key = (preset_name, num_labels)
-        if key in cache:
-            return cache[key]
+    def build(preset_name: str, num_labels: int | None, folder: Path) -> None:
         with torch.random.fork_rng():
             torch.manual_seed(0)
             model = transformers.RTDetrForObjectDetection(hf_v1_config(preset_name, num_labels)).eval()
         size = PRESET_SIZES[preset_name]
         perturb_(model, seed=1234, calibration=make_images(size, seed=97), forward=lambda x: model(pixel_values=x))
         model.eval()
-        images = images_for(preset_name)
-        with torch.no_grad():
-            raw = model(pixel_values=images)
-        folder = tmp_path_factory.mktemp(f"hf_v1_{preset_name}_{num_labels}")
-        model.save_pretrained(folder)
-        cache[key] = HFCase(preset_name, "default", folder, images, hf_outputs(raw), raw)
+        _run_and_save(model, images_for(preset_name), folder)
+
+    def get(preset_name: str, num_labels: int | None = 80) -> HFCase:
+        key = (preset_name, num_labels)
+        if key not in cache:
+            folder = made_once(f"hf_v1_{preset_name}_{num_labels}", lambda out: build(preset_name, num_labels, out))
+            cache[key] = _saved_case(preset_name, "default", folder, images_for(preset_name))
         return cache[key]
 
     return get

@@ -22,6 +22,10 @@ from rtdetr_export.model.backbone import DownsamplePool
 from rtdetr_export.model.deformable_attention import MSDeformableAttention, sample_discrete
 from rtdetr_export.stats import paired_speedup, rotated, summarize
 
+# One worker runs this module (README: --dist loadgroup): its tests share one `bench` run (module fixture bench_run),
+# read by every test.
+pytestmark = pytest.mark.xdist_group("bench")
+
 HAS_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
 BATCHES = (1, 2)
 ITERS = 3

@@ -28,6 +28,10 @@ from rtdetr_export.imaging.inputs import verification_images
 from rtdetr_export.verify import AgreementThresholds, compare_agreement, judged_precision, thresholds_for
 from rtdetr_export.weights import load_model
 
+# One worker runs this module (README: --dist loadgroup): its tests share one CPU-target INT8 export, calibrated and
+# verified (cpu_int8_tiny).
+pytestmark = pytest.mark.xdist_group("cpu_precision")
+
 
 FIXTURE = Path(__file__).parent / "data" / "fixture"
 ROOT = Path(__file__).parents[1]

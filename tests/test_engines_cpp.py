@@ -31,6 +31,10 @@ from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.imaging import load_image, postprocess, preprocess, preprocess_batch
 from rtdetr_export.weights import load_model
 
+# One worker runs this module (README: --dist loadgroup): its tests share the engines build check and three exports of
+# the fixture (tools, exports).
+pytestmark = pytest.mark.xdist_group("engines_cpp")
+
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ROOT / "engines"
 BUILD = Path(os.environ.get("RTDETR_ENGINES_BUILD", ENGINES / "build"))

@@ -13,6 +13,10 @@ from rtdetr_export.eval import EvalOptions, evaluate
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.weights import load_model
 
+# One worker runs this module (README: --dist loadgroup): its tests share the fixture's COCO metrics on the whole val
+# split (full_val_stats).
+pytestmark = pytest.mark.xdist_group("fixture_model")
+
 FIXTURE = Path(__file__).parent / "data" / "fixture"
 MODEL, DSP, VAL = FIXTURE / "rtdetrv2_shapes", FIXTURE / "rtdetrv2_shapes_dsp", FIXTURE / "shapes_val"
 CLASSES = [c["name"] for c in json.loads((VAL / "instances_val.json").read_text())["categories"]]

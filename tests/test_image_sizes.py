@@ -35,13 +35,20 @@ def test_a_bad_image_size_is_one_line_naming_the_rule(text, message):
     assert "\n" not in str(caught.value)
 
 
-def _transformers_at(case, height: int, width: int) -> tuple[torch.Tensor, DetectorOutputs]:
+def _transformers_at(case, height: int, width: int, made_once, seed: int = 3) -> tuple[torch.Tensor, DetectorOutputs]:
+    """transformers' own outputs at (height, width) on images made with ``seed``, from the case's folder; run once
+    per test run."""
     import transformers
 
-    model = transformers.RTDetrV2ForObjectDetection.from_pretrained(case.folder).eval()
-    images = make_images(height, width, seed=3)
-    with torch.no_grad():
-        return images, hf_outputs(model(pixel_values=images))
+    images = make_images(height, width, seed=seed)
+
+    def run(folder):
+        model = transformers.RTDetrV2ForObjectDetection.from_pretrained(case.folder).eval()
+        with torch.no_grad():
+            torch.save(vars(hf_outputs(model(pixel_values=images))), folder / "outputs.pt")
+
+    saved = made_once(f"{case.folder.parent.name}_at_{height}x{width}_seed{seed}", run)
+    return images, DetectorOutputs(**torch.load(saved / "outputs.pt"))
 
 
 def _export_and_compare(case, size: str, op: str, images: torch.Tensor, want: DetectorOutputs, tmp_path) -> float:
@@ -58,22 +65,26 @@ def _export_and_compare(case, size: str, op: str, images: torch.Tensor, want: De
 
 
 @pytest.mark.parametrize("op", ["gather", "gridsample"])
-def test_a_480x640_export_matches_transformers_at_480x640(op, hf_case, tmp_path):
+def test_a_480x640_export_matches_transformers_at_480x640(op, hf_case, made_once, tmp_path):
     case = hf_case("tiny", "default")
-    images, want = _transformers_at(case, 480, 640)
+    images, want = _transformers_at(case, 480, 640, made_once)
     diff = _export_and_compare(case, "480x640", op, images, want, tmp_path)
     print(f"tiny 480x640 {op}: ONNX Runtime vs transformers {diff:.3g}")
     assert diff <= PARITY_TOL
 
 
 @pytest.mark.slow
-def test_a_736x1280_r18vd_export_matches_transformers_with_either_bilinear_op(hf_case, tmp_path):
+@pytest.mark.parametrize("op", ["gather", "gridsample"])  # one test each: the two workers can share them
+def test_a_736x1280_r18vd_export_matches_transformers_with_either_bilinear_op(op, hf_case, made_once, tmp_path):
     case = hf_case("r18vd", "default")
-    images, want = _transformers_at(case, 736, 1280)
-    for op in ("gather", "gridsample"):
-        diff = _export_and_compare(case, "736x1280", op, images, want, tmp_path)
-        print(f"r18vd 736x1280 {op}: ONNX Runtime vs transformers {diff:.3g}")
-        assert diff <= PARITY_TOL
+    # Seed 7: on seed 3's second image the 300th and 301st encoder scores are 6.3e-5 apart, closer than the 1e-4
+    # within which two implementations may pick either cell (conftest.TIE_EPS), so no comparison is possible there.
+    # (Run alone, the seed-3 test failed this way before too; in full runs the oracle a worker built used to depend
+    # on which sampler it asked for first.) Seed 7's gaps: 9.0e-4 and 9.8e-4.
+    images, want = _transformers_at(case, 736, 1280, made_once, seed=7)
+    diff = _export_and_compare(case, "736x1280", op, images, want, tmp_path)
+    print(f"r18vd 736x1280 {op}: ONNX Runtime vs transformers {diff:.3g}")
+    assert diff <= PARITY_TOL
 
 
 def test_rectangular_models_build_their_constants_for_their_own_shape():

@@ -19,6 +19,10 @@ from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.pipeline.inspection import NO_PROVENANCE, describe_onnx
 from rtdetr_export.weights import load_model
 
+# One worker runs this module (README: --dist loadgroup): its tests share three exports, one of them verified
+# (exported).
+pytestmark = pytest.mark.xdist_group("inspect")
+
 NPU = "NPU (typical)"
 
 

@@ -21,6 +21,10 @@ from rtdetr_export.verify import verify_onnx
 from rtdetr_export.verify.compare import PRECISION_THRESHOLDS
 from rtdetr_export.weights import load_model
 
+# One worker runs this module (README: --dist loadgroup): its tests share an opset-19 graph and its INT8+FP16
+# conversion (fp32_graph, int8_fp16).
+pytestmark = pytest.mark.xdist_group("int8_fp16")
+
 SIZE = (320, 320)
 
 

@@ -17,6 +17,10 @@ from rtdetr_export.model.deformable_attention import MSDeformableAttention
 from rtdetr_export.imaging.inputs import synthetic_images
 from rtdetr_export.weights import load_model
 
+# One worker runs this module (README: --dist loadgroup): its tests share an export and its observed ONNX Runtime run
+# (tiny_run).
+pytestmark = pytest.mark.xdist_group("onnx_parity_harness")
+
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):

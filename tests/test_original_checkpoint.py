@@ -3,7 +3,9 @@
 Our state_dict uses the original key names, so the weights of a model loaded from a transformers folder, saved as
 ``{'ema': {'module': state_dict}}``, are an original-layout checkpoint of the same network. Loading it back must
 infer the architecture from tensor shapes and reproduce the folder model's outputs (tolerance 1e-5; both sides
-run our code on the same weights, so the measured difference is 0).
+run our code on the same weights, so the measured difference is 0). The input size is not architecture: where a
+test runs the loaded model it is given the test images' size (r50vd's are 320, conftest.PRESET_SIZES); what a
+checkpoint without anchors is read as (640) and the size its anchors reveal have tests of their own below.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def test_original_layout_loads_without_a_preset_and_matches_the_transformers_fol
     reference, want, images = folder_model(preset_name)
     state = reference.state_dict()
     wrapped = {"ema": {"module": state}, "epoch": 71} if layout == "ema" else {"model": state, "optimizer": {}}
-    loaded = load_model(save(wrapped, tmp_path / "ckpt.pth"))
+    loaded = load_model(save(wrapped, tmp_path / "ckpt.pth"), image_size=images.shape[-1])
 
     assert loaded.source.format == "original"
     assert architecture(loaded.config) == architecture(preset(preset_name))
@@ -136,7 +138,7 @@ def test_a_repvgg_fused_checkpoint_loads_and_matches_the_unfused_model(preset_na
     assert any(k.endswith("bottlenecks.0.conv.weight") for k in state)
     assert not any(k.endswith("bottlenecks.0.conv1.conv.weight") for k in state)
 
-    loaded = load_model(save({"ema": {"module": state}}, tmp_path / "fused.pth"))
+    loaded = load_model(save({"ema": {"module": state}}, tmp_path / "fused.pth"), image_size=images.shape[-1])
     blocks = [m for m in loaded.modules() if isinstance(m, RepVggBlock)]
     assert blocks and all(b.fused for b in blocks)
     result = compare_detectors(want, run_ours(loaded, images), SAME_WEIGHTS_TOL)

@@ -26,6 +26,10 @@ from rtdetr_export.verify.compare import PRECISION_THRESHOLDS
 from rtdetr_export.weights import load_model
 
 IMAGES = Path(__file__).parent / "data" / "images"
+# The tests reading one module fixture run on one worker (README: --dist loadgroup): each fixture is an export,
+# converted and verified, of ~10 s.
+ON_FP16_TINY = pytest.mark.xdist_group("precision_fp16_tiny")
+ON_INT8_TRAINED = pytest.mark.xdist_group("precision_int8_trained")
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +59,7 @@ def _fp32_tiny_graph(tmp_path: Path) -> onnx.ModelProto:
 
 
 # -- FP16 --------------------------------------------------------------------------------------------------------
+@ON_FP16_TINY
 def test_fp16_graph_keeps_sensitive_ops_fp32_and_io_fp32(fp16_tiny):
     model = onnx.load(str(fp16_tiny))
     check_graph(model, "discrete")  # checker, no Loop/If/NonZero/Scan, no GridSample
@@ -73,6 +78,7 @@ def test_fp16_graph_keeps_sensitive_ops_fp32_and_io_fp32(fp16_tiny):
     assert len(half) >= 0.8 * len(heavy), f"only {len(half)} of {len(heavy)} Conv/MatMul run in FP16"
 
 
+@ON_FP16_TINY
 def test_fp16_graph_has_no_rounding_between_two_fp32_nodes(fp16_tiny):
     model = onnx.load(str(fp16_tiny))
     made, types = producers(model), element_types(model)
@@ -83,6 +89,7 @@ def test_fp16_graph_has_no_rounding_between_two_fp32_nodes(fp16_tiny):
                 f"{first.name} -> {node.name} rounds an FP32 tensor to FP16 and back"
 
 
+@ON_FP16_TINY
 def test_fp16_export_meets_agreement_thresholds_and_records_recipe(fp16_tiny):
     sidecar = json.loads(fp16_tiny.with_suffix(".json").read_text())
     assert sidecar == read_metadata(onnx.load(str(fp16_tiny)))
@@ -102,6 +109,7 @@ def test_fp16_export_meets_agreement_thresholds_and_records_recipe(fp16_tiny):
     assert any("box / score" in reason for reason in recipe["fp32_nodes"])
 
 
+@ON_FP16_TINY
 def test_fp16_file_runs_on_onnxruntime_cpu(fp16_tiny):
     session = ort.InferenceSession(str(fp16_tiny), providers=["CPUExecutionProvider"])
     images = np.random.default_rng(0).random((2, 3, 320, 320), dtype=np.float32)
@@ -109,6 +117,7 @@ def test_fp16_file_runs_on_onnxruntime_cpu(fp16_tiny):
     assert logits.dtype == np.float32 and np.isfinite(logits).all() and np.isfinite(boxes).all()
 
 
+@ON_FP16_TINY
 def test_verify_command_accepts_fp16_files(fp16_tiny):
     result = CliRunner().invoke(main, ["verify", str(fp16_tiny), "--json"])
     assert result.exit_code == 0, result.output
@@ -166,6 +175,7 @@ def test_onnxruntime_keeps_explicit_fp16_rounding_casts():
 
 
 # -- INT8 --------------------------------------------------------------------------------------------------------
+@ON_INT8_TRAINED
 def test_int8_onnx_only_says_it_calibrated_on_synthetic_scenes(int8_trained):
     path, result = int8_trained
     assert result.exit_code == 0, result.output
@@ -177,6 +187,7 @@ def test_int8_onnx_only_says_it_calibrated_on_synthetic_scenes(int8_trained):
     assert sidecar["verification"]["passed"] and sidecar["precision"] == "int8"
 
 
+@ON_INT8_TRAINED
 def test_int8_graph_has_qdq_on_every_conv_and_matmul_not_excluded(int8_trained):
     path, _ = int8_trained
     model = onnx.load(str(path))
@@ -204,6 +215,7 @@ def test_int8_graph_has_qdq_on_every_conv_and_matmul_not_excluded(int8_trained):
     assert all(inits[dq.input[1]].size == inits[dq.input[0]].shape[0] for dq in conv_weights)  # per channel
 
 
+@ON_INT8_TRAINED
 def test_int8_default_exclusions_cover_heads_selection_and_attention(int8_trained):
     path, _ = int8_trained
     excluded = json.loads(path.with_suffix(".json").read_text())["precision_recipe"]["excluded_nodes"]

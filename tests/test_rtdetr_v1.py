@@ -154,7 +154,7 @@ def test_a_released_size_v1_exports_to_onnx_that_matches_transformers_and_loads_
     want = run_ours(folder_model, case.images)
     path = tmp_path / f"rtdetr_{preset_name}.pth"
     torch.save({"ema": {"module": to_v1_layout(folder_model.state_dict())}}, path)
-    loaded = load_model(path)  # no preset: the architecture is read off the shapes
+    loaded = load_model(path, image_size=size)  # no preset: the architecture is read off the shapes
     assert loaded.config.version == "v1"
     assert _architecture(loaded.config) == _architecture(preset(preset_name, version="v1", image_size=size))
     same = compare_detectors(want, run_ours(loaded, case.images), SAME_WEIGHTS_TOL)
