@@ -21,7 +21,7 @@ from rtdetr_export.artifact import choose_input_size, input_size_range, read_pro
 from rtdetr_export.backends.tensorrt.builder import BuildOptions, profile_shapes
 from rtdetr_export.cli import main
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.export.torch_export import GraphOptions
+from rtdetr_export.export.torch_export import GraphOptions, export_graph
 from rtdetr_export.imaging import load_image, postprocess, preprocess
 from rtdetr_export.model import SizeRange
 from rtdetr_export.model.aifi import sincos_position_embedding, sincos_position_embedding_in_graph
@@ -185,6 +185,17 @@ def test_bench_runs_a_dynamic_file_at_the_chosen_size(dynamic, tmp_path):
     assert rows and all(r["parity"]["passed"] for r in rows)
 
 
+def test_a_triton_config_gives_a_dynamic_file_variable_height_and_width(dynamic, tmp_path):
+    pytest.importorskip("tritonclient")
+    from rtdetr_export.serving.config import parse_config
+
+    result = CliRunner().invoke(main, ["triton", str(dynamic["gather"]), "-o", str(tmp_path / "repo"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    config = parse_config((tmp_path / "repo" / "gather" / "config.pbtxt").read_text())
+    assert [(e.name, list(e.dims)) for e in config.input] == [("images", [3, -1, -1])]
+    assert [list(e.dims) for e in config.output] == [[50, 80], [50, 4]]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--dynamic-size", "--min-size", "640", "--max-size", "320"], "min 640x640 exceeds max 320x320 in height"),
     (["--dynamic-size", "--min-size", "320x640", "--max-size", "640x320"], "min 320x640 exceeds max 640x320 in width"),
@@ -209,6 +220,14 @@ def test_range_ends_follow_the_image_size_rules(flag, value, message, tmp_path):
     result = CliRunner().invoke(main, ["onnx", "--preset", "tiny", "--dynamic-size", "--min-size", "320",
                                        "--max-size", "640", flag, value, "-o", str(tmp_path / "m.onnx")])
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+
+
+def test_a_range_whose_min_has_fewer_cells_than_queries_is_refused():
+    """Query selection takes the top num_queries encoder cells: at 64x64 there are 8*8 + 4*4 + 2*2 = 84."""
+    model = load_model(preset="tiny", num_queries=100, image_size=(320, 320))
+    options = GraphOptions(size_range=SizeRange((64, 64), (320, 320), (640, 640)))
+    with pytest.raises(RTDetrExportError, match="input 64x64 has 84 encoder cells, fewer than the model's 100 queries"):
+        export_graph(model, options)
 
 
 def test_size_range_rules():
@@ -271,6 +290,19 @@ def test_trt_takes_the_files_range_or_a_narrower_one_within_it():
         profile_size_range(RANGE, (None, None, (800, 800)), "m.onnx")
     with pytest.raises(RTDetrExportError, match="m.onnx is a fixed-size export"):
         profile_size_range(None, ((320, 320), None, None), "m.onnx")
+
+
+def test_trt_refuses_profile_sizes_a_file_cannot_take_before_any_build(dynamic, tmp_path):
+    shutil.copy(V1, tmp_path / "fixed.onnx")
+    shutil.copy(V1.with_suffix(".json"), tmp_path / "fixed.json")
+    engine = str(tmp_path / "m.engine")
+    for args, message in [(["--onnx", str(tmp_path / "fixed.onnx"), "--min-size", "128"], "is a fixed-size export"),
+                          (["--onnx", str(dynamic["gather"]), "--max-size", "800"],
+                           "gather.onnx's range 320x320..640x640 (opt 480x640)"),
+                          (["--onnx", str(dynamic["gather"]), "--dynamic-size"], "the file's own range"),
+                          (["--preset", "tiny", "--min-size", "320"], "add --dynamic-size")]:
+        _one_line_error(CliRunner().invoke(main, ["trt", *args, "-o", engine]), message)
+    assert not list(tmp_path.glob("m.*"))
 
 
 def test_an_engine_sidecar_records_its_profile_range_as_its_own(tmp_path):

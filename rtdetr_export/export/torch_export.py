@@ -185,6 +185,11 @@ def export_graph(model: RTDETRv2, options: GraphOptions | None = None,
     if options.size_range is not None and tuple(config.image_size) != options.size_range.opt:
         raise RTDetrExportError(f"the model is built for {size_text(config.image_size)} but the size range's opt is "
                                 f"{size_text(options.size_range.opt)}: build it at the opt size")
+    smallest = options.size_range.min if options.size_range else tuple(config.image_size)
+    cells = sum((smallest[0] // s) * (smallest[1] // s) for s in config.level_strides)
+    if cells < config.num_queries:  # query selection takes the top num_queries encoder cells
+        raise RTDetrExportError(f"input {size_text(smallest)} has {cells} encoder cells, fewer than the model's "
+                                f"{config.num_queries} queries: use a larger size")
     batch = "dynamic" if options.dynamic_batch else str(options.batch)
     log(f"exporting {options.head} head with torch.onnx (opset {options.opset}, batch {batch}, method "
         f"{config.decoder_method} as {sampler(config.decoder_method, options.bilinear_op)}, input "
