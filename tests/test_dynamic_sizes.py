@@ -114,6 +114,17 @@ def test_the_sidecar_and_metadata_record_the_range_and_every_verified_size(dynam
     assert verification["passed"]
     assert [(run["batch"], run["input_size"]) for run in verification["runs"]] == [
         (1, [480, 640]), (4, [480, 640]), (1, [320, 320]), (1, [640, 640])]
+    shown = CliRunner().invoke(main, ["inspect", str(dynamic["gather"])])
+    assert shown.exit_code == 0 and "input 320x320..640x640 (opt 480x640)" in shown.output, shown.output
+
+
+def test_verify_later_runs_the_file_at_opt_min_and_max_again(dynamic):
+    result = CliRunner().invoke(main, ["verify", str(dynamic["gather"]), "--model", str(dynamic["case"].folder),
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["passed"] and [run["input_size"] for run in report["runs"]] == [
+        [480, 640], [480, 640], [320, 320], [640, 640]]
 
 
 def test_a_fixed_size_sidecar_has_no_range_and_older_sidecars_still_read_as_fixed():
