@@ -40,8 +40,9 @@ ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 __all__ = ["ENGINE_FORMAT", "ENGINE_SUFFIXES", "HEADS", "INPUTS", "ONNX_FORMAT", "ONNX_SUFFIXES", "OUTPUTS",
-           "PREFIX", "SCHEMA_VERSION", "choose_input_size", "embed_metadata", "input_size_range", "io_description", "library_versions", "load_onnx",
-           "make_feed", "provenance_header", "read_metadata", "read_provenance", "sidecar_path"]
+           "PREFIX", "SCHEMA_VERSION", "choose_input_size", "embed_metadata", "input_size_range", "io_description",
+           "library_versions", "load_onnx", "make_feed", "provenance_header", "read_metadata", "read_provenance",
+           "sidecar_path"]
 
 
 def sidecar_path(artifact: str | Path) -> Path:

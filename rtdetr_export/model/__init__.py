@@ -5,5 +5,5 @@ from rtdetr_export.model.deploy import fold_batchnorm, fuse_repvgg, prepare_for_
 from rtdetr_export.model.rtdetr import RTDETRv2
 from rtdetr_export.model.source import HubRevision, WeightSource
 
-__all__ = ["HubRevision", "ModelConfig", "PRESETS", "RTDETRv2", "SizeRange", "fold_batchnorm", "fuse_repvgg", "prepare_for_deploy",
-           "preset", "WeightSource"]
+__all__ = ["HubRevision", "ModelConfig", "PRESETS", "RTDETRv2", "SizeRange", "fold_batchnorm", "fuse_repvgg",
+           "prepare_for_deploy", "preset", "WeightSource"]

@@ -28,7 +28,8 @@ def sincos_position_embedding_in_graph(height, width, dim: int, temperature: flo
     """``sincos_position_embedding`` computed for traced (height, width) in float32, as a dynamic-size graph does.
 
     Float32 because TensorRT has no float64 Sin/Cos; one sin and cos per row and per column (H + W of them, not
-    H * W), then broadcast over the grid. Measured against the float64 table: ~1e-6 apart at a 40 x 40 map.
+    H * W), then broadcast over the grid. Measured against the float64 table: 9e-7 apart on a 20 x 20 map
+    (640 px), 2.4e-6 on 40 x 40 (1280 px), 6.7e-6 on 128 x 128 (4096 px).
     """
     quarter = dim // 4
     omega = (1.0 / temperature ** (torch.arange(quarter, dtype=torch.float64) / quarter)).to(torch.float32)

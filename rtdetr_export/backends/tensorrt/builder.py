@@ -60,8 +60,8 @@ def _spatial_profile(name: str, dims: list[Any], options: BuildOptions) -> dict[
     spatial = [i for i, d in enumerate(dims[1:], start=1) if _dynamic(d)]
     if not spatial:
         if options.size_range is not None and len(dims) == 4:
-            raise RTDetrExportError(f"input {name} has a fixed size {size_text(tuple(dims[2:]))} (a fixed-size export); "
-                                    "drop the profile's sizes or export with --dynamic-size")
+            raise RTDetrExportError(f"input {name} has a fixed size {size_text(tuple(dims[2:]))} (a fixed-size "
+                                    "export); drop the profile's sizes or export with --dynamic-size")
         return None
     if len(dims) != 4 or spatial != [2, 3]:
         raise RTDetrExportError(f"input {name} has a dynamic dimension other than the batch, height and width: {dims}")
