@@ -39,8 +39,8 @@ V1 = Path(__file__).parent / "data" / "schema_v1" / "micro_raw_v1.onnx"  # a fix
 @pytest.fixture(scope="module")
 def dynamic(hf_case, tmp_path_factory):
     """One dynamic-size file per sampler from the tiny transformers folder, range 320x320..640x640, opt 480x640:
-    gather bilinear through the CLI (dynamic batch, verified at opt, min and max), discrete through the API
-    (static batch 1, not verified: the parity test below is its proof)."""
+    gather bilinear through the CLI (dynamic batch, verified at opt, min and max), discrete and GridSample
+    bilinear through the API (static batch 1, not verified: the parity test below is their proof)."""
     case = hf_case("tiny", "default")
     folder = tmp_path_factory.mktemp("dynamic")
     gather = folder / "gather.onnx"
@@ -48,9 +48,13 @@ def dynamic(hf_case, tmp_path_factory):
         "onnx", "--model", str(case.folder), "--dynamic-size", "--min-size", "320", "--opt-size", "480x640",
         "--max-size", "640", "--dynamic-batch", "--quiet", "-o", str(gather)])
     assert result.exit_code == 0, result.output
-    model = load_model(case.folder, method="discrete", image_size=RANGE.opt)
-    discrete = export_onnx(model, folder / "discrete.onnx", OnnxExportOptions(size_range=RANGE, verify=False)).path
-    return {"case": case, "gather": gather, "discrete": discrete}
+    files = {"case": case, "gather": gather}
+    for method, op in (("discrete", "gather"), ("default", "gridsample")):
+        model = load_model(case.folder, method=method, image_size=RANGE.opt)
+        options = OnnxExportOptions(size_range=RANGE, bilinear_op=op, verify=False)
+        name = method if method == "discrete" else op
+        files[name] = export_onnx(model, folder / f"{name}.onnx", options).path
+    return files
 
 
 def _ort(path: Path, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,15 +63,15 @@ def _ort(path: Path, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(logits), torch.from_numpy(boxes)
 
 
-@pytest.mark.parametrize("sampler", ["gather", "discrete"])
+@pytest.mark.parametrize("sampler", ["gather", "discrete", "gridsample"])
 def test_one_dynamic_file_matches_pytorch_at_three_sizes(dynamic, sampler):
     """The PyTorch reference at each size is the model built for that size (its constants precomputed)."""
-    method = "default" if sampler == "gather" else "discrete"
+    method = "discrete" if sampler == "discrete" else "default"
     model = load_model(dynamic["case"].folder, method=method, image_size=RANGE.opt)
     for height, width in SIZES:
         model.set_image_size(height, width)
         images = make_images(height, width, seed=3)
-        images = images[:1] if sampler == "discrete" else images  # the discrete file has a static batch of 1
+        images = images if sampler == "gather" else images[:1]  # only the gather file has a dynamic batch
         want = run_ours(model, images)
         logits, boxes = _ort(dynamic[sampler], images)
         diff = compare_detectors(want, DetectorOutputs(logits, boxes, want.topk_scores, want.all_scores),
