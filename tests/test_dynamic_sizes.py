@@ -2,7 +2,8 @@
 graph dimensions, with anchors, the valid mask and AIFI's position embedding computed in the graph from the
 feature-map shapes. One file runs at every size of its range with the parity of a static export at that size; the
 sidecar records the range; predict, bench and eval run it at its opt size or at one chosen within the range; the
-TensorRT profile carries the range. Static exports are untouched (their graphs are byte-identical to before)."""
+TensorRT profile carries the range. Static exports never take this path (measured: their graphs are byte-identical
+to those of the code before it, docs/model.md)."""
 
 from __future__ import annotations
 
