@@ -5,9 +5,12 @@ these functions: the one ONNX loader and its validity rule, the one sidecar-path
 ``engines/src/sidecar.cpp``), the provenance header and ONNX metadata, the I/O description, and the input
 feed a head takes.
 
-Sidecar schema versions: 1 (up to rtdetr-export 0.1.0's first releases) and 2, which adds ``"kind"`` to each
-verification run and ``"metric"`` to each output entry, so readers need not guess which number is judged.
-Readers accept both (``rtdetr_export.verify.results`` infers the metric of version-1 entries).
+Sidecar schema versions: 1 (up to rtdetr-export 0.1.0's first releases); 2, which adds ``"kind"`` to each
+verification run and ``"metric"`` to each output entry, so readers need not guess which number is judged; and 3,
+which adds ``"input_size_range"``: null for a fixed-size file, ``{"min", "opt", "max"}`` ([height, width] each)
+for a dynamic-size one, whose ``"input_size"`` is then the opt size (what a consumer runs by default), and
+``"export.dynamic_size"``. Readers accept all three (``rtdetr_export.verify.results`` infers the metric of
+version-1 entries; a sidecar without ``input_size_range`` is a fixed-size file).
 """
 
 from __future__ import annotations
@@ -24,20 +27,22 @@ import onnx
 
 from rtdetr_export import __version__
 from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.model.config import SizeRange, size_text
 from rtdetr_export.model.heads import HEADS, INPUTS, OUTPUTS
 
 ONNX_FORMAT = "rtdetr-export/onnx"
 ENGINE_FORMAT = "rtdetr-export/tensorrt-engine"
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_SCHEMAS = (1, 2, 3)
 PREFIX = "rtdetr_export."  # ONNX metadata_props keys
 LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxslim", "numpy", "transformers", "tensorrt", "openvino")
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 __all__ = ["ENGINE_FORMAT", "ENGINE_SUFFIXES", "HEADS", "INPUTS", "ONNX_FORMAT", "ONNX_SUFFIXES", "OUTPUTS",
-           "PREFIX", "SCHEMA_VERSION", "embed_metadata", "io_description", "library_versions", "load_onnx",
-           "make_feed", "provenance_header", "read_metadata", "read_provenance", "sidecar_path"]
+           "PREFIX", "SCHEMA_VERSION", "choose_input_size", "embed_metadata", "input_size_range", "io_description",
+           "library_versions", "load_onnx", "make_feed", "provenance_header", "read_metadata", "read_provenance",
+           "sidecar_path"]
 
 
 def sidecar_path(artifact: str | Path) -> Path:
@@ -158,6 +163,30 @@ def read_provenance(path: str | Path) -> dict[str, Any]:
         raise RTDetrExportError(f"{path} was not exported by rtdetr-export (no {PREFIX}format metadata); "
                                 "export it with `rtdetr-export onnx`")
     return _check_schema(path, meta)
+
+
+def input_size_range(provenance: dict[str, Any]) -> SizeRange | None:
+    """The sizes a dynamic-size artifact takes; None for a fixed-size one (and every sidecar before schema 3)."""
+    record = provenance.get("input_size_range")
+    return SizeRange.from_json(record) if record else None
+
+
+def choose_input_size(provenance: dict[str, Any], asked: tuple[int, int] | None = None,
+                      name: str = "the artifact") -> tuple[int, int]:
+    """The (height, width) to run an artifact at: a fixed-size file's own size; for a dynamic-size file ``asked``
+    if it lies within its range, else its opt size. One-line error for a size the file cannot take."""
+    size, size_range = tuple(provenance["input_size"]), input_size_range(provenance)
+    if asked is None:
+        return size
+    asked = tuple(asked)
+    if size_range is None:
+        if asked != size:
+            raise RTDetrExportError(f"{name} takes {size_text(size)} images only (a fixed-size export); drop the "
+                                    f"image size or export with --dynamic-size")
+        return size
+    if not size_range.contains(asked):
+        raise RTDetrExportError(f"image size {size_text(asked)} is outside {name}'s range {size_range}")
+    return asked
 
 
 def make_feed(head: str, images: np.ndarray, sizes: list[tuple[int, int]]) -> dict[str, np.ndarray]:

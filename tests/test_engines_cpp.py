@@ -244,10 +244,12 @@ def test_model_input_is_bit_identical_to_python_preprocess(tools, tmp_path, size
 
 
 # -- detections ----------------------------------------------------------------------------------------------------
-def python_detections(onnx_path: Path, paths: list[Path], threshold: float, batch: int = 1) -> list[list[dict]]:
-    """load_image, preprocess, OnnxRuntimeRunner, then postprocess (raw head) or the threshold (detections head)."""
+def python_detections(onnx_path: Path, paths: list[Path], threshold: float, batch: int = 1,
+                      size: tuple[int, int] | None = None) -> list[list[dict]]:
+    """load_image, preprocess, OnnxRuntimeRunner, then postprocess (raw head) or the threshold (detections head);
+    at the sidecar's input size unless ``size`` is given (a dynamic-size file)."""
     sidecar = json.loads(onnx_path.with_suffix(".json").read_text())
-    size, head, classes = tuple(sidecar["input_size"]), sidecar["export"]["head"], sidecar["classes"]
+    size, head, classes = size or tuple(sidecar["input_size"]), sidecar["export"]["head"], sidecar["classes"]
     results = []
     with OnnxRuntimeRunner(onnx_path) as runner:
         for start in range(0, len(paths), batch):
@@ -323,6 +325,32 @@ def test_dynamic_batch_runs_in_chunks_like_the_python_pipeline(tools, exports):
         compare(cpp_image["detections"], python_image, f"dynamic {path.name}")
 
 
+@pytest.fixture(scope="module")
+def dynamic_export(tmp_path_factory) -> Path:
+    """The fixture's discrete fine-tune as a dynamic-size file: 256x256..480x640, opt its own 320x320."""
+    from rtdetr_export.model import SizeRange
+
+    model = load_model(FIXTURE / "rtdetrv2_shapes_dsp")
+    options = OnnxExportOptions(head="raw", dynamic_batch=True, verify=False,
+                                size_range=SizeRange((256, 256), (320, 320), (480, 640)))
+    return export_onnx(model, tmp_path_factory.mktemp("engines_dynamic") / "tiny_dynamic.onnx", options).path
+
+
+def test_a_dynamic_size_file_runs_at_its_opt_size_or_the_size_asked_for(tools, dynamic_export):
+    """The sample reads input_size_range: the opt size by default, --size HxW within the range, and a size
+    outside it is one error line naming the range."""
+    images = DETECT_IMAGES[-3:]
+    for size, extra in (((320, 320), ()), ((480, 640), ("--size", "480x640")), ((256, 384), ("--size", "256x384"))):
+        want = python_detections(dynamic_export, images, 0.3, size=size)
+        got = cpp_detections(tools, dynamic_export, images, 0.3, *extra)
+        assert got["input_size"] == list(size)
+        for path, cpp_image, python_image in zip(images, got["images"], want):
+            compare(cpp_image["detections"], python_image, f"dynamic-size {path.name} at {size}")
+    assert_one_line_error(run_tool(tools.detect, dynamic_export, images[0], "--size", "640x640"),
+                          "image size 640x640 is outside the model's range 256x256..480x640 (opt 320x320)")
+    assert_one_line_error(run_tool(tools.detect, dynamic_export, images[0], "--size", "300"), "multiples of 32")
+
+
 def test_text_output_lists_every_detection(tools, exports):
     path = DETECT_IMAGES[-3]  # the first val image: the fixture finds its shapes there (7 at 0.5)
     as_json = cpp_detections(tools, exports["detections"], [path], 0.5)["images"][0]["detections"]
@@ -391,7 +419,9 @@ def test_user_errors_are_one_line(tools, exports, tmp_path):
     assert_one_line_error(run_tool(detect, raw, tmp_path), "no such image file")
     if "TensorRT backend: not built" in (BUILD / "configure.log").read_text():
         assert_one_line_error(run_tool(detect, engine, image), "model.engine", "no TensorRT backend")
-    for args in ([], [raw], [raw, image, "--threshold", "high"], [raw, image, "--batch", "0"], [raw, image, "--x"]):
+    assert_one_line_error(run_tool(detect, raw, image, "--size", "640"), "takes 320x320 images only")
+    for args in ([], [raw], [raw, image, "--threshold", "high"], [raw, image, "--batch", "0"], [raw, image, "--x"],
+                 [raw, image, "--size", "640x"]):
         result = run_tool(detect, *args)
         assert result.returncode == 2 and result.stderr.startswith("rtdetr_detect: ") and "usage:" in result.stderr
     for args in (["resize", image, "0", "5", tmp_path / "o"], ["decode", text, tmp_path / "o"]):

@@ -52,10 +52,12 @@ void check_contract(const Sidecar& s) {
     if (!s.output(name)) throw Error(s.path + ": the " + s.head + " head needs an output named " + name);
   }
   const TensorInfo& images = *s.input("images");
-  if (images.shape.size() != 4 || images.shape[1] != 3 || images.shape[2] != s.input_height ||
-      images.shape[3] != s.input_width) {
-    throw Error(s.path + ": io.inputs images should be [N, 3, " + std::to_string(s.input_height) + ", " +
-                std::to_string(s.input_width) + "] as input_size says");
+  // A dynamic-size file's height and width are symbolic (-1); a fixed one's are input_size.
+  const std::int64_t want_h = s.dynamic_size() ? -1 : s.input_height, want_w = s.dynamic_size() ? -1 : s.input_width;
+  if (images.shape.size() != 4 || images.shape[1] != 3 || images.shape[2] != want_h || images.shape[3] != want_w) {
+    throw Error(s.path + ": io.inputs images should be [N, 3, " + (want_h < 0 ? std::string("height") :
+                std::to_string(want_h)) + ", " + (want_w < 0 ? std::string("width") : std::to_string(want_w)) +
+                "] as input_size" + (s.dynamic_size() ? "_range" : "") + " says");
   }
   if (s.head == "raw" && s.output("logits")->shape.size() == 3 && s.output("logits")->shape[2] > 0 &&
       s.output("logits")->shape[2] != static_cast<std::int64_t>(s.classes.size())) {
@@ -81,6 +83,10 @@ Detector::Detector(const std::string& model_path, const DetectorOptions& options
   if (!std::filesystem::is_regular_file(model_path, ec)) throw Error(model_path + ": no such model file");
   sidecar_ = Sidecar::load_for(model_path);
   check_contract(sidecar_);
+  // Every run feeds [N, 3, input_height, input_width]; TensorRT gets that shape set before each run.
+  if (options.input_height > 0 || options.input_width > 0) {
+    sidecar_.use_input_size(options.input_height, options.input_width);
+  }
   const std::string ext = lower_extension(model_path);
   if (ext == ".onnx") {
     backend_ = make_onnxruntime_backend(model_path, sidecar_, options.backend);

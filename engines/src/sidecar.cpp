@@ -2,6 +2,8 @@
 
 #include <fstream>
 #include <sstream>
+#include <tuple>
+#include <utility>
 
 #include "rtdetr/error.hpp"
 #include "rtdetr/json.hpp"
@@ -31,12 +33,42 @@ std::vector<TensorInfo> read_tensors(const json::Value& list, const char* what) 
   return out;
 }
 
+std::string size_text(int height, int width) { return std::to_string(height) + "x" + std::to_string(width); }
+
+// [height, width] of input_size or of one end of input_size_range.
+std::pair<int, int> read_size(const json::Value& value, const char* what) {
+  const auto& hw = value.as_array(what);
+  if (hw.size() != 2) throw Error(std::string(what) + " should be [height, width]");
+  const int height = static_cast<int>(hw[0].as_int(what));
+  const int width = static_cast<int>(hw[1].as_int(what));
+  if (height <= 0 || width <= 0 || height > 16384 || width > 16384) throw Error(std::string(what) + " out of range");
+  return {height, width};
+}
+
 std::string directory_part(const std::string& path) {
   const auto slash = path.find_last_of('/');
   return slash == std::string::npos ? std::string() : path.substr(0, slash + 1);
 }
 
 }  // namespace
+
+void Sidecar::use_input_size(int height, int width) {
+  if (!dynamic_size()) {
+    if (height == input_height && width == input_width) return;
+    throw Error(path + ": the model takes " + size_text(input_height, input_width) +
+                " images only (a fixed-size export); drop the size or export with --dynamic-size");
+  }
+  if (height % 32 || width % 32) {
+    throw Error("image size " + size_text(height, width) + ": height and width must be multiples of 32");
+  }
+  if (height < min_height || height > max_height || width < min_width || width > max_width) {
+    throw Error("image size " + size_text(height, width) + " is outside the model's range " +
+                size_text(min_height, min_width) + ".." + size_text(max_height, max_width) + " (opt " +
+                size_text(input_height, input_width) + ")");
+  }
+  input_height = height;
+  input_width = width;
+}
 
 std::int64_t Sidecar::fixed_batch() const {
   if (inputs.empty() || inputs.front().shape.empty()) return 0;
@@ -101,12 +133,19 @@ Sidecar Sidecar::load(const std::string& sidecar_path) {
     const json::Value* io = root.find("io");
     const json::Value* exp = root.find("export");
     if (!size || !classes || !io || !exp) throw Error("missing input_size, classes, io or export");
-    const auto& hw = size->as_array("input_size");
-    if (hw.size() != 2) throw Error("input_size should be [height, width]");
-    out.input_height = static_cast<int>(hw[0].as_int("input_size[0]"));
-    out.input_width = static_cast<int>(hw[1].as_int("input_size[1]"));
-    if (out.input_height <= 0 || out.input_width <= 0 || out.input_height > 16384 || out.input_width > 16384) {
-      throw Error("input_size out of range");
+    std::tie(out.input_height, out.input_width) = read_size(*size, "input_size");
+    // Schema 3: a dynamic-size file's range ({"min", "opt", "max"}); absent (older sidecars) or null when fixed.
+    const json::Value* range = root.find("input_size_range");
+    if (range && !range->is_null()) {
+      const json::Value* low = range->find("min");
+      const json::Value* high = range->find("max");
+      if (!low || !high) throw Error("input_size_range needs min and max");
+      std::tie(out.min_height, out.min_width) = read_size(*low, "input_size_range.min");
+      std::tie(out.max_height, out.max_width) = read_size(*high, "input_size_range.max");
+      if (out.min_height > out.input_height || out.input_height > out.max_height ||
+          out.min_width > out.input_width || out.input_width > out.max_width) {
+        throw Error("input_size is outside input_size_range");
+      }
     }
     for (const json::Value& name : classes->as_array("classes")) out.classes.push_back(name.as_string("class name"));
     out.precision = precision && precision->is_string() ? precision->as_string("precision") : "fp32";

@@ -1,6 +1,7 @@
 // rtdetr_detect: run an exported RT-DETRv2 artifact on images and print the detections.
 //
 //   rtdetr_detect MODEL.onnx|MODEL.engine IMAGE... [--threshold 0.5] [--json] [--threads N] [--top-k K] [--batch N]
+//                 [--size HxW]
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -8,6 +9,8 @@
 #include <iostream>
 #include <new>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "rtdetr/detector.hpp"
@@ -17,14 +20,15 @@
 namespace {
 
 const char* const kUsage =
-    "usage: rtdetr_detect MODEL IMAGE... [--threshold T] [--json] [--threads N] [--top-k K] [--batch N]\n"
+    "usage: rtdetr_detect MODEL IMAGE... [--threshold T] [--json] [--threads N] [--top-k K] [--batch N] [--size HxW]\n"
     "  MODEL      MODEL.onnx (ONNX Runtime) or MODEL.engine/.plan/.trt (TensorRT), with MODEL.json beside it\n"
     "  IMAGE      PNG or JPEG files\n"
     "  --threshold T  keep detections with score > T (default 0.5)\n"
     "  --json         print one JSON document instead of text\n"
     "  --threads N    ONNX Runtime intra-op threads (default: the runtime's choice)\n"
     "  --top-k K      raw head: candidates before the threshold (default: number of queries)\n"
-    "  --batch N      images per run for dynamic-batch artifacts (default 8)\n";
+    "  --batch N      images per run for dynamic-batch artifacts (default 8)\n"
+    "  --size HxW     dynamic-size artifacts: input size within the sidecar's range (default: its opt size; N = NxN)\n";
 
 struct UsageError {
   std::string message;
@@ -48,6 +52,16 @@ int parse_int(const std::string& flag, const std::string& text, int low) {
     throw UsageError{flag + " needs an integer >= " + std::to_string(low) + ", got '" + text + "'"};
   }
   return static_cast<int>(v);
+}
+
+// "HxW" or "N" (square) -> (height, width); the range and stride rules are the sidecar's to check.
+std::pair<int, int> parse_size(const std::string& flag, const std::string& text) {
+  const auto x = text.find_first_of("xX");
+  if (x == std::string::npos) {
+    const int side = parse_int(flag, text, 1);
+    return {side, side};
+  }
+  return {parse_int(flag, text.substr(0, x), 1), parse_int(flag, text.substr(x + 1), 1)};
 }
 
 struct Args {
@@ -78,6 +92,8 @@ Args parse(int argc, char** argv) {
       args.options.top_k = parse_int(a, value(a), 1);
     } else if (a == "--batch") {
       args.options.max_batch = parse_int(a, value(a), 1);
+    } else if (a == "--size") {
+      std::tie(args.options.input_height, args.options.input_width) = parse_size(a, value(a));
     } else if (a == "-h" || a == "--help") {
       std::cout << kUsage;
       std::exit(0);

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtdetr_export.artifact import ENGINE_SUFFIXES, ONNX_FORMAT, ONNX_SUFFIXES, load_onnx, read_metadata, sidecar_path
+from rtdetr_export.artifact import (ENGINE_SUFFIXES, ONNX_FORMAT, ONNX_SUFFIXES, input_size_range, load_onnx,
+                                   read_metadata, sidecar_path)
 from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.model.config import SizeRange, size_text
 
 
 @dataclass
@@ -22,12 +24,21 @@ class Artifact:
     batches: tuple[int, int] | None = None  # (smallest, largest) batch it takes; None: any (dynamic axis)
     precision: str = "fp32"
     provenance: dict[str, Any] | None = field(default=None, repr=False)
-    image_size: tuple[int, int] | None = None
+    image_size: tuple[int, int] | None = None  # a fixed-size file's; None: dynamic (or unknown)
     size_bytes: int = 0
     nodes: int | None = None
+    size_range: SizeRange | None = None  # the sizes a dynamic-size file of ours takes
 
     def supports(self, batch: int) -> bool:
         return self.batches is None or self.batches[0] <= batch <= self.batches[1]
+
+    def check_size(self, size: tuple[int, int]) -> None:
+        """One-line error unless the artifact takes (height, width) images."""
+        if self.image_size and tuple(self.image_size) != tuple(size):
+            raise RTDetrExportError(f"{self.path} takes {size_text(self.image_size)} images only but the benchmark "
+                                    f"runs at {size_text(size)}")
+        if self.size_range is not None and not self.size_range.contains(size):
+            raise RTDetrExportError(f"image size {size_text(size)} is outside {self.path}'s range {self.size_range}")
 
     @property
     def batch_text(self) -> str:
@@ -58,7 +69,8 @@ def _onnx_artifact(path: Path, label: str) -> Artifact:
     head = "detections" if "orig_target_sizes" in names else "raw"
     precision = provenance.get("precision", "fp32") if provenance else "fp32"
     return Artifact(path, "onnx", label, head, None if batch is None else (batch, batch), precision, provenance,
-                    size, path.stat().st_size, len(model.graph.node))
+                    size, path.stat().st_size, len(model.graph.node),
+                    input_size_range(provenance) if provenance else None)
 
 
 def _engine_artifact(path: Path, label: str) -> Artifact:
@@ -73,9 +85,10 @@ def _engine_artifact(path: Path, label: str) -> Artifact:
     shapes = (record.get("profile") or {}).get("images")
     if shapes:
         batches = (int(shapes["min"][0]), int(shapes["max"][0]))
-    size = record.get("input_size")
+    size, size_range = record.get("input_size"), input_size_range(record)
     return Artifact(path, "tensorrt", label, record.get("head") or "raw", batches, record.get("precision") or "fp32",
-                    record if record.get("model") else None, tuple(size) if size else None, path.stat().st_size)
+                    record if record.get("model") else None, tuple(size) if size and not size_range else None,
+                    path.stat().st_size, size_range=size_range)
 
 
 def describe_artifact(path: str | Path, label: str | None = None) -> Artifact:

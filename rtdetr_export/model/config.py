@@ -203,6 +203,46 @@ def parse_image_size(text: str | int | tuple[int, int]) -> tuple[int, int]:
     return height, width
 
 
+@dataclass(frozen=True)
+class SizeRange:
+    """The input sizes a dynamic-size export takes: every (height, width) with min <= size <= max on each side;
+    ``opt`` is the size it is built, verified and (in TensorRT) tuned for, and what consumers run by default."""
+
+    min: tuple[int, int]
+    opt: tuple[int, int]
+    max: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        for name in ("min", "opt", "max"):
+            object.__setattr__(self, name, parse_image_size(tuple(getattr(self, name))))
+        for side, axis in (("height", 0), ("width", 1)):
+            low, opt, high = self.min[axis], self.opt[axis], self.max[axis]
+            if not low <= high:
+                raise RTDetrExportError(f"size range: min {size_text(self.min)} exceeds max {size_text(self.max)} "
+                                        f"in {side}")
+            if not low <= opt <= high:
+                raise RTDetrExportError(f"size range: opt {size_text(self.opt)} is outside min {size_text(self.min)}"
+                                        f" .. max {size_text(self.max)} in {side}")
+
+    def contains(self, size: tuple[int, int]) -> bool:
+        return all(self.min[i] <= size[i] <= self.max[i] for i in (0, 1))
+
+    def __str__(self) -> str:
+        return f"{size_text(self.min)}..{size_text(self.max)} (opt {size_text(self.opt)})"
+
+    def to_json(self) -> dict[str, list[int]]:
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "SizeRange":
+        return cls(tuple(data["min"]), tuple(data["opt"]), tuple(data["max"]))
+
+
+def size_text(size: tuple[int, int]) -> str:
+    """(480, 640) -> "480x640"."""
+    return f"{size[0]}x{size[1]}"
+
+
 def _pair(value: Any) -> tuple[int, int]:
     if isinstance(value, int):
         return (value, value)

@@ -86,6 +86,8 @@ class RTDETRDecoder(nn.Module):
         self.register_buffer("anchors", torch.zeros(1, 0, 4), persistent=False)
         self.register_buffer("valid_mask", torch.zeros(1, 0, 1, dtype=torch.bool), persistent=False)
         self.anchor_shapes: list[tuple[int, int]] = []  # the level shapes ``anchors`` were built for
+        # True only in dynamic-size exports: anchors come from the traced map shapes, never from the constants.
+        self.sizes_in_graph = False
 
     def spatial_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
         return [(height // s, width // s) for s in self.level_strides]
@@ -99,14 +101,17 @@ class RTDETRDecoder(nn.Module):
         levels = [proj(feat) for proj, feat in zip(self.input_proj, feats)]
         for proj in self.input_proj[len(feats):]:
             levels.append(proj(feats[-1] if len(levels) == len(feats) else levels[-1]))
-        shapes = [(int(level.shape[2]), int(level.shape[3])) for level in levels]
+        # Plain ints bake each level's shape into a static export; a dynamic-size export keeps the traced sizes so
+        # every shape-derived value (anchors, split points, clamps) stays a graph computation.
+        shapes = [(level.shape[2], level.shape[3]) if self.sizes_in_graph else
+                  (int(level.shape[2]), int(level.shape[3])) for level in levels]
         memory = torch.cat([level.flatten(2).transpose(1, 2) for level in levels], dim=1)
         return memory, shapes
 
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         memory, shapes = self._flatten_levels(feats)
         # Compare shapes, not cell counts: a transposed input (W x H) has the same count but other anchors.
-        if shapes == self.anchor_shapes:
+        if not self.sizes_in_graph and shapes == self.anchor_shapes:
             anchors, valid = self.anchors, self.valid_mask
         else:
             anchors, valid = generate_anchors(shapes, self.anchor_grid_size, self.anchor_eps)

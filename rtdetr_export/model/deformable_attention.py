@@ -77,6 +77,20 @@ def bilinear_corners(loc: torch.Tensor, height: int, width: int) -> tuple[torch.
     return y_in * width + x_in, weight
 
 
+def split_levels(memory: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """memory [B, sum(H*W), C] -> one [B, H*W, C] block per level.
+
+    ``split`` needs Python ints, so a dynamic-size export (traced sizes) slices instead; a static export keeps its
+    ``split`` and so its graph."""
+    if all(isinstance(side, int) for shape in spatial_shapes for side in shape):
+        return list(memory.split([h * w for h, w in spatial_shapes], dim=1))
+    blocks, start = [], 0
+    for h, w in spatial_shapes:
+        blocks.append(memory[:, start:start + h * w])
+        start = start + h * w
+    return blocks
+
+
 LocationObserver = Callable[[torch.Tensor, int, int], torch.Tensor]
 
 
@@ -143,7 +157,7 @@ def attend_bilinear(self: MSDeformableAttention, memory: torch.Tensor, loc: torc
     head_dim = self.head_dim
     value = self.value_proj(memory)
     sampled = []
-    level_values = value.split([h * w for h, w in spatial_shapes], dim=1)
+    level_values = split_levels(value, spatial_shapes)
     level_locs = loc.split(list(self.num_points), dim=3)
     for (h, w), level_value, level_loc in zip(spatial_shapes, level_values, level_locs):
         level_loc = self.observe(level_loc, h, w)

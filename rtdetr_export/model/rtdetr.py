@@ -44,6 +44,13 @@ class RTDETRv2(nn.Module):
         self.encoder.set_image_size(height, width)
         self.decoder.set_image_size(height, width)
 
+    def compute_sizes_in_graph(self, enabled: bool = True) -> None:
+        """Compute anchors, the valid mask and AIFI's position embedding from the feature-map shapes on every run
+        instead of using the constants built for ``image_size``: what a dynamic-size export traces. The same
+        numbers at any size (the embedding in float32, ~1e-6 from the float64 table); a static export never sets it."""
+        for module in (self.decoder, *self.encoder.encoder):  # the decoder's anchors, each AIFI's embedding
+            module.sizes_in_graph = enabled
+
     @property
     def bilinear_op(self) -> str:
         """How ``default`` sampling is written: "gridsample" or "gather" (model/deformable_attention.py)."""

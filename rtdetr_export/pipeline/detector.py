@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from rtdetr_export.artifact import ENGINE_SUFFIXES, make_feed, read_provenance
+from rtdetr_export.artifact import ENGINE_SUFFIXES, choose_input_size, make_feed, read_provenance
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner, TorchRunner
 from rtdetr_export.imaging import Detections, postprocess, preprocess_batch
 from rtdetr_export.model import RTDETRv2
@@ -45,17 +45,22 @@ class Detector:
         return cls(runner, "raw", tuple(model.config.image_size), model.config.class_names, name)
 
     @classmethod
-    def from_artifact(cls, path: str | Path, runner: Runner | None = None) -> "Detector":
-        """One of our artifacts: an ONNX file (ONNX Runtime unless ``runner`` is given) or a TensorRT engine."""
+    def from_artifact(cls, path: str | Path, runner: Runner | None = None,
+                      image_size: tuple[int, int] | None = None) -> "Detector":
+        """One of our artifacts: an ONNX file (ONNX Runtime unless ``runner`` is given) or a TensorRT engine.
+
+        Images are resized to the artifact's size: a fixed-size file's own; for a dynamic-size file
+        ``image_size`` if given (one-line error outside its range), else its opt size."""
         path = Path(path)
         provenance = read_provenance(path)
+        size = choose_input_size(provenance, image_size, path.name)
         export = provenance["export"]
         if runner is None and path.suffix.lower() in ENGINE_SUFFIXES:
             from rtdetr_export.backends.tensorrt import TensorRTRunner
 
             runner = TensorRTRunner(path)
         runner = runner or OnnxRuntimeRunner(path)
-        return cls(runner, export["head"], tuple(provenance["input_size"]), provenance["classes"],
+        return cls(runner, export["head"], size, provenance["classes"],
                    f"{runner.name} ({path.name}, {provenance['precision']})",
                    None if export.get("dynamic_batch") else export.get("batch"), provenance)
 
@@ -103,6 +108,8 @@ class Detector:
         return self.detect_batch([image], threshold)[0]
 
 
-def open_detector(source: RTDETRv2 | str | Path) -> Detector:
-    """A Detector for a model or an artifact path: the one entry point predict, eval and users call."""
-    return Detector.from_model(source) if isinstance(source, RTDETRv2) else Detector.from_artifact(source)
+def open_detector(source: RTDETRv2 | str | Path, image_size: tuple[int, int] | None = None) -> Detector:
+    """A Detector for a model or an artifact path: the one entry point predict, eval and users call.
+    ``image_size`` picks a dynamic-size artifact's input size within its range (a model is run at its own)."""
+    return Detector.from_model(source) if isinstance(source, RTDETRv2) else Detector.from_artifact(source, None,
+                                                                                                    image_size)

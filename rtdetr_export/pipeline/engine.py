@@ -13,21 +13,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rtdetr_export.artifact import ENGINE_FORMAT, make_feed, provenance_header, read_provenance, sidecar_path
+from rtdetr_export.artifact import (ENGINE_FORMAT, input_size_range, make_feed, provenance_header, read_provenance,
+                                   sidecar_path)
 from rtdetr_export.backends.tensorrt.builder import (BuildOptions, build_serialized_engine, check_tensorrt_graph,
                                                     import_tensorrt)
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
 from rtdetr_export.export.torch_export import DEFAULT_BILINEAR_OP, DEFAULT_OPSET
 from rtdetr_export.files import atomic_output, check_output, file_sha256, write_text_atomic
 from rtdetr_export.imaging.inputs import verification_images
-from rtdetr_export.model import RTDETRv2
+from rtdetr_export.model import RTDETRv2, SizeRange
 from rtdetr_export.pipeline.onnx import OnnxExportOptions, export_onnx
 from rtdetr_export.pipeline.verification import reference_model
 from rtdetr_export.precision import PrecisionOptions
+from rtdetr_export.model.config import size_text
 from rtdetr_export.verify import Verification, compare_runners, thresholds_for
+from rtdetr_export.verify.verification import verification_plan
 from rtdetr_export.verify.reference import ReferenceRunner
 
 Log = Callable[[str], None]
+Size = tuple[int, int]  # (height, width)
 
 
 def verification_batches(options: BuildOptions) -> list[int]:
@@ -54,7 +58,9 @@ def engine_record(*, trt_version: str, gpu: dict[str, Any], onnx_path: str | Pat
         "model": onnx_provenance.get("model"),
         "method": onnx_provenance.get("method"),
         "sampler": onnx_provenance.get("sampler"),
-        "input_size": onnx_provenance.get("input_size"),
+        # A dynamic-size engine takes the sizes of its profile (which may be narrower than its ONNX file's range).
+        "input_size": list(options.size_range.opt) if options.size_range else onnx_provenance.get("input_size"),
+        "input_size_range": options.size_range.to_json() if options.size_range else None,
         # The tensor contract as the ONNX sidecar states it, so every consumer (predict, the C++ engines)
         # reads an engine's sidecar the same way as an ONNX file's.
         "classes": onnx_provenance.get("classes"),
@@ -110,16 +116,20 @@ def build_engine_artifact(onnx_path: str | Path, output: str | Path, model: RTDE
     started = time.perf_counter()
     serialized = build_serialized_engine(onnx_path, provenance["io"], options, log)
     build_seconds = time.perf_counter() - started
-    size = tuple(provenance["input_size"])
+    size = options.size_range.opt if options.size_range else tuple(provenance["input_size"])
     with atomic_output(output) as tmp:
         tmp.write_bytes(serialized)
         runner = TensorRTRunner(serialized, device=device.index or 0, cuda_graph=cuda_graph)
-        batches = verification_batches(options)
-        log(f"verifying the engine against PyTorch ({precision}, batch {', '.join(map(str, batches))})")
-        feeds = [make_feed(head, *verification_images(b, size, images, seed=i)) for i, b in enumerate(batches)]
+        plan = verification_plan(verification_batches(options), size, options.size_range)
+        log(f"verifying the engine against PyTorch ({precision}, " + ", ".join(
+            f"batch {b} at {size_text(s)}" for b, s in plan) + ")")
+        feeds = [make_feed(head, *verification_images(b, s, images, seed=i)) for i, (b, s) in enumerate(plan)]
         verification = compare_runners(ReferenceRunner(model, head, top_k), runner, head, feeds,
                                        thresholds_for(precision), "tensorrt", precision,
                                        str(images) if images else "synthetic")
+        if options.size_range is not None:
+            for run, (_, s) in zip(verification.runs, plan):
+                run.input_size = list(s)
         if not verification.passed:
             raise RTDetrExportError("engine verification failed: " + "; ".join(verification.failures))
         log(f"timing at batch {options.opt_batch} ({warmup} warm-up, {iterations} timed runs)")
@@ -157,6 +167,9 @@ class EngineJob:
     iterations: int = 200
     onnx_only: bool = False
     force: bool = False
+    # With ``onnx``: profile sizes (min, opt, max) asked for in place of the file's range (None: the file's).
+    # Without: ``build.size_range`` is both the export's range and the profile's.
+    profile_sizes: tuple[Size | None, Size | None, Size | None] = (None, None, None)
 
     def validate(self, model_chosen: bool) -> None:
         """Reject contradictory requests before any work; ``model_chosen``: --preset/--method/--image-size given."""
@@ -176,6 +189,23 @@ class EngineJob:
         if model_chosen:
             raise RTDetrExportError("with --onnx the model comes from the file's provenance: drop --preset, --method "
                                     "and --image-size (--model names the checkpoint)")
+
+
+def profile_size_range(file_range: SizeRange | None, asked: tuple[Size | None, Size | None, Size | None],
+                       name: str) -> SizeRange | None:
+    """The profile's sizes for an ONNX file: its recorded range, with any of (min, opt, max) ``asked`` for in its
+    place if the file's range holds them; one-line error for sizes a fixed-size file or the range cannot take."""
+    if not any(asked):
+        return file_range
+    if file_range is None:
+        raise RTDetrExportError(f"{name} is a fixed-size export: it has no size range for --min-size/--opt-size/"
+                                "--max-size (export it with --dynamic-size)")
+    low, opt, high = asked
+    asked = SizeRange(low or file_range.min, opt or file_range.opt, high or file_range.max)
+    if not (file_range.contains(asked.min) and file_range.contains(asked.max)):
+        raise RTDetrExportError(f"profile sizes {size_text(asked.min)}..{size_text(asked.max)} are outside {name}'s "
+                                f"range {file_range}")
+    return asked
 
 
 def fp16_or_int8(fp16: bool, int8: bool) -> str | None:
@@ -202,13 +232,15 @@ def run_engine_job(job: EngineJob, load_model: Callable[[], RTDETRv2], model_pat
                                     f"with `rtdetr-export onnx --precision {target}`, or omit --onnx")
         export = provenance["export"]
         check_tensorrt_graph(export["opset"], provenance["method"], export["head"], export.get("top_k") or 0)
+        job.build.size_range = profile_size_range(input_size_range(provenance), job.profile_sizes, job.onnx)
         onnx_path, model = Path(job.onnx), reference_model(provenance, model_path, log)
     else:
         onnx_path, model = engine_path.with_suffix(".onnx"), load_model()
         check_tensorrt_graph(job.opset, model.config.decoder_method, job.head, job.top_k)
+        # Exported here: the ONNX file's range is the profile's.
         options = OnnxExportOptions(opset=job.opset, batch=job.build.min_batch, dynamic_batch=job.build.dynamic,
                                     head=job.head, top_k=job.top_k, images=job.images, precision=job.precision,
-                                    bilinear_op=job.bilinear_op)
+                                    bilinear_op=job.bilinear_op, size_range=job.build.size_range)
         export_onnx(model, onnx_path, options, force=job.force, log=log)
         if job.onnx_only:
             return onnx_path

@@ -42,6 +42,7 @@ def _provenance_summary(meta: dict[str, Any], census: dict[str, int]) -> dict[st
         # Files from before the gather bilinear op wrote ``default`` with GridSample.
         "sampler": meta.get("sampler") or sampler(meta.get("method") or "default", "gridsample"),
         "input_size": meta.get("input_size"),
+        "input_size_range": meta.get("input_size_range"),  # null (and absent before schema 3): a fixed size
         "head": export.get("head"),
         "precision": meta.get("precision"),
         "classes": len(classes) if isinstance(classes, list) else None,

@@ -17,7 +17,8 @@ from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.export.graph_checks import check_graph
 from rtdetr_export.export.torch_export import GraphOptions, export_graph, sampler
 from rtdetr_export.files import atomic_output, check_output, write_text_atomic
-from rtdetr_export.model import RTDETRv2
+from rtdetr_export.model import RTDETRv2, SizeRange
+from rtdetr_export.model.config import size_text
 from rtdetr_export.precision import PrecisionOptions, apply_precision
 from rtdetr_export.verify import Verification, verify_onnx
 
@@ -73,13 +74,17 @@ def model_record(model: RTDETRv2) -> dict[str, Any]:
 
 def build_provenance(model: RTDETRv2, export: dict[str, Any], precision: str, io: dict[str, Any],
                      op_census: dict[str, int], verification: Verification | None,
-                     recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+                     recipe: dict[str, Any] | None = None, size_range: SizeRange | None = None) -> dict[str, Any]:
     """Everything a user needs to trust and reproduce an ONNX file. ``sampler`` says how the graph reads the
-    sampling points (``method`` says what it computes; ``default`` may be written with GridSample or gathers)."""
+    sampling points (``method`` says what it computes; ``default`` may be written with GridSample or gathers).
+    ``input_size`` is the size the file runs at by default: its fixed size, or a dynamic-size file's opt, whose
+    ``input_size_range`` says what else it takes (null: fixed)."""
     config = model.config
     record = {**provenance_header(ONNX_FORMAT), "model": model_record(model), "method": config.decoder_method,
               "sampler": sampler(config.decoder_method, export.get("bilinear_op") or "gridsample"),
-              "input_size": list(config.image_size), "classes": config.class_names, "precision": precision,
+              "input_size": list(config.image_size),
+              "input_size_range": size_range.to_json() if size_range else None,
+              "classes": config.class_names, "precision": precision,
               "export": export, "io": io, "op_census": op_census,
               "verification": verification.to_json() if verification else None}
     if recipe:
@@ -124,15 +129,17 @@ def export_onnx(model: RTDETRv2, output: str | Path, options: OnnxExportOptions 
         verification = None
         if options.verify:
             batches = options.verification_batches
-            stage(f"verifying on ONNX Runtime against PyTorch (batch {', '.join(map(str, batches))})")
+            sizes = "" if options.size_range is None else ", input " + ", ".join(dict.fromkeys(
+                size_text(s) for s in (options.size_range.opt, options.size_range.min, options.size_range.max)))
+            stage(f"verifying on ONNX Runtime against PyTorch (batch {', '.join(map(str, batches))}{sizes})")
             verification = verify_onnx(model, tmp, options.head, batches, options.top_k, options.images,
-                                       precision=precision)
+                                       precision=precision, size_range=options.size_range)
             if not verification.passed:
                 raise RTDetrExportError("verification failed: " + "; ".join(verification.failures))
         else:
             stage("verification skipped (--no-verify)")
         provenance = build_provenance(model, exported.export, precision, io_description(graph), census,
-                                      verification, recipe)
+                                      verification, recipe, options.size_range)
         stage(f"writing {output} and {sidecar.name}")
         embed_metadata(graph, provenance)
         onnx.save(graph, str(tmp))

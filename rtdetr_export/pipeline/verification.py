@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from rtdetr_export.artifact import read_provenance
+from rtdetr_export.artifact import input_size_range, read_provenance
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model import ModelConfig, RTDETRv2, WeightSource
 from rtdetr_export.verify import Verification, verify_onnx
@@ -51,6 +51,7 @@ def verify_artifact(onnx_path: str | Path, model_path: str | Path | None = None,
     log(f"verifying {onnx_path} ({export['head']} head, {provenance['precision']}) on {runtime} at batch "
         f"{', '.join(map(str, batches))}")
     verification = verify_onnx(model, onnx_path, export["head"], batches, export.get("top_k") or 300, images,
-                               precision=provenance["precision"], openvino=openvino)
+                               precision=provenance["precision"], openvino=openvino,
+                               size_range=input_size_range(provenance))
     verification.artifact = str(onnx_path)
     return verification

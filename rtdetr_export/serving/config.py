@@ -164,11 +164,18 @@ def _data_type(name: str, dtype: str) -> str:
 def _add_tensors(target: Any, values: list[dict[str, Any]], types: dict[str, str], plan: BatchPlan) -> None:
     for value in values:
         shape = value["shape"]
-        dims = shape if plan.max_batch_size == 0 else shape[1:]
-        if any(isinstance(d, str) or d is None for d in dims):
-            raise RTDetrExportError(f"tensor {value['name']} has a dynamic dimension other than the batch: {shape}")
+        start = 0 if plan.max_batch_size == 0 else 1
+        # A dynamic-size export's image height and width are Triton's variable dimension (-1); the ensemble's
+        # pre-processing feeds them at the sidecar's input_size (the opt size).
+        spatial = (2, 3) if value["name"] == "images" and len(shape) == 4 else ()
+        dims = []
+        for axis, d in enumerate(shape[start:], start):
+            if d is None or (isinstance(d, str) and axis not in spatial):
+                raise RTDetrExportError(f"tensor {value['name']} has a dynamic dimension other than the batch, "
+                                        f"height and width: {shape}")
+            dims.append(-1 if isinstance(d, str) else int(d))
         entry = target.add(name=value["name"], data_type=_data_type(value["name"], types[value["name"]]))
-        entry.dims.extend([plan.static_batch if isinstance(d, str) else int(d) for d in dims])
+        entry.dims.extend(dims)
 
 
 def add_parameters(config: Any, values: dict[str, Any]) -> None:

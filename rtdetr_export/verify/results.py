@@ -73,23 +73,28 @@ class BatchComparison:
     # [N, Q]: how badly each query that a rounding flip may explain fails (0: not suspected); never serialised.
     # verification.compare_outputs tests the suspects and compare.confirm_flips judges the result.
     suspected_flips: np.ndarray | None = field(default=None, repr=False)
+    input_size: list[int] | None = None  # [height, width]; recorded only for dynamic-size files
 
     @property
     def passed(self) -> bool:
         return not self.failures
 
     def to_json(self) -> dict[str, Any]:
-        return {"batch": self.batch, "kind": self.kind,
-                "outputs": {name: check.to_json() for name, check in self.outputs.items()},
-                "reordered_rows": self.reordered_rows, "flipped_rows": self.flipped_rows, "passed": self.passed,
-                "failures": list(self.failures)}
+        out = {"batch": self.batch, "kind": self.kind,
+               "outputs": {name: check.to_json() for name, check in self.outputs.items()},
+               "reordered_rows": self.reordered_rows, "flipped_rows": self.flipped_rows, "passed": self.passed,
+               "failures": list(self.failures)}
+        if self.input_size is not None:
+            out["input_size"] = list(self.input_size)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "BatchComparison":
         outputs = {name: Check.from_json(name, entry) for name, entry in data.get("outputs", {}).items()}
         kind = data.get("kind") or ("agreement" if "matched" in outputs else "tensor")
         return cls(int(data["batch"]), kind, outputs, int(data.get("reordered_rows", 0)),
-                   int(data.get("flipped_rows", 0)), list(data.get("failures", [])))
+                   int(data.get("flipped_rows", 0)), list(data.get("failures", [])),
+                   input_size=data.get("input_size"))
 
 
 @dataclass

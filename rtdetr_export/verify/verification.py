@@ -12,7 +12,7 @@ from rtdetr_export.backends import OnnxRuntimeRunner, Runner
 from rtdetr_export.backends.fp16_emulation import Fp16EmulationRunner
 from rtdetr_export.backends.openvino_runner import OpenVinoRunner
 from rtdetr_export.imaging.inputs import verification_images
-from rtdetr_export.model import RTDETRv2
+from rtdetr_export.model import RTDETRv2, SizeRange
 from rtdetr_export.onnx_graph import stores_fp16
 from rtdetr_export.verify.agreement import AgreementThresholds, compare_agreement
 from rtdetr_export.verify.compare import (Thresholds, compare_detections, compare_raw, confirm_flips,
@@ -86,20 +86,32 @@ def compare_runners(reference: ReferenceRunner, candidate: Runner, head: str, fe
                         precision=precision, inputs=inputs)
 
 
+def verification_plan(batches: list[int], size: tuple[int, int],
+                      size_range: SizeRange | None = None) -> list[tuple[int, tuple[int, int]]]:
+    """(batch, input size) of each verification run: every batch at ``size``; a dynamic-size file also at its
+    range's min and max (at the first batch), the two ends a runtime's shape handling can get wrong."""
+    plan = [(batch, tuple(size)) for batch in batches]
+    if size_range is not None:
+        plan += [(batches[0], end) for end in dict.fromkeys((size_range.min, size_range.max)) if end != tuple(size)]
+    return plan
+
+
 def verify_onnx(model: RTDETRv2, onnx_path: str | Path, head: str, batches: list[int],
                 top_k: int = 300, images_dir: str | Path | None = None, precision: str = "fp32",
                 thresholds: Thresholds | AgreementThresholds | None = None,
-                openvino: str | None = None) -> Verification:
+                openvino: str | None = None, size_range: SizeRange | None = None) -> Verification:
     """ONNX Runtime (CPU), or OpenVINO CPU under the precision hint ``openvino``, vs the PyTorch reference for
-    each batch size. An FP32 file under the bf16 hint is judged by the bf16 (agreement) limits.
+    each batch size. An FP32 file under the bf16 hint is judged by the bf16 (agreement) limits. A dynamic-size
+    file (``size_range``) is also run at the range's ends; each run then records its ``input_size``.
 
     An FP16 file (and an INT8 file whose float layers are FP16) runs on ONNX Runtime as FP32 compute with FP16
     storage (backends/fp16_emulation.py): its CPU
     provider lacks most FP16 kernels and would otherwise skip most of the rounding.
     """
     thresholds = thresholds or thresholds_for(judged_precision(precision, openvino))
-    size = model.config.image_size
-    feeds = [make_feed(head, *verification_images(batch, size, images_dir, seed=i)) for i, batch in enumerate(batches)]
+    plan = verification_plan(batches, model.config.image_size, size_range)
+    feeds = [make_feed(head, *verification_images(batch, size, images_dir, seed=i))
+             for i, (batch, size) in enumerate(plan)]
     if openvino is not None:
         candidate = OpenVinoRunner(onnx_path, openvino)
         name = f"openvino-cpu-{openvino}"
@@ -107,5 +119,9 @@ def verify_onnx(model: RTDETRv2, onnx_path: str | Path, head: str, batches: list
         candidate, name = Fp16EmulationRunner(onnx_path), "onnxruntime-cpu-fp16-emulated"
     else:
         candidate, name = OnnxRuntimeRunner(onnx_path), "onnxruntime-cpu"
-    return compare_runners(ReferenceRunner(model, head, top_k), candidate, head, feeds, thresholds, name,
-                           precision, str(images_dir) if images_dir else "synthetic")
+    verification = compare_runners(ReferenceRunner(model, head, top_k), candidate, head, feeds, thresholds, name,
+                                   precision, str(images_dir) if images_dir else "synthetic")
+    if size_range is not None:
+        for run, (_, size) in zip(verification.runs, plan):
+            run.input_size = list(size)
+    return verification

@@ -17,6 +17,9 @@ struct DetectorOptions {
   BackendOptions backend;
   int top_k = 0;      // raw head only: candidates kept before the threshold; 0 = number of queries
   int max_batch = 0;  // dynamic-batch artifacts: images per run (0 = all at once, within the engine's limit)
+  // Dynamic-size artifacts: the input size to run at, within the sidecar's range (0 = its opt size).
+  int input_height = 0;
+  int input_width = 0;
 };
 
 class Detector {

@@ -12,15 +12,17 @@ namespace rtdetr {
 
 struct TensorInfo {
   std::string name;
-  std::vector<std::int64_t> shape;  // -1 where the export left a symbolic dimension (dynamic batch)
+  std::vector<std::int64_t> shape;  // -1 where the export left a symbolic dimension (dynamic batch, height, width)
   std::string dtype;                // numpy spelling: "float32", "int64", ...
 };
 
 struct Sidecar {
   std::string path;     // where it was read from
   std::string format;   // "rtdetr-export/onnx", ...
-  int input_height = 0;
-  int input_width = 0;
+  int input_height = 0;  // the size images are resized to: a fixed-size file's, or a dynamic-size file's opt
+  int input_width = 0;    // (until use_input_size picks another within the range)
+  // A dynamic-size artifact (a non-null "input_size_range"): the heights and widths it takes; all 0 when fixed.
+  int min_height = 0, min_width = 0, max_height = 0, max_width = 0;
   std::vector<std::string> classes;
   std::string head;       // "raw" or "detections"
   int top_k = 0;          // detections head: K; 0 for the raw head
@@ -28,6 +30,11 @@ struct Sidecar {
   std::string method;     // deformable sampler the model was exported with
   std::vector<TensorInfo> inputs;
   std::vector<TensorInfo> outputs;
+
+  bool dynamic_size() const { return max_height > 0; }
+  // Run at (height, width) instead of input_size: only a dynamic-size artifact, within its range, multiples of
+  // 32 (the model's coarsest stride); throws rtdetr::Error (one line) otherwise.
+  void use_input_size(int height, int width);
 
   // Batch size fixed at export time, or 0 when the batch axis is dynamic.
   std::int64_t fixed_batch() const;

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
 from rtdetr_export.files import atomic_output
+from rtdetr_export.model.config import SizeRange, size_text
 
 INSTALL_HINT = ("install it with `pip install tensorrt` on a machine with an NVIDIA GPU and driver "
                 "(TensorRT 10 or 11; docs/precision.md)")
@@ -30,6 +31,8 @@ class BuildOptions:
     workspace_mib: int = 4096
     timing_cache: str | None = None
     builder_optimization_level: int = 3
+    # The profile's input heights and widths, for a dynamic-size ONNX file (None: the file's fixed size).
+    size_range: SizeRange | None = None
 
     def validate(self) -> None:
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
@@ -48,29 +51,54 @@ class BuildOptions:
         return self.min_batch != self.max_batch
 
 
-def profile_shapes(io: dict[str, list[dict[str, Any]]], options: BuildOptions) -> dict[str, dict[str, list[int]]]:
-    """Min/opt/max shape of every graph input for one optimisation profile over the batch dimension.
+def _dynamic(dim: Any) -> bool:
+    return isinstance(dim, str) or dim in (0, None)
 
-    ``io`` is an ONNX I/O description (``io_description``): a symbolic (string) leading dimension is the
-    batch; any other symbolic dimension is unsupported. A static batch must equal the requested profile.
+
+def _spatial_profile(name: str, dims: list[Any], options: BuildOptions) -> dict[str, list[int]] | None:
+    """Min/opt/max [height, width] of an image input whose height and width are graph dimensions (None if fixed)."""
+    spatial = [i for i, d in enumerate(dims[1:], start=1) if _dynamic(d)]
+    if not spatial:
+        if options.size_range is not None and len(dims) == 4:
+            raise RTDetrExportError(f"input {name} has a fixed size {size_text(tuple(dims[2:]))} (a fixed-size "
+                                    "export); drop the profile's sizes or export with --dynamic-size")
+        return None
+    if len(dims) != 4 or spatial != [2, 3]:
+        raise RTDetrExportError(f"input {name} has a dynamic dimension other than the batch, height and width: {dims}")
+    if options.size_range is None:
+        raise RTDetrExportError(f"input {name} has a dynamic height and width: give the profile's sizes "
+                                "(--min-size, --opt-size, --max-size)")
+    r = options.size_range
+    return {"min": list(r.min), "opt": list(r.opt), "max": list(r.max)}
+
+
+def profile_shapes(io: dict[str, list[dict[str, Any]]], options: BuildOptions) -> dict[str, dict[str, list[int]]]:
+    """Min/opt/max shape of every graph input for one optimisation profile over the batch and, for a
+    dynamic-size file, the images' height and width.
+
+    ``io`` is an ONNX I/O description (``io_description``): a symbolic (string) leading dimension is the batch
+    and takes ``options``' batch range; symbolic height and width of a [N, 3, H, W] input take
+    ``options.size_range``; any other symbolic dimension is unsupported. A static batch must equal the
+    requested profile.
     """
     shapes = {}
     for value in io["inputs"]:
         dims = value["shape"]
-        if any(isinstance(d, str) or d in (0, None) for d in dims[1:]):
-            raise RTDetrExportError(f"input {value['name']} has a dynamic dimension other than the batch: {dims}")
         if not dims:
             raise RTDetrExportError(f"input {value['name']} is a scalar; our graphs have a batch dimension")
-        if isinstance(dims[0], str) or dims[0] in (0, None):
-            rest = [int(d) for d in dims[1:]]
-            shapes[value["name"]] = {"min": [options.min_batch, *rest], "opt": [options.opt_batch, *rest],
-                                     "max": [options.max_batch, *rest]}
+        spatial = _spatial_profile(value["name"], dims, options)
+        if _dynamic(dims[0]):
+            batch = {"min": options.min_batch, "opt": options.opt_batch, "max": options.max_batch}
         else:
             if (options.min_batch, options.opt_batch, options.max_batch) != (dims[0],) * 3:
                 raise RTDetrExportError(f"the ONNX file has a static batch of {dims[0]} (input {value['name']}); "
                                         "export with --dynamic-batch for a batch profile, or set min/opt/max to "
                                         f"{dims[0]}")
-            shapes[value["name"]] = {key: [int(d) for d in dims] for key in ("min", "opt", "max")}
+            batch = {key: int(dims[0]) for key in ("min", "opt", "max")}
+        # [N, 3, H, W] of a dynamic-size input: channels fixed, height and width from the size range.
+        fixed = [int(d) for d in (dims[1:] if spatial is None else dims[1:2])]
+        shapes[value["name"]] = {key: [batch[key], *fixed, *(spatial[key] if spatial else [])]
+                                 for key in ("min", "opt", "max")}
     return shapes
 
 
