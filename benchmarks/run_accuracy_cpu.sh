@@ -64,7 +64,7 @@ agreement fp32_openvino_bf16 "$WORK/fp32.onnx" --openvino bf16
 agreement int8_tensorrt_onnxruntime "$WORK/int8_tensorrt.onnx"
 python3 - "$OUT" <<'PY' > "$OUT/agreement.md"
 import json, pathlib, sys
-print("| run | candidate | precision | limits | passed | matched | labels | mean IoU | max score diff |")
+print("| run | candidate | precision | limits | passed | matched | labels | mean IoU | mean score diff |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for path in sorted(pathlib.Path(sys.argv[1]).glob("agreement_*.json")):
     v = json.loads(path.read_text())

