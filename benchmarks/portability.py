@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Measured edge portability: convert the r18vd exports for other runtimes, run them, compare, time them.
 
-For each runtime and each sampler (``--method discrete`` and ``default``) it records whether the ONNX file
+For each runtime and each sampler (gather-nearest = ``--method discrete``, gridsample-bilinear and gather-bilinear
+= ``default`` with ``--bilinear-op gridsample|gather``) it records whether the ONNX file
 converts, whether the result runs, parity against the PyTorch reference (the verification's metric: per-output
 max abs error on ``logits``/``pred_boxes`` after query-row alignment, rounding flips proven by re-running the
 reference: ``verification.compare_outputs`` with ``thresholds_for``)
@@ -46,7 +47,9 @@ BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
 
 SCHEMA = 1
 PRESET, IMAGE_SIZE, OPSET = "r18vd", 640, 17
-METHODS = ("discrete", "default")
+# The three ways the graph can read sampling points (docs/model.md): sampler -> (--method, --bilinear-op).
+SAMPLERS = {"gather-nearest": ("discrete", "gather"), "gridsample-bilinear": ("default", "gridsample"),
+            "gather-bilinear": ("default", "gather")}
 OUTPUTS = ("logits", "pred_boxes")
 
 # Runtime key -> the target name shown in the matrix and by inspect, and how it gets there.
@@ -344,13 +347,15 @@ def _machine(note: str) -> dict[str, Any]:
             "load_average_start": [round(x, 2) for x in os.getloadavg()], "note": note}
 
 
-def _export(method: str, models: Path) -> Path:
+def _export(sampler: str, models: Path) -> Path:
     from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
     from rtdetr_export.weights import load_model
 
-    path = models / f"{PRESET}_{method}.onnx"
+    method, bilinear_op = SAMPLERS[sampler]
+    path = models / f"{PRESET}_{sampler}.onnx"
     model = load_model(preset=PRESET, method=method, image_size=IMAGE_SIZE)
-    export_onnx(model, path, OnnxExportOptions(opset=OPSET, head="raw", batch=1), force=True)
+    export_onnx(model, path, OnnxExportOptions(opset=OPSET, head="raw", batch=1, bilinear_op=bilinear_op),
+                force=True)
     return path
 
 
@@ -400,8 +405,8 @@ def _median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def _run_worker(key: str, method: str, python: str, model: Path, inputs: Path, work: Path, args) -> dict[str, Any]:
-    out = work / f"{key}_{method}"
+def _run_worker(key: str, sampler: str, python: str, model: Path, inputs: Path, work: Path, args) -> dict[str, Any]:
+    out = work / f"{key}_{sampler}"
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -448,7 +453,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "machine": _machine(args.note),
         "model": {"preset": PRESET, "weights": "seeded random (seed 0)", "input": [IMAGE_SIZE, IMAGE_SIZE],
                   "head": "raw", "batch": 1, "opset": OPSET, "precision": "fp32",
-                  "export": f"rtdetr-export onnx --preset {PRESET} --method METHOD --opset {OPSET} (verified)"},
+                  "export": f"rtdetr-export onnx --preset {PRESET} --method METHOD [--bilinear-op OP] --opset "
+                            f"{OPSET} (verified)"},
         "settings": {"threads": args.threads, "runs": args.runs, "warmup": args.warmup,
                      "parity_inputs": args.inputs, "timed_input": 0,
                      "parity": "compare_outputs with thresholds_for('fp32'): max abs after row alignment, "
@@ -462,15 +468,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     inputs = work / "inputs.npz"
     np.savez(inputs, **{f"{i:02d}": image for i, image in enumerate(images)})
     np.save(work / "onnx2tf_samples.npy", synthetic_images(20, (128, 128), seed=100).transpose(0, 2, 3, 1))
-    for method in METHODS:
-        print(f"[{method}] exporting {PRESET}", flush=True)
-        model = _export(method, models)
+    for sampler, (method, _) in SAMPLERS.items():
+        print(f"[{sampler}] exporting {PRESET}", flush=True)
+        model = _export(sampler, models)
         reference = _reference(method, images)
         for key in args.runtimes:
             python = args.python.get(key, sys.executable)
-            print(f"[{method}] {RUNTIMES[key]['target']}", flush=True)
-            raw = _run_worker(key, method, python, model, inputs, work, args)
+            print(f"[{sampler}] {RUNTIMES[key]['target']}", flush=True)
+            raw = _run_worker(key, sampler, python, model, inputs, work, args)
             row: dict[str, Any] = {"target": RUNTIMES[key]["target"], "runtime": key, "method": method,
+                                   "sampler": sampler,
                                    "tools": raw.get("tools", {}), "converts": raw["converts"], "runs": raw["runs"],
                                    "error": raw.get("error"), "details": raw.get("details", {}),
                                    "precision": raw.get("details", {}).get("inference_precision"),
@@ -478,7 +485,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if raw.get("run_error"):
                 row["run_error"] = raw["run_error"]
             if raw["runs"]:
-                row["parity"] = _parity(reference, images, work / f"{key}_{method}" / "outputs.npz")
+                row["parity"] = _parity(reference, images, work / f"{key}_{sampler}" / "outputs.npz")
                 times = raw["latency_ms"]
                 row["latency_ms"] = {"median": round(_median(times), 1), "min": round(min(times), 1),
                                      "max": round(max(times), 1), "runs": len(times), "threads": args.threads,
@@ -509,6 +516,11 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.2g}"
 
 
+def _sampler(row: dict[str, Any]) -> str:
+    """The sampler a row ran; rows measured before the gather bilinear op recorded only the method."""
+    return row.get("sampler") or ("gather-nearest" if row["method"] == "discrete" else "gridsample-bilinear")
+
+
 def _yes(value: bool) -> str:
     return "yes" if value else "**no**"
 
@@ -529,7 +541,7 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"{s['runs']} runs after {s['warmup']} warm-up runs, batch 1, {s['threads']} threads; load: the 1-minute "
         f"load average around the timed runs (above {m['logical_cpus']}, other processes competed for the CPUs).",
         "",
-        "| runtime | method | converts | runs | parity | logits max abs | pred_boxes max abs | latency ms | load |",
+        "| runtime | sampler | converts | runs | parity | logits max abs | pred_boxes max abs | latency ms | load |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     notes: list[str] = []
@@ -546,15 +558,15 @@ def render_markdown(data: dict[str, Any]) -> str:
         if error:
             run_error = row.get("run_error")
             also = f"; loading it anyway: {run_error['first_line']}" if run_error else ""
-            notes.append(f"{row['target']}, {row['method']} ({error['stage']}): {error['first_line']}{also}")
+            notes.append(f"{row['target']}, {_sampler(row)} ({error['stage']}): {error['first_line']}{also}")
             parity += f" [{len(notes)}]" if not row["runs"] else ""
             if row["runs"]:
                 latency += f" [{len(notes)}]"
         precision = row.get("precision")
         if precision and precision != "f32":
-            notes.append(f"{row['target']}, {row['method']}: the CPU plugin ran in {precision}")
+            notes.append(f"{row['target']}, {_sampler(row)}: the CPU plugin ran in {precision}")
             parity += f" [{len(notes)}]"
-        lines.append(f"| {row['target']} | {row['method']} | {_yes(row['converts'])} | {_yes(row['runs'])} | "
+        lines.append(f"| {row['target']} | {_sampler(row)} | {_yes(row['converts'])} | {_yes(row['runs'])} | "
                      f"{parity} | {logits} | {boxes} | {latency} | {load} |")
     lines += ["", "Runtimes:", ""]
     for key, runtime in data["runtimes"].items():
