@@ -352,7 +352,7 @@ def _export(sampler: str, models: Path) -> Path:
     from rtdetr_export.weights import load_model
 
     method, bilinear_op = SAMPLERS[sampler]
-    path = models / f"{PRESET}_{sampler}.onnx"
+    path = models / f"{PRESET}_{sampler.replace('-', '_')}.onnx"  # pnnx names its outputs after the file: no '-'
     model = load_model(preset=PRESET, method=method, image_size=IMAGE_SIZE)
     export_onnx(model, path, OnnxExportOptions(opset=OPSET, head="raw", batch=1, bilinear_op=bilinear_op),
                 force=True)

@@ -305,6 +305,7 @@ def test_detections_equal_the_python_pipeline(tools, exports, head):
         want = python_detections(onnx_path, DETECT_IMAGES, threshold)
         got = cpp_detections(tools, onnx_path, DETECT_IMAGES, threshold)
         assert got["backend"] == "onnxruntime" and got["head"] == head
+        assert got["sampler"] == json.loads(onnx_path.with_suffix(".json").read_text())["sampler"]
         assert [Path(i["image"]) for i in got["images"]] == DETECT_IMAGES and len(want) == len(DETECT_IMAGES)
         total = 0
         for path, cpp_image, python_image in zip(DETECT_IMAGES, got["images"], want):

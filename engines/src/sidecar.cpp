@@ -150,6 +150,12 @@ Sidecar Sidecar::load(const std::string& sidecar_path) {
     for (const json::Value& name : classes->as_array("classes")) out.classes.push_back(name.as_string("class name"));
     out.precision = precision && precision->is_string() ? precision->as_string("precision") : "fp32";
     out.method = method && method->is_string() ? method->as_string("method") : "";
+    const json::Value* sampler = root.find("sampler");
+    if (sampler && sampler->is_string()) {
+      out.sampler = sampler->as_string("sampler");
+    } else if (!out.method.empty()) {
+      out.sampler = out.method == "discrete" ? "gather-nearest" : "gridsample-bilinear";
+    }
     const json::Value* head = exp->find("head");
     if (!head) throw Error("export.head is missing");
     out.head = head->as_string("export.head");

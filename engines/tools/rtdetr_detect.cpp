@@ -155,7 +155,8 @@ int main(int argc, char** argv) {
       const rtdetr::Sidecar& s = detector.sidecar();
       std::string out = "{\"model\": " + rtdetr::json::quote(args.model) +
                         ", \"backend\": " + rtdetr::json::quote(detector.backend_name()) +
-                        ", \"head\": " + rtdetr::json::quote(s.head) + ", \"input_size\": [" +
+                        ", \"head\": " + rtdetr::json::quote(s.head) +
+                        ", \"sampler\": " + rtdetr::json::quote(s.sampler) + ", \"input_size\": [" +
                         std::to_string(s.input_height) + ", " + std::to_string(s.input_width) +
                         "], \"threshold\": " + rtdetr::json::number(args.threshold) + ", \"images\": [";
       for (std::size_t i = 0; i < images.size(); ++i) {

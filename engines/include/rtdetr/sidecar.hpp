@@ -27,7 +27,10 @@ struct Sidecar {
   std::string head;       // "raw" or "detections"
   int top_k = 0;          // detections head: K; 0 for the raw head
   std::string precision;  // "fp32", "fp16", ...
-  std::string method;     // deformable sampler the model was exported with
+  std::string method;     // deformable sampler the model was exported with ("default" or "discrete")
+  // How the graph reads sampling points: "gather-bilinear", "gridsample-bilinear" or "gather-nearest" (schema 2+;
+  // older sidecars: derived from the method, which then meant GridSample for "default").
+  std::string sampler;
   std::vector<TensorInfo> inputs;
   std::vector<TensorInfo> outputs;
 
