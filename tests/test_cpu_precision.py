@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
+from conftest import SHAPES_MODEL
 from rtdetr_export.artifact import make_feed
 from rtdetr_export.backends import OnnxRuntimeRunner
 from rtdetr_export.backends.openvino_runner import OpenVinoRunner
@@ -29,11 +30,9 @@ from rtdetr_export.verify import AgreementThresholds, compare_agreement, judged_
 from rtdetr_export.weights import load_model
 
 # One worker runs this module (README: --dist loadgroup): its tests share one CPU-target INT8 export, calibrated and
-# verified (cpu_int8_tiny).
+# verified (cpu_int8).
 pytestmark = pytest.mark.xdist_group("cpu_precision")
 
-
-FIXTURE = Path(__file__).parent / "data" / "fixture"
 ROOT = Path(__file__).parents[1]
 
 
@@ -46,7 +45,7 @@ def cpu_int8(tmp_path_factory) -> tuple[Path, object]:
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fixture" / "make_dataset.py"), "--split", "train",
                     "--count", "8", "--seed", "7", "--out", str(folder / "calib")], check=True, capture_output=True)
     path = folder / "shapes_int8_cpu.onnx"
-    model = load_model(FIXTURE / "rtdetrv2_shapes")
+    model = load_model(SHAPES_MODEL)
     precision = PrecisionOptions("int8", calib_images=str(folder / "calib" / "images"), calib_count=8,
                                  int8_target="cpu")
     export_onnx(model, path, OnnxExportOptions(dynamic_batch=True, precision=precision))
@@ -56,11 +55,10 @@ def cpu_int8(tmp_path_factory) -> tuple[Path, object]:
 def test_cpu_target_runs_as_fused_integer_kernels_in_onnx_runtime(cpu_int8):
     path, _ = cpu_int8
     fused = fused_integer_ops(path)  # counted on the graph ONNX Runtime optimised, not on our file
-    excluded = json.loads(path.with_suffix(".json").read_text())["precision_recipe"]["excluded_nodes"]
-    convs = sum(n.op_type == "Conv" and n.name not in excluded for n in onnx.load(str(path)).graph.node)
+    recipe = json.loads(path.with_suffix(".json").read_text())["precision_recipe"]
+    convs = sum(n.op_type == "Conv" and n.name not in recipe["excluded_nodes"] for n in onnx.load(str(path)).graph.node)
     linear = fused.get("QLinearMatMul", 0) + fused.get("QGemm", 0)  # a static-batch export's Linear is a Gemm
     assert fused.get("QLinearConv", 0) == convs > 0 and linear > 0, fused
-    recipe = json.loads(path.with_suffix(".json").read_text())["precision_recipe"]
     assert recipe["onnxruntime_fused_integer_ops"] == fused
 
 

@@ -4,11 +4,11 @@ detects what it was trained to detect, and its FP32 ONNX export keeps its COCO a
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import SHAPES_DSP, SHAPES_MODEL, SHAPES_VAL
 from rtdetr_export.eval import EvalOptions, evaluate
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.weights import load_model
@@ -17,8 +17,7 @@ from rtdetr_export.weights import load_model
 # split (full_val_stats).
 pytestmark = pytest.mark.xdist_group("fixture_model")
 
-FIXTURE = Path(__file__).parent / "data" / "fixture"
-MODEL, DSP, VAL = FIXTURE / "rtdetrv2_shapes", FIXTURE / "rtdetrv2_shapes_dsp", FIXTURE / "shapes_val"
+MODEL, DSP, VAL = SHAPES_MODEL, SHAPES_DSP, SHAPES_VAL
 CLASSES = [c["name"] for c in json.loads((VAL / "instances_val.json").read_text())["categories"]]
 SUBSET = 40  # CI's eval subset: seconds, not minutes
 

@@ -56,11 +56,13 @@ class Int8Options:
                                     f"{', '.join(CALIBRATION_METHODS)}")
 
 
-def excluded_nodes(model: onnx.ModelProto, options: Int8Options) -> dict[str, str]:
-    """Conv/MatMul/Gemm nodes that stay float -> why (default patterns, attention matmuls, user patterns)."""
+def excluded_nodes(model: onnx.ModelProto, options: Int8Options,
+                   target_exclusions: dict[str, str] | None = None) -> dict[str, str]:
+    """Conv/MatMul/Gemm nodes that stay float -> why (default patterns, with the ones a layout adds in
+    ``target_exclusions``; attention matmuls; user patterns)."""
     initializers = {t.name for t in model.graph.initializer}
     made = producers(model)
-    patterns = dict(DEFAULT_EXCLUSIONS) if options.default_exclusions else {}
+    patterns = {**DEFAULT_EXCLUSIONS, **(target_exclusions or {})} if options.default_exclusions else {}
     patterns.update({p: "--int8-exclude" for p in options.exclude})
     out = {}
     for node in model.graph.node:

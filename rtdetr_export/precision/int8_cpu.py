@@ -12,9 +12,10 @@ uint8 activations, per-channel symmetric int8 weights, int32 biases, outputs qua
 same Linear layer in a static-batch export, fused into QGemm); the ReLU after a quantized Conv folded into its
 output quantization removes a float DequantizeLinear -> Relu -> QuantizeLinear per layer (the stem's are the
 largest tensors of the network): +9% in a paired run (1.71x -> 1.87x under load). Quantizing the trunk's
-SiLU / residual Add / Concat (QLinearSigmoid, QLinearMul, ...) or MaxPool added nothing, so they stay float. MatMuls the TensorRT recipe keeps float stay float here too (its default exclusions: heads,
-query selection, attention sampling; activation x activation products), and so do per-head 3-D weights, for
-which ONNX Runtime has no integer kernel (QLinearMatMul needs a scalar or 1-D zero point).
+SiLU / residual Add / Concat (QLinearSigmoid, QLinearMul, ...) or MaxPool added nothing, so they stay float.
+MatMuls the TensorRT recipe keeps float stay float here too (its default exclusions: heads, query selection,
+attention sampling; activation x activation products), and so do per-head 3-D weights, for which ONNX Runtime
+has no integer kernel (QLinearMatMul needs a scalar or 1-D zero point).
 
 Whether the runtime really fuses it is measured, not assumed: ``fused_integer_ops`` asks ONNX Runtime for the
 optimised graph it runs and counts the integer ops in it; the counts go into the recipe.
@@ -22,7 +23,6 @@ optimised graph it runs and counts the integer ops in it; the counts go into the
 
 from __future__ import annotations
 
-import fnmatch
 import tempfile
 from collections import Counter
 from importlib.metadata import version
@@ -44,20 +44,20 @@ CPU_QUANTIZED_OPS = ("Conv", "MatMul", "Gemm", "Relu")
 # range's lower end): quantized only right after a quantized layer, never on their own.
 FOLDED_ACTIVATIONS = ("Relu",)
 BATCHED_WEIGHT = "per-head 3-D MatMul weight: ONNX Runtime's integer MatMul takes a scalar or 1-D zero point"
-# Default exclusions of this target only. The bilinear samplers project the whole encoder memory (the Concat of the
-# levels) to values; OpenVINO 2026.4's low-precision MatMul pass throws when that projection is quantized (it moves
-# the levels' dequantization behind the Concat as a per-position [1, cells, 1] constant it then cannot broadcast;
-# measured on the trained fixture). Kept float, one file runs on both CPU runtimes. ``discrete`` projects after
-# sampling (another node name), so its files are unaffected.
+# Default exclusions of this target only, so that one file runs right on both CPU runtimes. The bilinear samplers
+# project the whole encoder memory (the Concat of the levels) to values; OpenVINO 2026.4's low-precision MatMul
+# pass throws when that projection is quantized (it moves the levels' dequantization behind the Concat as a
+# per-position [1, cells, 1] constant it then cannot broadcast; measured on the trained fixture). ``discrete``
+# projects after sampling (another node name), so its files are unaffected.
+CPU_DEFAULT_EXCLUSIONS = {
+    "*/cross_attn/value_proj/*": "value projection of the whole memory: OpenVINO's low-precision MatMul pass "
+                                 "fails on it quantized",
+}
 # OpenVINO 2026.4 computes an INT8 Conv with 8 output channels wrong on this CPU (the trained fixture's stem: AP
 # 0.33 instead of ONNX Runtime's 0.63 on the same file, bisected to conv1_1 3->8 and conv1_2 8->8; conv1_3 8->16
 # is right). Real RT-DETR stems have 32 or more channels, where this costs nothing.
 MIN_INT8_CONV_CHANNELS = 16
 NARROW_CONV = "Conv with {} output channels: OpenVINO computes narrow INT8 convolutions wrong"
-CPU_DEFAULT_EXCLUSIONS = {
-    "*/cross_attn/value_proj/*": "value projection of the whole memory: OpenVINO's low-precision MatMul pass "
-                                 "fails on it quantized",
-}
 # Integer kernels ONNX Runtime's CPU provider fuses Q/DQ groups into (onnx and com.microsoft domains).
 FUSED_INTEGER_OPS = ("QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm",
                      "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul",
@@ -75,12 +75,9 @@ def quantize_int8_cpu(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]
         # Our entropy ranges are symmetric (TensorRT's calibrator); asymmetric uint8 would waste half its codes.
         raise RTDetrExportError("--calib-method entropy is for --int8-target tensorrt; the cpu target takes "
                                 "minmax or percentile")
-    excluded = {name: why for name, why in excluded_nodes(model, options).items()
+    excluded = {name: why for name, why in excluded_nodes(model, options, CPU_DEFAULT_EXCLUSIONS).items()
                 if _op_type(model, name) in op_types}
     if options.default_exclusions:
-        excluded.update({node.name: f"{why} ({pattern})" for node in model.graph.node for pattern, why
-                         in CPU_DEFAULT_EXCLUSIONS.items() if node.op_type in op_types and node.name not in excluded
-                         and fnmatch.fnmatchcase(node.name, pattern)})
         excluded.update(narrow_convs(model, excluded))
     if "MatMul" in op_types:
         ranks = {t.name: len(t.dims) for t in model.graph.initializer}
