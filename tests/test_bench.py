@@ -11,12 +11,13 @@ import csv
 import importlib.util
 import json
 import math
+import time
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from rtdetr_export.bench.timing import Rounds
+from rtdetr_export.bench.timing import Rounds, interleaved
 from rtdetr_export.cli import main
 from rtdetr_export.model.backbone import DownsamplePool
 from rtdetr_export.model.deformable_attention import MSDeformableAttention, sample_discrete
@@ -77,6 +78,7 @@ def test_report_records_machine_settings_and_model(bench_run):
     assert "load_average" in machine and "git" in machine
     settings = report["settings"]
     assert settings["batches"] == list(BATCHES) and settings["interleaved"] is True
+    assert settings["settle_ms"] == Rounds.settle_ms > 0  # other runtimes' spinning threads settle between calls
     assert report["model"]["method"] == "discrete" and report["model"]["input_size"] == [320, 320]
 
 
@@ -204,6 +206,22 @@ def test_time_budget_rounds_stop_once_every_runner_has_its_seconds():
     assert Rounds(iters=4).done(4, []) and not Rounds(iters=4).done(3, [])
 
 
+def test_interleaved_rounds_pause_before_each_call_so_the_last_runtimes_threads_settle():
+    calls = []
+
+    class Clocked:
+        def infer(self, feed):
+            calls.append(time.perf_counter())
+            return {}
+
+    samples = interleaved({"a": Clocked(), "b": Clocked()}, {}, Rounds(iters=3, settle_ms=20))
+    assert [len(v) for v in samples.values()] == [3, 3] and len(calls) == 6
+    assert min(b - a for a, b in zip(calls, calls[1:])) >= 0.019
+    calls.clear()
+    interleaved({"alone": Clocked()}, {}, Rounds(iters=3, settle_ms=1000))  # one runner: nothing to settle
+    assert calls[-1] - calls[0] < 0.5
+
+
 # -- the performance rewrites the reports measure compute what they replace --------------------------------------
 def _discrete_projecting_every_cell(attn, memory, loc, weights, shapes):
     """The plain order of operations: value_proj on every cell, then per head and level read the nearest cell."""
@@ -226,11 +244,13 @@ def test_discrete_attention_projecting_after_sampling_equals_projecting_every_ce
     memory = torch.randn(2, sum(h * w for h, w in shapes), 64)
     query, boxes = torch.randn(2, 30, 64), torch.rand(2, 30, 4) * 0.8 + 0.1
     with torch.no_grad():
-        offsets = attn.sampling_offsets(query).reshape(2, 30, 4, 9, 2)
+        # The trained layout of the offsets ((head, point, x | y) rows), read without the model's planes.
+        offsets = torch.nn.functional.linear(query, attn.sampling_offsets.weight, attn.sampling_offsets.bias)
+        offsets = offsets.reshape(2, 30, 4, 9, 2)
         weights = attn.attention_weights(query).reshape(2, 30, 4, 9).softmax(-1)
         scale = attn.num_points_scale[:, None]
         loc = boxes[:, :, None, None, :2] + offsets * scale * boxes[:, :, None, None, 2:] * 0.5
-        fast = attn.attend(attn, memory, loc, weights, shapes)
+        fast = attn.attend(attn, memory, loc.permute(0, 1, 4, 2, 3), weights, shapes)  # x and y planes
         every_cell = _discrete_projecting_every_cell(attn, memory, loc, weights, shapes)
     assert float((fast - every_cell).abs().max()) < 1e-5
 

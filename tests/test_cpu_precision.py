@@ -21,7 +21,7 @@ from rtdetr_export.backends.openvino_runner import OpenVinoRunner
 from rtdetr_export.bench.artifacts import Artifact
 from rtdetr_export.bench.targets import openvino_target
 from rtdetr_export.cli import main
-from rtdetr_export.onnx_graph import producers
+from rtdetr_export.onnx_graph import consumers, producers
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.precision import PrecisionOptions
 from rtdetr_export.precision.int8_cpu import fused_integer_ops
@@ -78,7 +78,7 @@ def test_cpu_target_has_uint8_activations_per_channel_int8_weights_and_records_i
     recipe = sidecar["precision_recipe"]
     assert sidecar["precision"] == "int8" and sidecar["verification"]["passed"]
     assert recipe["target"] == "cpu" and recipe["per_channel"]
-    assert recipe["quantized_ops"] == ["Conv", "MatMul", "Gemm", "Relu"]
+    assert recipe["quantized_ops"] == ["Conv", "MatMul", "Gemm", "Relu", "Sigmoid", "Mul", "Resize"]
     assert recipe["activations"].startswith("uint8") and recipe["weights"].startswith("int8")
     assert "*/dec_score_head*" in recipe["default_exclusions"] and recipe["excluded_nodes"]
 
@@ -91,6 +91,32 @@ def test_a_relu_after_a_quantized_layer_is_folded_into_its_output_quantization(c
     # Unfolded, the backbone's ReLUs would sit between a DequantizeLinear and a QuantizeLinear and run in float on
     # the dequantized tensor; the ones left follow float layers (the heads the default exclusions keep float).
     assert not [n.name for n in relus if made[n.input[0]].op_type == "DequantizeLinear"]
+
+
+def test_silu_and_the_fpn_upsampling_after_a_quantized_layer_stay_in_uint8(cpu_int8):
+    """Between two integer layers every float op costs a DequantizeLinear and a QuantizeLinear of the whole
+    tensor; SiLU runs as a table (QLinearSigmoid) and an integer product, the nearest Resize copies codes."""
+    path, _ = cpu_int8
+    model = onnx.load(str(path))
+    made, read = producers(model), consumers(model)
+    recipe = json.loads(path.with_suffix(".json").read_text())["precision_recipe"]
+    quantized_conv = {n.output[0] for n in model.graph.node if n.op_type == "Conv" and n.name not in recipe["excluded_nodes"]}
+
+    def after_quantized_conv(node) -> bool:  # reads Conv -> QuantizeLinear -> DequantizeLinear
+        dq = made.get(node.input[0])
+        q = made.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        return q is not None and q.op_type == "QuantizeLinear" and q.input[0] in quantized_conv
+
+    silu = [n for n in model.graph.node if n.op_type == "Sigmoid" and after_quantized_conv(n)]
+    assert silu
+    for sigmoid in silu:
+        assert [r.op_type for r in read[sigmoid.output[0]]] == ["QuantizeLinear"], sigmoid.name
+        products = [r for r in read[sigmoid.input[0]] if r.op_type == "Mul"]
+        assert len(products) == 1 and [r.op_type for r in read[products[0].output[0]]] == ["QuantizeLinear"]
+    resizes = [n for n in model.graph.node if n.op_type == "Resize"]
+    assert resizes and all(made[n.input[0]].op_type == "DequantizeLinear" for n in resizes)
+    fused = fused_integer_ops(path)
+    assert fused.get("QLinearSigmoid", 0) == fused.get("QLinearMul", 0) == len(silu), fused
 
 
 def test_openvino_runs_the_cpu_int8_file_as_is_and_agrees_with_onnx_runtime(cpu_int8):

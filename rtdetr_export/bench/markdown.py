@@ -46,7 +46,8 @@ def _settings_line(report: dict[str, Any]) -> str:
     rounds = ", ".join(f"batch {b}: {n}" for b, n in s["rounds"].items())
     e2e = ", ".join(f"batch {b}: {n}" for b, n in s["e2e_rounds"].items())
     return (f"Device {s['device']}, batch {', '.join(map(str, s['batches']))}, {s['warmup']} warm-up runs, {count} "
-            f"in interleaved rounds (done: {rounds}), end-to-end rounds ({e2e}), threads {threads}, "
+            f"in interleaved rounds (done: {rounds}; {s.get('settle_ms', 0):g} ms pause before each call), "
+            f"end-to-end rounds ({e2e}), threads {threads}, "
             f"{s['head']} head, end-to-end inputs: {s['inputs']}.")
 
 

@@ -3,6 +3,13 @@
 Interleaving resists a noisy machine: a burst of load from elsewhere hits every runner in the same round
 instead of the one that happened to be measured then, and rotating the order each round gives every runner
 every position (first after another's cache-thrashing run, last, ...) equally often.
+
+Each call starts after a short pause (``Rounds.settle_ms``) when several runners take turns: a runtime's worker
+threads keep spinning for a while after a call returns (ONNX Runtime's intra-op pool, OpenVINO's TBB arena), and
+without the pause they take the cores from the next runner's first milliseconds. Measured on a 2-core Xeon with
+r18vd, ONNX Runtime FP32 and INT8 sessions alternating: the INT8 call took 123-125 ms right after the other
+session, 96-97 ms after a 50 ms pause, and 102-105 ms run back to back on its own session (the steady state a
+deployment sees); FP32 (~255 ms) barely moved, so without the pause the ratio read 2.25-2.40x instead of 2.5-2.65x.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ class Rounds:
     seconds: float | None = None
     min_rounds: int = 2
     max_rounds: int = 100_000
+    settle_ms: float = 50.0  # pause before each call while several runners take turns (module docstring)
 
     def done(self, completed: int, totals_ms: list[float]) -> bool:
         if self.seconds is None:
@@ -75,6 +83,8 @@ def interleaved(runners: dict[str, Runner], feed: dict[str, np.ndarray], rounds:
     done = 0
     while not rounds.done(done, [sum(samples[n]) for n in names]):
         for name in rotated(names, done):
+            if len(names) > 1 and rounds.settle_ms > 0:
+                time.sleep(rounds.settle_ms / 1000)
             samples[name].append(timed(lambda: runners[name].infer(feed), sync)[0])
         done += 1
         progress(done)

@@ -38,8 +38,13 @@ def sample_bilinear(value: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
 
 def discrete_cell_index(loc: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Flat row-major cell index (int64) of the nearest cell to each normalised loc [..., 2] (x, y)."""
-    x = torch.floor(loc[..., 0] * width + 0.5).clamp(0, width - 1).to(torch.int64)
-    y = torch.floor(loc[..., 1] * height + 0.5).clamp(0, height - 1).to(torch.int64)
+    return nearest_cell(loc[..., 0], loc[..., 1], height, width)
+
+
+def nearest_cell(x: torch.Tensor, y: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``discrete_cell_index`` on x and y planes of the same shape."""
+    x = torch.floor(x * width + 0.5).clamp(0, width - 1).to(torch.int64)
+    y = torch.floor(y * height + 0.5).clamp(0, height - 1).to(torch.int64)
     # Row-major index in integers: as a float, y * W + x exceeds FP16/BF16's exact integers (2048 / 256) at
     # 640 px (up to 6399), and runtimes that lower float ops to those types would read the wrong cells.
     return y * width + x
@@ -59,10 +64,15 @@ def bilinear_corners(loc: torch.Tensor, height: int, width: int) -> tuple[torch.
 
     Corner order: (x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1).
     """
+    return corner_cells(loc[..., 0], loc[..., 1], height, width)
+
+
+def corner_cells(x: torch.Tensor, y: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``bilinear_corners`` on x and y planes of the same shape."""
     # Pixel coordinate of align_corners=False; clamping to [-2, size + 1] changes no weight (every corner beyond
     # it is outside the map either way) and keeps the int64 cast finite for wild offsets.
-    x = (loc[..., 0] * width - 0.5).clamp(-2.0, width + 1.0)
-    y = (loc[..., 1] * height - 0.5).clamp(-2.0, height + 1.0)
+    x = (x * width - 0.5).clamp(-2.0, width + 1.0)
+    y = (y * height - 0.5).clamp(-2.0, height + 1.0)
     x_floor, y_floor = torch.floor(x), torch.floor(y)
     fx, fy = x - x_floor, y - y_floor
     # Indices are integers from here on: FP16 cannot hold a flat cell index above 2048 exactly.
@@ -94,6 +104,22 @@ def split_levels(memory: torch.Tensor, spatial_shapes: list[tuple[int, int]]) ->
 LocationObserver = Callable[[torch.Tensor, int, int], torch.Tensor]
 
 
+class OffsetPlanes(nn.Linear):
+    """``sampling_offsets``: stored as trained, rows in (head, point, x | y) order; returns the x offsets of all
+    points, then the y offsets ([..., 2 * heads * points] read as [..., 2, heads * points]).
+
+    Reading the rows in that order is a permutation of the weight, which an export folds into the initializer, so
+    the graph builds the sampling locations on x and y planes with no Transpose: broadcasting a box over a
+    trailing axis of 2 makes runtimes step two elements at a time (ONNX Runtime CPU: ~0.75 ms for each of the
+    three ops per decoder layer at r18vd, ~0.04 ms on planes), and ONNX Runtime's transpose optimizer moves an
+    explicit Transpose back through those ops.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.reshape(-1, 2, self.in_features).transpose(0, 1).reshape(self.weight.shape)
+        return nn.functional.linear(x, weight, self.bias.reshape(-1, 2).t().reshape(-1))
+
+
 class MSDeformableAttention(nn.Module):
     """Each query attends to a few sampled points per level around its reference box."""
 
@@ -110,7 +136,7 @@ class MSDeformableAttention(nn.Module):
         self.attend = ATTEND[method]
         self.bilinear_op = "gridsample"
         total = num_heads * sum(num_points)
-        self.sampling_offsets = nn.Linear(dim, total * 2)
+        self.sampling_offsets = OffsetPlanes(dim, total * 2)
         self.attention_weights = nn.Linear(dim, total)
         self.value_proj = nn.Linear(dim, dim)
         self.output_proj = nn.Linear(dim, dim)
@@ -128,12 +154,13 @@ class MSDeformableAttention(nn.Module):
         batch, num_queries, _ = query.shape
         heads, points = self.num_heads, sum(self.num_points)
 
-        offsets = self.sampling_offsets(query).reshape(batch, num_queries, heads, points, 2)
+        offsets = self.sampling_offsets(query).reshape(batch, num_queries, 2, heads * points)
         weights = self.attention_weights(query).reshape(batch, num_queries, heads, points).softmax(-1)
 
-        ref = reference_boxes[:, :, None, None, :]
-        scale = self.num_points_scale.to(query.dtype)[:, None]
-        loc = ref[..., :2] + offsets * scale * ref[..., 2:] * self.offset_scale  # [B, Q, heads, points, 2]
+        ref = reference_boxes.reshape(batch, num_queries, 2, 2, 1)  # [B, Q, centre | size, x | y, 1]
+        scale = self.num_points_scale.to(query.dtype).repeat(heads)
+        loc = ref[:, :, 0] + offsets * scale * ref[:, :, 1] * self.offset_scale
+        loc = loc.reshape(batch, num_queries, 2, heads, points)  # x and y planes
         return self.output_proj(self.attend(self, memory, loc, weights, spatial_shapes))
 
     def write_bilinear_as(self, op: str) -> None:
@@ -145,22 +172,28 @@ class MSDeformableAttention(nn.Module):
         if self.method == "default":
             self.attend = BILINEAR_OPS[op]
 
-    def observe(self, level_loc: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """The locations to read on one level: as predicted, unless an observer is attached."""
-        return level_loc if self.location_observer is None else self.location_observer(level_loc, height, width)
+    def observe(self, level_loc: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The x and y planes [B, Q, heads, points] to read on one level (``level_loc`` [B, Q, 2, heads, points]):
+        as predicted, unless an observer is attached (it sees and returns [B, Q, heads, points, 2])."""
+        if self.location_observer is not None:
+            seen = self.location_observer(level_loc.permute(0, 1, 3, 4, 2), height, width)
+            return seen[..., 0], seen[..., 1]
+        return level_loc[:, :, 0], level_loc[:, :, 1]
 
 
 def attend_bilinear(self: MSDeformableAttention, memory: torch.Tensor, loc: torch.Tensor, weights: torch.Tensor,
                     spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
-    """``default``: project every cell to values, grid-sample them per head and level, weight, sum -> [B, Q, C]."""
-    batch, num_queries, heads, points, _ = loc.shape
+    """``default``: project every cell to values, grid-sample them per head and level, weight, sum -> [B, Q, C].
+
+    ``loc`` [B, Q, 2, heads, points]: x and y planes of the sampling locations (all three samplers)."""
+    batch, num_queries, _, heads, points = loc.shape
     head_dim = self.head_dim
     value = self.value_proj(memory)
     sampled = []
     level_values = split_levels(value, spatial_shapes)
-    level_locs = loc.split(list(self.num_points), dim=3)
+    level_locs = loc.split(list(self.num_points), dim=4)
     for (h, w), level_value, level_loc in zip(spatial_shapes, level_values, level_locs):
-        level_loc = self.observe(level_loc, h, w)
+        level_loc = torch.stack(self.observe(level_loc, h, w), dim=-1)  # grid_sample reads (x, y) pairs
         # [B, H*W, C] -> [B*heads, head_dim, H, W]; loc -> [B*heads, Q, points, 2]
         level_value = level_value.reshape(batch, h * w, heads, head_dim).permute(0, 2, 3, 1)
         level_value = level_value.reshape(batch * heads, head_dim, h, w)
@@ -175,12 +208,11 @@ def attend_bilinear(self: MSDeformableAttention, memory: torch.Tensor, loc: torc
 def attend_discrete(self: MSDeformableAttention, memory: torch.Tensor, loc: torch.Tensor, weights: torch.Tensor,
                     spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
     """``discrete``: gather the nearest memory rows, weight and sum them per head, then project -> [B, Q, C]."""
-    batch, num_queries, heads, points, _ = loc.shape
+    batch, num_queries, _, heads, points = loc.shape
     cells, channels = memory.shape[1], memory.shape[2]
     index, start = [], 0
-    for (h, w), level_loc in zip(spatial_shapes, loc.split(list(self.num_points), dim=3)):
-        level_loc = self.observe(level_loc, h, w)
-        index.append(discrete_cell_index(level_loc, h, w) + start)
+    for (h, w), level_loc in zip(spatial_shapes, loc.split(list(self.num_points), dim=4)):
+        index.append(nearest_cell(*self.observe(level_loc, h, w), h, w) + start)
         start += h * w
     # Rows of all images in one flat table: heads lead so the per-head sums come out ready to project.
     index = torch.cat(index, dim=-1).transpose(1, 2)  # [B, heads, Q, points]
@@ -200,12 +232,12 @@ def attend_gather_bilinear(self: MSDeformableAttention, memory: torch.Tensor, lo
 
     A corner outside the map weighs zero, value bias included: exactly what zero padding reads.
     """
-    batch, num_queries, heads, points, _ = loc.shape
+    batch, num_queries, _, heads, points = loc.shape
     cells = memory.shape[1]
     value = self.value_proj(memory)  # [B, cells, heads * head_dim]
     index, corner_weight, start = [], [], 0
-    for (h, w), level_loc in zip(spatial_shapes, loc.split(list(self.num_points), dim=3)):
-        level_index, level_weight = bilinear_corners(self.observe(level_loc, h, w), h, w)
+    for (h, w), level_loc in zip(spatial_shapes, loc.split(list(self.num_points), dim=4)):
+        level_index, level_weight = corner_cells(*self.observe(level_loc, h, w), h, w)
         index.append(level_index + start)
         corner_weight.append(level_weight)
         start += h * w

@@ -9,10 +9,17 @@ Its QDQ fusion (QDQ -> QLinearConv) needs the layer's input, weight *and output*
 So this is ONNX Runtime's stock ``quantize_static`` in QDQ format with its own defaults for a CPU: asymmetric
 uint8 activations, per-channel symmetric int8 weights, int32 biases, outputs quantized. Op types by measurement
 (r18vd discrete, 2 threads, docs/precision.md): Conv alone 1.89x FP32, Conv + MatMul 1.95-2.02x (Gemm is the
-same Linear layer in a static-batch export, fused into QGemm); the ReLU after a quantized Conv folded into its
-output quantization removes a float DequantizeLinear -> Relu -> QuantizeLinear per layer (the stem's are the
-largest tensors of the network): +9% in a paired run (1.71x -> 1.87x under load). Quantizing the trunk's
-SiLU / residual Add / Concat (QLinearSigmoid, QLinearMul, ...) or MaxPool added nothing, so they stay float.
+same Linear layer in a static-batch export, fused into QGemm). What follows a quantized layer is quantized with
+it when that keeps the tensor in uint8 (``FOLLOWERS``), because every float op between two integer layers costs
+a DequantizeLinear and a QuantizeLinear over the whole tensor:
+- the ReLU is folded into the layer's output quantization (the uint8 range's lower end);
+- the encoder's SiLU, ``x * sigmoid(x)``, runs as QLinearSigmoid (a 256-entry table) and QLinearMul. In float it
+  also reads its input through two DequantizeLinear, since ONNX Runtime gives each reader its own, which keeps it
+  from fusing the pair into QuickGelu (measured: ~12 ms of 200 per r18vd image in DequantizeLinear, Sigmoid and
+  Mul around the 80x80 CSP block alone); with the FPN's nearest Resize in uint8 too (it only copies codes) and
+  the Concat that joins it, r18vd went from 2.21x (ReLU fold only) to 2.39x (+ SiLU) and 2.49x FP32 in one
+  interleaved run on an idle 2-core Xeon;
+- MaxPool and the residual Adds gave nothing measurable and stay as ONNX Runtime places them.
 MatMuls the TensorRT recipe keeps float stay float here too (its default exclusions: heads, query selection,
 attention sampling; activation x activation products), and so do per-head 3-D weights, for which ONNX Runtime
 has no integer kernel (QLinearMatMul needs a scalar or 1-D zero point).
@@ -39,10 +46,11 @@ from rtdetr_export.precision.int8 import (Int8Options, _Feeds, _quiet_quantizer,
                                           excluded_nodes, qdq_coverage)
 
 INT8_TARGETS = ("tensorrt", "cpu")
-CPU_QUANTIZED_OPS = ("Conv", "MatMul", "Gemm", "Relu")
-# Activations the quantizer folds into the quantized output of the layer before them (a ReLU becomes the uint8
-# range's lower end): quantized only right after a quantized layer, never on their own.
-FOLDED_ACTIVATIONS = ("Relu",)
+CPU_QUANTIZED_OPS = ("Conv", "MatMul", "Gemm", "Relu", "Sigmoid", "Mul", "Resize")
+# Ops quantized only where they follow a quantized layer (directly or through other followers), never on their
+# own: the ReLU folds into the layer's output range, SiLU's Sigmoid and Mul become a table and an integer
+# product, and the FPN's nearest Resize copies uint8 codes. A Mul counts only as SiLU's (x * sigmoid(x)).
+FOLLOWERS = ("Relu", "Sigmoid", "Mul", "Resize")
 BATCHED_WEIGHT = "per-head 3-D MatMul weight: ONNX Runtime's integer MatMul takes a scalar or 1-D zero point"
 # Default exclusions of this target only, so that one file runs right on both CPU runtimes. The bilinear samplers
 # project the whole encoder memory (the Concat of the levels) to values; OpenVINO 2026.4's low-precision MatMul
@@ -84,10 +92,8 @@ def quantize_int8_cpu(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]
         excluded.update({node.name: BATCHED_WEIGHT for node in model.graph.node if node.op_type == "MatMul"
                          and node.name not in excluded and ranks.get(node.input[1], 0) > 2})
     learned = [node.name for node in model.graph.node if node.op_type in op_types
-               and node.op_type not in FOLDED_ACTIVATIONS and node.name not in excluded]
-    made, layers = producers(model), set(learned)
-    learned += [node.name for node in model.graph.node if node.op_type in FOLDED_ACTIVATIONS
-                and node.op_type in op_types and getattr(made.get(node.input[0]), "name", None) in layers]
+               and node.op_type not in FOLLOWERS and node.name not in excluded]
+    learned += followers(model, set(learned), tuple(op for op in FOLLOWERS if op in op_types))
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[options.method]
     with tempfile.TemporaryDirectory(prefix="rtdetr-export-int8cpu-") as tmp, _quiet_quantizer():
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
@@ -103,6 +109,29 @@ def quantize_int8_cpu(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]
             raise RTDetrExportError(f"INT8 calibration failed: {str(exc).splitlines()[0][:200]}") from None
         quantized = load_onnx(target)
     return quantized, excluded
+
+
+def followers(model: onnx.ModelProto, layers: set[str], op_types: tuple[str, ...]) -> list[str]:
+    """Nodes of ``op_types`` (``FOLLOWERS``) whose data input comes from a quantized layer in ``layers`` or from
+    another such follower, in graph order; a Mul only as SiLU's product ``x * sigmoid(x)``."""
+    made, quantized, out = producers(model), set(layers), []
+
+    def from_quantized(tensor: str) -> bool:
+        return getattr(made.get(tensor), "name", None) in quantized
+
+    for node in model.graph.node:  # topological: a follower's producer was decided before it
+        if node.op_type not in op_types:
+            continue
+        if node.op_type == "Mul":
+            sigmoid = [made.get(name) for name in node.input]
+            take = any(s is not None and s.op_type == "Sigmoid" and s.name in quantized
+                       and s.input[0] == node.input[1 - i] for i, s in enumerate(sigmoid))
+        else:
+            take = from_quantized(node.input[0])
+        if take:
+            quantized.add(node.name)
+            out.append(node.name)
+    return out
 
 
 def narrow_convs(model: onnx.ModelProto, excluded: dict[str, str]) -> dict[str, str]:
@@ -140,7 +169,7 @@ def cpu_int8_recipe(options: Int8Options, excluded: dict[str, str], quantized: o
                     fused: dict[str, int]) -> dict[str, Any]:
     """JSON-ready description of the CPU INT8 graph (stored in the provenance)."""
     coverage = {name: nodes for name, nodes in qdq_coverage(quantized).items()}
-    quantized_ops = [n for n in quantized.graph.node if n.op_type in op_types]
+    quantized_ops = [n for n in quantized.graph.node if n.op_type in op_types and n.op_type not in FOLLOWERS]
     fed = set(coverage["quantized"])
     return {
         "target": "cpu",
@@ -152,6 +181,7 @@ def cpu_int8_recipe(options: Int8Options, excluded: dict[str, str], quantized: o
         "per_channel": True,
         "quantized_ops": list(op_types),
         "output_quantization": "yes (what ONNX Runtime needs to fuse Q/DQ into QLinearConv / QLinearMatMul)",
+        "followers": "ReLU, SiLU (Sigmoid, Mul) and nearest Resize after a quantized layer stay in uint8",
         "bias": "int32 (input scale x weight scale)",
         **calibration_and_exclusions(options, excluded, calibration, CPU_DEFAULT_EXCLUSIONS),
         "nodes": {"quantized": sum(n.name in fed for n in quantized_ops),
