@@ -9,6 +9,7 @@ run_cpu.sh and run_gpu.sh after they write reports.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ README = HERE / "README.md"
 TOP_README = HERE.parent / "README.md"
 BEGIN, END = "<!-- reports:begin -->", "<!-- reports:end -->"
 HEAD_BEGIN, HEAD_END = "<!-- headline:begin -->", "<!-- headline:end -->"
+MODEL_REPORT = re.compile(r"[a-z0-9]+_(default|discrete)")
 
 
 def _ratio(report: dict, backend: str, batch: int) -> str:
@@ -51,10 +53,16 @@ def _p50(report: dict, batch: int, match) -> str:
     return "-"
 
 
+def _model_reports(folder: Path) -> list[Path]:
+    """run_cpu.sh's reports in a date folder (one per preset x sampler, named PRESET_METHOD); the other
+    benches that share a date folder (precision_*, samplers_*, ...) have their own pages."""
+    return sorted(p for p in folder.glob("*/report.json") if MODEL_REPORT.fullmatch(p.parent.name))
+
+
 def headline() -> list[str]:
     """One row per preset x method of the newest non-draft CPU date folder."""
     folders = sorted(p for p in (HERE / "results").glob("*/*") if p.is_dir() and not p.parent.name.startswith(
-        ("draft", "portability")) and list(p.glob("*/report.json")))
+        ("draft", "portability")) and _model_reports(p))
     if not folders:
         return ["No non-draft report yet."]
     newest = max(folders, key=lambda p: p.name)
@@ -63,7 +71,7 @@ def headline() -> list[str]:
            "its report):", "",
            "| model | sampler | ORT FP32 b1 | ORT FP32 b4 | peer ORT b1 | ours vs peer b1 / b4 (paired) | ORT INT8 b1 "
            "| PyTorch b1 |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for path in sorted(newest.glob("*/report.json")):
+    for path in _model_reports(newest):
         report = json.loads(path.read_text())
         preset = path.parent.name.rsplit("_", 1)[0]
         ours = lambda t: t.startswith("onnxruntime") and t.endswith("fp32.onnx")  # noqa: E731

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the CPU latency reports: r18vd and r50vd, both samplers, FP32 (and INT8 when the onnx command
-# offers --precision int8), batch 1 and 4, PyTorch and ONNX Runtime, next to the peer path (transformers ->
+# Reproduce the CPU latency reports: r18vd and r50vd, both samplers, FP32 (and INT8 --int8-target cpu when the
+# onnx command offers --precision int8), batch 1 and 4, PyTorch and ONNX Runtime, next to the peer path (transformers ->
 # torch.onnx -> onnxslim) built from the same weights. One report folder per preset x method:
 #   benchmarks/results/<machine>/<date>/<preset>_<method>/report.{json,md,csv} + latency.png
 #
@@ -29,8 +29,10 @@ measure() {
   local folder=$1 method=$2 name=$3
   if int8_available; then
     # Judged in the report too, by the detection-agreement limits verification uses for INT8.
-    if rtdetr-export onnx --model "$folder" --method "$method" --dynamic-batch --precision int8 --no-verify \
-        --force --quiet -o "$WORK/${name}_int8.onnx"; then
+    # The cpu target: the Q/DQ layout ONNX Runtime's CPU provider fuses into integer kernels (the TensorRT layout
+    # runs dequantized in float there, slower than FP32; docs/precision.md).
+    if rtdetr-export onnx --model "$folder" --method "$method" --dynamic-batch --precision int8 --int8-target cpu \
+        --no-verify --force --quiet -o "$WORK/${name}_int8.onnx"; then
       artifacts+=("$WORK/${name}_int8.onnx")
     else
       echo "INT8 export of $name failed: its report has no INT8 row" >&2
