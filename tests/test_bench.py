@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from rtdetr_export.bench.timing import Rounds, interleaved
 from rtdetr_export.cli import main
 from rtdetr_export.model.backbone import DownsamplePool
-from rtdetr_export.model.deformable_attention import MSDeformableAttention, sample_discrete
+from rtdetr_export.model.deformable_attention import MSDeformableAttention, OffsetPlanes, sample_discrete
 from rtdetr_export.stats import paired_speedup, rotated, summarize
 
 # One worker runs this module (README: --dist loadgroup): its tests share one `bench` run (module fixture bench_run),
@@ -235,6 +235,16 @@ def _discrete_projecting_every_cell(attn, memory, loc, weights, shapes):
         sampled.append(sample_discrete(level_value, level_loc))
     out = (torch.cat(sampled, -1) * weights.permute(0, 2, 1, 3).reshape(batch * heads, 1, queries, points)).sum(-1)
     return out.reshape(batch, -1, queries).transpose(1, 2)
+
+
+def test_sampling_offsets_read_as_planes_are_the_trained_offsets_with_x_and_y_apart():
+    torch.manual_seed(0)
+    layer = OffsetPlanes(16, 2 * 6)  # 6 points; trained rows are (point, x | y)
+    query = torch.randn(3, 5, 16)
+    trained = torch.nn.functional.linear(query, layer.weight, layer.bias).reshape(3, 5, 6, 2)
+    planes = layer(query).reshape(3, 5, 2, 6)
+    assert torch.allclose(planes, trained.permute(0, 1, 3, 2), rtol=0, atol=1e-6)
+    assert set(layer.state_dict()) == {"weight", "bias"} and layer.weight.shape == (12, 16)  # loads as trained
 
 
 def test_discrete_attention_projecting_after_sampling_equals_projecting_every_cell():
