@@ -13,6 +13,8 @@ import re
 import sys
 from pathlib import Path
 
+from rtdetr_export.stats import paired_speedup
+
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
 TOP_README = HERE.parent / "README.md"
@@ -68,8 +70,6 @@ def _int8(report: dict, batch: int) -> str:
         return "-"
     cell = _p50(report, batch, lambda t: t == rows["int8"]["target"])
     if "fp32" in rows:
-        from rtdetr_export.stats import paired_speedup
-
         cell += f", {paired_speedup(rows['fp32']['samples_ms'], rows['int8']['samples_ms']):.2f}x FP32"
     return cell
 

@@ -90,8 +90,8 @@ def run_benchmark(options: BenchOptions, log: Log = lambda message: None) -> dic
     settings = {key: value for key, value in dataclasses.asdict(options).items()
                 if key not in ("artifacts", "model_path", "preset", "method", "image_size", "note")}
     settings.update(head=head, interleaved=True, settle_ms=Rounds.settle_ms,
-                    torch_threads=torch.get_num_threads() if not options.threads else options.threads, rounds=measured["rounds"], e2e_rounds=measured["e2e_rounds"],
-                    inputs=measured["inputs"], reference="torch-fp32-cpu (unfused model, verification's rules)")
+                    torch_threads=torch.get_num_threads() if not options.threads else options.threads,
+                    rounds=measured["rounds"], e2e_rounds=measured["e2e_rounds"], inputs=measured["inputs"], reference="torch-fp32-cpu (unfused model, verification's rules)")
     return report_module.assemble(
         note=options.note, machine=machine_info(), settings=settings, model=models.describe(),
         targets=targets, results=measured["results"],

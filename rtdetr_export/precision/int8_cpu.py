@@ -115,10 +115,6 @@ def followers(model: onnx.ModelProto, layers: set[str], op_types: tuple[str, ...
     """Nodes of ``op_types`` (``FOLLOWERS``) whose data input comes from a quantized layer in ``layers`` or from
     another such follower, in graph order; a Mul only as SiLU's product ``x * sigmoid(x)``."""
     made, quantized, out = producers(model), set(layers), []
-
-    def from_quantized(tensor: str) -> bool:
-        return getattr(made.get(tensor), "name", None) in quantized
-
     for node in model.graph.node:  # topological: a follower's producer was decided before it
         if node.op_type not in op_types:
             continue
@@ -127,7 +123,9 @@ def followers(model: onnx.ModelProto, layers: set[str], op_types: tuple[str, ...
             take = any(s is not None and s.op_type == "Sigmoid" and s.name in quantized
                        and s.input[0] == node.input[1 - i] for i, s in enumerate(sigmoid))
         else:
-            take = from_quantized(node.input[0])
+            # A Resize only copies codes when it reads the nearest cell; an interpolating one would round again.
+            nearest = all(a.s == b"nearest" for a in node.attribute if a.name == "mode")
+            take = getattr(made.get(node.input[0]), "name", None) in quantized and nearest
         if take:
             quantized.add(node.name)
             out.append(node.name)
