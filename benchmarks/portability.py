@@ -525,7 +525,7 @@ def _yes(value: bool) -> str:
     return "yes" if value else "**no**"
 
 
-def render_markdown(data: dict[str, Any]) -> str:
+def matrix_markdown(data: dict[str, Any]) -> str:
     """The measured matrix as markdown (docs/portability.md's measured section is exactly this)."""
     m, s, model = data["machine"], data["settings"], data["model"]
     load = m.get("load_average_start")
@@ -583,7 +583,7 @@ def write_outputs(data: dict[str, Any], text: str | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     RESULT_JSON.write_text(text)
     PACKAGE_JSON.write_text(text)
-    matrix = render_markdown(data)
+    matrix = matrix_markdown(data)
     RESULT_MD.write_text("# Measured portability\n\n" + matrix)
     DOCS.write_text(replace_docs_section(DOCS.read_text(), matrix))
 
@@ -647,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     data = measure(args)
     write_outputs(data)
-    print(render_markdown(data))
+    print(matrix_markdown(data))
     return 0
 
 

@@ -94,11 +94,15 @@ def test_there_is_no_import_cycle():
 
 
 @pytest.mark.parametrize("definition, home", [
-    ("def load_onnx(", "artifact.py"),
-    ("def sidecar_path(", "artifact.py"),
-    ("def make_feed(", "artifact.py"),
-    ("def provenance_header(", "artifact.py"),
-    ("def io_description(", "artifact.py"),
+    ("def load_onnx(", "artifact/files.py"),
+    ("def sidecar_path(", "artifact/files.py"),
+    ("def make_feed(", "artifact/files.py"),
+    ("def library_versions(", "artifact/records.py"),
+    ("def open_artifact(", "artifact/files.py"),
+    ("class Sampler(", "model/sampler.py"),
+    ("def reference_model(", "pipeline/verification.py"),
+    ("def verify_candidate(", "verify/verification.py"),
+    ("def io_description(", "artifact/files.py"),
     ("class Detections:", "imaging/postprocess.py"),
     ("def iou_matrix(", "imaging/boxes.py"),
     ("def paired_iou(", "imaging/boxes.py"),
@@ -107,7 +111,7 @@ def test_there_is_no_import_cycle():
     ("def folded_conv_bn(", "model/layers.py"),
     ("def summarize(", "stats.py"),
     ("torch.onnx.export(", "export/torch_export.py"),
-    ("onnx.load(", "artifact.py"),
+    ("onnx.load(", "artifact/files.py"),
 ])
 def test_each_helper_has_one_home(definition, home):
     homes = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if definition in path.read_text())
@@ -119,3 +123,102 @@ def test_the_cpp_engines_use_the_same_sidecar_rule():
     rule = source[source.index("Sidecar::path_for"):source.index("Sidecar::load_for")]
     # One rule: .onnx -> with_suffix(".json"), anything else -> appended ".json"; no fallback by existence.
     assert 'if (!is_onnx) return model_path + ".json";' in rule and "ifstream" not in rule
+
+
+# The fields of our sidecars and ONNX metadata (every schema); only artifact/records.py reads them by key.
+RECORD_FIELDS = {"format", "schema_version", "created", "tool", "libraries", "model", "method", "sampler",
+                 "input_size", "input_size_range", "classes", "precision", "precision_recipe", "export", "io",
+                 "op_census", "verification", "tensorrt", "gpu", "onnx", "head", "build", "profile", "io_tensors",
+                 "latency", "opset", "top_k", "batch", "dynamic_batch", "dynamic_size", "bilinear_op", "simplifier",
+                 "source", "config", "hub", "inputs", "outputs"}
+# Names a record's dict goes by when someone reads it by hand (what this test exists to stop).
+RECORD_HOLDERS = ("provenance", "sidecar", "meta", "record", "served", "export", "prov", "onnx_provenance")
+RECORD_MODULE = PACKAGE / "artifact" / "records.py"
+
+
+def _holder(node: ast.AST) -> str | None:
+    """The name a subscripted or ``.get``-read value goes by (``x``, ``self.x``, ``x.y``: the last name)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Call):  # read_provenance(path)["export"], json.loads(...)["precision"]
+        return _holder(node.func)
+    if isinstance(node, ast.Subscript):  # provenance["export"]["head"]
+        return _holder(node.value)
+    return None
+
+
+def record_reads(path: Path) -> list[str]:
+    """``holder["field"]`` and ``holder.get("field")`` of a record field on a record-like holder in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        key, holder = None, None
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            key, holder = node.slice.value, _holder(node.value)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+              and node.args and isinstance(node.args[0], ast.Constant)):
+            key, holder = node.args[0].value, _holder(node.func.value)
+        if key in RECORD_FIELDS and holder and any(word in holder.lower() for word in RECORD_HOLDERS):
+            found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {holder}[{key!r}]")
+    return found
+
+
+def test_only_the_record_module_reads_a_sidecar_by_key():
+    reads = [read for path in sorted(PACKAGE.rglob("*.py")) if path != RECORD_MODULE for read in record_reads(path)]
+    assert reads == []
+
+
+def test_the_key_rule_sees_a_hand_read_provenance(tmp_path):
+    """The rule above is not vacuous: the reads it exists to stop are found."""
+    sample = tmp_path / "sample.py"
+    sample.write_text('top_k = provenance["export"].get("top_k") or 300\nhead = meta.get("export")["head"]\n'
+                      'precision = detector.provenance["precision"]\n')
+    assert len(record_reads_at(sample)) == 4
+
+
+def record_reads_at(path: Path) -> list[str]:
+    # record_reads names files relative to the package; a file outside it is named whole.
+    global PACKAGE
+    saved, PACKAGE = PACKAGE, path.parent
+    try:
+        return record_reads(path)
+    finally:
+        PACKAGE = saved
+
+
+MAX_COMMAND_PARAMETERS = 12
+
+
+def test_no_cli_command_takes_more_than_twelve_parameters():
+    """Options that belong together reach a command as one of the API's dataclasses (cli/options.py)."""
+    from rtdetr_export.cli.main import main
+
+    for name, command in main.commands.items():
+        count = command.callback.__code__.co_argcount
+        inner = getattr(command.callback, "__wrapped__", None)
+        while inner is not None:  # option groups wrap the function that receives their values
+            count = inner.__code__.co_argcount
+            inner = getattr(inner, "__wrapped__", None)
+        assert count <= MAX_COMMAND_PARAMETERS, f"{name} takes {count} parameters"
+
+
+def test_every_command_lists_every_option_with_its_default_in_help():
+    from click.testing import CliRunner
+
+    from rtdetr_export.cli.main import main
+
+    for name, command in main.commands.items():
+        text = CliRunner().invoke(main, [name, "--help"], terminal_width=200).output
+        for param in command.params:
+            if isinstance(param, click_option_type()) and not param.hidden:
+                assert param.opts[0] in text, f"{name} --help does not list {param.opts[0]}"
+                if param.show_default and param.default not in (None, False, ()):
+                    assert "[default:" in text.split(param.opts[0], 1)[1].split("\n  -")[0], \
+                        f"{name} --help gives no default for {param.opts[0]}"
+
+
+def click_option_type():
+    import click
+
+    return click.Option

@@ -146,7 +146,7 @@ def test_bench_openvino_rows_carry_the_hint_and_the_judged_precision(tmp_path):
     int8 = Artifact(tmp_path / "q.onnx", "onnx", "q.onnx", precision="int8")
     bf16_row = openvino_target(fp32, "bf16", "cpu", 2)
     assert bf16_row.name == "openvino-cpu-bf16:m.onnx" and bf16_row.precision == "bf16"
-    assert bf16_row.describe()["precision_hint"] == "bf16" and bf16_row.make is not None
+    assert bf16_row.to_json()["precision_hint"] == "bf16" and bf16_row.make is not None
     assert openvino_target(int8, "f32", "cpu", 2).precision == "int8"
     assert openvino_target(fp32, "f32", "cuda", 2).skipped
 

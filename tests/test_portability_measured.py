@@ -41,7 +41,7 @@ def results(script):
 
 
 def test_docs_section_is_the_scripts_rendering_of_the_committed_json(script, results):
-    rendered = script.render_markdown(results)
+    rendered = script.matrix_markdown(results)
     assert script.docs_section(script.DOCS.read_text()) == rendered, \
         "docs/portability.md is stale: run `python benchmarks/portability.py --render-only`"
     assert script.RESULT_MD.read_text() == "# Measured portability\n\n" + rendered

@@ -59,14 +59,14 @@ class TritonRunner(Runner):
         try:
             if self.protocol == "grpc":
                 self.client = module.InferenceServerClient(self.address)
-                metadata = self.client.get_model_metadata(self.model, as_json=True, client_timeout=self.timeout_s)
+                server_view = self.client.get_model_metadata(self.model, as_json=True, client_timeout=self.timeout_s)
             else:
                 self.client = module.InferenceServerClient(self.address, connection_timeout=self.timeout_s,
                                                            network_timeout=self.timeout_s)
-                metadata = self.client.get_model_metadata(self.model)
+                server_view = self.client.get_model_metadata(self.model)
         except Exception as exc:  # connection refused, unknown model, ...
             raise RTDetrExportError(f"Triton at {self.url}: model {self.model}: {triton_error(exc)}") from None
-        self.outputs = [o["name"] for o in metadata["outputs"]]
+        self.outputs = [o["name"] for o in server_view["outputs"]]
 
     def deactivate(self) -> None:
         if self.client is not None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtdetr_export.artifact import (ENGINE_SUFFIXES, ONNX_FORMAT, ONNX_SUFFIXES, input_size_range, load_onnx,
-                                   read_metadata, sidecar_path)
+from rtdetr_export.artifact import (ENGINE_SUFFIXES, ONNX_SUFFIXES, ArtifactRecord, load_onnx, onnx_record,
+                                    open_artifact)
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.config import SizeRange, size_text
 
@@ -23,7 +22,7 @@ class Artifact:
     head: str = "raw"
     batches: tuple[int, int] | None = None  # (smallest, largest) batch it takes; None: any (dynamic axis)
     precision: str = "fp32"
-    provenance: dict[str, Any] | None = field(default=None, repr=False)
+    record: ArtifactRecord | None = field(default=None, repr=False)  # None: not made by rtdetr-export
     image_size: tuple[int, int] | None = None  # a fixed-size file's; None: dynamic (or unknown)
     size_bytes: int = 0
     nodes: int | None = None
@@ -47,10 +46,11 @@ class Artifact:
         low, high = self.batches
         return str(low) if low == high else f"{low}-{high}"
 
-    def describe(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
+        """How a bench report lists the artifact."""
         return {"path": str(self.path), "kind": self.kind, "label": self.label, "head": self.head,
                 "batch": self.batch_text, "precision": self.precision,
-                "ours": self.provenance is not None, "size_bytes": self.size_bytes, "nodes": self.nodes}
+                "ours": self.record is not None, "size_bytes": self.size_bytes, "nodes": self.nodes}
 
 
 def _onnx_artifact(path: Path, label: str) -> Artifact:
@@ -64,34 +64,26 @@ def _onnx_artifact(path: Path, label: str) -> Artifact:
     dims = inputs[names.index("images")].type.tensor_type.shape.dim
     batch = dims[0].dim_value if len(dims) == 4 and dims[0].dim_value > 0 else None
     size = (dims[2].dim_value, dims[3].dim_value) if len(dims) == 4 and dims[2].dim_value > 0 else None
-    meta = read_metadata(model)
-    provenance = meta if meta.get("format") == ONNX_FORMAT else None
+    record = onnx_record(model, str(path))
     head = "detections" if "orig_target_sizes" in names else "raw"
-    precision = provenance.get("precision", "fp32") if provenance else "fp32"
-    return Artifact(path, "onnx", label, head, None if batch is None else (batch, batch), precision, provenance,
-                    size, path.stat().st_size, len(model.graph.node),
-                    input_size_range(provenance) if provenance else None)
+    return Artifact(path, "onnx", label, head, None if batch is None else (batch, batch),
+                    record.precision if record else "fp32", record, size, path.stat().st_size, len(model.graph.node),
+                    record.input_size_range if record else None)
 
 
 def _engine_artifact(path: Path, label: str) -> Artifact:
     # An engine is opaque here; the record `rtdetr-export trt` writes beside it (OUT.engine.json) says its
     # head, batch profile, precision and the model it came from. A foreign engine has none: it still runs.
-    record: dict[str, Any] = {}
     try:
-        record = json.loads(sidecar_path(path).read_text())
-    except (OSError, ValueError):
-        record = {}
-    batches = None
-    shapes = (record.get("profile") or {}).get("images")
-    if shapes:
-        batches = (int(shapes["min"][0]), int(shapes["max"][0]))
-    size, size_range = record.get("input_size"), input_size_range(record)
-    return Artifact(path, "tensorrt", label, record.get("head") or "raw", batches, record.get("precision") or "fp32",
-                    record if record.get("model") else None, tuple(size) if size and not size_range else None,
-                    path.stat().st_size, size_range=size_range)
+        record = open_artifact(path)
+    except RTDetrExportError:
+        return Artifact(path, "tensorrt", label, size_bytes=path.stat().st_size)
+    return Artifact(path, "tensorrt", label, record.head, record.batch_range, record.precision, record,
+                    None if record.input_size_range else record.input_size, path.stat().st_size,
+                    size_range=record.input_size_range)
 
 
-def describe_artifact(path: str | Path, label: str | None = None) -> Artifact:
+def check_artifact(path: str | Path, label: str | None = None) -> Artifact:
     """Check that ``path`` exists and is a readable ONNX file or a TensorRT engine; one-line error if not."""
     path = Path(path)
     if not path.is_file():

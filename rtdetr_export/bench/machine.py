@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from rtdetr_export.artifact import library_versions
+from rtdetr_export.artifact.records import library_versions
 
 _REPO = Path(__file__).resolve().parents[2]
 

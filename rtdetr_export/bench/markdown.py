@@ -51,7 +51,7 @@ def _settings_line(report: dict[str, Any]) -> str:
             f"{s['head']} head, end-to-end inputs: {s['inputs']}.")
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def bench_markdown(report: dict[str, Any]) -> str:
     """The whole report.md text."""
     model = report["model"]
     source = model["source"]

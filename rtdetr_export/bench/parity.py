@@ -9,7 +9,7 @@ import numpy as np
 
 from rtdetr_export.verify import PRECISION_THRESHOLDS, AgreementThresholds, compare_agreement, compare_outputs
 from rtdetr_export.verify.reference import ReferenceRunner
-from rtdetr_export.verify.results import BatchComparison
+from rtdetr_export.artifact.verification import BatchComparison
 
 
 @dataclass

@@ -72,7 +72,7 @@ def assemble(note: str | None, machine: dict[str, Any], settings: dict[str, Any]
         "machine": machine,
         "settings": settings,
         "model": model,
-        "targets": [t.describe() for t in targets],
+        "targets": [t.to_json() for t in targets],
         "results": results,
         "peer_comparison": peer_comparisons(results, targets),
         "timing": timing,

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from rtdetr_export.bench.artifacts import Artifact, describe_artifact
+from rtdetr_export.bench.artifacts import Artifact, check_artifact
 from rtdetr_export.bench.options import BenchOptions
 from rtdetr_export.bench.targets import Target
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
@@ -58,20 +58,20 @@ class BenchModels:
             targets.append(target)
         return targets
 
-    def describe(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         config = self.model.config
         return {"source": dataclasses.asdict(self.model.source), "method": config.decoder_method,
                 "input_size": list(config.image_size), "num_queries": config.num_queries,
                 "num_classes": config.num_classes, "parameters": sum(p.numel() for p in self.model.parameters()),
-                "config": config.to_dict(), "artifacts": [a.describe() for a in self.artifacts],
+                "config": config.to_dict(), "artifacts": [a.to_json() for a in self.artifacts],
                 "exports": self.exports,
                 "peer": self.peer_skipped or ("transformers" if self.peer_model is not None else None)}
 
 
 def _load_reference(options: BenchOptions, artifacts: list[Artifact], log: Log) -> nn.Module:
-    ours = [a for a in artifacts if a.provenance is not None]
+    ours = [a for a in artifacts if a.record is not None]
     if ours and options.preset is None:
-        return reference_model(ours[0].provenance, options.model_path, log)
+        return reference_model(ours[0].record, options.model_path, log)
     if artifacts and options.model_path is None and options.preset is None:
         raise RTDetrExportError("these artifacts carry no provenance to rebuild their reference from; "
                                 "pass --model (or --preset for random weights)")
@@ -142,7 +142,7 @@ def prepare_models(options: BenchOptions, artifacts: list[Artifact], head: str, 
                                                    verify=False), log=lambda m: log("  " + m))
         models.exports["ours"] = {"seconds": round(time.time() - start, 1), "exporter": "torch.onnx (TorchScript)",
                                   "simplifier": "onnxslim", "dynamic_batch": True}
-        models.artifacts.append(describe_artifact(path, "ours"))
+        models.artifacts.append(check_artifact(path, "ours"))
     if hf is not None:
         models.peer_model = hf
         if wants_onnx and head == "raw":
@@ -154,7 +154,7 @@ def prepare_models(options: BenchOptions, artifacts: list[Artifact], head: str, 
             info = export_peer_onnx(hf, path, size)
             info["seconds"] = round(time.time() - start, 1)
             models.exports["peer"] = info
-            models.artifacts.append(describe_artifact(path, "peer"))
+            models.artifacts.append(check_artifact(path, "peer"))
         elif wants_onnx:
             models.exports["peer"] = {"skipped": "the peer path has the raw head only (logits, pred_boxes)"}
     return models

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from rtdetr_export.bench import report as report_module
-from rtdetr_export.bench.artifacts import describe_artifact
+from rtdetr_export.bench.artifacts import check_artifact
 from rtdetr_export.bench.machine import load_average, machine_info
 from rtdetr_export.artifact import make_feed
 from rtdetr_export.bench.memory import PeakMemory
@@ -72,7 +72,7 @@ def run_benchmark(options: BenchOptions, log: Log = lambda message: None) -> dic
     """Measure every target at every batch size; the JSON-ready report (see docs/benchmarks.md)."""
     options.validate()
     started, load_before = time.time(), load_average()
-    artifacts = [describe_artifact(path) for path in options.artifacts]
+    artifacts = [check_artifact(path) for path in options.artifacts]
     heads = {a.head for a in artifacts}
     if len(heads) > 1:
         raise RTDetrExportError("the artifacts have different heads (raw and detections); benchmark them apart")
@@ -93,7 +93,7 @@ def run_benchmark(options: BenchOptions, log: Log = lambda message: None) -> dic
                     torch_threads=torch.get_num_threads() if not options.threads else options.threads,
                     rounds=measured["rounds"], e2e_rounds=measured["e2e_rounds"], inputs=measured["inputs"], reference="torch-fp32-cpu (unfused model, verification's rules)")
     return report_module.assemble(
-        note=options.note, machine=machine_info(), settings=settings, model=models.describe(),
+        note=options.note, machine=machine_info(), settings=settings, model=models.to_json(),
         targets=targets, results=measured["results"],
         timing={"wall_s": round(time.time() - started, 1), "load_average_start": load_before,
                 "load_average_end": load_average()})

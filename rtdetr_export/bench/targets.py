@@ -43,9 +43,9 @@ class Target:
     def supports(self, batch: int) -> bool:
         return self.artifact is None or self.artifact.supports(batch)
 
-    def describe(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         out = {"name": self.name, "backend": self.backend, "precision": self.precision, "device": self.device,
-               "role": self.role, "artifact": self.artifact.describe() if self.artifact else None,
+               "role": self.role, "artifact": self.artifact.to_json() if self.artifact else None,
                "status": "skipped" if self.skipped else "ok", **self.info}
         if self.skipped:
             out["reason"] = self.skipped

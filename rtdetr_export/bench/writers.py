@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rtdetr_export.bench.markdown import render_markdown
+from rtdetr_export.bench.markdown import bench_markdown
 from rtdetr_export.bench.parity import Parity
 from rtdetr_export.files import write_report_files
 
@@ -60,7 +60,7 @@ def render_csv(report: dict[str, Any]) -> str:
 
 def write_report(report: dict[str, Any], folder: str | Path, force: bool = False) -> list[Path]:
     """Write the report files into ``folder`` (created if needed); refuses to replace a report without force."""
-    texts = {"report.json": json.dumps(report, indent=2) + "\n", "report.md": render_markdown(report),
+    texts = {"report.json": json.dumps(report, indent=2) + "\n", "report.md": bench_markdown(report),
              "report.csv": render_csv(report)}
     written = write_report_files(folder, texts, force)
     from rtdetr_export.bench.plot import plot_latency

@@ -32,7 +32,7 @@ def eval_command(artifacts, annotations, images, model_path, batch, limit, image
 
     Exits 1 when annotated images are missing from --images (they are skipped, listed and counted).
     """
-    from rtdetr_export.eval import EvalOptions, evaluate, render_markdown, write_eval_report
+    from rtdetr_export.eval import EvalOptions, evaluate, eval_markdown, write_eval_report
     from rtdetr_export.files import check_report_folder
 
     hints = tuple(hint.strip() for hint in openvino_hints.split(",") if hint.strip())
@@ -48,7 +48,7 @@ def eval_command(artifacts, annotations, images, model_path, batch, limit, image
     if as_json:
         emit_json(report)
     elif not quiet:
-        click.echo(render_markdown(report), nl=False)
+        click.echo(eval_markdown(report), nl=False)
     if report.skipped:  # one line per image, however quiet: the numbers above are over fewer images than asked
         for path in report.skipped:
             log(f"error: {path}: image missing, skipped")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
+from rtdetr_export.artifact import Verification
 from rtdetr_export.cli.common import emit_json
 from rtdetr_export.pipeline import OnnxDescription, describe_onnx
 
@@ -22,45 +21,45 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _provenance_lines(p: dict[str, Any]) -> list[str]:
-    tool = p.get("tool") or {}
-    lines = [f"provenance  {tool.get('name', '?')} {tool.get('version', '?')}, created {p.get('created')}"]
-    src = p["model_source"]
-    if src.get("format") == "random":
-        model = f"random weights (seed {src.get('seed')})"
+def _provenance_lines(d: OnnxDescription) -> list[str]:
+    record = d.record
+    header, src = record.header, record.model.source
+    lines = [f"provenance  {header.tool} {header.tool_version}, created {header.created} "
+             f"(sidecar schema {header.schema_version})"]
+    if src.format == "random":
+        model = f"random weights (seed {src.seed})"
     else:
-        model = f"{src.get('format')} {src.get('file') or '?'}  sha256 {src.get('sha256') or '?'}"
-    lines.append(f"  model         RT-DETR{p.get('model_version')}, {model}")
-    if src.get("hub"):
-        lines.append(f"  hub           {src['hub']['repo_id']}@{src['hub']['revision']} "
-                     f"(asked for {src['hub']['requested']})")
-    size = "x".join(map(str, p.get("input_size") or []))
-    size_range = p.get("input_size_range")
-    if size_range:
-        size = f"{'x'.join(map(str, size_range['min']))}..{'x'.join(map(str, size_range['max']))} (opt {size})"
-    lines.append(f"  method        {p.get('method')} ({p.get('sampler')})   head {p.get('head')}   "
-                 f"input {size}   "
-                 f"precision {p.get('precision')}   classes {p.get('classes')}")
-    export = p.get("export") or {}
-    batch = "dynamic" if export.get("dynamic_batch") else export.get("batch")
-    top_k = f", top-k {export['top_k']}" if export.get("top_k") else ""
-    lines.append(f"  export        {export.get('exporter')} opset {export.get('opset')}, batch {batch}{top_k}, "
-                 f"simplifier {export.get('simplifier') or 'none'}")
-    libraries = ", ".join(f"{k} {v}" for k, v in (p.get("libraries") or {}).items())
+        model = f"{src.format} {src.file or '?'}  sha256 {src.sha256 or '?'}"
+    lines.append(f"  model         RT-DETR{record.model.config.version}, {model}")
+    if src.hub:
+        lines.append(f"  hub           {src.hub.pinned_id} (asked for {src.hub.requested})")
+    size = "x".join(map(str, record.input_size))
+    if record.input_size_range:
+        size = f"{record.input_size_range} (opt {size})"
+    lines.append(f"  method        {record.method} ({record.sampler})   head {record.head}   input {size}   "
+                 f"precision {record.precision}   classes {len(record.classes)}")
+    export = record.export
+    batch = "dynamic" if export.dynamic_batch else export.batch
+    top_k = f", top-k {export.top_k}" if export.top_k else ""
+    lines.append(f"  export        {export.exporter} opset {export.opset}, batch {batch}{top_k}, "
+                 f"simplifier {export.simplifier or 'none'}")
+    libraries = ", ".join(f"{k} {v}" for k, v in header.libraries.items())
     lines.append(f"  libraries     {libraries}")
-    v = p.get("verification")
-    if v is None:
-        lines.append("  verification  none (exported with --no-verify)")
-    else:
-        verdict = "PASSED" if v["passed"] else "FAILED"
-        batches = ", ".join(map(str, v["batches"]))
-        lines.append(f"  verification  {verdict}: {v['candidate']} vs {v['reference']}, {v['inputs']} inputs, "
-                     f"batch {batches}")
-        for name, o in v["outputs"].items():
-            mark = "ok" if o["passed"] else "FAIL"
-            lines.append(f"    {name:<12} {o['metric']} {o['value']:.3g} (threshold {o['threshold']:g})  {mark}")
-    if not p.get("op_census_matches_graph"):
+    lines += _verification_lines(record.verification)
+    if not d.census_matches_record:
         lines.append("  warning       the graph's ops differ from the recorded op census: edited after export?")
+    return lines
+
+
+def _verification_lines(v: Verification | None) -> list[str]:
+    if v is None:
+        return ["  verification  none (exported with --no-verify)"]
+    verdict = "PASSED" if v.passed else "FAILED"
+    lines = [f"  verification  {verdict}: {v.candidate} vs {v.reference}, {v.inputs} inputs, "
+             f"batch {', '.join(map(str, v.batches))}"]
+    for name, check in v.worst().items():
+        mark = "ok" if check.passed else "FAIL"
+        lines.append(f"    {name:<12} {check.metric} {check.value:.3g} (threshold {check.threshold:g})  {mark}")
     return lines
 
 
@@ -70,12 +69,12 @@ def format_description(d: OnnxDescription) -> list[str]:
              f"format      ONNX IR {d.ir_version}, opset {d.opset}, producer {d.producer or '?'}",
              f"graph       {d.nodes} node{'s' if d.nodes != 1 else ''}, {len(d.op_census)} op types, "
              f"{d.parameters:,} parameters in {d.initializers} initializers"]
-    for kind in ("inputs", "outputs"):
+    for kind, specs in (("inputs", d.io.inputs), ("outputs", d.io.outputs)):
         lines.append(kind)
-        for v in d.io[kind]:
-            lines.append(f"  {v['name']:<20} {v['dtype']:<8} {_shape(v['shape'])}")
-    if d.provenance:
-        lines += _provenance_lines(d.provenance)
+        for v in specs:
+            lines.append(f"  {v.name:<20} {v.dtype:<8} {_shape(v.shape)}")
+    if d.record:
+        lines += _provenance_lines(d)
     else:
         lines.append(f"provenance  {d.provenance_note}")
         for key, value in d.metadata_props.items():

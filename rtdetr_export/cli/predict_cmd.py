@@ -3,35 +3,59 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import click
 
-from rtdetr_export.cli.common import build_model, emit_json, log, progress
-from rtdetr_export.cli.options import model_options, openvino_option
+from rtdetr_export.cli.common import emit_json, log, progress
+from rtdetr_export.cli.options import ModelChoice, OutputFlags, model_choice, openvino_option, option_group
 from rtdetr_export.errors import RTDetrExportError
+
+
+@dataclass(frozen=True)
+class Source:
+    """What runs the images: an --artifact (ONNX Runtime, or OpenVINO under --openvino), a served --triton model,
+    or (neither) the PyTorch model."""
+
+    artifact: str | None = None
+    triton_url: str | None = None
+    triton_model: str | None = None
+    openvino_hint: str | None = None
+
+
+source_options = option_group("source", Source, [
+    click.option("--artifact", type=click.Path(dir_okay=False, path_type=str), default=None,
+                 help="An .onnx file (or TensorRT .engine) exported by rtdetr-export."),
+    click.option("--triton", "triton_url", default=None, metavar="URL",
+                 help="Run on a Triton server instead (http://host:8000 or grpc://host:8001); needs --triton-model."),
+    click.option("--triton-model", default=None, metavar="NAME",
+                 help="A model written by `rtdetr-export triton`: NAME (tensors) or NAME_ensemble (encoded images)."),
+    openvino_option,
+])
+predict_output = option_group("out", OutputFlags, [
+    click.option("--force", is_flag=True, help="Overwrite existing outputs in the folder."),
+    click.option("--quiet", is_flag=True, help="No progress lines (errors are still printed)."),
+    click.option("--json", "as_json", is_flag=True, help="Print predictions.json to stdout as well."),
+])
 
 
 @click.command("predict")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--artifact", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="An .onnx file (or TensorRT .engine) exported by rtdetr-export.")
-@click.option("--triton", "triton_url", default=None, metavar="URL",
-              help="Run on a Triton server instead (http://host:8000 or grpc://host:8001); needs --triton-model.")
-@click.option("--triton-model", default=None, metavar="NAME",
-              help="A model written by `rtdetr-export triton`: NAME (tensors) or NAME_ensemble (encoded images).")
-@openvino_option
-@model_options
+@source_options
+@model_choice
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Keep detections scoring above this.")
 @click.option("--show-reference", is_flag=True,
               help="Also run the PyTorch model and mark where the artifact disagrees with it.")
 @click.option("-o", "--output-dir", default="predictions", show_default=True, type=click.Path(path_type=str),
               help="Folder for the annotated PNGs and predictions.json.")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs in the folder.")
-@click.option("--quiet", is_flag=True, help="No progress lines (errors are still printed).")
-@click.option("--json", "as_json", is_flag=True, help="Print predictions.json to stdout as well.")
-def predict_command(images, artifact, triton_url, triton_model, openvino_hint, model_path, preset, method, image_size, threshold,
-                    show_reference, output_dir, force, quiet, as_json) -> None:
+@predict_output
+def predict_command(images: tuple[str, ...], source: Source, model: ModelChoice, threshold: float,
+                    show_reference: bool, output_dir: str, out: OutputFlags) -> None:
     """Detect objects in IMAGES (files or folders); exit 1 if any image could not be processed."""
+    artifact, triton_url, triton_model, openvino_hint = (source.artifact, source.triton_url, source.triton_model,
+                                                         source.openvino_hint)
+    model_path, preset, method, image_size = model.model_path, model.preset, model.method, model.image_size
+    force, quiet, as_json = out.force, out.quiet, out.as_json
     from rtdetr_export.pipeline import Detector, reference_model
     from rtdetr_export.predict import predict_images
 
@@ -51,7 +75,7 @@ def predict_command(images, artifact, triton_url, triton_model, openvino_hint, m
         if show_reference:
             raise RTDetrExportError("--show-reference compares an --artifact with the PyTorch model; "
                                     "give --artifact FILE")
-        detector = Detector.from_model(build_model(model_path, preset, method, image_size, quiet=quiet or as_json))
+        detector = Detector.from_model(model.load(quiet or as_json))
     else:
         if preset or method:
             raise RTDetrExportError("--preset and --method come from the artifact; with --artifact, --model only "
@@ -64,9 +88,9 @@ def predict_command(images, artifact, triton_url, triton_model, openvino_hint, m
             runner = OpenVinoRunner(artifact, openvino_hint)
         detector = Detector.from_artifact(artifact, runner, image_size)
         if show_reference:
-            model = reference_model(detector.provenance, model_path, log)
-            model.set_image_size(*detector.input_size)  # compare at the size the artifact runs at
-            reference = Detector.from_model(model)
+            loaded = reference_model(detector.record, model_path, log)
+            loaded.set_image_size(*detector.input_size)  # compare at the size the artifact runs at
+            reference = Detector.from_model(loaded)
     result = predict_images(list(images), detector, output_dir, threshold, reference, force,
                             progress(quiet, as_json))
     for failure in result.failures:  # one line per file that could not be processed; the others went on

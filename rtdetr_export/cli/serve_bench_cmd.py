@@ -29,7 +29,7 @@ def serve_bench_command(url, models, clients, seconds, timeout_s, images, note, 
     from rtdetr_export.backends.triton_runner import parse_url
     from rtdetr_export.files import check_report_folder
     from rtdetr_export.imaging import list_images, load_image
-    from rtdetr_export.serving.load import render_markdown, run_load, serve_report, write_serve_report
+    from rtdetr_export.serving.load import load_markdown, run_load, serve_report, write_serve_report
 
     if clients < 1 or seconds <= 0 or timeout_s <= 0:
         raise RTDetrExportError("--clients must be >= 1, --seconds and --timeout > 0")
@@ -58,7 +58,7 @@ def serve_bench_command(url, models, clients, seconds, timeout_s, images, note, 
     if as_json:
         emit_json(report)
     elif not quiet:
-        click.echo(render_markdown(report), nl=False)
+        click.echo(load_markdown(report), nl=False)
     aborted = next((r.aborted for r in results if r.aborted), None)
     if aborted:
         raise RTDetrExportError(aborted)

@@ -130,7 +130,7 @@ def evaluate(artifacts: list[str | Path], options: EvalOptions, model: RTDETRv2 
             detectors += [(Detector.from_artifact(path, OpenVinoRunner(path, hint), size), str(path))
                           for hint in options.openvino]
     if model is None and detectors:
-        model = reference_model(detectors[0][0].provenance, model_path, log)
+        model = reference_model(detectors[0][0].record, model_path, log)
         # A dynamic-size artifact runs at its opt size unless one is asked for: the reference runs where it runs.
         size = size or detectors[0][0].input_size
     if model is None:
@@ -166,7 +166,7 @@ def evaluate(artifacts: list[str | Path], options: EvalOptions, model: RTDETRv2 
         started = time.perf_counter()
         predictions = predict_dataset(detector, dataset, present, options.batch, log)
         metrics = coco_metrics(ground_truth, predictions, category_names)
-        precision = detector.provenance["precision"] if detector.provenance else "fp32"
+        precision = detector.precision
         rows.append(EvalRow(detector.name, source, precision, detector.runner.name, metrics,
                             seconds=time.perf_counter() - started))
     for row in rows:

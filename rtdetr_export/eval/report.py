@@ -19,7 +19,7 @@ def _signed(value: float | None) -> str:
     return "" if value is None else f"{value:+.4f}"
 
 
-def render_markdown(report: EvalReport) -> str:
+def eval_markdown(report: EvalReport) -> str:
     """The table a person reads: one row per detector, its metrics and its difference to the reference."""
     data = report.dataset
     lines = [f"# COCO accuracy: {data['images']} images of {data['annotations']}", ""]
@@ -82,7 +82,7 @@ def plot_pr_curves(report: EvalReport, path: Path) -> Path:
 
 def write_eval_report(report: EvalReport, folder: str | Path, force: bool = False) -> list[Path]:
     """report.json/md/csv and pr_curves.png in ``folder``; refuses to replace a report without ``force``."""
-    texts = {"report.json": json.dumps(report.to_json(), indent=2) + "\n", "report.md": render_markdown(report),
+    texts = {"report.json": json.dumps(report.to_json(), indent=2) + "\n", "report.md": eval_markdown(report),
              "report.csv": render_csv(report)}
     written = write_report_files(folder, texts, force)
     written.append(plot_pr_curves(report, Path(folder) / "pr_curves.png"))

@@ -9,6 +9,7 @@ import onnx
 from onnx import numpy_helper
 
 from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.model.sampler import Sampler
 
 # Control flow and data-dependent shapes defeat TensorRT's and NPUs' static planning.
 ALWAYS_FORBIDDEN = ("Loop", "If", "NonZero", "Scan")
@@ -33,18 +34,18 @@ def non_finite_initializers(model: onnx.ModelProto) -> list[str]:
     return bad
 
 
-def check_graph(model: onnx.ModelProto, method: str, bilinear_op: str = "gridsample") -> dict[str, int]:
+def check_graph(model: onnx.ModelProto, sampler: Sampler) -> dict[str, int]:
     """Run the full checker and our structural rules; returns the op census or raises RTDetrExportError.
 
-    GridSample is forbidden unless the graph samples bilinearly with it (``default`` written as "gridsample"):
-    the point of the other samplers is a graph without it."""
+    GridSample is forbidden unless the graph samples with it (gridsample-bilinear): the point of the other
+    samplers is a graph without it."""
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise RTDetrExportError(f"exported graph fails onnx.checker: {str(exc).splitlines()[0]}") from None
     census = op_census(model)
     forbidden = [op for op in ALWAYS_FORBIDDEN if op in census]
-    if (method == "discrete" or bilinear_op != "gridsample") and "GridSample" in census:
+    if not sampler.has_gridsample and "GridSample" in census:
         forbidden.append("GridSample")
     if forbidden:
         raise RTDetrExportError(f"exported graph contains forbidden ops: {', '.join(forbidden)}")

@@ -11,89 +11,31 @@ import io
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
-from typing import Any
 
 import onnx
 import torch
 
+from rtdetr_export.artifact.options import DEFAULT_OPSET, MAX_OPSET, GraphOptions
+from rtdetr_export.artifact.records import ExportRecord
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.export.graph_checks import check_graph
 from rtdetr_export.model import RTDETRv2, SizeRange, prepare_for_deploy
 from rtdetr_export.model.config import size_text
-from rtdetr_export.model.deformable_attention import BILINEAR_OPS
-from rtdetr_export.model.heads import HEADS, INPUTS, OUTPUTS, wrap
+from rtdetr_export.model.heads import INPUTS, OUTPUTS, wrap
+from rtdetr_export.model.sampler import Sampler
 
-DEFAULT_OPSET = 17
-MAX_OPSET = 20
-GRIDSAMPLE_OPSET = 16  # GridSample entered ONNX in opset 16; every other op of ours is in opset 13
-MIN_OPSET = 13
-# How ``default`` sampling is written when nobody says: see docs/model.md ("Reading the sampling points") for the
-# measurement behind the choice.
-DEFAULT_BILINEAR_OP = "gather"
-
-
-def sampler(method: str, bilinear_op: str) -> str:
-    """What the graph reads sampling points with: "gridsample-bilinear", "gather-bilinear" or "gather-nearest"."""
-    return "gather-nearest" if method == "discrete" else f"{bilinear_op}-bilinear"
-
-
-def min_opset(method: str, bilinear_op: str) -> int:
-    return GRIDSAMPLE_OPSET if sampler(method, bilinear_op) == "gridsample-bilinear" else MIN_OPSET
-
-
-@dataclass
-class GraphOptions:
-    """How the graph is traced: opset, batch (static or dynamic), input size (static, or dynamic over
-    ``size_range``), head, top-k, simplification."""
-
-    opset: int = DEFAULT_OPSET
-    batch: int = 1
-    dynamic_batch: bool = False
-    head: str = "raw"
-    top_k: int = 300
-    simplify: bool = True
-    bilinear_op: str = DEFAULT_BILINEAR_OP  # how ``default`` sampling is written: "gather" or "gridsample"
-    # None: the input size is fixed (the model's image_size). A range: height and width are graph dimensions and
-    # the model must be built at ``size_range.opt``.
-    size_range: SizeRange | None = None
-
-    @property
-    def dynamic_size(self) -> bool:
-        return self.size_range is not None
-
-    def validate(self, method: str, num_queries: int, num_classes: int) -> None:
-        """Reject values no export can use, before any work is done."""
-        if self.head not in HEADS:
-            raise RTDetrExportError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
-        if self.bilinear_op not in BILINEAR_OPS:
-            raise RTDetrExportError(f"unknown bilinear op {self.bilinear_op!r}; choose one of "
-                                    f"{', '.join(BILINEAR_OPS)}")
-        low = min_opset(method, self.bilinear_op)
-        if not low <= self.opset <= MAX_OPSET:
-            why = " (GridSample needs opset 16; use --bilinear-op gather for older runtimes)" \
-                if low == GRIDSAMPLE_OPSET else ""
-            raise RTDetrExportError(f"opset {self.opset} is not supported with --method {method}: "
-                                    f"use {low}..{MAX_OPSET}{why}")
-        if self.batch < 1:
-            raise RTDetrExportError(f"batch must be at least 1, got {self.batch}")
-        if self.head == "detections" and not 1 <= self.top_k <= num_queries * num_classes:
-            raise RTDetrExportError(f"top-k must be in 1..{num_queries * num_classes}, got {self.top_k}")
-
-    def record(self, simplifier: str | None, method: str) -> dict[str, Any]:
-        """The provenance's ``export`` field (``bilinear_op`` None for ``discrete``, which never reads bilinearly)."""
-        return {"opset": self.opset, "head": self.head,
-                "bilinear_op": self.bilinear_op if method == "default" else None, "top_k": self.top_k if self.head == "detections" else None,
-                "batch": None if self.dynamic_batch else self.batch, "dynamic_batch": self.dynamic_batch,
-                "dynamic_size": self.dynamic_size, "simplifier": simplifier, "exporter": "torch.onnx"}
+# Re-exported: the options live with the records that rebuild them (artifact/options.py).
+__all__ = ["DEFAULT_OPSET", "MAX_OPSET", "ExportedGraph", "GraphOptions", "export_graph", "trace_to_onnx"]
 
 
 @dataclass
 class ExportedGraph:
-    """A checked graph and the facts the provenance records about how it was made."""
+    """A checked graph, the sampler it reads with, and the facts the record keeps about how it was made."""
 
     graph: onnx.ModelProto
     op_census: dict[str, int]
-    export: dict[str, Any]
+    export: ExportRecord
+    sampler: Sampler
 
 
 def example_inputs(head: str, batch: int, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
@@ -160,7 +102,7 @@ def _symbolic_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
 def torch_to_onnx(model: RTDETRv2, options: GraphOptions) -> onnx.ModelProto:
     """Trace a deploy-fused copy of ``model`` under ``options.head``."""
     deployed = prepare_for_deploy(copy.deepcopy(model))
-    deployed.set_bilinear_op(options.bilinear_op)
+    deployed.set_sampler(options.sampler_for(model.config.decoder_method))
     if options.dynamic_size:
         deployed.compute_sizes_in_graph()
     module = wrap(deployed, options.head, options.top_k).eval()
@@ -191,9 +133,9 @@ def export_graph(model: RTDETRv2, options: GraphOptions | None = None,
         raise RTDetrExportError(f"input {size_text(smallest)} has {cells} encoder cells, fewer than the model's "
                                 f"{config.num_queries} queries: use a larger size")
     batch = "dynamic" if options.dynamic_batch else str(options.batch)
+    sampler = options.sampler_for(config.decoder_method)
     log(f"exporting {options.head} head with torch.onnx (opset {options.opset}, batch {batch}, method "
-        f"{config.decoder_method} as {sampler(config.decoder_method, options.bilinear_op)}, input "
-        f"{input_text(config.image_size, options.size_range)})")
+        f"{config.decoder_method} as {sampler}, input {input_text(config.image_size, options.size_range)})")
     graph = torch_to_onnx(model, options)
     simplifier = None
     if options.simplify:
@@ -202,5 +144,13 @@ def export_graph(model: RTDETRv2, options: GraphOptions | None = None,
     else:
         log("simplification skipped (--no-simplify)")
     log("checking the graph (onnx.checker, op census, forbidden ops, finite constants)")
-    census = check_graph(graph, config.decoder_method, options.bilinear_op)
-    return ExportedGraph(graph, census, options.record(simplifier, config.decoder_method))
+    census = check_graph(graph, sampler)
+    return ExportedGraph(graph, census, export_record(options, simplifier), sampler)
+
+
+def export_record(options: GraphOptions, simplifier: str | None) -> ExportRecord:
+    """What the record keeps of ``options`` (the sampler and size range are fields of the record itself)."""
+    return ExportRecord(opset=options.opset, head=options.head,
+                        top_k=options.top_k if options.head == "detections" else None,
+                        batch=None if options.dynamic_batch else options.batch, dynamic_batch=options.dynamic_batch,
+                        dynamic_size=options.dynamic_size, simplifier=simplifier, exporter="torch.onnx")

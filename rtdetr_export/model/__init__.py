@@ -3,7 +3,8 @@
 from rtdetr_export.model.config import PRESETS, ModelConfig, SizeRange, preset
 from rtdetr_export.model.deploy import fold_batchnorm, fuse_repvgg, prepare_for_deploy
 from rtdetr_export.model.rtdetr import RTDETRv2
+from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.model.source import HubRevision, WeightSource
 
-__all__ = ["HubRevision", "ModelConfig", "PRESETS", "RTDETRv2", "SizeRange", "fold_batchnorm", "fuse_repvgg",
+__all__ = ["HubRevision", "ModelConfig", "PRESETS", "RTDETRv2", "Sampler", "SizeRange", "fold_batchnorm", "fuse_repvgg",
            "prepare_for_deploy", "preset", "WeightSource"]

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.model.sampler import METHODS
 
-METHODS = ("default", "discrete")
 STRIDE = 32  # the coarsest feature stride of every preset: input sides must be multiples of it
 MIN_SIDE = 64  # below this the stride-32 map is a single cell and the third decoder level (stride 32) has 1-2 cells
 # RT-DETR v1 computes what v2 computes with the same number of sampling points on every level: one network

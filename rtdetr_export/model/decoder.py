@@ -12,6 +12,7 @@ from rtdetr_export.model.deformable_attention import MSDeformableAttention
 from rtdetr_export.model.hybrid_encoder import conv_bn
 from rtdetr_export.model.layers import MLP, SelfAttention, activation
 from rtdetr_export.model.query_selection import gather_rows, generate_anchors, select_topk
+from rtdetr_export.model.sampler import Sampler
 
 
 def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -29,7 +30,7 @@ class TransformerDecoderLayer(nn.Module):
         self.self_attn = SelfAttention(dim, config.decoder_heads)
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.cross_attn = MSDeformableAttention(dim, config.decoder_heads, config.decoder_n_points,
-                                                config.decoder_method, config.decoder_offset_scale)
+                                                Sampler.reference(config.decoder_method), config.decoder_offset_scale)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.linear1 = nn.Linear(dim, config.decoder_ffn_dim)
         self.activation = activation(config.decoder_activation)

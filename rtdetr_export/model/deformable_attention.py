@@ -1,11 +1,13 @@
 """Multi-scale deformable attention with per-level sampling points (RT-DETRv2).
 
-Two samplers read values at the predicted locations:
+Three samplers (``model/sampler.py``, one ``Sampler`` value) read values at the predicted locations, each a
+method of ``MSDeformableAttention``:
 - ``default``: bilinear, as ``grid_sample`` (zeros padding, ``align_corners=False``), the trained behaviour. It can
-  be written two ways with the same math (``BILINEAR_OPS``): ``gridsample`` (the op itself) or ``gather`` (the four
-  corner cells read with a Gather and weighted with arithmetic; corners outside the map weigh zero), for runtimes
-  that lack or miscompute GridSample. ``RTDETRv2.set_bilinear_op`` picks one; exports choose it per file;
-- ``discrete``: the nearest cell, ``clamp(floor(loc * size + 0.5), 0, size - 1)`` per axis, read with a gather,
+  be written two ways with the same math: ``gridsample-bilinear`` (the op itself, ``attend_gridsample``) or
+  ``gather-bilinear`` (the four corner cells read with a Gather and weighted with arithmetic; corners outside the
+  map weigh zero; ``attend_gather_bilinear``), for runtimes that lack or miscompute GridSample.
+  ``RTDETRv2.set_sampler`` picks one; exports choose it per file;
+- ``discrete`` (``gather-nearest``, ``attend_nearest``): the nearest cell, ``clamp(floor(loc * size + 0.5), 0, size - 1)`` per axis, read with a gather,
   so the exported graph needs no GridSample. x is clamped by the map's width and y by its height; the
   original code clamps both by the height, which only differs on rectangular maps.
 
@@ -15,7 +17,7 @@ cells (the softmax weights of a head sum to 1, so the bias passes through unchan
 heads x points rows instead of every one of the H*W cells (at 640, ~25x fewer multiply-adds in the decoder's
 cross-attention), and the graph reads memory rows with a plain Gather, without transposing the value map.
 
-The ``gather`` bilinear op projects first, as GridSample's path does. Projecting after sampling would be exact too
+The gather-bilinear sampler projects first, as GridSample's path does. Projecting after sampling would be exact too
 (the bias then scales by the summed in-bounds corner weights), but it gathers four full-width memory rows per point
 and head (4 x 8 x 256 floats per point at r18vd) where projecting first gathers head_dim-wide rows of the head's
 own values: measured on ONNX Runtime CPU, r18vd 640, paired, project-after ran at 0.92-0.98x of GridSample's speed
@@ -28,6 +30,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from rtdetr_export.model.sampler import Sampler
 
 
 def sample_bilinear(value: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
@@ -123,18 +127,14 @@ class OffsetPlanes(nn.Linear):
 class MSDeformableAttention(nn.Module):
     """Each query attends to a few sampled points per level around its reference box."""
 
-    def __init__(self, dim: int, num_heads: int, num_points: tuple[int, ...], method: str, offset_scale: float):
+    def __init__(self, dim: int, num_heads: int, num_points: tuple[int, ...], sampler: Sampler, offset_scale: float):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.num_points = tuple(num_points)
         self.offset_scale = offset_scale
-        if method not in ATTEND:
-            raise ValueError(f"unknown sampling method {method!r}")
-        self.method = method
-        # The sampler is chosen here, once: each method is one function below that reads the memory its way.
-        self.attend = ATTEND[method]
-        self.bilinear_op = "gridsample"
+        # Each sampler is one method below that reads the memory its way (``attend`` picks it).
+        self.sampler = Sampler(sampler)
         total = num_heads * sum(num_points)
         self.sampling_offsets = OffsetPlanes(dim, total * 2)
         self.attention_weights = nn.Linear(dim, total)
@@ -161,16 +161,25 @@ class MSDeformableAttention(nn.Module):
         scale = self.num_points_scale.to(query.dtype).repeat(heads)
         loc = ref[:, :, 0] + offsets * scale * ref[:, :, 1] * self.offset_scale
         loc = loc.reshape(batch, num_queries, 2, heads, points)  # x and y planes
-        return self.output_proj(self.attend(self, memory, loc, weights, spatial_shapes))
+        return self.output_proj(self.attend(memory, loc, weights, spatial_shapes))
 
-    def write_bilinear_as(self, op: str) -> None:
-        """How ``default`` sampling is written (``BILINEAR_OPS``); the same math either way, so only exports set it.
-        A ``discrete`` layer ignores it (it never reads bilinearly)."""
-        if op not in BILINEAR_OPS:
-            raise ValueError(f"unknown bilinear op {op!r}")
-        self.bilinear_op = op
-        if self.method == "default":
-            self.attend = BILINEAR_OPS[op]
+    def attend(self, memory: torch.Tensor, loc: torch.Tensor, weights: torch.Tensor,
+               spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """Read, weight and sum the sampled values with this layer's sampler -> [B, Q, C]."""
+        if self.sampler is Sampler.GATHER_NEAREST:
+            return self.attend_nearest(memory, loc, weights, spatial_shapes)
+        if self.sampler is Sampler.GATHER_BILINEAR:
+            return self.attend_gather_bilinear(memory, loc, weights, spatial_shapes)
+        return self.attend_gridsample(memory, loc, weights, spatial_shapes)
+
+    def set_sampler(self, sampler: Sampler) -> None:
+        """Write bilinear reading with another op (the same math, so only exports change it); the nearest-cell
+        sampler computes something else and is chosen when the model is built (``decoder_method``)."""
+        sampler = Sampler(sampler)
+        if sampler.method != self.sampler.method:
+            raise ValueError(f"a {self.sampler.method} layer cannot read with {sampler} (build the model with "
+                             f"decoder_method={sampler.method!r})")
+        self.sampler = sampler
 
     def observe(self, level_loc: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The x and y planes [B, Q, heads, points] to read on one level (``level_loc`` [B, Q, 2, heads, points]):
@@ -180,80 +189,73 @@ class MSDeformableAttention(nn.Module):
             return seen[..., 0], seen[..., 1]
         return level_loc[:, :, 0], level_loc[:, :, 1]
 
+    def attend_gridsample(self, memory: torch.Tensor, loc: torch.Tensor, weights: torch.Tensor,
+                          spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """gridsample-bilinear: project every cell to values, grid-sample them per head and level, weight and
+        sum -> [B, Q, C].
 
-def attend_bilinear(self: MSDeformableAttention, memory: torch.Tensor, loc: torch.Tensor, weights: torch.Tensor,
-                    spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
-    """``default``: project every cell to values, grid-sample them per head and level, weight, sum -> [B, Q, C].
+        ``loc`` [B, Q, 2, heads, points]: x and y planes of the sampling locations (all three samplers)."""
+        batch, num_queries, _, heads, points = loc.shape
+        head_dim = self.head_dim
+        value = self.value_proj(memory)
+        sampled = []
+        level_values = split_levels(value, spatial_shapes)
+        level_locs = loc.split(list(self.num_points), dim=4)
+        for (h, w), level_value, level_loc in zip(spatial_shapes, level_values, level_locs):
+            level_loc = torch.stack(self.observe(level_loc, h, w), dim=-1)  # grid_sample reads (x, y) pairs
+            # [B, H*W, C] -> [B*heads, head_dim, H, W]; loc -> [B*heads, Q, points, 2]
+            level_value = level_value.reshape(batch, h * w, heads, head_dim).permute(0, 2, 3, 1)
+            level_value = level_value.reshape(batch * heads, head_dim, h, w)
+            level_loc = level_loc.permute(0, 2, 1, 3, 4).reshape(batch * heads, num_queries, -1, 2)
+            sampled.append(sample_bilinear(level_value, level_loc))
 
-    ``loc`` [B, Q, 2, heads, points]: x and y planes of the sampling locations (all three samplers)."""
-    batch, num_queries, _, heads, points = loc.shape
-    head_dim = self.head_dim
-    value = self.value_proj(memory)
-    sampled = []
-    level_values = split_levels(value, spatial_shapes)
-    level_locs = loc.split(list(self.num_points), dim=4)
-    for (h, w), level_value, level_loc in zip(spatial_shapes, level_values, level_locs):
-        level_loc = torch.stack(self.observe(level_loc, h, w), dim=-1)  # grid_sample reads (x, y) pairs
-        # [B, H*W, C] -> [B*heads, head_dim, H, W]; loc -> [B*heads, Q, points, 2]
-        level_value = level_value.reshape(batch, h * w, heads, head_dim).permute(0, 2, 3, 1)
-        level_value = level_value.reshape(batch * heads, head_dim, h, w)
-        level_loc = level_loc.permute(0, 2, 1, 3, 4).reshape(batch * heads, num_queries, -1, 2)
-        sampled.append(sample_bilinear(level_value, level_loc))
+        weights = weights.permute(0, 2, 1, 3).reshape(batch * heads, 1, num_queries, points)
+        out = (torch.cat(sampled, dim=-1) * weights).sum(-1)  # [B*heads, head_dim, Q]
+        return out.reshape(batch, heads * head_dim, num_queries).transpose(1, 2)
 
-    weights = weights.permute(0, 2, 1, 3).reshape(batch * heads, 1, num_queries, points)
-    out = (torch.cat(sampled, dim=-1) * weights).sum(-1)  # [B*heads, head_dim, Q]
-    return out.reshape(batch, heads * head_dim, num_queries).transpose(1, 2)
+    def attend_nearest(self, memory: torch.Tensor, loc: torch.Tensor, weights: torch.Tensor,
+                       spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """gather-nearest (``discrete``): gather the nearest memory rows, weight and sum them per head, then
+        project -> [B, Q, C]."""
+        batch, num_queries, _, heads, points = loc.shape
+        cells, channels = memory.shape[1], memory.shape[2]
+        index, start = [], 0
+        for (h, w), level_loc in zip(spatial_shapes, loc.split(list(self.num_points), dim=4)):
+            index.append(nearest_cell(*self.observe(level_loc, h, w), h, w) + start)
+            start += h * w
+        # Rows of all images in one flat table: heads lead so the per-head sums come out ready to project.
+        index = torch.cat(index, dim=-1).transpose(1, 2)  # [B, heads, Q, points]
+        index = index + (torch.arange(batch, device=memory.device) * cells).reshape(batch, 1, 1, 1)
+        rows = memory.reshape(batch * cells, channels)[index.reshape(-1)]
+        rows = rows.reshape(batch, heads, num_queries, points, channels)
+        summed = (weights.transpose(1, 2).unsqueeze(-2) @ rows).squeeze(-2)  # [B, heads, Q, C]
+        value_weight = self.value_proj.weight.reshape(heads, self.head_dim, channels).transpose(1, 2)
+        out = (summed @ value_weight).transpose(1, 2)  # [B, Q, heads, head_dim]
+        return out.reshape(batch, num_queries, heads * self.head_dim) + self.value_proj.bias
 
+    def attend_gather_bilinear(self, memory: torch.Tensor, loc: torch.Tensor,
+                               weights: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """gather-bilinear, ``default`` without GridSample: project every cell to values (as GridSample's path
+        does), gather each point's four corner rows of its head, weight them by attention x corner weight and
+        sum -> [B, Q, C].
 
-def attend_discrete(self: MSDeformableAttention, memory: torch.Tensor, loc: torch.Tensor, weights: torch.Tensor,
-                    spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
-    """``discrete``: gather the nearest memory rows, weight and sum them per head, then project -> [B, Q, C]."""
-    batch, num_queries, _, heads, points = loc.shape
-    cells, channels = memory.shape[1], memory.shape[2]
-    index, start = [], 0
-    for (h, w), level_loc in zip(spatial_shapes, loc.split(list(self.num_points), dim=4)):
-        index.append(nearest_cell(*self.observe(level_loc, h, w), h, w) + start)
-        start += h * w
-    # Rows of all images in one flat table: heads lead so the per-head sums come out ready to project.
-    index = torch.cat(index, dim=-1).transpose(1, 2)  # [B, heads, Q, points]
-    index = index + (torch.arange(batch, device=memory.device) * cells).reshape(batch, 1, 1, 1)
-    rows = memory.reshape(batch * cells, channels)[index.reshape(-1)]
-    rows = rows.reshape(batch, heads, num_queries, points, channels)
-    summed = (weights.transpose(1, 2).unsqueeze(-2) @ rows).squeeze(-2)  # [B, heads, Q, C]
-    value_weight = self.value_proj.weight.reshape(heads, self.head_dim, channels).transpose(1, 2)
-    out = (summed @ value_weight).transpose(1, 2)  # [B, Q, heads, head_dim]
-    return out.reshape(batch, num_queries, heads * self.head_dim) + self.value_proj.bias
-
-
-def attend_gather_bilinear(self: MSDeformableAttention, memory: torch.Tensor, loc: torch.Tensor,
-                           weights: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
-    """``default`` without GridSample: project every cell to values (as GridSample's path does), gather each
-    point's four corner rows of its head, weight them by attention x corner weight and sum -> [B, Q, C].
-
-    A corner outside the map weighs zero, value bias included: exactly what zero padding reads.
-    """
-    batch, num_queries, _, heads, points = loc.shape
-    cells = memory.shape[1]
-    value = self.value_proj(memory)  # [B, cells, heads * head_dim]
-    index, corner_weight, start = [], [], 0
-    for (h, w), level_loc in zip(spatial_shapes, loc.split(list(self.num_points), dim=4)):
-        level_index, level_weight = corner_cells(*self.observe(level_loc, h, w), h, w)
-        index.append(level_index + start)
-        corner_weight.append(level_weight)
-        start += h * w
-    index = torch.cat(index, dim=3).flatten(3)  # [B, Q, heads, points * 4]
-    weight = (torch.cat(corner_weight, dim=3) * weights.unsqueeze(-1)).flatten(3)
-    # One table of head_dim-wide rows, (image, cell, head) row-major: the [B, cells, C] values as they lie.
-    batch_offset = (torch.arange(batch, device=memory.device) * cells).reshape(batch, 1, 1, 1)
-    head = torch.arange(heads, device=memory.device).reshape(1, 1, heads, 1)
-    rows = value.reshape(batch * cells * heads, self.head_dim)[((index + batch_offset) * heads + head).reshape(-1)]
-    rows = rows.reshape(batch, num_queries, heads, points * 4, self.head_dim)
-    out = (weight.unsqueeze(-2) @ rows).squeeze(-2)  # [B, Q, heads, head_dim]
-    return out.reshape(batch, num_queries, heads * self.head_dim)
-
-
-# Sampling method -> how a deformable-attention layer reads the encoder memory (``ModelConfig.decoder_method``).
-ATTEND = {"default": attend_bilinear, "discrete": attend_discrete}
-# How ``default`` (bilinear) sampling is written; the same numbers either way (tests/test_gather_bilinear.py).
-BILINEAR_OPS = {"gridsample": attend_bilinear, "gather": attend_gather_bilinear}
-
+        A corner outside the map weighs zero, value bias included: exactly what zero padding reads.
+        """
+        batch, num_queries, _, heads, points = loc.shape
+        cells = memory.shape[1]
+        value = self.value_proj(memory)  # [B, cells, heads * head_dim]
+        index, corner_weight, start = [], [], 0
+        for (h, w), level_loc in zip(spatial_shapes, loc.split(list(self.num_points), dim=4)):
+            level_index, level_weight = corner_cells(*self.observe(level_loc, h, w), h, w)
+            index.append(level_index + start)
+            corner_weight.append(level_weight)
+            start += h * w
+        index = torch.cat(index, dim=3).flatten(3)  # [B, Q, heads, points * 4]
+        weight = (torch.cat(corner_weight, dim=3) * weights.unsqueeze(-1)).flatten(3)
+        # One table of head_dim-wide rows, (image, cell, head) row-major: the [B, cells, C] values as they lie.
+        batch_offset = (torch.arange(batch, device=memory.device) * cells).reshape(batch, 1, 1, 1)
+        head = torch.arange(heads, device=memory.device).reshape(1, 1, heads, 1)
+        rows = value.reshape(batch * cells * heads, self.head_dim)[((index + batch_offset) * heads + head).reshape(-1)]
+        rows = rows.reshape(batch, num_queries, heads, points * 4, self.head_dim)
+        out = (weight.unsqueeze(-2) @ rows).squeeze(-2)  # [B, Q, heads, head_dim]
+        return out.reshape(batch, num_queries, heads * self.head_dim)

@@ -13,6 +13,7 @@ from rtdetr_export.model.config import ModelConfig
 from rtdetr_export.model.decoder import RTDETRDecoder
 from rtdetr_export.model.deformable_attention import LocationObserver, MSDeformableAttention
 from rtdetr_export.model.hybrid_encoder import HybridEncoder
+from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.model.source import IN_MEMORY, WeightSource
 
 
@@ -52,17 +53,18 @@ class RTDETRv2(nn.Module):
             module.sizes_in_graph = enabled
 
     @property
-    def bilinear_op(self) -> str:
-        """How ``default`` sampling is written: "gridsample" or "gather" (model/deformable_attention.py)."""
+    def sampler(self) -> Sampler:
+        """What the decoder reads sampling points with (model/sampler.py): the reference reads bilinearly with
+        GridSample, or nearest cells for ``discrete``, until an export writes it otherwise."""
         layers = [m for m in self.decoder.modules() if isinstance(m, MSDeformableAttention)]
-        return layers[0].bilinear_op if layers else "gridsample"
+        return layers[0].sampler if layers else Sampler.reference(self.config.decoder_method)
 
-    def set_bilinear_op(self, op: str) -> None:
-        """Write ``default`` sampling with GridSample ("gridsample") or Gather and arithmetic ("gather"): the same
-        math, so this changes the exported graph's ops, not what the model computes."""
+    def set_sampler(self, sampler: Sampler) -> None:
+        """Write bilinear sampling with GridSample or with Gather and arithmetic: the same math, so this changes
+        the exported graph's ops, not what the model computes (a ``discrete`` model takes only gather-nearest)."""
         for layer in self.decoder.modules():
             if isinstance(layer, MSDeformableAttention):
-                layer.write_bilinear_as(op)
+                layer.set_sampler(sampler)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decoder(self.encoder(self.backbone(images)))

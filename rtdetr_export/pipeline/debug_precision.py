@@ -2,7 +2,8 @@
 
 Users bisect this by hand with Polygraphy (lyuwenyu/RT-DETR#227). Here, from the artifact's provenance:
 
-1. Re-export its FP32 graph (same opset, batch and head) and rebuild its PyTorch reference.
+1. Re-export its FP32 graph with the graph options its record holds (``record.graph_options()``: the same
+   opset, batch, head, sampler and size range) and rebuild its PyTorch reference.
 2. Layer-wise: run both graphs on calibration images with every intermediate tensor marked
    (verify/layerwise.py) and rank the reduced-precision nodes by the error they add, each named with its
    RT-DETR part (model/parts.py).
@@ -25,13 +26,13 @@ from typing import Any, Callable
 
 import onnx
 
-from rtdetr_export.artifact import load_onnx, read_provenance
+from rtdetr_export.artifact import OnnxRecord, PrecisionOptions, load_onnx, open_artifact
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.export.torch_export import GraphOptions, export_graph
+from rtdetr_export.export.torch_export import ExportedGraph, export_graph
 from rtdetr_export.pipeline.verification import reference_model
-from rtdetr_export.precision import PrecisionOptions, apply_precision
-from rtdetr_export.precision.calibration import DEFAULT_COUNT, calibration_set
-from rtdetr_export.verify import Verification, thresholds_for, verify_onnx
+from rtdetr_export.precision import apply_precision
+from rtdetr_export.precision.calibration import calibration_set
+from rtdetr_export.verify import Verification, VerificationPlan, thresholds_for, verify_onnx
 from rtdetr_export.verify.layerwise import LayerError, first_jump, layer_errors
 
 Log = Callable[[str], None]
@@ -78,20 +79,14 @@ class PrecisionDebug:
                 "float_parts": self.float_parts, "flags": self.flags, "command_flags": self.command_flags}
 
 
-def recipe_options(provenance: dict[str, Any], calib_images: str | None) -> PrecisionOptions:
-    """The PrecisionOptions that made an artifact, read back from its recipe."""
-    precision, recipe = provenance["precision"], provenance.get("precision_recipe") or {}
-    if precision == "fp16":
-        calibration = recipe.get("range_calibration", {})
-        return PrecisionOptions("fp16", calib_images, calibration.get("count", DEFAULT_COUNT),
-                                keep_fp32=tuple(recipe.get("keep_fp32", ())))
-    calibration = recipe.get("calibration", {})
-    fp16 = recipe.get("fp16", {})
-    return PrecisionOptions("int8", calib_images, calibration.get("count", DEFAULT_COUNT),
-                            calibration.get("method", "minmax"), tuple(recipe.get("user_exclusions", ())),
-                            bool(recipe.get("default_exclusions")), tuple(fp16.get("keep_fp32", ())),
-                            int8_target=recipe.get("target", "tensorrt"),
-                            int8_float=recipe.get("float", "fp32"))  # files from before --int8-float kept FP32
+def fp32_graph(model, record: OnnxRecord, log: Log) -> ExportedGraph:
+    """The FP32 graph an FP16/INT8 artifact was converted from: re-exported with the graph options its record
+    holds (same sampler, size range, batch, head, opset and simplification), so every comparison and every
+    re-conversion starts from the graph the artifact came from."""
+    options = record.graph_options()
+    log(f"[1/3] re-exporting the FP32 graph (opset {options.opset}, {options.head} head, {record.sampler}"
+        + (f", dynamic size {record.input_size_range}" if record.input_size_range else "") + ")")
+    return export_graph(model, options)
 
 
 def precision_flags(options: PrecisionOptions) -> list[str]:
@@ -138,37 +133,33 @@ def debug_precision(artifact: str | Path, model_path: str | None = None, calib_i
     """
     if count < 1 or max_parts < 1:
         raise RTDetrExportError("--count and --max-parts must be at least 1")
-    provenance = read_provenance(artifact)
-    precision, export = provenance["precision"], provenance["export"]
-    if precision not in ("fp16", "int8"):
-        raise RTDetrExportError(f"{artifact} is {precision}: debug-precision compares an FP16 or INT8 file with FP32")
+    record = open_artifact(artifact)
+    precision = record.precision
+    if not isinstance(record, OnnxRecord) or precision not in ("fp16", "int8") or record.recipe is None:
+        raise RTDetrExportError(f"{artifact} is {precision}: debug-precision compares an FP16 or INT8 ONNX file "
+                                "with FP32")
     if limits not in (None, "fp16", "int8"):
         raise RTDetrExportError(f"--limits must be fp16 or int8, got {limits!r}")
     thresholds = thresholds_for(limits or precision)
-    if not export.get("dynamic_batch") and (export.get("batch") or 1) != 1:
+    if record.static_batch not in (None, 1):
         raise RTDetrExportError("debug-precision needs a batch-1 or dynamic-batch artifact")
-    base = recipe_options(provenance, calib_images)
-    model = reference_model(provenance, model_path, log)
-    head, size = export["head"], model.config.image_size
-    graph_options = GraphOptions(opset=export["opset"], dynamic_batch=bool(export.get("dynamic_batch")), head=head,
-                                 top_k=export.get("top_k") or 300, simplify=bool(export.get("simplifier")))
-    log(f"[1/3] re-exporting the FP32 graph (opset {export['opset']}, {head} head)")
-    fp32 = export_graph(model, graph_options).graph
+    base = record.recipe.options(calib_images)
+    model = reference_model(record, model_path, log)
+    head, size = record.head, model.config.image_size
+    fp32 = fp32_graph(model, record, log)
 
     calibration = calibration_set(size, count, calib_images)
     log(f"[2/3] comparing every layer with FP32 on {len(calibration.images)} {calibration.source} images")
-    rows = layer_errors(fp32, load_onnx(artifact), calibration.feeds(head))
+    rows = layer_errors(fp32.graph, load_onnx(artifact), calibration.feeds(head))
     reduced = sorted((r for r in rows if r.precision != "fp32"), key=lambda r: -r.introduced)
     ranked = rank_parts(rows, max_parts)
-
-    batches = [1, 4] if export.get("dynamic_batch") else [1]
+    plan = VerificationPlan.for_graph(record.graph_options(), size, images)
 
     def verify(model_proto: onnx.ModelProto) -> Verification:
         with tempfile.TemporaryDirectory(prefix="rtdetr-export-debug-") as tmp:
             path = Path(tmp) / "candidate.onnx"
             onnx.save(model_proto, str(path))
-            return verify_onnx(model, path, head, batches, graph_options.top_k, images, precision=precision,
-                               thresholds=thresholds)
+            return verify_onnx(model, path, plan, precision, thresholds=thresholds)
 
     log(f"[3/3] verifying the artifact ({limits or precision} limits), then searching over {len(ranked)} parts")
     checked = verify(load_onnx(artifact))
@@ -180,7 +171,7 @@ def debug_precision(artifact: str | Path, model_path: str | None = None, calib_i
 
     def trial(parts: list[dict[str, Any]]) -> bool:
         options = _with_parts(base, parts)
-        converted = apply_precision(fp32, head, size, options).model
+        converted = apply_precision(fp32.graph, head, size, options).model
         verification = verify(converted)
         labels = [p["part"] for p in parts]
         result.trials.append(Trial(labels, verification.passed, verification.failures))

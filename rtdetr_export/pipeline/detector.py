@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 from PIL import Image
 
-from rtdetr_export.artifact import ENGINE_SUFFIXES, choose_input_size, make_feed, read_provenance
+from rtdetr_export.artifact import ENGINE_SUFFIXES, ArtifactRecord, make_feed, open_artifact
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner, TorchRunner
 from rtdetr_export.imaging import Detections, postprocess, preprocess_batch
 from rtdetr_export.model import RTDETRv2
@@ -34,7 +32,7 @@ class Detector:
     class_names: list[str]
     name: str
     static_batch: int | None = None  # an artifact exported for a fixed batch gets its inputs padded to it
-    provenance: dict[str, Any] | None = field(default=None, repr=False)  # None for the PyTorch model
+    record: ArtifactRecord | None = field(default=None, repr=False)  # None for the PyTorch model
 
     @classmethod
     def from_model(cls, model: RTDETRv2) -> "Detector":
@@ -52,17 +50,20 @@ class Detector:
         Images are resized to the artifact's size: a fixed-size file's own; for a dynamic-size file
         ``image_size`` if given (one-line error outside its range), else its opt size."""
         path = Path(path)
-        provenance = read_provenance(path)
-        size = choose_input_size(provenance, image_size, path.name)
-        export = provenance["export"]
+        record = open_artifact(path)
+        size = record.run_size(image_size, path.name)
         if runner is None and path.suffix.lower() in ENGINE_SUFFIXES:
             from rtdetr_export.backends.tensorrt import TensorRTRunner
 
             runner = TensorRTRunner(path)
         runner = runner or OnnxRuntimeRunner(path)
-        return cls(runner, export["head"], size, provenance["classes"],
-                   f"{runner.name} ({path.name}, {provenance['precision']})",
-                   None if export.get("dynamic_batch") else export.get("batch"), provenance)
+        return cls(runner, record.head, size, record.classes, f"{runner.name} ({path.name}, {record.precision})",
+                   record.static_batch, record)
+
+    @property
+    def precision(self) -> str:
+        """The artifact's precision ("fp32" for the PyTorch model)."""
+        return self.record.precision if self.record else "fp32"
 
     def activate(self) -> None:
         self.runner.activate()

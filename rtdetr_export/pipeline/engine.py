@@ -7,72 +7,31 @@ version, GPU, precision, profile, I/O tensors, parity and latency.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from rtdetr_export.artifact import (ENGINE_FORMAT, input_size_range, make_feed, provenance_header, read_provenance,
-                                   sidecar_path)
+from rtdetr_export.artifact import (EngineRecord, GraphOptions, Latency, OnnxRecord, OnnxSource, PrecisionOptions,
+                                    ProfileShape, make_feed, open_artifact, sidecar_path, write_sidecar)
 from rtdetr_export.backends.tensorrt.builder import (BuildOptions, build_serialized_engine, check_tensorrt_graph,
-                                                    import_tensorrt)
+                                                    import_tensorrt, profile_shapes)
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
-from rtdetr_export.export.torch_export import DEFAULT_BILINEAR_OP, DEFAULT_OPSET
-from rtdetr_export.files import atomic_output, check_output, file_sha256, write_text_atomic
+from rtdetr_export.files import atomic_output, check_output, file_sha256
 from rtdetr_export.imaging.inputs import verification_images
 from rtdetr_export.model import RTDETRv2, SizeRange
+from rtdetr_export.model.config import size_text
 from rtdetr_export.pipeline.onnx import OnnxExportOptions, export_onnx
 from rtdetr_export.pipeline.verification import reference_model
-from rtdetr_export.precision import PrecisionOptions
-from rtdetr_export.model.config import size_text
-from rtdetr_export.verify import Verification, compare_runners, thresholds_for
-from rtdetr_export.verify.verification import verification_plan
-from rtdetr_export.verify.reference import ReferenceRunner
+from rtdetr_export.verify import Verification, VerificationPlan, verify_candidate
 
 Log = Callable[[str], None]
 Size = tuple[int, int]  # (height, width)
 
 
-def verification_batches(options: BuildOptions) -> list[int]:
-    """Batch sizes the engine is checked at: each end of the profile (once if they coincide)."""
+def engine_batches(options: BuildOptions) -> list[int]:
+    """Batch sizes an engine is checked at: each end of its profile (once if they coincide)."""
     return sorted({options.min_batch, options.max_batch})
-
-
-def engine_record(*, trt_version: str, gpu: dict[str, Any], onnx_path: str | Path, onnx_provenance: dict[str, Any],
-                  options: BuildOptions, profile: dict[str, Any], io_tensors: list[dict[str, Any]],
-                  verification: Verification | dict[str, Any] | None, latency: dict[str, Any] | None,
-                  build_seconds: float) -> dict[str, Any]:
-    """The engine's sidecar content (pure: everything it records is passed in)."""
-    onnx_path = Path(onnx_path)
-    if isinstance(verification, Verification):
-        verification = verification.to_json()
-    return {
-        **provenance_header(ENGINE_FORMAT),
-        "tensorrt": trt_version,
-        "gpu": gpu,
-        "precision": onnx_provenance.get("precision"),
-        "precision_recipe": onnx_provenance.get("precision_recipe"),
-        "onnx": {"file": onnx_path.name, "sha256": file_sha256(onnx_path),
-                 "verification_passed": (onnx_provenance.get("verification") or {}).get("passed")},
-        "model": onnx_provenance.get("model"),
-        "method": onnx_provenance.get("method"),
-        "sampler": onnx_provenance.get("sampler"),
-        # A dynamic-size engine takes the sizes of its profile (which may be narrower than its ONNX file's range).
-        "input_size": list(options.size_range.opt) if options.size_range else onnx_provenance.get("input_size"),
-        "input_size_range": options.size_range.to_json() if options.size_range else None,
-        # The tensor contract as the ONNX sidecar states it, so every consumer (predict, the C++ engines)
-        # reads an engine's sidecar the same way as an ONNX file's.
-        "classes": onnx_provenance.get("classes"),
-        "export": onnx_provenance.get("export"),
-        "io": onnx_provenance.get("io"),
-        "head": (onnx_provenance.get("export") or {}).get("head"),
-        "build": {**asdict(options), "strongly_typed": True, "seconds": round(build_seconds, 1)},
-        "profile": profile,
-        "io_tensors": io_tensors,
-        "verification": verification,
-        "latency": latency,
-    }
 
 
 def gpu_description(device: Any) -> dict[str, Any]:
@@ -87,7 +46,20 @@ def gpu_description(device: Any) -> dict[str, Any]:
 class EngineResult:
     path: Path
     sidecar: Path
-    record: dict[str, Any]
+    record: EngineRecord
+
+
+@dataclass
+class TimingOptions:
+    """How an engine is timed after it verified: warm-up runs, timed runs, CUDA-graph replay."""
+
+    warmup: int = 50
+    iterations: int = 200
+    cuda_graph: bool = False
+
+    def validate(self) -> None:
+        if self.warmup < 0 or self.iterations < 1:
+            raise RTDetrExportError("--warmup must be >= 0 and --iterations >= 1")
 
 
 def check_engine_outputs(output: str | Path, force: bool) -> tuple[Path, Path]:
@@ -96,51 +68,61 @@ def check_engine_outputs(output: str | Path, force: bool) -> tuple[Path, Path]:
     return output, check_output(sidecar_path(output), force)
 
 
+def engine_record(onnx_path: Path, onnx: OnnxRecord, options: BuildOptions, *, trt_version: str,
+                  gpu: dict[str, Any], profile: dict[str, Any], io_tensors: list[dict[str, Any]],
+                  verification: Verification, latency: dict[str, Any], build_seconds: float) -> EngineRecord:
+    """The engine's record: the ONNX file's contract, its input size (range) narrowed to the profile's, and what
+    TensorRT built and measured (pure: everything it records is passed in)."""
+    size_range = options.size_range
+    return EngineRecord.built_from(
+        replace(onnx, input_size=size_range.opt if size_range else onnx.input_size, input_size_range=size_range),
+        tensorrt=trt_version, gpu=gpu,
+        onnx=OnnxSource(onnx_path.name, file_sha256(onnx_path),
+                        onnx.verification.passed if onnx.verification else None),
+        build={**asdict(options), "size_range": size_range.to_json() if size_range else None, "strongly_typed": True,
+               "seconds": round(build_seconds, 1)},
+        profile={name: ProfileShape(*(tuple(shape[k]) for k in ("min", "opt", "max"))) for name, shape in profile.items()},
+        io_tensors=io_tensors, verification=verification, latency=Latency.from_json(latency, "latency"))
+
+
 def build_engine_artifact(onnx_path: str | Path, output: str | Path, model: RTDETRv2, options: BuildOptions,
-                          images: str | Path | None = None, cuda_graph: bool = False, warmup: int = 50,
-                          iterations: int = 200, force: bool = False, log: Log = lambda message: None) -> EngineResult:
+                          images: str | Path | None = None, timing: TimingOptions | None = None,
+                          force: bool = False, log: Log = lambda message: None) -> EngineResult:
     """Build OUTPUT.engine from one of our ONNX files, verify it against ``model`` and time it."""
-    from rtdetr_export.backends.tensorrt.builder import profile_shapes
     from rtdetr_export.backends.tensorrt.latency import measure_latency
     from rtdetr_export.backends.tensorrt.runner import TensorRTRunner, cuda_device
 
+    timing = timing or TimingOptions()
     options.validate()
     output, sidecar = check_engine_outputs(output, force)
-    provenance = read_provenance(onnx_path)
-    export = provenance["export"]
-    head, top_k, precision = export["head"], export.get("top_k") or 300, provenance["precision"]
-    profile = profile_shapes(provenance["io"], options)
+    onnx_path = Path(onnx_path)
+    onnx = open_artifact(onnx_path)
+    profile = profile_shapes(onnx.io, options)
     trt = import_tensorrt()
     device = cuda_device()
 
     started = time.perf_counter()
-    serialized = build_serialized_engine(onnx_path, provenance["io"], options, log)
+    serialized = build_serialized_engine(onnx_path, onnx.io, options, log)
     build_seconds = time.perf_counter() - started
-    size = options.size_range.opt if options.size_range else tuple(provenance["input_size"])
+    size = options.size_range.opt if options.size_range else onnx.input_size
+    graph = replace(onnx.graph_options(), size_range=options.size_range)
+    plan = VerificationPlan.for_graph(graph, size, images, engine_batches(options))
     with atomic_output(output) as tmp:
         tmp.write_bytes(serialized)
-        runner = TensorRTRunner(serialized, device=device.index or 0, cuda_graph=cuda_graph)
-        plan = verification_plan(verification_batches(options), size, options.size_range)
-        log(f"verifying the engine against PyTorch ({precision}, " + ", ".join(
-            f"batch {b} at {size_text(s)}" for b, s in plan) + ")")
-        feeds = [make_feed(head, *verification_images(b, s, images, seed=i)) for i, (b, s) in enumerate(plan)]
-        verification = compare_runners(ReferenceRunner(model, head, top_k), runner, head, feeds,
-                                       thresholds_for(precision), "tensorrt", precision,
-                                       str(images) if images else "synthetic")
-        if options.size_range is not None:
-            for run, (_, s) in zip(verification.runs, plan):
-                run.input_size = list(s)
+        runner = TensorRTRunner(serialized, device=device.index or 0, cuda_graph=timing.cuda_graph)
+        log(f"verifying the engine against PyTorch ({onnx.precision}, {plan.summary()})")
+        verification = verify_candidate(model, runner, plan, onnx.precision, name="tensorrt")
         if not verification.passed:
             raise RTDetrExportError("engine verification failed: " + "; ".join(verification.failures))
-        log(f"timing at batch {options.opt_batch} ({warmup} warm-up, {iterations} timed runs)")
+        log(f"timing at batch {options.opt_batch} ({timing.warmup} warm-up, {timing.iterations} timed runs)")
         with runner:
-            feed = make_feed(head, *verification_images(options.opt_batch, size, images, seed=99))
-            latency = measure_latency(runner, feed, warmup, iterations)
+            feed = make_feed(onnx.head, *verification_images(options.opt_batch, size, images, seed=99))
+            latency = measure_latency(runner, feed, timing.warmup, timing.iterations)
             io_tensors = runner.describe_io()
-        record = engine_record(trt_version=str(trt.__version__), gpu=gpu_description(device), onnx_path=onnx_path,
-                               onnx_provenance=provenance, options=options, profile=profile, io_tensors=io_tensors,
+        record = engine_record(onnx_path, onnx, options, trt_version=str(trt.__version__),
+                               gpu=gpu_description(device), profile=profile, io_tensors=io_tensors,
                                verification=verification, latency=latency, build_seconds=build_seconds)
-    write_text_atomic(sidecar, json.dumps(record, indent=2) + "\n")
+    write_sidecar(sidecar, record)
     return EngineResult(output, sidecar, record)
 
 
@@ -148,23 +130,19 @@ def build_engine_artifact(onnx_path: str | Path, output: str | Path, model: RTDE
 class EngineJob:
     """Everything ``rtdetr-export trt`` asks for: where the ONNX comes from, its precision, the build and timing.
 
-    ``onnx`` given: build from that file of ours (its precision; ``model_path`` names its checkpoint). Else the
-    model is exported here to OUT.onnx with ``precision`` and the graph options first.
+    ``onnx`` given: build from that file of ours (its precision and graph options; ``model_path`` names its
+    checkpoint). Else the model is exported here to OUT.onnx with ``precision`` and ``graph`` first (its batch
+    and size range come from the build profile).
     """
 
     output: str
     onnx: str | None = None
     precision: PrecisionOptions = field(default_factory=PrecisionOptions)
     precision_asked: bool = False  # --fp16/--int8 given (with --onnx: the file must have that precision)
-    head: str = "raw"
-    top_k: int = 300
-    opset: int = DEFAULT_OPSET
-    bilinear_op: str = DEFAULT_BILINEAR_OP
+    graph: GraphOptions = field(default_factory=GraphOptions)
     build: BuildOptions = field(default_factory=BuildOptions)
     images: str | None = None
-    cuda_graph: bool = False
-    warmup: int = 50
-    iterations: int = 200
+    timing: TimingOptions = field(default_factory=TimingOptions)
     onnx_only: bool = False
     force: bool = False
     # With ``onnx``: profile sizes (min, opt, max) asked for in place of the file's range (None: the file's).
@@ -174,10 +152,7 @@ class EngineJob:
     def validate(self, model_chosen: bool) -> None:
         """Reject contradictory requests before any work; ``model_chosen``: --preset/--method/--image-size given."""
         self.build.validate()
-        if self.head == "detections" and self.onnx is None:
-            check_tensorrt_graph(self.opset, "discrete", self.head, self.top_k)  # the sampler is known later
-        if self.warmup < 0 or self.iterations < 1:
-            raise RTDetrExportError("--warmup must be >= 0 and --iterations >= 1")
+        self.timing.validate()
         if self.onnx is None:
             self.precision.validate()
             return
@@ -189,6 +164,19 @@ class EngineJob:
         if model_chosen:
             raise RTDetrExportError("with --onnx the model comes from the file's provenance: drop --preset, --method "
                                     "and --image-size (--model names the checkpoint)")
+
+    def export_options(self, model: RTDETRv2) -> OnnxExportOptions:
+        """The ONNX export this job makes for ``model``: its graph options with the build profile's batch and
+        size range (the ONNX file's range is the profile's)."""
+        return OnnxExportOptions(**{**asdict_shallow(self.graph), "batch": self.build.min_batch,
+                                    "dynamic_batch": self.build.dynamic, "size_range": self.build.size_range,
+                                    "sampler": self.graph.sampler_for(model.config.decoder_method)},
+                                 images=self.images, precision=self.precision)
+
+
+def asdict_shallow(options: GraphOptions) -> dict[str, Any]:
+    """The fields of a GraphOptions as they are (no deep copy of the size range)."""
+    return {name: getattr(options, name) for name in GraphOptions.__dataclass_fields__}
 
 
 def profile_size_range(file_range: SizeRange | None, asked: tuple[Size | None, Size | None, Size | None],
@@ -216,31 +204,35 @@ def fp16_or_int8(fp16: bool, int8: bool) -> str | None:
     return "fp16" if fp16 else "int8" if int8 else None
 
 
+def _given_onnx(job: EngineJob, model_path: str | None, log: Log) -> tuple[Path, RTDETRv2]:
+    """The --onnx file, checked for this job, and its reference model."""
+    record = open_artifact(job.onnx)
+    if not isinstance(record, OnnxRecord):
+        raise RTDetrExportError(f"{job.onnx} is not an ONNX file; --onnx takes a file made by `rtdetr-export onnx`")
+    if job.precision_asked and record.precision != job.precision.target:
+        target = job.precision.target
+        raise RTDetrExportError(f"{job.onnx} is {record.precision}, not {target}: make a {target} file "
+                                f"with `rtdetr-export onnx --precision {target}`, or omit --onnx")
+    check_tensorrt_graph(record.graph_options())
+    job.build.size_range = profile_size_range(record.input_size_range, job.profile_sizes, job.onnx)
+    return Path(job.onnx), reference_model(record, model_path, log)
+
+
 def run_engine_job(job: EngineJob, load_model: Callable[[], RTDETRv2], model_path: str | None = None,
                    log: Log = lambda message: None) -> EngineResult | Path:
     """Do the job: returns the engine's result, or the verified ONNX path when ``job.onnx_only``.
 
     ``load_model`` builds the reference when the ONNX is exported here; with ``job.onnx`` the reference comes
-    from the file's provenance (and ``model_path``, its checkpoint).
+    from the file's record (and ``model_path``, its checkpoint). The TensorRT graph check runs once, on the
+    graph options the ONNX file has (its record's, or the export's).
     """
     engine_path, _ = check_engine_outputs(job.output, job.force)
     if job.onnx is not None:
-        provenance = read_provenance(job.onnx)
-        if job.precision_asked and provenance["precision"] != job.precision.target:
-            target = job.precision.target
-            raise RTDetrExportError(f"{job.onnx} is {provenance['precision']}, not {target}: make a {target} file "
-                                    f"with `rtdetr-export onnx --precision {target}`, or omit --onnx")
-        export = provenance["export"]
-        check_tensorrt_graph(export["opset"], provenance["method"], export["head"], export.get("top_k") or 0)
-        job.build.size_range = profile_size_range(input_size_range(provenance), job.profile_sizes, job.onnx)
-        onnx_path, model = Path(job.onnx), reference_model(provenance, model_path, log)
+        onnx_path, model = _given_onnx(job, model_path, log)
     else:
         onnx_path, model = engine_path.with_suffix(".onnx"), load_model()
-        check_tensorrt_graph(job.opset, model.config.decoder_method, job.head, job.top_k)
-        # Exported here: the ONNX file's range is the profile's.
-        options = OnnxExportOptions(opset=job.opset, batch=job.build.min_batch, dynamic_batch=job.build.dynamic,
-                                    head=job.head, top_k=job.top_k, images=job.images, precision=job.precision,
-                                    bilinear_op=job.bilinear_op, size_range=job.build.size_range)
+        options = job.export_options(model)
+        check_tensorrt_graph(options)
         export_onnx(model, onnx_path, options, force=job.force, log=log)
         if job.onnx_only:
             return onnx_path
@@ -248,5 +240,4 @@ def run_engine_job(job: EngineJob, load_model: Callable[[], RTDETRv2], model_pat
         import_tensorrt()
     except MissingDependencyError as exc:
         raise MissingDependencyError(f"{exc}; the verified {onnx_path.name} is ready to build there") from None
-    return build_engine_artifact(onnx_path, engine_path, model, job.build, job.images, job.cuda_graph, job.warmup,
-                                 job.iterations, job.force, log)
+    return build_engine_artifact(onnx_path, engine_path, model, job.build, job.images, job.timing, job.force, log)

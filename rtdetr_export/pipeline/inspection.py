@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtdetr_export.artifact import ONNX_FORMAT, PREFIX, io_description, load_onnx, read_metadata
+from rtdetr_export.artifact import PREFIX, IODescription, OnnxRecord, Verification, io_description, load_onnx
+from rtdetr_export.artifact import onnx_record as embedded_record
 from rtdetr_export.export import portability
 from rtdetr_export.export.graph_checks import op_census
-from rtdetr_export.export.torch_export import sampler
 from rtdetr_export.files import file_sha256
-from rtdetr_export.verify.results import Verification
 
 NO_PROVENANCE = "not exported by rtdetr-export: no provenance"
 
@@ -26,32 +24,29 @@ def verification_summary(verification: Verification) -> dict[str, Any]:
                                "passed": check.passed} for name, check in verification.worst().items()}}
 
 
-def _provenance_summary(meta: dict[str, Any], census: dict[str, int]) -> dict[str, Any]:
-    source = (meta.get("model") or {}).get("source") or {}
-    config = (meta.get("model") or {}).get("config") or {}
-    export = meta.get("export") or {}
-    classes = meta.get("classes")
+def provenance_summary(record: OnnxRecord, census: dict[str, int]) -> dict[str, Any]:
+    """What ``inspect`` shows (and ``--json`` prints) of a file's record."""
+    source = record.model.source
     return {
-        "tool": meta.get("tool"),
-        "created": meta.get("created"),
-        # Files written before the version was recorded were all exported as v2 (v1 computes the same network).
-        "model_version": config.get("version", "v2"),
-        "model_source": {"format": source.get("format"), "file": source.get("file") or source.get("path"),
-                         "sha256": source.get("sha256"), "seed": source.get("seed"), "hub": source.get("hub")},
-        "method": meta.get("method"),
-        # Files from before the gather bilinear op wrote ``default`` with GridSample.
-        "sampler": meta.get("sampler") or sampler(meta.get("method") or "default", "gridsample"),
-        "input_size": meta.get("input_size"),
-        "input_size_range": meta.get("input_size_range"),  # null (and absent before schema 3): a fixed size
-        "head": export.get("head"),
-        "precision": meta.get("precision"),
-        "classes": len(classes) if isinstance(classes, list) else None,
-        "export": export,
-        "libraries": meta.get("libraries"),
-        "verification": verification_summary(Verification.from_json(meta["verification"]))
-        if meta.get("verification") else None,
+        "tool": {"name": record.header.tool, "version": record.header.tool_version},
+        "created": record.header.created,
+        "schema_version": record.header.schema_version,
+        "model_version": record.model.config.version,
+        "model_source": {"format": source.format, "file": source.file, "sha256": source.sha256, "seed": source.seed,
+                         "hub": {"repo_id": source.hub.repo_id, "revision": source.hub.revision,
+                                 "requested": source.hub.requested} if source.hub else None},
+        "method": record.method,
+        "sampler": record.sampler.value,
+        "input_size": list(record.input_size),
+        "input_size_range": record.input_size_range.to_json() if record.input_size_range else None,
+        "head": record.head,
+        "precision": record.precision,
+        "classes": len(record.classes),
+        "export": record.export.to_json(),
+        "libraries": record.header.libraries,
+        "verification": verification_summary(record.verification) if record.verification else None,
         # The file was edited after export if the graph no longer has the op census we recorded.
-        "op_census_matches_graph": meta.get("op_census") == census,
+        "op_census_matches_graph": record.op_census == census,
     }
 
 
@@ -66,25 +61,31 @@ class OnnxDescription:
     ir_version: int
     opset: int | None
     opset_imports: dict[str, int]
-    io: dict[str, list[dict[str, Any]]]
+    io: IODescription
     nodes: int
     initializers: int
     parameters: int
     op_census: dict[str, int]
     metadata_props: dict[str, str]
-    provenance: dict[str, Any] | None  # summary of our provenance; None if the file is not ours
+    record: OnnxRecord | None  # None if the file is not ours
     portability: dict[str, Any] = field(default_factory=dict)
 
     @property
     def provenance_note(self) -> str | None:
-        return None if self.provenance else NO_PROVENANCE
+        return None if self.record else NO_PROVENANCE
+
+    @property
+    def census_matches_record(self) -> bool:
+        """Whether the graph still has the op census recorded at export (False: edited after export)."""
+        return self.record is not None and self.record.op_census == self.op_census
 
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "size_bytes": self.size_bytes, "sha256": self.sha256, "producer": self.producer,
                 "ir_version": self.ir_version, "opset": self.opset, "opset_imports": self.opset_imports,
-                "io": self.io, "nodes": self.nodes, "initializers": self.initializers,
+                "io": self.io.to_json(), "nodes": self.nodes, "initializers": self.initializers,
                 "parameters": self.parameters, "op_census": self.op_census, "metadata_props": self.metadata_props,
-                "provenance": self.provenance, "provenance_note": self.provenance_note,
+                "provenance": provenance_summary(self.record, self.op_census) if self.record else None,
+                "provenance_note": self.provenance_note,
                 "portability": self.portability}
 
 
@@ -102,26 +103,20 @@ def describe_onnx(path: str | Path) -> OnnxDescription:
         for dim in init.dims:
             count *= dim
         parameters += count
-    try:
-        meta = read_metadata(model)
-    except (json.JSONDecodeError, ValueError):
-        meta = {}
-    ours = meta.get("format") == ONNX_FORMAT
-    provenance = _provenance_summary(meta, census) if ours else None
-    sampler_name = provenance["sampler"] if provenance else None
+    record = embedded_record(model, str(path))
     return OnnxDescription(
         file=str(path), size_bytes=path.stat().st_size, sha256=file_sha256(path),
         producer=" ".join(filter(None, [model.producer_name, model.producer_version])) or None,
         ir_version=model.ir_version, opset=opset, opset_imports=opsets, io=io_description(model),
         nodes=len(graph.node), initializers=len(graph.initializer), parameters=parameters, op_census=census,
         metadata_props={p.key: p.value for p in model.metadata_props if not p.key.startswith(PREFIX)},
-        provenance=provenance,
+        record=record,
         portability={
             "targets": list(portability.TARGETS),
             "rows": portability.portability_rows(census),
             "blockers": portability.blockers(census),
             "opset_warnings": portability.opset_warnings(opset),
-            "measured": portability.measured(sampler_name),
+            "measured": portability.measured(record.sampler.value if record else None),
             "measured_source": portability.MEASURED_SOURCE,
             "sources": portability.SOURCES,
         })

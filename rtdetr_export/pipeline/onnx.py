@@ -4,23 +4,21 @@ verify the file on ONNX Runtime against PyTorch (verify/), then write it with it
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import onnx
 
-from rtdetr_export.artifact import ONNX_FORMAT, embed_metadata, io_description, provenance_header, sidecar_path
+from rtdetr_export.artifact import (ONNX_FORMAT, Header, ModelRecord, OnnxRecord, PrecisionOptions, PrecisionRecipe,
+                                    SourceRecord, embed_metadata, io_description, sidecar_path, write_sidecar)
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.export.graph_checks import check_graph
-from rtdetr_export.export.torch_export import GraphOptions, export_graph, sampler
-from rtdetr_export.files import atomic_output, check_output, write_text_atomic
-from rtdetr_export.model import RTDETRv2, SizeRange
-from rtdetr_export.model.config import size_text
-from rtdetr_export.precision import PrecisionOptions, apply_precision
-from rtdetr_export.verify import Verification, verify_onnx
+from rtdetr_export.export.torch_export import ExportedGraph, GraphOptions, export_graph
+from rtdetr_export.files import atomic_output, check_output
+from rtdetr_export.model import RTDETRv2
+from rtdetr_export.precision import apply_precision
+from rtdetr_export.verify import Verification, VerificationPlan, verify_onnx
 
 Log = Callable[[str], None]
 
@@ -34,11 +32,6 @@ class OnnxExportOptions(GraphOptions):
     images: str | None = None
     precision: PrecisionOptions = field(default_factory=PrecisionOptions)
 
-    @property
-    def verification_batches(self) -> list[int]:
-        """A dynamic batch is proven at 1 and 4; a static one at its size."""
-        return [1, 4] if self.dynamic_batch else [self.batch]
-
     def validate_for(self, model: RTDETRv2) -> None:
         """Reject values no export of ``model`` can use, before any work is done."""
         config = model.config
@@ -48,48 +41,28 @@ class OnnxExportOptions(GraphOptions):
 
 @dataclass
 class ExportResult:
-    """The written file, its sidecar, and the provenance recorded in both."""
+    """The written file, its sidecar, and the record stored in both."""
 
     path: Path
     sidecar: Path
-    provenance: dict[str, Any]
+    record: OnnxRecord
 
     @property
     def verification(self) -> Verification | None:
-        record = self.provenance.get("verification")
-        return Verification.from_json(record) if record else None
+        return self.record.verification
 
 
-def model_record(model: RTDETRv2) -> dict[str, Any]:
-    """The provenance's ``model`` field: where the weights came from and the full architecture (its
-    ``config.version`` says RT-DETR v1 or v2). ``source.hub`` (repo id, commit, what was asked for) appears only
-    for weights resolved from a Hub model id."""
-    source = dataclasses.asdict(model.source)
-    path = source.pop("path")
-    source["file"] = Path(path).name if path else None
-    if source["hub"] is None:
-        del source["hub"]
-    return {"source": source, "config": model.config.to_dict()}
-
-
-def build_provenance(model: RTDETRv2, export: dict[str, Any], precision: str, io: dict[str, Any],
-                     op_census: dict[str, int], verification: Verification | None,
-                     recipe: dict[str, Any] | None = None, size_range: SizeRange | None = None) -> dict[str, Any]:
-    """Everything a user needs to trust and reproduce an ONNX file. ``sampler`` says how the graph reads the
-    sampling points (``method`` says what it computes; ``default`` may be written with GridSample or gathers).
-    ``input_size`` is the size the file runs at by default: its fixed size, or a dynamic-size file's opt, whose
-    ``input_size_range`` says what else it takes (null: fixed)."""
+def onnx_record(model: RTDETRv2, exported: ExportedGraph, graph: onnx.ModelProto, census: dict[str, int],
+                precision: str, recipe: dict | None, options: GraphOptions,
+                verification: Verification | None) -> OnnxRecord:
+    """Everything a user needs to trust and reproduce an ONNX file (artifact/records.py says what each field
+    means). ``input_size`` is what the file runs at by default: its fixed size, or a dynamic-size file's opt."""
     config = model.config
-    record = {**provenance_header(ONNX_FORMAT), "model": model_record(model), "method": config.decoder_method,
-              "sampler": sampler(config.decoder_method, export.get("bilinear_op") or "gridsample"),
-              "input_size": list(config.image_size),
-              "input_size_range": size_range.to_json() if size_range else None,
-              "classes": config.class_names, "precision": precision,
-              "export": export, "io": io, "op_census": op_census,
-              "verification": verification.to_json() if verification else None}
-    if recipe:
-        record["precision_recipe"] = recipe
-    return record
+    return OnnxRecord(header=Header.now(ONNX_FORMAT), model=ModelRecord(SourceRecord.of(model.source), config),
+                      sampler=exported.sampler, input_size=tuple(config.image_size),
+                      input_size_range=options.size_range, classes=list(config.class_names), precision=precision,
+                      export=exported.export, io=io_description(graph), verification=verification,
+                      recipe=PrecisionRecipe(precision, recipe) if recipe else None, op_census=census)
 
 
 class _Stages:
@@ -122,26 +95,22 @@ def export_onnx(model: RTDETRv2, output: str | Path, options: OnnxExportOptions 
         stage(f"converting to {precision} on the graph, then checking it again")
         converted = apply_precision(graph, options.head, model.config.image_size, options.precision, log)
         graph, recipe = converted.model, converted.recipe
-        census = check_graph(graph, model.config.decoder_method, options.bilinear_op)
+        census = check_graph(graph, exported.sampler)
 
     with atomic_output(output) as tmp:
         onnx.save(graph, str(tmp))
         verification = None
         if options.verify:
-            batches = options.verification_batches
-            sizes = "" if options.size_range is None else ", input " + ", ".join(dict.fromkeys(
-                size_text(s) for s in (options.size_range.opt, options.size_range.min, options.size_range.max)))
-            stage(f"verifying on ONNX Runtime against PyTorch (batch {', '.join(map(str, batches))}{sizes})")
-            verification = verify_onnx(model, tmp, options.head, batches, options.top_k, options.images,
-                                       precision=precision, size_range=options.size_range)
+            plan = VerificationPlan.for_graph(options, model.config.image_size, options.images)
+            stage(f"verifying on ONNX Runtime against PyTorch ({plan.summary()})")
+            verification = verify_onnx(model, tmp, plan, precision)
             if not verification.passed:
                 raise RTDetrExportError("verification failed: " + "; ".join(verification.failures))
         else:
             stage("verification skipped (--no-verify)")
-        provenance = build_provenance(model, exported.export, precision, io_description(graph), census,
-                                      verification, recipe, options.size_range)
+        record = onnx_record(model, exported, graph, census, precision, recipe, options, verification)
         stage(f"writing {output} and {sidecar.name}")
-        embed_metadata(graph, provenance)
+        embed_metadata(graph, record)
         onnx.save(graph, str(tmp))
-    write_text_atomic(sidecar, json.dumps(provenance, indent=2) + "\n")
-    return ExportResult(output, sidecar, provenance)
+    write_sidecar(sidecar, record)
+    return ExportResult(output, sidecar, record)

@@ -1,39 +1,36 @@
-"""Verify an artifact file of ours later or elsewhere: rebuild its PyTorch reference from the provenance (or the
-checkpoint the user names), then compare on ONNX Runtime."""
+"""Verify an artifact of ours later or elsewhere: rebuild its PyTorch reference from its record (or the checkpoint
+the user names), then compare on ONNX Runtime or OpenVINO. ``reference_model`` is the one place that turns a
+record into the model it must match (verify, the engine job, debug-precision, eval, predict and bench use it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from rtdetr_export.artifact import input_size_range, read_provenance
+from rtdetr_export.artifact import ArtifactRecord, OnnxRecord, open_artifact
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.model import ModelConfig, RTDETRv2, WeightSource
-from rtdetr_export.verify import Verification, verify_onnx
+from rtdetr_export.model import RTDETRv2
+from rtdetr_export.verify import Verification, VerificationPlan, verify_onnx
 from rtdetr_export.weights import load_model
-from rtdetr_export.weights.random_init import randomize_
+from rtdetr_export.weights.random_init import seeded_model
 
 
-def reference_model(provenance: dict[str, Any], model_path: str | Path | None = None,
+def reference_model(record: ArtifactRecord, model_path: str | Path | None = None,
                     log: Callable[[str], None] = lambda message: None) -> RTDETRv2:
-    """The PyTorch reference an artifact must match: ``model_path`` if given, else what the provenance names."""
-    config = ModelConfig.from_dict(provenance["model"]["config"])
-    source = provenance["model"]["source"]
+    """The PyTorch reference an artifact must match: ``model_path`` if given, else what the record names."""
+    config, source = record.model.config, record.model.source
     if model_path is not None:
         model = load_model(model_path, method=config.decoder_method, image_size=config.image_size)
-        if source.get("sha256") and model.source.sha256 != source["sha256"]:
+        if source.sha256 and model.source.sha256 != source.sha256:
             log(f"warning: {model_path} is not the checkpoint this artifact was exported from "
-                f"({source.get('file')}, sha256 {source['sha256'][:12]}...)")
+                f"({source.file}, sha256 {source.sha256[:12]}...)")
         return model
-    if source.get("format") == "random":
-        seed = source.get("seed") or 0
-        return randomize_(RTDETRv2(config, WeightSource("random", seed=seed)), seed)
-    if source.get("hub"):  # the pinned commit resolves to the very files again (from the cache when offline)
-        hub = source["hub"]
-        log(f"loading the reference from the Hub model {hub['repo_id']}@{hub['revision']}")
-        return load_model(f"{hub['repo_id']}@{hub['revision']}", method=config.decoder_method,
-                          image_size=config.image_size)
-    what = source.get("file") or "weights held in memory"
+    if source.format == "random":
+        return seeded_model(config, source.seed or 0)
+    if source.hub is not None:  # the pinned commit resolves to the very files again (from the cache when offline)
+        log(f"loading the reference from the Hub model {source.hub.pinned_id}")
+        return load_model(source.hub.pinned_id, method=config.decoder_method, image_size=config.image_size)
+    what = source.file or "weights held in memory"
     raise RTDetrExportError(f"this artifact was exported from {what}; pass that checkpoint with --model to verify it")
 
 
@@ -42,16 +39,16 @@ def verify_artifact(onnx_path: str | Path, model_path: str | Path | None = None,
                     log: Callable[[str], None] = lambda message: None,
                     openvino: str | None = None) -> Verification:
     """Verify one of our ONNX files on ONNX Runtime (or OpenVINO under the hint ``openvino``) against its
-    PyTorch reference."""
-    provenance = read_provenance(onnx_path)
-    export = provenance["export"]
-    model = reference_model(provenance, model_path, log)
-    batches = [1, 4] if export.get("dynamic_batch") else [export.get("batch") or 1]
+    PyTorch reference, with the graph options, sampler and size range it was exported with."""
+    record = open_artifact(onnx_path)
+    if not isinstance(record, OnnxRecord):
+        raise RTDetrExportError(f"{onnx_path} is a TensorRT engine: `rtdetr-export verify` takes ONNX files (an "
+                                "engine is verified when `rtdetr-export trt` builds it)")
+    model = reference_model(record, model_path, log)
+    plan = VerificationPlan.for_graph(record.graph_options(), model.config.image_size, images)
     runtime = f"OpenVINO CPU, precision hint {openvino}" if openvino else "ONNX Runtime CPU"
-    log(f"verifying {onnx_path} ({export['head']} head, {provenance['precision']}) on {runtime} at batch "
-        f"{', '.join(map(str, batches))}")
-    verification = verify_onnx(model, onnx_path, export["head"], batches, export.get("top_k") or 300, images,
-                               precision=provenance["precision"], openvino=openvino,
-                               size_range=input_size_range(provenance))
+    log(f"verifying {onnx_path} ({record.head} head, {record.precision}, {record.sampler}) on {runtime} at "
+        f"{plan.summary()}")
+    verification = verify_onnx(model, onnx_path, plan, record.precision, openvino=openvino)
     verification.artifact = str(onnx_path)
     return verification

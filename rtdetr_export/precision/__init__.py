@@ -11,70 +11,10 @@ from typing import Any, Callable
 
 import onnx
 
+from rtdetr_export.artifact.options import INT8_FLOATS, INT8_TARGETS, PRECISIONS, PrecisionOptions
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.imaging import list_images
-from rtdetr_export.precision.calibration import DEFAULT_COUNT, CalibrationSet, calibration_set
-from rtdetr_export.precision.int8 import CALIBRATION_METHODS, Int8Options
-from rtdetr_export.precision.int8_cpu import INT8_TARGETS
-
-PRECISIONS = ("fp32", "fp16", "int8")
-# What an INT8 graph's unquantized layers run in: FP16 (the FP16 policy around the Q/DQ layers, what a TensorRT
-# engine needs to be faster than FP16) or FP32 (every unquantized layer FP32, the conservative variant).
-INT8_FLOATS = ("fp16", "fp32")
-
-
-@dataclass
-class PrecisionOptions:
-    """Target precision and its calibration / exclusion settings (the CLI's precision flags)."""
-
-    target: str = "fp32"
-    calib_images: str | None = None
-    calib_count: int = DEFAULT_COUNT
-    calib_method: str = "minmax"
-    int8_exclude: tuple[str, ...] = ()
-    int8_default_exclusions: bool = True
-    keep_fp32: tuple[str, ...] = ()
-    int8_target: str = "tensorrt"  # the runtime the Q/DQ layout is made for: tensorrt or cpu (int8_cpu.py)
-    # What an INT8 graph's unquantized layers run in (tensorrt target; the cpu target keeps them FP32).
-    int8_float: str = "fp16"
-
-    def validate(self) -> None:
-        """Reject contradictory settings before any work is done."""
-        if self.target not in PRECISIONS:
-            raise RTDetrExportError(f"unknown precision {self.target!r}; choose one of {', '.join(PRECISIONS)}")
-        if self.calib_method not in CALIBRATION_METHODS:
-            raise RTDetrExportError(f"unknown calibration method {self.calib_method!r}; choose one of "
-                                    f"{', '.join(CALIBRATION_METHODS)}")
-        if self.calib_count < 1:
-            raise RTDetrExportError(f"--calib-count must be at least 1, got {self.calib_count}")
-        if self.target == "fp32" and self.calib_images is not None:
-            raise RTDetrExportError("--calib-images needs --precision fp16 or int8 (fp32 uses no calibration)")
-        if self.target != "int8" and (self.int8_exclude or not self.int8_default_exclusions
-                                         or self.calib_method != "minmax"):
-            raise RTDetrExportError("--int8-exclude, --no-int8-default-exclusions and --calib-method apply "
-                                    "to --precision int8 only")
-        if self.int8_target not in INT8_TARGETS:
-            raise RTDetrExportError(f"unknown INT8 target {self.int8_target!r}; choose one of "
-                                    f"{', '.join(INT8_TARGETS)}")
-        if self.target != "int8" and self.int8_target != "tensorrt":
-            raise RTDetrExportError("--int8-target applies to --precision int8 only")
-        if self.int8_target == "cpu" and self.calib_method == "entropy":
-            raise RTDetrExportError("--calib-method entropy is for --int8-target tensorrt; the cpu target takes "
-                                    "minmax or percentile")
-        if self.int8_float not in INT8_FLOATS:
-            raise RTDetrExportError(f"unknown --int8-float {self.int8_float!r}; choose one of {', '.join(INT8_FLOATS)}")
-        if self.target != "int8" and self.int8_float != "fp16":
-            raise RTDetrExportError("--int8-float applies to --precision int8 only")
-        if self.int8_target == "cpu" and self.int8_float != "fp16":
-            raise RTDetrExportError("--int8-float applies to --int8-target tensorrt; the cpu target keeps float "
-                                    "layers FP32")
-        if self.keep_fp32 and not (self.target == "fp16" or (self.target == "int8" and self.int8_target == "tensorrt"
-                                                              and self.int8_float == "fp16")):
-            raise RTDetrExportError("--keep-fp32 applies to --precision fp16, and to int8 (tensorrt target) with "
-                                    "--int8-float fp16")
-        if self.calib_images is not None:
-            list_images(self.calib_images)  # an empty or missing folder fails now, not after the export
-
+from rtdetr_export.precision.calibration import CalibrationSet, calibration_set
+from rtdetr_export.precision.int8 import Int8Options
 
 @dataclass
 class PrecisionResult:
@@ -118,7 +58,7 @@ def _to_fp16(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
     ranges = activation_ranges(work, calibration.feeds(head))
     plan = fp16.plan_fp16(work, ranges, options.keep_fp32)
     converted = fp16.convert_fp16(work, plan)
-    return PrecisionResult(converted, fp16.fp16_recipe(plan, work, converted, calibration.describe()))
+    return PrecisionResult(converted, fp16.fp16_recipe(plan, work, converted, calibration.to_json()))
 
 
 def _to_int8(model: onnx.ModelProto, head: str, calibration: CalibrationSet, options: PrecisionOptions,
@@ -134,7 +74,7 @@ def _to_int8(model: onnx.ModelProto, head: str, calibration: CalibrationSet, opt
     if missing:
         raise RTDetrExportError(f"INT8: {len(missing)} layers were left without Q/DQ although not excluded "
                                 f"(first: {missing[0]})")
-    recipe = {"target": "tensorrt", **int8_recipe(int8, excluded, quantized, calibration.describe())}
+    recipe = {"target": "tensorrt", **int8_recipe(int8, excluded, quantized, calibration.to_json())}
     if options.int8_float == "fp32":
         return PrecisionResult(quantized, {**recipe, "float": "fp32"})
     from rtdetr_export.precision.fp16 import fp16_recipe
@@ -166,7 +106,7 @@ def _to_int8_cpu(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
     # The point of this layout is integer kernels; a file ONNX Runtime would run in float must not be written.
     if not fused:
         raise RTDetrExportError("INT8 (cpu target): ONNX Runtime fused no Q/DQ group into an integer kernel")
-    return PrecisionResult(quantized, cpu_int8_recipe(int8, excluded, quantized, calibration.describe(),
+    return PrecisionResult(quantized, cpu_int8_recipe(int8, excluded, quantized, calibration.to_json(),
                                                       CPU_QUANTIZED_OPS, fused))
 
 

@@ -10,13 +10,14 @@ import numpy as np
 
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.artifact import make_feed
+from rtdetr_export.artifact.options import DEFAULT_CALIBRATION_COUNT
 from rtdetr_export.imaging import list_images, load_image, preprocess
 from rtdetr_export.imaging.inputs import synthetic_images
 
 # Verification draws synthetic scenes with seeds 0, 1, ...; calibrating on other scenes keeps the parity
 # report an out-of-sample measurement.
 SYNTHETIC_SEED = 1000
-DEFAULT_COUNT = 16
+DEFAULT_COUNT = DEFAULT_CALIBRATION_COUNT
 
 
 @dataclass
@@ -32,8 +33,8 @@ class CalibrationSet:
         """One batch-1 feed per image with the inputs ``head`` takes."""
         return [make_feed(head, image[None], [size]) for image, size in zip(self.images, self.sizes)]
 
-    def describe(self) -> dict[str, Any]:
-        """JSON-ready record for the provenance."""
+    def to_json(self) -> dict[str, Any]:
+        """Where the calibration images came from, as the precision recipe records it."""
         if self.source == "synthetic":
             return {"source": "synthetic", "count": len(self.images), "seed": SYNTHETIC_SEED,
                     "note": "seeded synthetic scenes (rtdetr_export.imaging.inputs.synthetic_images); "

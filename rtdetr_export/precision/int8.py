@@ -22,11 +22,11 @@ import numpy as np
 import onnx
 
 from rtdetr_export.artifact import load_onnx
+from rtdetr_export.artifact.options import CALIBRATION_METHODS
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.onnx_graph import consumers, producers, topological_sort
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 # Name patterns (fnmatch on node names) of layers kept in float, with the reason each is sensitive.
 DEFAULT_EXCLUSIONS = {

@@ -45,7 +45,6 @@ from rtdetr_export.onnx_graph import producers
 from rtdetr_export.precision.int8 import (Int8Options, _Feeds, _quiet_quantizer, calibration_and_exclusions,
                                           excluded_nodes, qdq_coverage)
 
-INT8_TARGETS = ("tensorrt", "cpu")
 CPU_QUANTIZED_OPS = ("Conv", "MatMul", "Gemm", "Relu", "Sigmoid", "Mul", "Resize")
 # Ops quantized only where they follow a quantized layer (directly or through other followers), never on their
 # own: the ReLU folds into the layer's output range, SiLU's Sigmoid and Mul become a table and an integer

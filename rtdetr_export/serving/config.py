@@ -1,8 +1,8 @@
-"""Triton model configurations from an artifact's provenance, as Triton's own protobuf (``model_config_pb2``).
+"""Triton model configurations from an artifact's record, as Triton's own protobuf (``model_config_pb2``).
 
-Everything a ``config.pbtxt`` states comes from the sidecar: tensor names, data types and dims (``io``, and an
+Everything a ``config.pbtxt`` states comes from the record: tensor names, data types and dims (``io``, and an
 engine's ``io_tensors`` for the types TensorRT really binds), the batch dimension (dynamic ONNX batch, or the
-engine's optimisation profile), and the provenance itself, copied into ``parameters`` so a served model can be
+engine's optimisation profile), and the record itself, copied into ``parameters`` so a served model can be
 traced back to the file and the export that made it. The text is written and parsed by protobuf's
 ``text_format``, never formatted by hand.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rtdetr_export.artifact import ENGINE_SUFFIXES, PREFIX
+from rtdetr_export.artifact import ENGINE_SUFFIXES, PREFIX, ArtifactRecord, EngineRecord, TensorSpec
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
 from rtdetr_export.model.heads import OUTPUTS
 
@@ -106,22 +106,19 @@ def serving_backend(artifact: Path, requested: str) -> str:
     return requested
 
 
-def _batch_range(artifact: Path, provenance: dict[str, Any]) -> tuple[int, int] | None:
+def _batch_range(artifact: Path, record: ArtifactRecord) -> tuple[int, int] | None:
     """(min, max) batch the artifact accepts, or None for an unbounded dynamic batch (ONNX)."""
-    first = provenance["io"]["inputs"][0]
-    if artifact.suffix.lower() in ENGINE_SUFFIXES:
-        profile = (provenance.get("profile") or {}).get(first["name"])
-        if not profile or "min" not in profile:
+    if isinstance(record, EngineRecord):
+        if record.batch_range is None:
             raise RTDetrExportError(f"{artifact}: its sidecar records no optimisation profile for input "
-                                    f"{first['name']}; rebuild it with `rtdetr-export trt`")
-        return int(profile["min"][0]), int(profile["max"][0])
-    batch = first["shape"][0]
-    return None if isinstance(batch, str) or batch in (0, None) else (int(batch), int(batch))
+                                    f"{record.io.inputs[0].name}; rebuild it with `rtdetr-export trt`")
+        return record.batch_range
+    return record.io.inputs[0].batch_range
 
 
-def plan_batching(artifact: Path, provenance: dict[str, Any], options: TritonOptions) -> BatchPlan:
+def plan_batching(artifact: Path, record: ArtifactRecord, options: TritonOptions) -> BatchPlan:
     """``max_batch_size`` within what the artifact accepts, and the preferred batch sizes inside it."""
-    limits = _batch_range(artifact, provenance)
+    limits = _batch_range(artifact, record)
     asked = options.max_batch
     if limits is not None and limits[0] == limits[1]:
         static = limits[0]
@@ -141,18 +138,18 @@ def plan_batching(artifact: Path, provenance: dict[str, Any], options: TritonOpt
     if size == 0:
         raise RTDetrExportError(f"{artifact.name} has a dynamic batch: give --max-batch >= 1")
     preferred = sorted({b for b in (2, 4, 8, 16, 32, 64) if b <= size} | ({size} if size > 1 else set()))
-    opt = ((provenance.get("profile") or {}).get(provenance["io"]["inputs"][0]["name"]) or {}).get("opt")
-    if opt and 1 < opt[0] <= size:
-        preferred = sorted(set(preferred) | {int(opt[0])})
+    profile = record.profile.get(record.io.inputs[0].name) if isinstance(record, EngineRecord) else None
+    if profile and 1 < profile.opt[0] <= size:
+        preferred = sorted(set(preferred) | {int(profile.opt[0])})
     return BatchPlan(size, None, tuple(preferred))
 
 
-def _tensor_types(provenance: dict[str, Any]) -> dict[str, str]:
+def _tensor_types(record: ArtifactRecord) -> dict[str, str]:
     """Element type of each tensor: what the engine binds where it says (TensorRT may narrow int64), else the ONNX
     graph's."""
-    types = {v["name"]: v["dtype"] for v in provenance["io"]["inputs"] + provenance["io"]["outputs"]}
-    types.update({t["name"]: t["dtype"] for t in provenance.get("io_tensors") or [] if "dtype" in t})
-    return types
+    if isinstance(record, EngineRecord):
+        return record.tensor_types
+    return {spec.name: spec.dtype for spec in record.io.inputs + record.io.outputs}
 
 
 def _data_type(name: str, dtype: str) -> str:
@@ -161,20 +158,20 @@ def _data_type(name: str, dtype: str) -> str:
     return DATA_TYPES[dtype]
 
 
-def _add_tensors(target: Any, values: list[dict[str, Any]], types: dict[str, str], plan: BatchPlan) -> None:
+def _add_tensors(target: Any, values: tuple[TensorSpec, ...], types: dict[str, str], plan: BatchPlan) -> None:
     for value in values:
-        shape = value["shape"]
+        shape = list(value.shape or ())
         start = 0 if plan.max_batch_size == 0 else 1
         # A dynamic-size export's image height and width are Triton's variable dimension (-1); the ensemble's
-        # pre-processing feeds them at the sidecar's input_size (the opt size).
-        spatial = (2, 3) if value["name"] == "images" and len(shape) == 4 else ()
+        # pre-processing feeds them at the record's input_size (the opt size).
+        spatial = (2, 3) if value.name == "images" and len(shape) == 4 else ()
         dims = []
         for axis, d in enumerate(shape[start:], start):
             if d is None or (isinstance(d, str) and axis not in spatial):
-                raise RTDetrExportError(f"tensor {value['name']} has a dynamic dimension other than the batch, "
+                raise RTDetrExportError(f"tensor {value.name} has a dynamic dimension other than the batch, "
                                         f"height and width: {shape}")
             dims.append(-1 if isinstance(d, str) else int(d))
-        entry = target.add(name=value["name"], data_type=_data_type(value["name"], types[value["name"]]))
+        entry = target.add(name=value.name, data_type=_data_type(value.name, types[value.name]))
         entry.dims.extend(dims)
 
 
@@ -192,20 +189,27 @@ def _scheduling(config: Any, plan: BatchPlan, options: TritonOptions, kind: str)
     config.instance_group.add(kind=getattr(pb2().ModelInstanceGroup, kind), count=options.instances)
 
 
-def model_config(name: str, artifact: Path, provenance: dict[str, Any], backend: str, plan: BatchPlan,
+def record_parameters(record: ArtifactRecord) -> dict[str, Any]:
+    """The record's fields as config parameters (the op census left out: it describes the file, not the model)."""
+    fields = record.to_json()
+    fields.pop("op_census", None)
+    return fields
+
+
+def model_config(name: str, artifact: Path, record: ArtifactRecord, backend: str, plan: BatchPlan,
                  options: TritonOptions, sha256: str) -> Any:
     """The ``ModelConfig`` serving ``artifact`` with ``backend`` (one of SERVED)."""
     config = pb2().ModelConfig(name=name, **SERVED[backend][1])
-    types = _tensor_types(provenance)
-    _add_tensors(config.input, provenance["io"]["inputs"], types, plan)
-    _add_tensors(config.output, provenance["io"]["outputs"], types, plan)
+    types = _tensor_types(record)
+    _add_tensors(config.input, record.io.inputs, types, plan)
+    _add_tensors(config.output, record.io.outputs, types, plan)
     _scheduling(config, plan, options, "KIND_GPU" if backend == "tensorrt" else "KIND_CPU")
     add_parameters(config, {"role": "model", "artifact": {"file": artifact.name, "sha256": sha256}})
     if backend == "python":
         add_parameters(config, {"runtime": options.python_runtime})
         if options.threads:
             add_parameters(config, {"threads": options.threads})
-    add_parameters(config, {k: v for k, v in provenance.items() if k not in ("op_census",)})
+    add_parameters(config, record_parameters(record))
     return config
 
 
@@ -220,12 +224,12 @@ def _batched(dims: list[int], plan: BatchPlan) -> list[int]:
     return dims if plan.max_batch_size else [plan.static_batch, *dims]
 
 
-def ensemble_configs(name: str, provenance: dict[str, Any], plan: BatchPlan,
+def ensemble_configs(name: str, record: ArtifactRecord, plan: BatchPlan,
                      options: TritonOptions) -> dict[str, Any]:
     """Pre-processing (encoded image -> ``images``, ``orig_target_sizes``), post-processing for a raw head, and the
     ensemble ``NAME_ensemble`` that chains them with the model: JPEG in, detections-head contract out."""
-    head, (height, width) = provenance["export"]["head"], provenance["input_size"]
-    types = _tensor_types(provenance)
+    head, (height, width) = record.head, record.input_size
+    types = _tensor_types(record)
     fp32, i64 = "TYPE_FP32", "TYPE_INT64"
     encoded = [1] if plan.max_batch_size else [plan.static_batch]  # one encoded image per batch item
     pre = _python_step(f"{name}_preprocess", "preprocess", plan, options)
@@ -240,9 +244,9 @@ def ensemble_configs(name: str, provenance: dict[str, Any], plan: BatchPlan,
     steps.add(model_name=pre.name, model_version=-1, input_map={"image": "image"},
               output_map={"images": "images", "orig_target_sizes": "orig_target_sizes"})
     configs = {pre.name: pre}
-    model_inputs = {v["name"]: v["name"] for v in provenance["io"]["inputs"]}
+    model_inputs = {name: name for name in record.io.input_names}
     if head == "raw":
-        queries, classes = provenance["io"]["outputs"][0]["shape"][1:]
+        queries, classes = record.io.outputs[0].shape[1:]
         post = _python_step(f"{name}_postprocess", "postprocess", plan, options)
         post.input.add(name="logits", data_type=fp32, dims=_batched([queries, classes], plan))
         post.input.add(name="pred_boxes", data_type=fp32, dims=_batched([queries, 4], plan))
@@ -259,14 +263,13 @@ def ensemble_configs(name: str, provenance: dict[str, Any], plan: BatchPlan,
     else:
         steps.add(model_name=name, model_version=-1, input_map=model_inputs,
                   output_map={k: k for k in OUTPUTS["detections"]})
-        shapes = {v["name"]: v["shape"] for v in provenance["io"]["outputs"]}
         outputs = [pb2().ModelOutput(name=k, data_type=_data_type(k, types[k]),
-                                     dims=_batched([int(d) for d in shapes[k][1:]], plan))
+                                     dims=_batched([int(d) for d in record.io[k].shape[1:]], plan))
                    for k in OUTPUTS["detections"]]
     for output in outputs:
         ensemble.output.add(name=output.name, data_type=output.data_type, dims=list(output.dims))
-    add_parameters(ensemble, {"role": "ensemble", "model": name, "head": "detections", "classes":
-                              provenance.get("classes"), "input_size": [height, width],
-                              "source_head": head})
+    # The model's record, so a client of the ensemble knows the contract behind it; the ensemble itself always
+    # answers with the detections head.
+    add_parameters(ensemble, {**record_parameters(record), "role": "ensemble", "model": name})
     configs[ensemble.name] = ensemble
     return configs

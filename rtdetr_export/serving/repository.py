@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rtdetr_export.artifact import ENGINE_SUFFIXES, read_provenance, sidecar_path
+from rtdetr_export.artifact import ENGINE_SUFFIXES, ArtifactRecord, open_artifact, sidecar_path
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.files import file_sha256
 from rtdetr_export.serving.config import (SERVED, TritonOptions, ensemble_configs, model_config, plan_batching,
@@ -63,13 +63,13 @@ def _model_name(artifact: Path, options: TritonOptions, count: int) -> str:
     return name
 
 
-def _check_artifact(artifact: Path) -> dict[str, Any]:
+def _check_artifact(artifact: Path) -> ArtifactRecord:
     if not artifact.is_file():
         raise RTDetrExportError(f"{artifact}: no such file")
     if artifact.suffix.lower() not in ENGINE_SUFFIXES and not sidecar_path(artifact).is_file():
         raise RTDetrExportError(f"{artifact}: no sidecar {sidecar_path(artifact).name} next to it; the repository's "
                                 "config comes from it (export with `rtdetr-export onnx`)")
-    return read_provenance(artifact)
+    return open_artifact(artifact)
 
 
 def _check_repository(repository: Path, names: list[str], force: bool) -> None:
@@ -125,9 +125,9 @@ def write_repository(artifacts: list[str | Path], repository: str | Path, option
     names = [_model_name(p, options, len(paths)) for p in paths]
     planned = []
     for path, name in zip(paths, names):
-        provenance = _check_artifact(path)
+        record = _check_artifact(path)
         backend = serving_backend(path, options.backend)
-        planned.append((path, name, provenance, backend, plan_batching(path, provenance, options)))
+        planned.append((path, name, record, backend, plan_batching(path, record, options)))
     all_names = names + [f"{n}_{s}" for n in names for s in ("preprocess", "postprocess", "ensemble")
                          if options.ensemble]
     _check_repository(repository, all_names, force)
@@ -136,11 +136,11 @@ def write_repository(artifacts: list[str | Path], repository: str | Path, option
     stage = Path(tempfile.mkdtemp(prefix=f".{repository.name}.partial.", dir=repository.parent or "."))
     try:
         template = TEMPLATE.read_text()
-        for path, name, provenance, backend, plan in planned:
+        for path, name, record, backend, plan in planned:
             if plan.warning:
                 result.warnings.append(plan.warning)
                 log(f"warning: {plan.warning}")
-            config = model_config(name, path, provenance, backend, plan, options, file_sha256(path))
+            config = model_config(name, path, record, backend, plan, options, file_sha256(path))
             files: dict[str, Path | str] = {SERVED[backend][0]: path}
             if backend == "python":
                 files["model.py"] = template
@@ -148,7 +148,7 @@ def write_repository(artifacts: list[str | Path], repository: str | Path, option
             result.models.append(ServedModel(name, "model", backend, plan.max_batch_size, str(path)))
             log(f"{name}: {backend}, max_batch_size {plan.max_batch_size}")
             if options.ensemble:
-                for step_name, step in ensemble_configs(name, provenance, plan, options).items():
+                for step_name, step in ensemble_configs(name, record, plan, options).items():
                     role = step_name.rsplit("_", 1)[1]
                     _write_model(stage, step_name, step, {} if role == "ensemble" else {"model.py": template})
                     result.models.append(ServedModel(step_name, role, "ensemble" if role == "ensemble" else "python",

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rtdetr_export.imaging import Detections, cxcywh_to_xyxy, iou_matrix, sigmoid
-from rtdetr_export.verify.results import BatchComparison, Check
+from rtdetr_export.artifact.verification import BatchComparison, Check
 
 
 @dataclass

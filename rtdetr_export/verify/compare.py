@@ -19,7 +19,7 @@ import numpy as np
 from rtdetr_export.imaging.boxes import paired_iou
 from rtdetr_export.verify.agreement import AgreementThresholds
 from rtdetr_export.verify.margins import FLIP_MARGIN
-from rtdetr_export.verify.results import BatchComparison, Check
+from rtdetr_export.artifact.verification import BatchComparison, Check
 
 MARGIN, QUERY = "_margin", "_query"
 

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rtdetr_export.artifact import load_onnx, make_feed
+from rtdetr_export.artifact import GraphOptions, load_onnx, make_feed
+from rtdetr_export.artifact.verification import BatchComparison, Verification
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner
 from rtdetr_export.backends.fp16_emulation import Fp16EmulationRunner
 from rtdetr_export.backends.openvino_runner import OpenVinoRunner
 from rtdetr_export.imaging.inputs import verification_images
 from rtdetr_export.model import RTDETRv2, SizeRange
+from rtdetr_export.model.config import size_text
 from rtdetr_export.onnx_graph import stores_fp16
 from rtdetr_export.verify.agreement import AgreementThresholds, compare_agreement
 from rtdetr_export.verify.compare import (Thresholds, compare_detections, compare_raw, confirm_flips,
                                           judged_precision, thresholds_for)
 from rtdetr_export.verify.reference import MARGIN, ReferenceRunner
-from rtdetr_export.verify.results import BatchComparison, Verification
 
 
 # Cells. Re-rounding a suspect takes its nearest point and any within this distance of it: far below the 1e-4
@@ -86,42 +87,77 @@ def compare_runners(reference: ReferenceRunner, candidate: Runner, head: str, fe
                         precision=precision, inputs=inputs)
 
 
-def verification_plan(batches: list[int], size: tuple[int, int],
-                      size_range: SizeRange | None = None) -> list[tuple[int, tuple[int, int]]]:
-    """(batch, input size) of each verification run: every batch at ``size``; a dynamic-size file also at its
-    range's min and max (at the first batch), the two ends a runtime's shape handling can get wrong."""
-    plan = [(batch, tuple(size)) for batch in batches]
-    if size_range is not None:
-        plan += [(batches[0], end) for end in dict.fromkeys((size_range.min, size_range.max)) if end != tuple(size)]
-    return plan
+@dataclass(frozen=True)
+class VerificationPlan:
+    """What an artifact is verified on, by the one rule every artifact follows: each batch at ``size``; a
+    dynamic-size artifact also at its range's min and max (at the first batch), the two ends a runtime's shape
+    handling can get wrong. ``images``: a folder of the user's images (None: seeded synthetic scenes)."""
+
+    head: str
+    top_k: int
+    batches: tuple[int, ...]
+    size: tuple[int, int]
+    size_range: SizeRange | None = None
+    images: str | None = None
+
+    @classmethod
+    def for_graph(cls, options: GraphOptions, size: tuple[int, int], images: str | Path | None = None,
+                  batches: list[int] | None = None) -> "VerificationPlan":
+        """The plan for a graph exported with ``options`` (``batches``: in place of its own rule, e.g. an
+        engine profile's ends)."""
+        return cls(options.head, options.top_k, tuple(batches or options.verification_batches), tuple(size),
+                   options.size_range, str(images) if images else None)
+
+    @property
+    def runs(self) -> list[tuple[int, tuple[int, int]]]:
+        """(batch, input size) of each run."""
+        plan = [(batch, self.size) for batch in self.batches]
+        if self.size_range is not None:
+            plan += [(self.batches[0], end) for end in dict.fromkeys((self.size_range.min, self.size_range.max))
+                     if end != self.size]
+        return plan
+
+    def feeds(self) -> list[dict[str, np.ndarray]]:
+        return [make_feed(self.head, *verification_images(batch, size, self.images, seed=i))
+                for i, (batch, size) in enumerate(self.runs)]
+
+    def summary(self) -> str:
+        """How progress lines name the plan: "batch 1, 4" or "batch 1 at 640x640, batch 1 at 320x320"."""
+        if self.size_range is None:
+            return "batch " + ", ".join(map(str, self.batches))
+        return ", ".join(f"batch {b} at {size_text(s)}" for b, s in self.runs)
 
 
-def verify_onnx(model: RTDETRv2, onnx_path: str | Path, head: str, batches: list[int],
-                top_k: int = 300, images_dir: str | Path | None = None, precision: str = "fp32",
+def verify_candidate(model: RTDETRv2, candidate: Runner, plan: VerificationPlan, precision: str = "fp32",
+                     thresholds: Thresholds | AgreementThresholds | None = None,
+                     name: str | None = None) -> Verification:
+    """The one verification loop, for ONNX files and engines alike: run ``plan``'s feeds through the PyTorch
+    reference and ``candidate`` and judge them (FP32 by tensor limits with rounding-flip proofs, FP16/INT8 by
+    detection agreement). A dynamic-size artifact's runs each record their input size."""
+    thresholds = thresholds or thresholds_for(precision)
+    verification = compare_runners(ReferenceRunner(model, plan.head, plan.top_k), candidate, plan.head, plan.feeds(),
+                                   thresholds, name, precision, plan.images or "synthetic")
+    if plan.size_range is not None:
+        for run, (_, size) in zip(verification.runs, plan.runs):
+            run.input_size = list(size)
+    return verification
+
+
+def verify_onnx(model: RTDETRv2, onnx_path: str | Path, plan: VerificationPlan, precision: str = "fp32",
                 thresholds: Thresholds | AgreementThresholds | None = None,
-                openvino: str | None = None, size_range: SizeRange | None = None) -> Verification:
-    """ONNX Runtime (CPU), or OpenVINO CPU under the precision hint ``openvino``, vs the PyTorch reference for
-    each batch size. An FP32 file under the bf16 hint is judged by the bf16 (agreement) limits. A dynamic-size
-    file (``size_range``) is also run at the range's ends; each run then records its ``input_size``.
+                openvino: str | None = None) -> Verification:
+    """ONNX Runtime (CPU), or OpenVINO CPU under the precision hint ``openvino``, vs the PyTorch reference.
+    An FP32 file under the bf16 hint is judged by the bf16 (agreement) limits.
 
     An FP16 file (and an INT8 file whose float layers are FP16) runs on ONNX Runtime as FP32 compute with FP16
-    storage (backends/fp16_emulation.py): its CPU
-    provider lacks most FP16 kernels and would otherwise skip most of the rounding.
+    storage (backends/fp16_emulation.py): its CPU provider lacks most FP16 kernels and would otherwise skip most
+    of the rounding.
     """
     thresholds = thresholds or thresholds_for(judged_precision(precision, openvino))
-    plan = verification_plan(batches, model.config.image_size, size_range)
-    feeds = [make_feed(head, *verification_images(batch, size, images_dir, seed=i))
-             for i, (batch, size) in enumerate(plan)]
     if openvino is not None:
-        candidate = OpenVinoRunner(onnx_path, openvino)
-        name = f"openvino-cpu-{openvino}"
+        candidate, name = OpenVinoRunner(onnx_path, openvino), f"openvino-cpu-{openvino}"
     elif precision == "fp16" or (precision != "fp32" and stores_fp16(load_onnx(onnx_path))):
         candidate, name = Fp16EmulationRunner(onnx_path), "onnxruntime-cpu-fp16-emulated"
     else:
         candidate, name = OnnxRuntimeRunner(onnx_path), "onnxruntime-cpu"
-    verification = compare_runners(ReferenceRunner(model, head, top_k), candidate, head, feeds, thresholds, name,
-                                   precision, str(images_dir) if images_dir else "synthetic")
-    if size_range is not None:
-        for run, (_, size) in zip(verification.runs, plan):
-            run.input_size = list(size)
-    return verification
+    return verify_candidate(model, candidate, plan, precision, thresholds, name)

@@ -19,7 +19,7 @@ from rtdetr_export.weights.classes import reconcile_classes
 from rtdetr_export.weights.hub import parse_hub_id, resolve_hub_id
 from rtdetr_export.weights.matching import load_strict
 from rtdetr_export.weights.original import infer_config, read_original_checkpoint
-from rtdetr_export.weights.random_init import randomize_
+from rtdetr_export.weights.random_init import seeded_model
 from rtdetr_export.weights.transformers_folder import (
     config_from_transformers, convert_transformers_state_dict, read_transformers_folder)
 
@@ -44,7 +44,7 @@ def load_model(model_path: str | Path | None = None, *, preset: str | None = Non
         if preset is None:
             raise RTDetrExportError("load_model needs a model path (transformers folder, original .pth or Hub id "
                                     "ORG/NAME), or preset=NAME for seeded random weights")
-        return randomize_(RTDETRv2(preset_config(preset, **changes), WeightSource("random", seed=seed)), seed)
+        return seeded_model(preset_config(preset, **changes), seed)
 
     path, hub = _locate(model_path)
     if path.is_dir():

@@ -13,6 +13,8 @@ import zlib
 import torch
 from torch import nn
 
+from rtdetr_export.model import ModelConfig, RTDETRv2, WeightSource
+
 
 def seeded_tensor(key: str, shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
     """The deterministic float32 value for one state_dict entry (see the module docstring)."""
@@ -36,3 +38,9 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
         if tensor.is_floating_point():
             tensor.copy_(seeded_tensor(key, tuple(tensor.shape), seed))
     return model
+
+
+def seeded_model(config: ModelConfig, seed: int = 0) -> RTDETRv2:
+    """The model of ``config`` with seeded random weights: the same numbers for the same config and seed, so an
+    artifact exported from it is verified later against the very same reference."""
+    return randomize_(RTDETRv2(config, WeightSource("random", seed=seed)), seed)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from rtdetr_export.artifact import GraphOptions, IODescription
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
 from rtdetr_export.files import atomic_output
 from rtdetr_export.model.config import SizeRange, size_text
@@ -72,7 +73,7 @@ def _spatial_profile(name: str, dims: list[Any], options: BuildOptions) -> dict[
     return {"min": list(r.min), "opt": list(r.opt), "max": list(r.max)}
 
 
-def profile_shapes(io: dict[str, list[dict[str, Any]]], options: BuildOptions) -> dict[str, dict[str, list[int]]]:
+def profile_shapes(io: IODescription, options: BuildOptions) -> dict[str, dict[str, list[int]]]:
     """Min/opt/max shape of every graph input for one optimisation profile over the batch and, for a
     dynamic-size file, the images' height and width.
 
@@ -82,22 +83,23 @@ def profile_shapes(io: dict[str, list[dict[str, Any]]], options: BuildOptions) -
     requested profile.
     """
     shapes = {}
-    for value in io["inputs"]:
-        dims = value["shape"]
+    for value in io.inputs:
+        dims = list(value.shape or ())
         if not dims:
-            raise RTDetrExportError(f"input {value['name']} is a scalar; our graphs have a batch dimension")
-        spatial = _spatial_profile(value["name"], dims, options)
+            raise RTDetrExportError(f"input {value.name} is a scalar (or of unknown shape); our graphs have a batch "
+                                    "dimension")
+        spatial = _spatial_profile(value.name, dims, options)
         if _dynamic(dims[0]):
             batch = {"min": options.min_batch, "opt": options.opt_batch, "max": options.max_batch}
         else:
             if (options.min_batch, options.opt_batch, options.max_batch) != (dims[0],) * 3:
-                raise RTDetrExportError(f"the ONNX file has a static batch of {dims[0]} (input {value['name']}); "
+                raise RTDetrExportError(f"the ONNX file has a static batch of {dims[0]} (input {value.name}); "
                                         "export with --dynamic-batch for a batch profile, or set min/opt/max to "
                                         f"{dims[0]}")
             batch = {key: int(dims[0]) for key in ("min", "opt", "max")}
         # [N, 3, H, W] of a dynamic-size input: channels fixed, height and width from the size range.
         fixed = [int(d) for d in (dims[1:] if spatial is None else dims[1:2])]
-        shapes[value["name"]] = {key: [batch[key], *fixed, *(spatial[key] if spatial else [])]
+        shapes[value.name] = {key: [batch[key], *fixed, *(spatial[key] if spatial else [])]
                                  for key in ("min", "opt", "max")}
     return shapes
 
@@ -110,13 +112,15 @@ MAX_TOPK = 3840
 GRID_SAMPLE_MAX_OPSET = 19
 
 
-def check_tensorrt_graph(opset: int, method: str, head: str, top_k: int) -> None:
-    """Refuse, before any export, graph options that TensorRT cannot build or builds wrong."""
-    if head == "detections" and top_k > MAX_TOPK:
-        raise RTDetrExportError(f"--top-k {top_k} is above TensorRT's TopK limit of {MAX_TOPK}")
-    if method == "default" and opset > GRID_SAMPLE_MAX_OPSET:
-        raise RTDetrExportError(f"--opset {opset} with the GridSample sampler computes wrong results on TensorRT "
-                                f"10.13 and 11.1: use --opset {GRID_SAMPLE_MAX_OPSET} or --method discrete")
+def check_tensorrt_graph(options: GraphOptions) -> None:
+    """Refuse graph options that TensorRT cannot build or builds wrong (``options.sampler`` resolved)."""
+    if options.head == "detections" and options.top_k > MAX_TOPK:
+        raise RTDetrExportError(f"--top-k {options.top_k} is above TensorRT's TopK limit of {MAX_TOPK}")
+    # Only a graph with GridSample in it is affected: the gather samplers read the same points without it.
+    if options.sampler is not None and options.sampler.has_gridsample and options.opset > GRID_SAMPLE_MAX_OPSET:
+        raise RTDetrExportError(f"--opset {options.opset} with the GridSample sampler computes wrong results on "
+                                f"TensorRT 10.13 and 11.1: use --opset {GRID_SAMPLE_MAX_OPSET}, or --bilinear-op "
+                                "gather (no GridSample in the graph)")
 
 
 def import_tensorrt() -> Any:
@@ -146,7 +150,7 @@ def _parser_errors(parser: Any) -> str:
     return "; ".join(lines) or "no error reported"
 
 
-def build_serialized_engine(onnx_path: str | Path, io: dict[str, list[dict[str, Any]]], options: BuildOptions,
+def build_serialized_engine(onnx_path: str | Path, io: IODescription, options: BuildOptions,
                             log: Callable[[str], None] = lambda message: None) -> bytes:
     """Parse the ONNX file into a strongly typed network and build it; returns the serialized engine."""
     trt = import_tensorrt()

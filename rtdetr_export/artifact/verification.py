@@ -1,4 +1,4 @@
-"""Typed results of comparing two runners: one ``Check`` per output, a ``BatchComparison`` per batch of inputs,
+"""The verification record, typed: the results of comparing two runners: one ``Check`` per output, a ``BatchComparison`` per batch of inputs,
 a ``Verification`` over all of them. Each serialises itself (``to_json``) and reads itself back (``from_json``),
 also from the version-1 sidecars written before the judged metric was recorded.
 """

@@ -1,0 +1,156 @@
+"""The artifact files, in one place: the one ONNX loader and its validity rule, the one sidecar-path rule
+(mirrored by ``engines/src/sidecar.cpp``), the record written into ONNX metadata and beside every artifact, and
+``open_artifact``, which returns an artifact's typed record (artifact/records.py says what each schema holds).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from rtdetr_export.artifact.records import (ArtifactRecord, EngineRecord, IODescription,
+                                            OnnxRecord, RecordError, TensorSpec)
+from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.files import write_text_atomic
+from rtdetr_export.model.heads import HEADS, INPUTS
+
+PREFIX = "rtdetr_export."  # ONNX metadata_props keys
+ONNX_SUFFIXES = (".onnx",)
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def sidecar_path(artifact: str | Path) -> Path:
+    """MODEL.onnx -> MODEL.json; an engine (any other suffix) -> MODEL.engine.json, so an engine and the ONNX
+    file it was built from can share a stem. ``engines/src/sidecar.cpp`` implements the same rule."""
+    path = Path(artifact)
+    return path.with_suffix(".json") if path.suffix == ".onnx" else Path(str(path) + ".json")
+
+
+def load_onnx(path: str | Path) -> onnx.ModelProto:
+    """Read an ONNX file (weights in external files are not loaded); one-line error if it is not a model.
+
+    An empty or unrelated protobuf message parses as an empty ModelProto, so a model must have an IR version,
+    a graph and at least one node.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise RTDetrExportError(f"{path}: no such file")
+    if not path.is_file():
+        raise RTDetrExportError(f"{path} is not a file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise RTDetrExportError(f"{path} is not an ONNX file ({type(exc).__name__})") from None
+    if model.ir_version == 0 or not model.HasField("graph") or not model.graph.node:
+        raise RTDetrExportError(f"{path} is not an ONNX model (no IR version, no graph or no nodes)")
+    return model
+
+
+def _describe_values(values, skip: set[str]) -> tuple[TensorSpec, ...]:
+    out = []
+    for value in values:
+        if value.name in skip:
+            continue
+        if not value.type.HasField("tensor_type"):
+            out.append(TensorSpec(value.name, None, value.type.WhichOneof("value") or "unknown"))
+            continue
+        tensor = value.type.tensor_type
+        try:
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+        except (KeyError, ValueError, TypeError):
+            dtype = onnx.TensorProto.DataType.Name(tensor.elem_type).lower() if tensor.elem_type else "undefined"
+        shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in tensor.shape.dim] \
+            if tensor.HasField("shape") else None
+        out.append(TensorSpec(value.name, None if shape is None else tuple(shape), dtype))
+    return tuple(out)
+
+
+def io_description(model: onnx.ModelProto) -> IODescription:
+    """Names, shapes (ints, symbolic names, or "?") and element types of the graph's inputs and outputs."""
+    initializers = {i.name for i in model.graph.initializer}
+    return IODescription(_describe_values(model.graph.input, initializers),
+                         _describe_values(model.graph.output, set()))
+
+
+def embed_metadata(model: onnx.ModelProto, record: OnnxRecord) -> None:
+    """Store each field of ``record`` as a JSON ``metadata_props`` entry named ``rtdetr_export.<field>``."""
+    kept = [p for p in model.metadata_props if not p.key.startswith(PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in record.to_json().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = PREFIX + key, json.dumps(value)
+
+
+def read_metadata(model: onnx.ModelProto) -> dict[str, Any]:
+    """The provenance embedded by ``embed_metadata``; empty if the file was not made by us."""
+    return {prop.key[len(PREFIX):]: json.loads(prop.value) for prop in model.metadata_props
+            if prop.key.startswith(PREFIX)}
+
+
+def write_sidecar(path: Path, record: ArtifactRecord) -> None:
+    """Write ``record`` as the sidecar JSON ``path``, atomically."""
+    write_text_atomic(path, json.dumps(record.to_json(), indent=2) + "\n")
+
+
+def onnx_record(model: onnx.ModelProto, where: str) -> OnnxRecord | None:
+    """The record embedded in an ONNX model; None if the file was not made by us (no format entry)."""
+    try:
+        fields = read_metadata(model)
+    except (json.JSONDecodeError, ValueError):
+        return None
+    return OnnxRecord.from_json(fields, where) if OnnxRecord.describes(fields) else None
+
+
+def open_artifact(path: str | Path) -> ArtifactRecord:
+    """The record of one of our artifacts: an ONNX file's metadata (``OnnxRecord``), an engine's sidecar
+    (``EngineRecord``); a one-line error if the file is missing, not ours, or its record is damaged."""
+    path = Path(path)
+    if path.suffix.lower() in ENGINE_SUFFIXES:
+        return open_engine_record(path)
+    record = onnx_record(load_onnx(path), str(path))
+    if record is None:
+        raise RTDetrExportError(f"{path} was not exported by rtdetr-export (no {PREFIX}format metadata); "
+                                "export it with `rtdetr-export onnx`")
+    return record
+
+
+def open_engine_record(path: Path) -> EngineRecord:
+    """An engine's record from its sidecar (``MODEL.engine.json``)."""
+    if not path.is_file():
+        raise RTDetrExportError(f"{path}: no such engine file")
+    sidecar = sidecar_path(path)
+    try:
+        data = json.loads(sidecar.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise RTDetrExportError(f"{path}: no readable sidecar {sidecar.name} next to it; use an engine built by "
+                                "`rtdetr-export trt`") from None
+    return EngineRecord.from_json(data, str(sidecar))
+
+
+def read_sidecar(path: str | Path) -> OnnxRecord:
+    """An ONNX file's sidecar (``MODEL.json``) as its record; one-line error if it is missing or damaged."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise RecordError(f"{path}: not a readable JSON sidecar") from None
+    return OnnxRecord.from_json(data, str(path))
+
+
+def make_feed(head: str, images: np.ndarray, sizes: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """Named inputs for a head from a batch [N, 3, H, W] and each image's original (height, width).
+
+    ``orig_target_sizes`` is (width, height) per image, as the detections contract says.
+    """
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}")
+    feed = {"images": images}
+    if "orig_target_sizes" in INPUTS[head]:
+        feed["orig_target_sizes"] = np.array([[w, h] for h, w in sizes], dtype=np.int64)
+    return feed
+
