@@ -95,7 +95,9 @@ def main() -> None:
                          f"({args.threads} threads, 1 instance, max_batch_size 8, queue delay 5000 us) on the "
                          f"nvidia-pytriton tritonserver started by `rtdetr-export serve`, clients on the same "
                          f"machine, {args.seconds:g} s per model, level and tool, HTTP on 127.0.0.1")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    # This tree's package in every child, so the server's stubs import it too (serve links what it imported).
+    paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     with tempfile.TemporaryDirectory(prefix="rtdetr-loadgen-") as work:
         work = Path(work)
         artifact = work / f"{args.preset}.onnx"

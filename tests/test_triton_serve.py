@@ -80,7 +80,8 @@ def _processes_serving(repository: Path) -> list[str]:
 
 def _serve(repository: Path, *extra: str) -> tuple[subprocess.Popen, dict]:
     """``rtdetr-export serve`` on free ports, from this tree (the stub then imports this tree's package too)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(WORKTREE), os.environ.get("PYTHONPATH", "")])}
+    paths = [str(WORKTREE), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     process = subprocess.Popen([sys.executable, "-m", "rtdetr_export", "serve", str(repository), "--http-port", "0",
                                 "--grpc-port", "0", "--metrics-port", "0", "--json", *extra],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -105,7 +106,8 @@ def _photo_feed() -> dict[str, np.ndarray]:
     return {"images": preprocess(load_image(PHOTOS / "cat_chelsea.jpg"), (320, 320))}
 
 
-def test_serve_answers_until_sigterm_then_leaves_no_server_or_stub(repository):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl_c"])
+def test_serve_answers_until_stopped_then_leaves_no_server_or_stub(repository, stop_signal):
     _needs_server()
     process, urls = _serve(repository)
     try:
@@ -116,7 +118,7 @@ def test_serve_answers_until_sigterm_then_leaves_no_server_or_stub(repository):
         serving = _processes_serving(repository)
         assert any("tritonserver" in c for c in serving) and any("triton_python_backend_stub" in c for c in serving)
     finally:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop_signal)
         code, stderr = _stopped(process)
     assert code == 0, stderr
     assert "Traceback" not in stderr
@@ -137,6 +139,13 @@ def test_serve_refuses_a_missing_or_empty_repository_in_one_line(tmp_path):
     assert "no such model repository" in _serve_error([str(tmp_path / "nowhere")])
     (tmp_path / "empty").mkdir()
     assert "holds no model" in _serve_error([str(tmp_path / "empty")])
+
+
+def test_serve_never_replaces_an_existing_log_file(repository, tmp_path):
+    log = tmp_path / "server.log"
+    log.write_text("an earlier run\n")
+    assert "already exists" in _serve_error([str(repository), "--log-file", str(log)])
+    assert log.read_text() == "an earlier run\n"
 
 
 def test_serve_reports_the_servers_reason_for_a_model_that_fails_to_load(repository, tmp_path):
@@ -163,7 +172,8 @@ def test_serve_without_the_tritonserver_wheel_says_how_to_install_it(repository,
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pytriton" else find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pytriton" else find_spec(name, *a))
     line = _serve_error([str(repository)])
     assert "nvidia-pytriton wheel is not installed" in line and "pip install" in line
 
