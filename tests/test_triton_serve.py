@@ -125,6 +125,18 @@ def test_serve_answers_until_stopped_then_leaves_no_server_or_stub(repository, s
     assert _processes_serving(repository) == []
 
 
+def test_serve_killed_outright_takes_its_server_and_stubs_with_it(repository):
+    _needs_server()
+    process, _ = _serve(repository)
+    assert _processes_serving(repository) != []
+    process.kill()  # SIGKILL: no handler runs, only the server's parent-death signal
+    process.wait()
+    deadline = time.monotonic() + 30.0  # the server unloads its models (--exit-timeout-secs 5) and exits
+    while _processes_serving(repository) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_serving(repository) == []
+
+
 def _serve_error(args: list[str], env: dict | None = None) -> str:
     result = CliRunner().invoke(main, ["serve", *args, "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
                                        "--quiet"], env=env)

@@ -58,7 +58,8 @@ def serve_command(repository, host, http_port, grpc_port, metrics_port, timeout_
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    server = LocalTriton(repository, http_port, grpc_port, metrics_port, host=host, log_path=log_file)
+    server = LocalTriton(repository, http_port, grpc_port, metrics_port, host=host, log_path=log_file,
+                         stop_with_parent=True)
     try:
         say(f"[serve] starting tritonserver on {repository}")
         try:

@@ -140,6 +140,14 @@ def _backend_folder(root: Path, into: Path) -> Path:
     return into / "backends"
 
 
+def _terminate_with_parent() -> None:
+    """In the forked child, before exec: ask Linux for SIGTERM when the parent thread dies."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the server then outlives a killed parent
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
 @dataclass
 class LocalTriton:
     """A tritonserver process serving ``repository`` on ``host`` (ports 0: free ones); a context manager.
@@ -154,6 +162,10 @@ class LocalTriton:
     exit_timeout_s: int = 5
     host: str = "127.0.0.1"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The server gets SIGTERM when the thread that started it ends (Linux PR_SET_PDEATHSIG), so a foreground
+    # `rtdetr-export serve` killed with SIGKILL leaves no server behind. Off by default: a library caller that
+    # starts the server from a short-lived thread would see it stop with that thread.
+    stop_with_parent: bool = False
     process: subprocess.Popen | None = field(default=None, repr=False)
     log_path: Path | None = None
     _work: Path | None = field(default=None, repr=False)
@@ -201,7 +213,8 @@ class LocalTriton:
                 f"--exit-timeout-secs={self.exit_timeout_s}", "--strict-readiness=true"]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True, cwd=overlay)
+                                            start_new_session=True, cwd=overlay,
+                                            preexec_fn=_terminate_with_parent if self.stop_with_parent else None)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
