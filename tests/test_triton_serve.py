@@ -242,7 +242,7 @@ def test_a_server_killed_under_load_fails_its_clients_leaves_no_stub_and_serves_
 @pytest.fixture(scope="module")
 def server(repository):
     _needs_server()
-    local = LocalTriton(repository).start()
+    local = LocalTriton(repository, stop_with_parent=True).start()  # no server outlives a killed run
     yield local
     local.stop()
 

@@ -68,7 +68,8 @@ def _start(repository: Path) -> LocalTriton:
         stub_site()
     except MissingDependencyError as exc:
         pytest.skip(f"no usable tritonserver: {exc}")
-    return LocalTriton(repository).start()
+    # A test run that is killed (a timeout, Ctrl-C twice) must not leave its server running: seen on a shared machine.
+    return LocalTriton(repository, stop_with_parent=True).start()
 
 
 @pytest.fixture(scope="session")
