@@ -60,7 +60,7 @@ def main() -> None:
                              f"({args.threads} threads, 1 instance, max_batch_size {args.max_batch}, queue delay "
                              f"{args.queue_delay_us} us) on the nvidia-pytriton tritonserver, clients on the same "
                              "machine; the 2 cores were shared with a model-training job")
-        with LocalTriton(repository) as server:
+        with LocalTriton(repository, stop_with_parent=True) as server:
             command = [sys.executable, "-m", "rtdetr_export", "serve-bench", f"grpc://{server.grpc_url}",
                        "--model", f"{args.preset}_dyn", "--model", f"{args.preset}_nodyn",
                        "--clients", str(args.clients), "--seconds", str(args.seconds), "--timeout", "120",

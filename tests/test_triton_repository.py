@@ -211,3 +211,18 @@ def test_json_result_lists_every_model_written(tmp_path):
     written = json.loads(result.stdout)
     assert [(m["name"], m["role"]) for m in written["models"]] == [
         ("m", "model"), ("m_preprocess", "preprocess"), ("m_postprocess", "postprocess"), ("m_ensemble", "ensemble")]
+
+
+def test_the_served_model_role_imports_its_runners_without_torch_or_onnx():
+    """The Python-backend model imports rtdetr_export's runners inside the server; that Python may have neither
+    torch nor onnx (NVIDIA's container with ``pip install --no-deps rtdetr-export``)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "from rtdetr_export.backends.onnxruntime_runner import OnnxRuntimeRunner\n"
+             "from rtdetr_export.backends.openvino_runner import OpenVinoRunner\n"
+             "print(sorted(m for m in ('torch', 'onnx') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -21,6 +21,7 @@ from rtdetr_export.backends import OnnxRuntimeRunner
 from rtdetr_export.errors import MissingDependencyError
 from rtdetr_export.imaging import load_image, preprocess
 from rtdetr_export.pipeline import Detector, OnnxExportOptions, export_onnx
+from rtdetr_export.precision import PrecisionOptions
 from rtdetr_export.predict import predict_images
 
 pytest.importorskip("tritonclient.grpc", reason="needs tritonclient: pip install -e '.[triton]'")
@@ -49,13 +50,26 @@ def artifact(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def fp16_artifact(tmp_path_factory):
+    """What ``rtdetr-export onnx --preset tiny --precision fp16 --dynamic-batch`` writes: casts at the graph's
+    inputs and outputs, which OpenVINO folds (its output ports then also carry the inner tensors' names)."""
+    from rtdetr_export.weights import load_model
+
+    path = tmp_path_factory.mktemp("triton_fp16") / "tiny_fp16.onnx"
+    export_onnx(load_model(preset="tiny", method="discrete"), path, OnnxExportOptions(
+        dynamic_batch=True, verify=False, precision=PrecisionOptions("fp16", calib_count=4)))
+    return path
+
+
 def _start(repository: Path) -> LocalTriton:
     try:
         bundled_server()
         stub_site()
     except MissingDependencyError as exc:
         pytest.skip(f"no usable tritonserver: {exc}")
-    return LocalTriton(repository).start()
+    # A test run that is killed (a timeout, Ctrl-C twice) must not leave its server running: seen on a shared machine.
+    return LocalTriton(repository, stop_with_parent=True).start()
 
 
 @pytest.fixture(scope="session")
@@ -172,3 +186,26 @@ def test_stopping_the_server_ends_running_clients_with_a_clear_error(artifact, t
     result = outcome["result"]
     assert result.aborted is not None and "stopped answering" in result.aborted
     assert time.monotonic() - stopped < 30.0
+
+
+def test_openvino_in_the_python_backend_returns_an_fp16_files_outputs_under_their_onnx_names(fp16_artifact, tmp_path):
+    from rtdetr_export.backends.openvino_runner import OpenVinoRunner
+
+    pytest.importorskip("openvino")
+    repository = tmp_path / "repo"
+    write_repository([fp16_artifact], repository, TritonOptions(backend="python", python_runtime="openvino",
+                                                                threads=1))
+    feed = {"images": _photo_batch()}
+    with OpenVinoRunner(fp16_artifact, "f32", threads=1) as runner:
+        local = runner.infer(feed)
+    server = _start(repository)
+    try:
+        with TritonRunner(server.http_url, "tiny_fp16") as remote:
+            served = remote.infer(feed)
+    finally:
+        server.stop()
+    assert sorted(served) == sorted(local) == ["logits", "pred_boxes"]
+    for name in ("logits", "pred_boxes"):
+        assert served[name].shape == local[name].shape
+        # The same runner, file, threads and input in both processes: the same numbers.
+        np.testing.assert_array_equal(served[name], local[name])

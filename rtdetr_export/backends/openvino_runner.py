@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdetr_export.artifact import io_description, load_onnx
 from rtdetr_export.backends.base import Runner
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
 
@@ -19,15 +18,22 @@ PRECISION_HINTS = ("f32", "bf16")
 
 
 class OpenVinoRunner(Runner):
-    """Runs an ONNX file with OpenVINO on the CPU under ``precision_hint`` (f32 or bf16)."""
+    """Runs an ONNX file with OpenVINO on the CPU under ``precision_hint`` (f32 or bf16).
+
+    ``io_names`` (input names, output names), when the caller knows them, spares reading the file's graph: the
+    Triton Python-backend model passes its config's names, which were written from the file's sidecar, and so
+    runs without onnx (and the torch that ``artifact`` pulls in through the model's head names).
+    """
 
     name = "openvino"
 
-    def __init__(self, path: str | Path, precision_hint: str = "f32", threads: int | None = None):
+    def __init__(self, path: str | Path, precision_hint: str = "f32", threads: int | None = None,
+                 io_names: tuple[list[str], list[str]] | None = None):
         if precision_hint not in PRECISION_HINTS:
             raise RTDetrExportError(f"unknown OpenVINO precision {precision_hint!r}; choose one of "
                                     f"{', '.join(PRECISION_HINTS)}")
         self.path, self.precision_hint, self.threads = Path(path), precision_hint, threads
+        self.io_names = io_names
         self.name = f"openvino-{precision_hint}"
         self.compiled = None
 
@@ -46,7 +52,7 @@ class OpenVinoRunner(Runner):
                 from None
         # A port can carry several tensor names: when OpenVINO folds an FP16 file's first or last Cast, the tensor
         # behind it names the port too, and ``get_any_name`` may return that one. So ports keep the file's names.
-        inputs, outputs = _graph_io_names(self.path)
+        inputs, outputs = self.io_names or _graph_io_names(self.path)
         self.inputs = _by_name(list(self.compiled.inputs), inputs)
         self.outputs = _by_name(list(self.compiled.outputs), outputs)
 
@@ -60,6 +66,8 @@ class OpenVinoRunner(Runner):
 
 def _graph_io_names(path: Path) -> tuple[list[str], list[str]]:
     """The ONNX file's input and output names, in order (OpenVINO keeps the graph's order)."""
+    from rtdetr_export.artifact import io_description, load_onnx  # here: see the class docstring (io_names)
+
     io = io_description(load_onnx(path))
     return [i["name"] for i in io["inputs"]], [o["name"] for o in io["outputs"]]
 

@@ -51,12 +51,14 @@ def _register() -> None:
     from rtdetr_export.cli.onnx_cmd import onnx_command
     from rtdetr_export.cli.predict_cmd import predict_command
     from rtdetr_export.cli.serve_bench_cmd import serve_bench_command
+    from rtdetr_export.cli.serve_cmd import serve_command
     from rtdetr_export.cli.triton_cmd import triton_command
     from rtdetr_export.cli.trt_cmd import trt_command
     from rtdetr_export.cli.verify_cmd import verify_command
 
     for command in (describe, onnx_command, verify_command, inspect_command, predict_command, bench_command,
-                    eval_command, trt_command, triton_command, serve_bench_command, debug_precision_command):
+                    eval_command, trt_command, triton_command, serve_bench_command, debug_precision_command,
+                    serve_command):
         main.add_command(command)
 
 

@@ -2,10 +2,11 @@
 
 One file for the three roles a repository can need, chosen by the config's ``rtdetr_export.role`` parameter:
 
-- ``model``: serves ``model.onnx`` beside it with ONNX Runtime or OpenVINO (``rtdetr_export.runtime``). Dynamic
-  batching hands ``execute`` several requests; they run as one batch and the outputs are split back. This role
-  needs only numpy and the runtime, not rtdetr_export, and opens the file as our runners do (ONNX Runtime:
-  CPU provider, quiet log, ``rtdetr_export.threads`` intra-op threads; OpenVINO: CPU, FP32 precision hint).
+- ``model``: serves ``model.onnx`` beside it with ONNX Runtime or OpenVINO (``rtdetr_export.runtime``), through
+  the very runners of ``rtdetr_export.backends`` that verify, bench and predict use (not a copy of them: a copy
+  drifted once, naming OpenVINO's outputs after folded FP16 casts). Dynamic batching hands ``execute`` several
+  requests; they run as one batch and the outputs are split back. The runners import neither torch nor onnx
+  here: OpenVINO gets the config's input and output names instead of reading them from the graph.
 - ``preprocess`` (ensemble): encoded image bytes -> ``images`` and ``orig_target_sizes``, through
   ``rtdetr_export.imaging`` itself, so a served ensemble resizes and scales exactly as ``predict`` does.
 - ``postprocess`` (ensemble over a raw head): logits and boxes -> the detections head's labels, boxes, scores,
@@ -41,8 +42,10 @@ class TritonPythonModel:
             path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
             runtime = _parameter(self.config, "runtime", "onnxruntime")
             threads = _parameter(self.config, "threads")
-            self.run = self._onnxruntime(path, threads) if runtime == "onnxruntime" else self._openvino(path, threads)
             self.inputs = [i["name"] for i in self.config["input"]]
+            self.runner = self._runner(runtime, path, threads, [o["name"] for o in self.config["output"]])
+            self.runner.activate()
+            self.run = self.runner.infer
         elif self.role == "preprocess":
             from rtdetr_export.imaging import decode_image, preprocess
 
@@ -55,31 +58,30 @@ class TritonPythonModel:
         else:
             raise pb_utils.TritonModelException(f"unknown rtdetr_export.role {self.role!r}")
 
-    @staticmethod
-    def _onnxruntime(path, threads):
-        import onnxruntime as ort
+    def _runner(self, runtime, path, threads, outputs):
+        if runtime == "onnxruntime":
+            from rtdetr_export.backends.onnxruntime_runner import OnnxRuntimeRunner
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        names = [o.name for o in session.get_outputs()]
-        return lambda feed: dict(zip(names, session.run(names, feed)))
+            return OnnxRuntimeRunner(path, threads=threads)
+        if runtime == "openvino":
+            from rtdetr_export.backends.openvino_runner import OpenVinoRunner
 
-    @staticmethod
-    def _openvino(path, threads):
-        import openvino as ov
+            return OpenVinoRunner(path, "f32", threads, io_names=(self.inputs, outputs))
+        raise pb_utils.TritonModelException(f"unknown rtdetr_export.runtime {runtime!r}")
 
-        config = {"INFERENCE_PRECISION_HINT": "f32"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        compiled = ov.Core().compile_model(path, "CPU", config)
-        return lambda feed: {p.get_any_name(): np.asarray(v) for p, v in compiled(feed).items()}
+    def finalize(self):
+        if self.role == "model":
+            self.runner.deactivate()
 
     def _response(self, outputs):
-        return pb_utils.InferenceResponse([pb_utils.Tensor(name, np.ascontiguousarray(value.astype(
-            self.output_types[name]))) for name, value in outputs.items() if name in self.output_types])
+        """Every output the config declares, or an error naming the missing ones: a runner that returns other
+        names is a bug to report, not outputs to drop."""
+        missing = [name for name in self.output_types if name not in outputs]
+        if missing:
+            return self._error(f"{self.config['name']}: the runtime returned no {', '.join(missing)} (it returned "
+                               f"{', '.join(outputs) or 'nothing'})")
+        return pb_utils.InferenceResponse([pb_utils.Tensor(name, np.ascontiguousarray(outputs[name].astype(dtype)))
+                                           for name, dtype in self.output_types.items()])
 
     @staticmethod
     def _error(message):

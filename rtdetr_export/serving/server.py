@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -79,10 +81,48 @@ def _overlay(into: Path, site: Path | None) -> Path:
     return overlay
 
 
-def _free_port() -> int:
+def _free_port(host: str) -> int:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def _check_port(host: str, port: int, what: str) -> None:
+    """One line now rather than a bind error buried in the server's log after it has loaded every model."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise RTDetrExportError(f"{what} port {port} on {host} is not free ({exc.strerror or exc}); pick "
+                                    "another, or 0 for any free one") from None
+
+
+def check_repository(repository: Path) -> Path:
+    """The repository as an absolute path (the server runs in another folder), refused when it holds no model:
+    Triton itself starts on an empty folder and serves nothing."""
+    if not repository.exists():
+        raise RTDetrExportError(f"{repository}: no such model repository (write one with `rtdetr-export triton`)")
+    if not repository.is_dir():
+        raise RTDetrExportError(f"{repository} is not a folder; a model repository is a folder of model folders")
+    if not any(child.is_dir() and (child / "config.pbtxt").is_file() for child in repository.iterdir()):
+        raise RTDetrExportError(f"{repository} holds no model (no NAME/config.pbtxt in it); write one with "
+                                "`rtdetr-export triton ARTIFACT -o REPO`")
+    return repository.resolve()
+
+
+# Triton's model lifecycle line for a model that did not load; its reason is logged with escaped newlines (a
+# Python traceback follows the message), of which the first line is the message.
+_LOAD_FAILURE = re.compile(r"failed to load '([^']+)' version \d+: (.*)")
+
+
+def load_failures(log_text: str) -> dict[str, str]:
+    """model name -> the first line of the reason Triton logged for not loading it."""
+    found = {}
+    for match in _LOAD_FAILURE.finditer(log_text):
+        reason = match.group(2).split("\\n")[0].rstrip('"').strip()
+        found.setdefault(match.group(1), reason)
+    return found
 
 
 def _backend_folder(root: Path, into: Path) -> Path:
@@ -100,11 +140,19 @@ def _backend_folder(root: Path, into: Path) -> Path:
     return into / "backends"
 
 
+def _terminate_with_parent() -> None:
+    """In the forked child, before exec: ask Linux for SIGTERM when the parent thread dies."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the server then outlives a killed parent
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
 @dataclass
 class LocalTriton:
-    """A tritonserver process on free localhost ports serving ``repository``; a context manager.
+    """A tritonserver process serving ``repository`` on ``host`` (ports 0: free ones); a context manager.
 
-    ``log_path`` keeps the server's output (read it when a model fails to load).
+    ``log_path`` is the server's output (in a temporary folder removed by ``stop`` unless set by the caller).
     """
 
     repository: Path
@@ -112,27 +160,43 @@ class LocalTriton:
     grpc_port: int = 0
     metrics_port: int = 0
     exit_timeout_s: int = 5
+    host: str = "127.0.0.1"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The server gets SIGTERM when the thread that started it ends (Linux PR_SET_PDEATHSIG), so a foreground
+    # `rtdetr-export serve` killed with SIGKILL leaves no server behind. Off by default: a library caller that
+    # starts the server from a short-lived thread would see it stop with that thread.
+    stop_with_parent: bool = False
     process: subprocess.Popen | None = field(default=None, repr=False)
     log_path: Path | None = None
     _work: Path | None = field(default=None, repr=False)
 
     @property
+    def client_host(self) -> str:
+        """Where a client on this machine reaches the server (any-address binds answer on the loopback)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+
+    @property
     def http_url(self) -> str:
-        return f"localhost:{self.http_port}"
+        return f"{self.client_host}:{self.http_port}"
 
     @property
     def grpc_url(self) -> str:
-        return f"localhost:{self.grpc_port}"
+        return f"{self.client_host}:{self.grpc_port}"
 
-    def start(self, timeout_s: float = 120.0) -> "LocalTriton":
+    def start(self, timeout_s: float = 120.0, cancel: threading.Event | None = None) -> "LocalTriton":
+        """Start the server and wait until every model is ready; ``cancel`` set while waiting stops it (and
+        raises)."""
         root, site = bundled_server(), stub_site()
+        self.repository = check_repository(Path(self.repository))
+        for what, port in (("HTTP", self.http_port), ("gRPC", self.grpc_port), ("metrics", self.metrics_port)):
+            if port:
+                _check_port(self.host, port, what)
+        self.http_port = self.http_port or _free_port(self.host)
+        self.grpc_port = self.grpc_port or _free_port(self.host)
+        self.metrics_port = self.metrics_port or _free_port(self.host)
         self._work = Path(tempfile.mkdtemp(prefix="rtdetr-triton-"))
         backends = _backend_folder(root, self._work)
         overlay = _overlay(self._work, site)
-        self.http_port = self.http_port or _free_port()
-        self.grpc_port = self.grpc_port or _free_port()
-        self.metrics_port = self.metrics_port or _free_port()
         env = dict(os.environ)
         # The wheel's own libraries (libcudart, found through the stub's $ORIGIN rpath before we copied it), then
         # this interpreter's libpython (see the module docstring).
@@ -140,28 +204,42 @@ class LocalTriton:
                 env.get("LD_LIBRARY_PATH", "")]
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in libs if p)
         env.update(self.extra_env)
-        self.log_path = self._work / "tritonserver.log"
+        self.log_path = self.log_path or self._work / "tritonserver.log"
         args = [str(root / "bin" / "tritonserver"), f"--model-repository={self.repository}",
                 f"--backend-directory={backends}", f"--cache-directory={root / 'caches'}",
+                f"--http-address={self.host}", f"--grpc-address={self.host}", f"--metrics-address={self.host}",
                 f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
                 f"--metrics-port={self.metrics_port}", "--allow-gpu-metrics=false",
                 f"--exit-timeout-secs={self.exit_timeout_s}", "--strict-readiness=true"]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True, cwd=overlay)
+                                            start_new_session=True, cwd=overlay,
+                                            preexec_fn=_terminate_with_parent if self.stop_with_parent else None)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                tail = self.log_tail()
+                reason = self.failure_reason()
                 self.stop()
                 raise RTDetrExportError(f"tritonserver exited with code {self.process.returncode} while starting: "
-                                        f"{tail}")
+                                        f"{reason}")
+            if cancel is not None and cancel.is_set():
+                self.stop()
+                raise RTDetrExportError("stopped before the server was ready")
             if self.ready():
                 return self
             time.sleep(0.25)
-        tail = self.log_tail()
+        reason = self.failure_reason()
         self.stop()
-        raise RTDetrExportError(f"tritonserver was not ready after {timeout_s:.0f} s: {tail}")
+        raise RTDetrExportError(f"tritonserver was not ready after {timeout_s:.0f} s: {reason}")
+
+    def failure_reason(self) -> str:
+        """Why the server is not serving, in one line: the models that failed to load and Triton's reason for
+        each, else the last lines of its log."""
+        text = self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+        failed = load_failures(text)
+        if failed:
+            return "; ".join(f"model '{name}' failed to load: {reason}" for name, reason in failed.items())
+        return self.log_tail()
 
     def ready(self) -> bool:
         try:
@@ -174,7 +252,7 @@ class LocalTriton:
         if self.log_path is None or not self.log_path.exists():
             return ""
         text = self.log_path.read_text(errors="replace").strip().splitlines()
-        return " | ".join(text[-lines:])
+        return " | ".join(line.strip() for line in text[-lines:])
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM (Triton unloads its models and exits), SIGKILL for the whole process group if it hangs."""
