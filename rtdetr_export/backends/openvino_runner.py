@@ -69,7 +69,7 @@ def _graph_io_names(path: Path) -> tuple[list[str], list[str]]:
     from rtdetr_export.artifact import io_description, load_onnx  # here: see the class docstring (io_names)
 
     io = io_description(load_onnx(path))
-    return [i["name"] for i in io["inputs"]], [o["name"] for o in io["outputs"]]
+    return io.input_names, io.output_names
 
 
 def _by_name(ports: list, names: list[str]) -> dict:
