@@ -109,7 +109,9 @@ class RTDETRDecoder(nn.Module):
         memory = torch.cat([level.flatten(2).transpose(1, 2) for level in levels], dim=1)
         return memory, shapes
 
-    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_cells(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Everything before query selection: the encoder memory [B, N, D], every cell's query target
+        (``enc_output``) [B, N, D] and class logits [B, N, C], and the anchors [1, N, 4] (logit space)."""
         memory, shapes = self._flatten_levels(feats)
         # Compare shapes, not cell counts: a transposed input (W x H) has the same count but other anchors.
         if not self.sizes_in_graph and shapes == self.anchor_shapes:
@@ -117,23 +119,28 @@ class RTDETRDecoder(nn.Module):
         else:
             anchors, valid = generate_anchors(shapes, self.anchor_grid_size, self.anchor_eps)
             anchors, valid = anchors.to(memory.device), valid.to(memory.device)
-
-        # Query selection: score every encoder cell, keep the top-k as initial queries and boxes.
         output_memory = self.enc_output(valid.to(memory.dtype) * memory)
-        enc_logits = self.enc_score_head(output_memory)
-        topk = select_topk(enc_logits, self.num_queries)
-        # The box head is row-wise, so running it on the k selected rows equals selecting from all rows.
-        selected = gather_rows(output_memory, topk)
-        ref_logits = self.enc_bbox_head(selected) + gather_rows(anchors.expand(memory.shape[0], -1, -1), topk)
+        return memory, output_memory, self.enc_score_head(output_memory), anchors, shapes
+
+    def decode(self, target: torch.Tensor, reference_logits: torch.Tensor, memory: torch.Tensor,
+               shapes: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything after query selection: the selected queries' targets [B, K, D] and reference boxes
+        [B, K, 4] (logit space) refined through the decoder layers over ``memory`` -> logits, boxes."""
         if hasattr(self, "tgt_embed"):
             target = self.tgt_embed.weight.unsqueeze(0).expand(memory.shape[0], -1, -1)
-        else:
-            target = selected
-
         # Iterative refinement: each layer predicts a delta on the previous boxes in logit space.
-        boxes = torch.sigmoid(ref_logits)
+        boxes = torch.sigmoid(reference_logits)
         for i, layer in enumerate(self.decoder.layers[: self.eval_layer + 1]):
             target = layer(target, boxes, memory, shapes, self.query_pos_head(boxes))
             boxes = torch.sigmoid(self.dec_bbox_head[i](target) + inverse_sigmoid(boxes))
         logits = self.dec_score_head[self.eval_layer](target)
         return logits, boxes
+
+    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        memory, output_memory, enc_logits, anchors, shapes = self.encode_cells(feats)
+        # Query selection: score every encoder cell, keep the top-k as initial queries and boxes.
+        topk = select_topk(enc_logits, self.num_queries)
+        # The box head is row-wise, so running it on the k selected rows equals selecting from all rows.
+        selected = gather_rows(output_memory, topk)
+        reference_logits = self.enc_bbox_head(selected) + gather_rows(anchors.expand(memory.shape[0], -1, -1), topk)
+        return self.decode(selected, reference_logits, memory, shapes)
