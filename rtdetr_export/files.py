@@ -59,6 +59,47 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+@contextlib.contextmanager
+def atomic_outputs(paths: list[Path]) -> Iterator[list[Path]]:
+    """``atomic_output`` for files that only make sense together (a split artifact's two graphs and sidecar):
+    yield a temporary path for each; they replace ``paths``, in order, only if the block succeeds, and a failure
+    while replacing puts back whatever the earlier ones replaced, so the folder holds all new files or none."""
+    with contextlib.ExitStack() as stack:
+        temps = [stack.enter_context(_temporary_beside(Path(path))) for path in paths]
+        yield temps
+        umask = os.umask(0)
+        os.umask(umask)
+        moved: list[tuple[Path, Path | None]] = []  # (target, its previous file kept aside, if any)
+        try:
+            for tmp, path in zip(temps, map(Path, paths)):
+                os.chmod(tmp, 0o666 & ~umask)
+                kept = None
+                if path.exists():
+                    kept = stack.enter_context(_temporary_beside(path))
+                    os.replace(path, kept)
+                moved.append((path, kept))
+                os.replace(tmp, path)
+        except BaseException:
+            for path, kept in reversed(moved):
+                if kept is not None and kept.exists():
+                    os.replace(kept, path)
+                elif kept is None and path.exists():
+                    path.unlink()
+            raise
+
+
+@contextlib.contextmanager
+def _temporary_beside(path: Path) -> Iterator[Path]:
+    """An empty temporary file in ``path``'s folder, removed on exit unless something moved it away."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        if Path(tmp).exists():
+            Path(tmp).unlink()
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write a small text file atomically."""
     with atomic_output(path) as tmp:

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from rtdetr_export.artifact.records import (ArtifactRecord, EngineRecord, IODescription,
-                                            OnnxRecord, RecordError, TensorSpec)
+from rtdetr_export.artifact.records import (ArtifactRecord, EngineRecord, IODescription, OnnxRecord, RecordError,
+                                            SplitPart, SplitRecord, TensorSpec)
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.files import write_text_atomic
+from rtdetr_export.files import file_sha256, write_text_atomic
 from rtdetr_export.model.heads import HEADS, INPUTS
 
 PREFIX = "rtdetr_export."  # ONNX metadata_props keys
@@ -28,6 +28,14 @@ def sidecar_path(artifact: str | Path) -> Path:
     file it was built from can share a stem. ``engines/src/sidecar.cpp`` implements the same rule."""
     path = Path(artifact)
     return path.with_suffix(".json") if path.suffix == ".onnx" else Path(str(path) + ".json")
+
+
+def split_paths(output: str | Path) -> tuple[Path, Path, Path]:
+    """A split artifact's files for ``MODEL.onnx``: MODEL.encoder.onnx, MODEL.decoder.onnx and the sidecar
+    MODEL.json (the sidecar rule of the single file, so the two never share a stem unnoticed)."""
+    path = Path(output)
+    stem = path.with_suffix("")
+    return Path(f"{stem}.encoder.onnx"), Path(f"{stem}.decoder.onnx"), sidecar_path(path)
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:
@@ -78,10 +86,14 @@ def io_description(model: onnx.ModelProto) -> IODescription:
 
 def embed_metadata(model: onnx.ModelProto, record: OnnxRecord) -> None:
     """Store each field of ``record`` as a JSON ``metadata_props`` entry named ``rtdetr_export.<field>``."""
+    _embed_fields(model, record.to_json())
+
+
+def _embed_fields(model: onnx.ModelProto, fields: dict[str, Any]) -> None:
     kept = [p for p in model.metadata_props if not p.key.startswith(PREFIX)]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
-    for key, value in record.to_json().items():
+    for key, value in fields.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = PREFIX + key, json.dumps(value)
 
@@ -108,14 +120,56 @@ def onnx_record(model: onnx.ModelProto, where: str) -> OnnxRecord | None:
 
 def open_artifact(path: str | Path) -> ArtifactRecord:
     """The record of one of our artifacts: an ONNX file's metadata (``OnnxRecord``), an engine's sidecar
-    (``EngineRecord``); a one-line error if the file is missing, not ours, or its record is damaged."""
+    (``EngineRecord``), a split artifact's sidecar (``SplitRecord``, given the sidecar or either graph); a one-line
+    error if the file is missing, not ours, or its record is damaged."""
     path = Path(path)
     if path.suffix.lower() in ENGINE_SUFFIXES:
         return open_engine_record(path)
-    record = onnx_record(load_onnx(path), str(path))
+    if path.suffix.lower() == ".json":
+        return open_split_record(path)
+    model = load_onnx(path)
+    part = split_part(model, str(path))
+    if part is not None:
+        return open_split_record(path.parent / part.sidecar)
+    record = onnx_record(model, str(path))
     if record is None:
         raise RTDetrExportError(f"{path} was not exported by rtdetr-export (no {PREFIX}format metadata); "
                                 "export it with `rtdetr-export onnx`")
+    return record
+
+
+def split_part(model: onnx.ModelProto, where: str) -> SplitPart | None:
+    """What a split artifact's graph says of itself; None for any other ONNX file."""
+    try:
+        fields = read_metadata(model)
+    except (json.JSONDecodeError, ValueError):
+        return None
+    return SplitPart.from_json(fields, where) if SplitPart.describes(fields) else None
+
+
+def embed_split_part(model: onnx.ModelProto, part: SplitPart) -> None:
+    """Store ``part`` in a split graph's metadata, as ``embed_metadata`` stores a record."""
+    _embed_fields(model, part.to_json())
+
+
+def open_split_record(sidecar: Path) -> SplitRecord:
+    """A split artifact's record, once both graphs it names are beside it with the sha256 it recorded."""
+    try:
+        data = json.loads(sidecar.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise RTDetrExportError(f"{sidecar}: not a readable JSON sidecar") from None
+    if not SplitRecord.describes(data):
+        raise RTDetrExportError(f"{sidecar} is not the sidecar of a split artifact; open the .onnx or engine file "
+                                "it describes instead")
+    record = SplitRecord.from_json(data, str(sidecar))
+    for name, graph in record.graphs.items():
+        path = sidecar.parent / graph.file
+        if not path.is_file():
+            raise RTDetrExportError(f"{path}: the {name} graph of {sidecar.name} is missing; copy both graphs "
+                                    "with the sidecar, or export again with --split")
+        if file_sha256(path) != graph.sha256:
+            raise RTDetrExportError(f"{path} is not the {name} graph {sidecar.name} was written with (sha256 "
+                                    "differs): both graphs and the sidecar must come from one export")
     return record
 
 

@@ -1,7 +1,9 @@
 """What an artifact is, as typed records: the one module that reads a sidecar's or metadata's JSON by key.
 
 An ONNX file carries an ``OnnxRecord`` (sidecar ``MODEL.json`` and the same fields in its ONNX metadata); a
-TensorRT engine an ``EngineRecord`` (sidecar ``MODEL.engine.json``). Both share the model contract
+TensorRT engine an ``EngineRecord`` (sidecar ``MODEL.engine.json``); a split artifact (two graphs with query
+selection on the host between them) a ``SplitRecord`` (sidecar ``MODEL.json`` naming ``MODEL.encoder.onnx`` and
+``MODEL.decoder.onnx`` by sha256; each graph's metadata holds only a ``SplitPart`` pointing back to it). Both share the model contract
 (``ArtifactRecord``): where the weights came from and the architecture, the sampler, input size (range), classes,
 precision and recipe, export options, I/O tensors and the verification measured when the file was made.
 
@@ -34,6 +36,9 @@ from rtdetr_export.model.source import HubRevision, WeightSource
 
 ONNX_FORMAT = "rtdetr-export/onnx"
 ENGINE_FORMAT = "rtdetr-export/tensorrt-engine"
+SPLIT_FORMAT = "rtdetr-export/onnx-split"
+SPLIT_PART_FORMAT = "rtdetr-export/onnx-split-part"  # each graph's own metadata: which part, which sidecar
+SPLIT_PARTS = ("encoder", "decoder")
 SCHEMA_VERSION = 4
 READABLE_SCHEMAS = (1, 2, 3, 4)
 LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxslim", "numpy", "transformers", "tensorrt", "openvino")
@@ -529,10 +534,88 @@ class EngineRecord(ArtifactRecord):
                    latency=Latency.from_json(latency, where) if latency else None)
 
 
+@dataclass(frozen=True)
+class SplitGraph:
+    """One graph of a split artifact: its file name (beside the sidecar), sha256, I/O and op census."""
+
+    file: str
+    sha256: str
+    io: IODescription
+    op_census: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "sha256": self.sha256, "io": self.io.to_json(), "op_census": dict(self.op_census)}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> "SplitGraph":
+        census = _may(data, "op_census", dict, where, {})
+        return cls(Path(_need(data, "file", str, where)).name, _need(data, "sha256", str, where),
+                   IODescription.from_json(_need(data, "io", dict, where), where),
+                   {str(k): int(v) for k, v in census.items() if isinstance(v, int)})
+
+
+@dataclass
+class SplitRecord(ArtifactRecord):
+    """A split artifact: the contract of the whole model (``io``: images in, the head's outputs out), its two graphs
+    (``encoder``: images -> per-cell memory, targets, logits, reference boxes; ``decoder``: the selected queries ->
+    logits, boxes) and the version of the host step that selects the queries between them (imaging/host_step.py)."""
+
+    encoder: SplitGraph | None = None
+    decoder: SplitGraph | None = None
+    host_step: int = 1
+
+    @property
+    def graphs(self) -> dict[str, SplitGraph]:
+        return {"encoder": self.encoder, "decoder": self.decoder}
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._contract_json(), "graphs": {name: graph.to_json() for name, graph in self.graphs.items()},
+                "host_step": {"version": self.host_step}}
+
+    @staticmethod
+    def describes(data: Any) -> bool:
+        return isinstance(data, dict) and data.get("format") == SPLIT_FORMAT
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "record") -> "SplitRecord":
+        if not cls.describes(data):
+            raise RecordError(f"{where} is not the sidecar of a split artifact (`rtdetr-export onnx --split`)")
+        fields = cls._contract_fields(data, where)
+        graphs = _need(data, "graphs", dict, where)
+        parts = {name: SplitGraph.from_json(_need(graphs, name, dict, f"{where} graphs"), f"{where} graphs.{name}")
+                 for name in SPLIT_PARTS}
+        return cls(**fields, **parts, host_step=_need(_need(data, "host_step", dict, where), "version", int, where))
+
+
+@dataclass(frozen=True)
+class SplitPart:
+    """What a split artifact's graph says of itself in its ONNX metadata: which part it is and its sidecar's name
+    (the sidecar holds the record, and the graph's sha256, which the graph cannot hold)."""
+
+    part: str
+    sidecar: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": SPLIT_PART_FORMAT, "part": self.part, "sidecar": self.sidecar}
+
+    @staticmethod
+    def describes(data: Any) -> bool:
+        return isinstance(data, dict) and data.get("format") == SPLIT_PART_FORMAT
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> "SplitPart":
+        part = _need(data, "part", str, where)
+        if part not in SPLIT_PARTS:
+            raise RecordError(f"{where}: unknown split part {part!r}")
+        return cls(part, Path(_need(data, "sidecar", str, where)).name)
+
+
 def record_from_json(data: Any, where: str = "record") -> ArtifactRecord:
-    """An ONNX file's or an engine's record, as its ``format`` says."""
+    """An ONNX file's, a split artifact's or an engine's record, as its ``format`` says."""
     if isinstance(data, dict) and data.get("format") == ENGINE_FORMAT:
         return EngineRecord.from_json(data, where)
+    if SplitRecord.describes(data):
+        return SplitRecord.from_json(data, where)
     return OnnxRecord.from_json(data, where)
 
 

@@ -14,6 +14,7 @@ _RUNNERS = {
     "Runner": "rtdetr_export.backends.base",
     "Fp16EmulationRunner": "rtdetr_export.backends.fp16_emulation",
     "OnnxRuntimeRunner": "rtdetr_export.backends.onnxruntime_runner",
+    "SplitRunner": "rtdetr_export.backends.split_runner",
     "TorchRunner": "rtdetr_export.backends.torch_runner",
 }
 

@@ -5,7 +5,8 @@
 from rtdetr_export.pipeline.detector import Detector, open_detector
 from rtdetr_export.pipeline.inspection import OnnxDescription, describe_onnx
 from rtdetr_export.pipeline.onnx import ExportResult, OnnxExportOptions, export_onnx
+from rtdetr_export.pipeline.split import SplitExportResult, export_split
 from rtdetr_export.pipeline.verification import reference_model, verify_artifact
 
-__all__ = ["Detector", "ExportResult", "OnnxDescription", "OnnxExportOptions", "describe_onnx", "export_onnx",
-           "open_detector", "reference_model", "verify_artifact"]
+__all__ = ["Detector", "ExportResult", "OnnxDescription", "OnnxExportOptions", "SplitExportResult", "describe_onnx",
+           "export_onnx", "export_split", "open_detector", "reference_model", "verify_artifact"]
