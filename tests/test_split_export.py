@@ -1,0 +1,245 @@
+"""The split export (``rtdetr-export onnx --split``): graph 1 -> host query selection -> graph 2.
+
+Neither graph holds the ops edge runtimes lack; the three steps on ONNX Runtime equal the PyTorch reference within
+the FP32 limits; the host step selects exactly what the single graph's TopK selects, ties included; and a split
+artifact is one record whose files must all be there and belong together.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from rtdetr_export.artifact import GraphOptions, PrecisionOptions, SplitRecord, open_artifact
+from rtdetr_export.backends.split_runner import SplitRunner
+from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.export.split_export import SPLIT_FORBIDDEN
+from rtdetr_export.export.torch_export import export_graph, trace_to_onnx
+from rtdetr_export.files import atomic_outputs
+from rtdetr_export.imaging.host_step import gather_rows, select_queries, top_detections, top_k_indices
+from rtdetr_export.model import SizeRange
+from rtdetr_export.model.heads import DetectionsHead
+from rtdetr_export.model.query_selection import gather_rows as torch_gather_rows, select_topk
+from rtdetr_export.pipeline import OnnxExportOptions, export_split
+from rtdetr_export.pipeline import split as split_pipeline
+from rtdetr_export.verify import compare_raw, thresholds_for
+from rtdetr_export.verify.reference import ReferenceRunner
+from rtdetr_export.weights import load_model
+
+pytestmark = pytest.mark.xdist_group("split_export")
+
+# ~0.4M parameters at 128 px (as tests/test_debug_precision_reexport.py): 336 encoder cells, 30 queries, 4 classes.
+MICRO = dict(num_classes=4, backbone_stem_channels=16, backbone_widths=(16, 32, 64, 128), encoder_hidden_dim=32,
+             encoder_ffn_dim=64, d_model=32, decoder_ffn_dim=64, num_queries=30)
+SIZE = 128
+
+
+def micro_model(seed: int = 0):
+    return load_model(preset="tiny", image_size=SIZE, seed=seed, **MICRO)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return micro_model()
+
+
+@pytest.fixture(scope="module")
+def artifact(model, tmp_path_factory):
+    """One verified split export (dynamic batch, raw head) shared by the tests that only read it."""
+    folder = tmp_path_factory.mktemp("split")
+    return export_split(model, folder / "micro.onnx", OnnxExportOptions(dynamic_batch=True))
+
+
+def census(path: Path) -> Counter:
+    return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+
+
+def test_the_export_writes_two_graphs_and_one_sidecar(artifact):
+    folder = artifact.sidecar.parent
+    assert sorted(p.name for p in folder.iterdir()) == ["micro.decoder.onnx", "micro.encoder.onnx", "micro.json"]
+    record = open_artifact(artifact.sidecar)
+    assert isinstance(record, SplitRecord)
+    assert record.header.format == "rtdetr-export/onnx-split" and record.header.schema_version == 4
+    assert (record.encoder.file, record.decoder.file) == ("micro.encoder.onnx", "micro.decoder.onnx")
+    assert record.host_step == 1 and record.precision == "fp32" and record.classes == list(record.model.config.class_names)
+    assert record.encoder.io.input_names == ["images"]
+    assert record.encoder.io.output_names == ["memory", "cell_targets", "cell_logits", "cell_box_logits"]
+    assert record.decoder.io.input_names == ["memory", "query_targets", "reference_logits"]
+    assert record.io.input_names == ["images"] and record.io.output_names == ["logits", "pred_boxes"]
+    assert record.verification.passed and [run.batch for run in record.verification.runs] == [1, 4]
+    # Either graph opens the same record.
+    assert open_artifact(artifact.encoder).to_json() == record.to_json() == open_artifact(artifact.decoder).to_json()
+
+
+def test_neither_graph_holds_the_ops_edge_runtimes_lack(artifact, model):
+    for path in (artifact.encoder, artifact.decoder):
+        ops = census(path)
+        assert not set(SPLIT_FORBIDDEN) & set(ops), f"{path.name}: {sorted(set(SPLIT_FORBIDDEN) & set(ops))}"
+        assert ops == Counter(open_artifact(path).graphs[path.name.split(".")[1]].op_census)
+    # The single graph of the same model does hold them: the census above is not vacuous.
+    single = Counter(node.op_type for node in export_graph(model, GraphOptions()).graph.graph.node)
+    assert single["TopK"] >= 1 and single["GatherElements"] >= 1
+    assert census(artifact.decoder)["Gather"] >= 1  # the sampler's flat-index gathers
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_split_equals_the_reference(artifact, model, batch):
+    images = np.random.default_rng(batch).random((batch, 3, SIZE, SIZE), dtype=np.float32)
+    feed = {"images": images}
+    with SplitRunner(artifact.encoder, artifact.decoder, model.config.num_queries) as runner:
+        split = runner.infer(feed)
+    with ReferenceRunner(model, "raw") as reference:
+        ref = reference.infer(feed)
+    result = compare_raw(ref, split, thresholds_for("fp32"))
+    assert result.failures == [] and result.reordered_rows == 0
+    for name in ("logits", "pred_boxes"):
+        assert split[name].shape == ref[name].shape
+        assert result.outputs[name].value <= thresholds_for("fp32").max_abs
+
+
+def _selection_graph(path: Path) -> Path:
+    """The single graph's query selection alone (model/query_selection.py traced: ReduceMax, TopK, GatherElements),
+    for ONNX Runtime to select with."""
+
+    class Selection(torch.nn.Module):
+        def forward(self, cell_logits, cell_targets, cell_box_logits):
+            index = select_topk(cell_logits, 30)
+            return index, torch_gather_rows(cell_targets, index), torch_gather_rows(cell_box_logits, index)
+
+    inputs = (torch.zeros(2, 336, 4), torch.zeros(2, 336, 32), torch.zeros(2, 336, 4))
+    graph = trace_to_onnx(Selection(), inputs, ["cell_logits", "cell_targets", "cell_box_logits"],
+                          ["index", "query_targets", "reference_logits"], 17, dynamic_batch=True)
+    assert {"TopK", "GatherElements"} <= {node.op_type for node in graph.graph.node}
+    onnx.save(graph, str(path))
+    return path
+
+
+def _cells_with_ties(seed: int, k: int = 30) -> dict[str, np.ndarray]:
+    """Seeded graph-1 outputs whose best class scores tie exactly at and around the top-k boundary (and, every
+    fifth seed, on a coarse grid where ties are everywhere)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(2, 336, 4)).astype(np.float32)
+    if seed % 5 == 0:
+        logits = np.round(logits * 2) / 2
+    for b in range(2):
+        best = np.sort(logits[b].max(-1))[::-1]
+        tie = best[k - 1]  # the score of the last selected cell
+        cells = rng.choice(336, size=int(rng.integers(2, 8)), replace=False)
+        logits[b, cells] = np.minimum(logits[b, cells], tie)
+        logits[b, cells, rng.integers(0, 4, size=len(cells))] = tie
+    return {"memory": rng.normal(size=(2, 336, 32)).astype(np.float32),
+            "cell_targets": rng.normal(size=(2, 336, 32)).astype(np.float32), "cell_logits": logits,
+            "cell_box_logits": rng.normal(size=(2, 336, 4)).astype(np.float32)}
+
+
+def test_host_selection_equals_the_graphs_topk_with_planted_ties(tmp_path):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(_selection_graph(tmp_path / "selection.onnx")))
+    boundary_ties = 0
+    for seed in range(50):
+        cells = _cells_with_ties(seed)
+        index, targets, boxes = session.run(None, {name: cells[name] for name in
+                                                   ("cell_logits", "cell_targets", "cell_box_logits")})
+        host = select_queries(cells, 30)
+        np.testing.assert_array_equal(top_k_indices(cells["cell_logits"].max(-1), 30), index)
+        np.testing.assert_array_equal(host["query_targets"], targets)
+        np.testing.assert_array_equal(host["reference_logits"], boxes)
+        scores = cells["cell_logits"].max(-1)
+        kth = np.take_along_axis(scores, index[:, -1:], axis=1)
+        # A tie across the boundary: a cell left out scores exactly what the last one kept scores.
+        left_out = np.ones_like(scores, dtype=bool)
+        np.put_along_axis(left_out, index, False, axis=1)
+        boundary_ties += int(((scores == kth) & left_out).any(1).sum())
+    assert boundary_ties >= 50  # the planted ties really straddle the boundary, in most images
+
+
+def test_host_detections_equal_the_detections_head():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 30, 4)).astype(np.float32)
+    boxes = rng.random((3, 30, 4), dtype=np.float32)
+    sizes = np.array([[640, 480], [128, 128], [1280, 720]], dtype=np.int64)
+
+    class Raw(torch.nn.Module):
+        def forward(self, images):
+            return torch.from_numpy(logits), torch.from_numpy(boxes)
+
+    labels, picked, scores = DetectionsHead(Raw(), 20)(torch.zeros(1), torch.from_numpy(sizes))
+    host = top_detections(logits, boxes, sizes, 20)
+    np.testing.assert_array_equal(host["labels"], labels.numpy())
+    np.testing.assert_allclose(host["scores"], scores.numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(host["boxes"], picked.numpy(), rtol=0, atol=1e-3)  # pixels, float32 at 1280
+
+
+def test_host_top_k_breaks_ties_by_the_lower_index():
+    scores = np.array([[1.0, 3.0, 3.0, 2.0, 3.0]], dtype=np.float32)
+    np.testing.assert_array_equal(top_k_indices(scores, 4), [[1, 2, 4, 3]])
+    np.testing.assert_array_equal(gather_rows(np.arange(10).reshape(1, 5, 2), np.array([[4, 0]])),
+                                  [[[8, 9], [0, 1]]])
+
+
+def _copy(artifact, folder: Path) -> Path:
+    folder.mkdir()
+    for path in (artifact.encoder, artifact.decoder, artifact.sidecar):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+@pytest.mark.parametrize("opened", ["micro.json", "micro.encoder.onnx"])
+def test_a_missing_graph_is_named_in_one_line(artifact, tmp_path, opened):
+    folder = _copy(artifact, tmp_path / "copy")
+    (folder / "micro.decoder.onnx").unlink()
+    with pytest.raises(RTDetrExportError) as error:
+        open_artifact(folder / opened)
+    message = str(error.value)
+    assert "micro.decoder.onnx" in message and "missing" in message and "\n" not in message
+
+
+def test_graphs_of_two_exports_are_refused(artifact, tmp_path):
+    other = export_split(micro_model(seed=1), tmp_path / "micro.onnx", OnnxExportOptions(dynamic_batch=True,
+                                                                                         verify=False))
+    folder = _copy(artifact, tmp_path / "copy")
+    shutil.copy(other.decoder, folder / "micro.decoder.onnx")  # same name, another export's graph
+    for opened in ("micro.json", "micro.encoder.onnx", "micro.decoder.onnx"):
+        with pytest.raises(RTDetrExportError) as error:
+            open_artifact(folder / opened)
+        message = str(error.value)
+        assert "micro.decoder.onnx" in message and "sha256" in message and "\n" not in message
+
+
+def test_a_failed_export_writes_nothing(model, tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RTDetrExportError("verification failed: planted")
+
+    monkeypatch.setattr(split_pipeline, "verify_candidate", fail)
+    with pytest.raises(RTDetrExportError, match="planted"):
+        export_split(model, tmp_path / "m.onnx", OnnxExportOptions())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_files_written_together_are_all_put_back_when_one_fails(tmp_path):
+    first, second = tmp_path / "a.onnx", tmp_path / "b"
+    first.write_text("old a")
+    second.mkdir()  # no file can replace a folder: the second move fails after the first was made
+    with pytest.raises(OSError):
+        with atomic_outputs([first, second]) as (tmp_a, tmp_b):
+            tmp_a.write_text("new a")
+            tmp_b.write_text("new b")
+    assert first.read_text() == "old a" and second.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.onnx", "b"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("options, why", [
+    (OnnxExportOptions(precision=PrecisionOptions("fp16")), "FP32 graphs only"),
+    (OnnxExportOptions(size_range=SizeRange((96, 96), (128, 128), (160, 160))), "fixed input size"),
+])
+def test_what_a_split_cannot_take_is_refused_before_any_work(model, tmp_path, options, why):
+    with pytest.raises(RTDetrExportError, match=why):
+        export_split(model, tmp_path / "m.onnx", options)
+    assert list(tmp_path.iterdir()) == []
