@@ -138,6 +138,11 @@ def open_artifact(path: str | Path) -> ArtifactRecord:
     return record
 
 
+def split_folder(path: str | Path) -> Path:
+    """The folder a split artifact's files lie in, given its sidecar or either graph (all three lie together)."""
+    return Path(path).parent
+
+
 def split_part(model: onnx.ModelProto, where: str) -> SplitPart | None:
     """What a split artifact's graph says of itself; None for any other ONNX file."""
     try:

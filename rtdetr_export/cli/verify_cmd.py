@@ -40,7 +40,8 @@ def format_report(report: Verification) -> list[str]:
 @click.option("--quiet", is_flag=True, help="Only the verdict.")
 def verify_command(artifact: str, model_path: str | None, images: str | None, openvino_hint: str | None,
                    as_json: bool, quiet: bool) -> None:
-    """Compare ARTIFACT (an ONNX file we exported) with the PyTorch reference; exit 1 if it fails."""
+    """Compare ARTIFACT (an ONNX file we exported, or a split artifact: its .json or either graph) with the PyTorch
+    reference; exit 1 if it fails."""
     report = verify_artifact(artifact, model_path, images, log=progress(quiet, as_json), openvino=openvino_hint)
     if as_json:
         emit_json(report)

@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from rtdetr_export.artifact import ArtifactRecord, OnnxRecord, open_artifact
+from rtdetr_export.artifact import ArtifactRecord, OnnxRecord, SplitRecord, open_artifact, split_folder
+from rtdetr_export.backends.split_runner import SplitRunner
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model import RTDETRv2
-from rtdetr_export.verify import Verification, VerificationPlan, verify_onnx
+from rtdetr_export.verify import Verification, VerificationPlan, verify_candidate, verify_onnx
 from rtdetr_export.weights import load_model
 from rtdetr_export.weights.random_init import seeded_model
 
@@ -41,6 +42,8 @@ def verify_artifact(onnx_path: str | Path, model_path: str | Path | None = None,
     """Verify one of our ONNX files on ONNX Runtime (or OpenVINO under the hint ``openvino``) against its
     PyTorch reference, with the graph options, sampler and size range it was exported with."""
     record = open_artifact(onnx_path)
+    if isinstance(record, SplitRecord):
+        return verify_split(onnx_path, record, model_path, images, log, openvino)
     if not isinstance(record, OnnxRecord):
         raise RTDetrExportError(f"{onnx_path} is a TensorRT engine: `rtdetr-export verify` takes ONNX files (an "
                                 "engine is verified when `rtdetr-export trt` builds it)")
@@ -51,4 +54,23 @@ def verify_artifact(onnx_path: str | Path, model_path: str | Path | None = None,
         f"{plan.summary()}")
     verification = verify_onnx(model, onnx_path, plan, record.precision, openvino=openvino)
     verification.artifact = str(onnx_path)
+    return verification
+
+
+def verify_split(path: str | Path, record: SplitRecord, model_path: str | Path | None = None,
+                 images: str | Path | None = None, log: Callable[[str], None] = lambda message: None,
+                 openvino: str | None = None) -> Verification:
+    """Verify a split artifact (``path``: its sidecar or either graph): graph 1 -> host step -> graph 2 on ONNX
+    Runtime against its PyTorch reference, by the plan its export was verified with."""
+    if openvino is not None:
+        raise RTDetrExportError(f"{path} is a split artifact: verify runs it on ONNX Runtime only (drop --openvino)")
+    folder = split_folder(path)
+    model = reference_model(record, model_path, log)
+    plan = VerificationPlan.for_graph(record.graph_options(), model.config.image_size, images)
+    log(f"verifying the split artifact {record.encoder.file} -> host step v{record.host_step} -> "
+        f"{record.decoder.file} ({record.head} head, {record.sampler}) on ONNX Runtime CPU at {plan.summary()}")
+    runner = SplitRunner(folder / record.encoder.file, folder / record.decoder.file, model.config.num_queries,
+                         record.head, record.top_k)
+    verification = verify_candidate(model, runner, plan, "fp32", name="onnxruntime-cpu-split")
+    verification.artifact = str(path)
     return verification
