@@ -4,7 +4,7 @@ options a record rebuilds (options.py), the verification record (verification.py
 
 from rtdetr_export.artifact.files import (ENGINE_SUFFIXES, ONNX_SUFFIXES, PREFIX, embed_metadata, embed_split_part,
                                           io_description, load_onnx, make_feed, onnx_record, open_artifact, read_metadata,
-                                          read_sidecar, sidecar_path, split_folder, split_paths, write_sidecar)
+                                          read_sidecar, sidecar_path, split_sidecar, split_paths, write_sidecar)
 from rtdetr_export.artifact.options import GraphOptions, PrecisionOptions
 from rtdetr_export.artifact.records import (ENGINE_FORMAT, ONNX_FORMAT, READABLE_SCHEMAS, SCHEMA_VERSION,
                                             ArtifactRecord, EngineRecord, ExportRecord, Header, IODescription,
@@ -19,5 +19,5 @@ __all__ = ["ArtifactRecord", "BatchComparison", "Check", "ENGINE_FORMAT", "ENGIN
            "ProfileShape", "READABLE_SCHEMAS", "RecordError", "SCHEMA_VERSION", "SPLIT_FORMAT", "SourceRecord", "SplitGraph", "SplitPart",
            "SplitRecord", "TensorSpec",
            "Verification", "embed_metadata", "embed_split_part", "io_description", "load_onnx", "make_feed", "onnx_record",
-           "open_artifact", "read_metadata", "read_sidecar", "record_from_json", "sidecar_path", "split_folder",
+           "open_artifact", "read_metadata", "read_sidecar", "record_from_json", "sidecar_path", "split_sidecar",
            "split_paths", "write_sidecar"]

@@ -125,22 +125,24 @@ def open_artifact(path: str | Path) -> ArtifactRecord:
     path = Path(path)
     if path.suffix.lower() in ENGINE_SUFFIXES:
         return open_engine_record(path)
-    if path.suffix.lower() == ".json":
-        return open_split_record(path)
-    model = load_onnx(path)
-    part = split_part(model, str(path))
-    if part is not None:
-        return open_split_record(path.parent / part.sidecar)
-    record = onnx_record(model, str(path))
+    sidecar = split_sidecar(path)
+    if sidecar is not None:
+        return open_split_record(sidecar)
+    record = onnx_record(load_onnx(path), str(path))
     if record is None:
         raise RTDetrExportError(f"{path} was not exported by rtdetr-export (no {PREFIX}format metadata); "
                                 "export it with `rtdetr-export onnx`")
     return record
 
 
-def split_folder(path: str | Path) -> Path:
-    """The folder a split artifact's files lie in, given its sidecar or either graph (all three lie together)."""
-    return Path(path).parent
+def split_sidecar(path: str | Path) -> Path | None:
+    """A split artifact's sidecar, given the sidecar or either graph (all three lie together); None when ``path``
+    is an ONNX file that is not one of a split's graphs."""
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        return path
+    part = split_part(load_onnx(path), str(path))
+    return None if part is None else path.parent / part.sidecar
 
 
 def split_part(model: onnx.ModelProto, where: str) -> SplitPart | None:

@@ -6,7 +6,7 @@ import click
 
 from rtdetr_export.artifact import Verification
 from rtdetr_export.cli.common import emit_json
-from rtdetr_export.pipeline import OnnxDescription, describe_onnx
+from rtdetr_export.pipeline import OnnxDescription, SplitDescription, describe_onnx, describe_split, is_split
 
 
 def _shape(shape) -> str:
@@ -21,8 +21,7 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _provenance_lines(d: OnnxDescription) -> list[str]:
-    record = d.record
+def _provenance_lines(record, census_matches: bool) -> list[str]:
     header, src = record.header, record.model.source
     lines = [f"provenance  {header.tool} {header.tool_version}, created {header.created} "
              f"(sidecar schema {header.schema_version})"]
@@ -46,7 +45,7 @@ def _provenance_lines(d: OnnxDescription) -> list[str]:
     libraries = ", ".join(f"{k} {v}" for k, v in header.libraries.items())
     lines.append(f"  libraries     {libraries}")
     lines += _verification_lines(record.verification)
-    if not d.census_matches_record:
+    if not census_matches:
         lines.append("  warning       the graph's ops differ from the recorded op census: edited after export?")
     return lines
 
@@ -63,8 +62,9 @@ def _verification_lines(v: Verification | None) -> list[str]:
     return lines
 
 
-def format_description(d: OnnxDescription) -> list[str]:
-    """The human-readable report of ``describe_onnx``."""
+def format_description(d: OnnxDescription, provenance: bool = True) -> list[str]:
+    """The human-readable report of ``describe_onnx`` (``provenance``: False for a split artifact's graph, whose
+    record ``format_split`` shows once)."""
     lines = [f"file        {d.file} ({_size(d.size_bytes)}, sha256 {d.sha256[:16]}...)",
              f"format      ONNX IR {d.ir_version}, opset {d.opset}, producer {d.producer or '?'}",
              f"graph       {d.nodes} node{'s' if d.nodes != 1 else ''}, {len(d.op_census)} op types, "
@@ -73,8 +73,10 @@ def format_description(d: OnnxDescription) -> list[str]:
         lines.append(kind)
         for v in specs:
             lines.append(f"  {v.name:<20} {v.dtype:<8} {_shape(v.shape)}")
-    if d.record:
-        lines += _provenance_lines(d)
+    if not provenance:
+        pass
+    elif d.record:
+        lines += _provenance_lines(d.record, d.census_matches_record)
     else:
         lines.append(f"provenance  {d.provenance_note}")
         for key, value in d.metadata_props.items():
@@ -113,14 +115,28 @@ def format_description(d: OnnxDescription) -> list[str]:
     return lines
 
 
+def format_split(d: SplitDescription) -> list[str]:
+    """The human-readable report of ``describe_split``: the record once, then each graph."""
+    record = d.record
+    lines = [f"split       {d.sidecar}: graph 1 {record.encoder.file} -> query selection on the host (host step "
+             f"v{record.host_step}) -> graph 2 {record.decoder.file}"]
+    lines += _provenance_lines(record, d.census_matches_record)
+    for number, (name, graph) in enumerate(d.graphs.items(), start=1):
+        lines.append(f"graph {number} ({name})")
+        lines += ["  " + line for line in format_description(graph, provenance=False)]
+    return lines
+
+
 @click.command("inspect")
 @click.argument("file", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def inspect_command(file: str, as_json: bool) -> None:
-    """Describe FILE.onnx: inputs/outputs, opset, op census, provenance, and per-runtime op support."""
-    description = describe_onnx(file)
+    """Describe FILE.onnx: inputs/outputs, opset, op census, provenance, and per-runtime op support. A split
+    artifact (its .json or either graph) is described whole."""
+    split = is_split(file)
+    description = describe_split(file) if split else describe_onnx(file)
     if as_json:
         emit_json(description)
     else:
-        for line in format_description(description):
+        for line in format_split(description) if split else format_description(description):
             click.echo(line)

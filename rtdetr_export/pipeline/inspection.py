@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtdetr_export.artifact import PREFIX, IODescription, OnnxRecord, Verification, io_description, load_onnx
+from rtdetr_export.artifact import (PREFIX, ArtifactRecord, IODescription, OnnxRecord, SplitRecord, Verification,
+                                    io_description, load_onnx, open_artifact, split_sidecar)
 from rtdetr_export.artifact import onnx_record as embedded_record
+from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.export import portability
 from rtdetr_export.export.graph_checks import op_census
 from rtdetr_export.files import file_sha256
@@ -24,7 +26,7 @@ def verification_summary(verification: Verification) -> dict[str, Any]:
                                "passed": check.passed} for name, check in verification.worst().items()}}
 
 
-def provenance_summary(record: OnnxRecord, census: dict[str, int]) -> dict[str, Any]:
+def provenance_summary(record: ArtifactRecord, census_matches: bool) -> dict[str, Any]:
     """What ``inspect`` shows (and ``--json`` prints) of a file's record."""
     source = record.model.source
     return {
@@ -46,7 +48,7 @@ def provenance_summary(record: OnnxRecord, census: dict[str, int]) -> dict[str, 
         "libraries": record.header.libraries,
         "verification": verification_summary(record.verification) if record.verification else None,
         # The file was edited after export if the graph no longer has the op census we recorded.
-        "op_census_matches_graph": record.op_census == census,
+        "op_census_matches_graph": census_matches,
     }
 
 
@@ -84,7 +86,7 @@ class OnnxDescription:
                 "ir_version": self.ir_version, "opset": self.opset, "opset_imports": self.opset_imports,
                 "io": self.io.to_json(), "nodes": self.nodes, "initializers": self.initializers,
                 "parameters": self.parameters, "op_census": self.op_census, "metadata_props": self.metadata_props,
-                "provenance": provenance_summary(self.record, self.op_census) if self.record else None,
+                "provenance": provenance_summary(self.record, self.census_matches_record) if self.record else None,
                 "provenance_note": self.provenance_note,
                 "portability": self.portability}
 
@@ -120,3 +122,37 @@ def describe_onnx(path: str | Path) -> OnnxDescription:
             "measured_source": portability.MEASURED_SOURCE,
             "sources": portability.SOURCES,
         })
+
+
+@dataclass
+class SplitDescription:
+    """What ``inspect`` shows of a split artifact: its record once, and each graph as ``describe_onnx`` sees it."""
+
+    sidecar: str
+    record: SplitRecord
+    graphs: dict[str, OnnxDescription]  # "encoder", "decoder"
+
+    @property
+    def census_matches_record(self) -> bool:
+        """Whether both graphs still have the op census recorded at export."""
+        return all(self.record.graphs[name].op_census == d.op_census for name, d in self.graphs.items())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sidecar": self.sidecar, "host_step": {"version": self.record.host_step},
+                "provenance": provenance_summary(self.record, self.census_matches_record),
+                "graphs": {name: d.to_json() for name, d in self.graphs.items()}}
+
+
+def is_split(path: str | Path) -> bool:
+    """Whether ``path`` names a split artifact: a sidecar, or a graph that says it is one of a split's two."""
+    return split_sidecar(path) is not None
+
+
+def describe_split(path: str | Path) -> SplitDescription:
+    """A split artifact (its sidecar or either graph), both graphs checked to belong to it first."""
+    sidecar = split_sidecar(path)
+    record = open_artifact(path)
+    if sidecar is None or not isinstance(record, SplitRecord):
+        raise RTDetrExportError(f"{path} is not a split artifact")
+    return SplitDescription(str(sidecar), record, {name: describe_onnx(sidecar.parent / graph.file)
+                                                   for name, graph in record.graphs.items()})

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from rtdetr_export.artifact import ArtifactRecord, OnnxRecord, SplitRecord, open_artifact, split_folder
+from rtdetr_export.artifact import ArtifactRecord, OnnxRecord, SplitRecord, open_artifact, split_sidecar
 from rtdetr_export.backends.split_runner import SplitRunner
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model import RTDETRv2
@@ -64,7 +64,7 @@ def verify_split(path: str | Path, record: SplitRecord, model_path: str | Path |
     Runtime against its PyTorch reference, by the plan its export was verified with."""
     if openvino is not None:
         raise RTDetrExportError(f"{path} is a split artifact: verify runs it on ONNX Runtime only (drop --openvino)")
-    folder = split_folder(path)
+    folder = split_sidecar(path).parent
     model = reference_model(record, model_path, log)
     plan = VerificationPlan.for_graph(record.graph_options(), model.config.image_size, images)
     log(f"verifying the split artifact {record.encoder.file} -> host step v{record.host_step} -> "
