@@ -243,3 +243,21 @@ def test_what_a_split_cannot_take_is_refused_before_any_work(model, tmp_path, op
     with pytest.raises(RTDetrExportError, match=why):
         export_split(model, tmp_path / "m.onnx", options)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_verify_and_inspect_take_a_split_artifact(artifact):
+    from click.testing import CliRunner
+
+    from rtdetr_export.cli.main import main
+
+    for opened in (artifact.sidecar, artifact.decoder):
+        result = CliRunner().invoke(main, ["verify", str(opened)])
+        assert result.exit_code == 0, result.output
+        assert "onnxruntime-cpu-split" in result.output and result.output.rstrip().endswith("PASS")
+    result = CliRunner().invoke(main, ["inspect", str(artifact.encoder)])
+    assert result.exit_code == 0, result.output
+    assert "query selection on the host (host step v1)" in result.output
+    assert "graph 1 (encoder)" in result.output and "graph 2 (decoder)" in result.output
+    assert "TopK" not in result.output and "edited after export" not in result.output
+    memory = open_artifact(artifact.sidecar).encoder.io["memory"]
+    assert memory.shape == ("batch", 336, 32)  # static where it can be: 16x16 + 8x8 + 4x4 cells at 128 px, d_model 32

@@ -89,6 +89,19 @@ def export_split_graphs(model: RTDETRv2, options: GraphOptions | None = None,
     inputs = tuple(torch.from_numpy(queries[name]) for name in QUERY_INPUTS)
     decoder = trace_to_onnx(QueryDecoding(deployed).eval(), inputs, QUERY_INPUTS, DECODER_OUTPUTS, options.opset,
                             options.dynamic_batch)
+    _name_memory_dims(encoder, model.config.image_size, model.config)
     return SplitGraphs(_finish(encoder, options, sampler, "encoder", log),
                        _finish(decoder, options, sampler, "decoder", log))
+
+
+def _name_memory_dims(graph: onnx.ModelProto, size: tuple[int, int], config) -> None:
+    """Give graph 1's ``memory`` output its cell and channel counts: the exporter leaves the concatenated levels
+    symbolic, and converters for edge runtimes (pnnx, RKNN) want static shapes where they are."""
+    cells = sum((size[0] // s) * (size[1] // s) for s in config.level_strides)
+    for output in graph.graph.output:
+        if output.name == "memory":
+            dims = output.type.tensor_type.shape.dim
+            for dim, value in zip(dims[1:], (cells, config.d_model)):
+                dim.Clear()
+                dim.dim_value = value
 
