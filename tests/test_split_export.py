@@ -261,3 +261,32 @@ def test_verify_and_inspect_take_a_split_artifact(artifact):
     assert "TopK" not in result.output and "edited after export" not in result.output
     memory = open_artifact(artifact.sidecar).encoder.io["memory"]
     assert memory.shape == ("batch", 336, 32)  # static where it can be: 16x16 + 8x8 + 4x4 cells at 128 px, d_model 32
+
+
+def test_the_onnx_command_writes_a_split_artifact(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from rtdetr_export.cli.main import main
+
+    output = tmp_path / "tiny.onnx"
+    result = CliRunner().invoke(main, ["onnx", "--preset", "tiny", "--image-size", "320", "--split", "--json",
+                                       "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output[result.output.index("{"):])
+    assert record["format"] == "rtdetr-export/onnx-split" and record["verification"]["passed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.decoder.onnx", "tiny.encoder.onnx", "tiny.json"]
+    again = CliRunner().invoke(main, ["onnx", "--preset", "tiny", "--image-size", "320", "--split", "-o", str(output)])
+    assert again.exit_code != 0 and "already exists" in again.output and "--force" in again.output
+
+
+@pytest.mark.slow
+def test_r18vd_split_equals_the_reference_at_640(tmp_path):
+    model = load_model(preset="r18vd")
+    result = export_split(model, tmp_path / "r18vd.onnx", OnnxExportOptions(dynamic_batch=True))
+    runs = result.record.verification.runs
+    assert [run.batch for run in runs] == [1, 4] and all(not run.failures for run in runs)
+    for run in runs:
+        for check in run.outputs.values():
+            assert check.passed and check.value <= thresholds_for("fp32").max_abs
