@@ -15,6 +15,8 @@ and reads attributes; ``from_json`` reads every schema written so far:
 - 3: adds ``input_size_range`` (null: a fixed-size file) and ``export.dynamic_size``;
 - 4: the sampler is one value, top-level ``sampler`` (``export.bilinear_op`` is no longer written). Older files
   name it by ``method`` and ``export.bilinear_op`` (absent: GridSample, the only bilinear op before gathers).
+  Split artifacts (format ``rtdetr-export/onnx-split``) first appear in schema 4: the contract plus ``graphs``
+  (``encoder`` and ``decoder``: file, sha256, io, op census) and ``host_step`` (its ``version``).
 """
 
 from __future__ import annotations
