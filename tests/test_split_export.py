@@ -23,7 +23,7 @@ from rtdetr_export.export.split_export import SPLIT_FORBIDDEN
 from rtdetr_export.export.torch_export import export_graph, trace_to_onnx
 from rtdetr_export.files import atomic_outputs
 from rtdetr_export.imaging.host_step import gather_rows, select_queries, top_detections, top_k_indices
-from rtdetr_export.model import SizeRange
+from rtdetr_export.model import Sampler, SizeRange
 from rtdetr_export.model.heads import DetectionsHead
 from rtdetr_export.model.query_selection import gather_rows as torch_gather_rows, select_topk
 from rtdetr_export.pipeline import OnnxExportOptions, export_split
@@ -101,6 +101,18 @@ def test_split_equals_the_reference(artifact, model, batch):
     for name in ("logits", "pred_boxes"):
         assert split[name].shape == ref[name].shape
         assert result.outputs[name].value <= thresholds_for("fp32").max_abs
+
+
+@pytest.mark.parametrize("method, sampler", [("discrete", Sampler.GATHER_NEAREST),
+                                             ("default", Sampler.GRIDSAMPLE_BILINEAR)])
+def test_every_sampler_splits(tmp_path, method, sampler):
+    model = load_model(preset="tiny", image_size=SIZE, method=method, **MICRO)
+    result = export_split(model, tmp_path / "m.onnx", OnnxExportOptions(dynamic_batch=True, sampler=sampler))
+    record = open_artifact(result.sidecar)
+    assert record.sampler is sampler and record.verification.passed
+    assert [run.batch for run in record.verification.runs] == [1, 4]
+    assert ("GridSample" in census(result.decoder)) == sampler.has_gridsample
+    assert "GridSample" not in census(result.encoder)
 
 
 def _selection_graph(path: Path) -> Path:
