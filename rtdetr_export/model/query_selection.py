@@ -27,9 +27,25 @@ def generate_anchors(spatial_shapes: list[tuple[int, int]], grid_size: float = 0
     return logits, valid
 
 
+def topk_lower_index_first(values: torch.Tensor, k: int, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.topk with equal values ordered as ONNX TopK orders them: the lower index first.
+
+    torch.topk leaves the order of exact ties unspecified (on CPU it depends on the input's size), and exact ties
+    happen: cells outside the valid anchor band all see the same zeroed memory, and on untrained weights whole
+    regions of the coarsest level can compute identical features (measured: 72 cells sharing one score, 48 of
+    them inside the top-k), so the reference picked other queries than its export (boxes 0.3-0.9 apart). In eager
+    mode a stable descending sort states the ONNX rule exactly; traced for export this is a plain TopK, whose rule
+    it is, so the graph keeps its TopK.
+    """
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return torch.topk(values, k, dim=dim)
+    ordered, index = torch.sort(values, dim=dim, descending=True, stable=True)
+    return ordered.narrow(dim, 0, k), index.narrow(dim, 0, k)
+
+
 def select_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices [B, k] of the cells whose best class logit is highest."""
-    return torch.topk(scores.max(-1).values, k, dim=1).indices
+    """Indices [B, k] of the cells whose best class logit is highest, ties lower index first (ONNX TopK)."""
+    return topk_lower_index_first(scores.max(-1).values, k, dim=1)[1]
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
