@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from rtdetr_export.export import GraphOptions, export_graph
+from rtdetr_export.imaging.inputs import synthetic_images, verification_images
 from rtdetr_export.model.query_selection import select_topk, topk_lower_index_first
 from rtdetr_export.weights import load_model
 
@@ -92,3 +93,20 @@ def test_the_exported_model_selects_with_one_top_k_per_head():
         census = export_graph(model, GraphOptions(head=head, top_k=100)).op_census
         assert census["TopK"] == count
         assert not {"Loop", "If", "NonZero", "Sort"} & set(census)
+
+
+def _constant_patches(images: np.ndarray, patch: int = 8) -> int:
+    n, c, h, w = images.shape
+    blocks = images[:, :, :h // patch * patch, :w // patch * patch].reshape(n, c, h // patch, patch, w // patch, patch)
+    return int((np.ptp(blocks, axis=(3, 5)) == 0).all(axis=1).sum())
+
+
+def test_verification_scenes_have_no_flat_patches():
+    """A perfectly flat patch maps to identical encoder features, hence exactly tied selection scores; verification's
+    synthetic scenes carry a camera's noise instead (calibration keeps the noiseless scenes its numbers came from)."""
+    size = (320, 320)
+    assert _constant_patches(synthetic_images(4, size, seed=0)) > 100  # the solid rectangles
+    scenes, sizes = verification_images(4, size, seed=0)
+    assert _constant_patches(scenes) == 0 and sizes == [size] * 4
+    assert scenes.dtype == np.float32 and scenes.min() >= 0.0 and scenes.max() <= 1.0
+    assert np.abs(scenes - synthetic_images(4, size, seed=0)).mean() < 0.02  # the same scenes, lightly noisy
