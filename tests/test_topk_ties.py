@@ -3,22 +3,31 @@ exported graph alike, for the decoder's query selection and the detections head.
 
 torch.topk leaves the order of equal values unspecified; on CPU, for inputs of the model's sizes, it keeps another
 subset of a tied group than ONNX Runtime does. The reference must choose what its export chooses.
+
+Scores equal only up to float noise are another matter: each runtime's last bit decides. Verification then reads the
+cells the ONNX file kept and proves them by re-running the reference with them (verify/selection.py).
 """
 
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from click.testing import CliRunner
 from torch import nn
 
+from conftest import hf_v1_config
+from rtdetr_export.cli import main
 from rtdetr_export.export import GraphOptions, export_graph
 from rtdetr_export.imaging.inputs import synthetic_images, verification_images
 from rtdetr_export.model.query_selection import select_topk, topk_lower_index_first
+from rtdetr_export.verify.selection import TIE_TOLERANCE, TiedSelection
 from rtdetr_export.weights import load_model
 
 
@@ -110,3 +119,56 @@ def test_verification_scenes_have_no_flat_patches():
     assert _constant_patches(scenes) == 0 and sizes == [size] * 4
     assert scenes.dtype == np.float32 and scenes.min() >= 0.0 and scenes.max() <= 1.0
     assert np.abs(scenes - synthetic_images(4, size, seed=0)).mean() < 0.02  # the same scenes, lightly noisy
+
+
+# -- cells tied up to float noise: the candidate's choice, proven ---------------------------------------------------
+def test_a_choice_differing_only_among_tied_scores_is_taken_and_counted():
+    scores = torch.tensor([[5.0, 1.0, 1.0 + 2e-7, 1.0 - 3e-7, 0.0]])
+    reference = torch.tensor([[0, 2]])  # the reference kept cell 2 (its score is higher by float noise)
+    tied = TiedSelection(np.array([[0, 1]]))
+    assert tied(scores, reference).tolist() == [[0, 1]] and tied.reselected == 1 and not tied.refused
+
+
+def test_a_choice_differing_by_a_real_score_gap_is_refused():
+    scores = torch.tensor([[5.0, 1.0, 1.001, 0.0]])
+    tied = TiedSelection(np.array([[0, 1]]))
+    assert tied(scores, torch.tensor([[0, 2]])).tolist() == [[0, 2]] and tied.refused
+
+
+def _untrained_v1_folder(folder: Path) -> Path:
+    """A transformers RT-DETR v1 (tiny) at its default init plus N(0, 0.02) noise on every parameter, no BatchNorm
+    calibration: its coarsest level computes the same feature in every cell, so its selection scores tie up to
+    float noise, and ONNX Runtime keeps other cells than PyTorch (verification failed with boxes 0.7-0.9 apart)."""
+    transformers = pytest.importorskip("transformers")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = transformers.RTDetrForObjectDetection(hf_v1_config("tiny")).eval()
+    g = torch.Generator().manual_seed(1234)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.02 * torch.randn(param.shape, generator=g))
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("head", ["raw", "detections"])
+def test_an_untrained_v1_with_noise_tied_selection_verifies_at_batch_4(head, tmp_path):
+    folder = _untrained_v1_folder(tmp_path / "v1")
+    model = load_model(folder, image_size=320)
+    with torch.no_grad():
+        images = torch.from_numpy(verification_images(4, (320, 320), seed=0)[0])
+        captured = {}
+        handle = model.decoder.enc_score_head.register_forward_hook(lambda m, i, o: captured.update(scores=o))
+        model(images)
+        handle.remove()
+    best = captured["scores"].max(-1).values[0]
+    kth = torch.sort(best, descending=True).values[model.config.num_queries - 1]
+    assert int(((best - kth).abs() <= TIE_TOLERANCE).sum()) > 20  # many cells tied at the top-k boundary
+
+    out = tmp_path / "v1.onnx"
+    result = CliRunner().invoke(main, ["onnx", "--model", str(folder), "--image-size", "320", "--batch", "4",
+                                       "--head", head, "--quiet", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    run = json.loads(out.with_suffix(".json").read_text())["verification"]["runs"][0]
+    assert run["passed"] and run["batch"] == 4
+    assert run["reselected_queries"] > 0  # ONNX Runtime did keep other tied cells; the re-run proved them

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+
+# (best-class score of every cell [B, cells], the cells chosen [B, k]) -> the cells to use [B, k]: verification's
+# seam into query selection (RTDETRv2.observe_selection).
+SelectionObserver = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # Anchors outside the valid band get this logit instead of +inf: sigmoid still saturates to exactly 1.0 in
 # float32 (and float16), so outputs match the reference, while the graph holds no infinities that break
