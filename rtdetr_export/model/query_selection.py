@@ -36,12 +36,12 @@ def generate_anchors(spatial_shapes: list[tuple[int, int]], grid_size: float = 0
 def topk_lower_index_first(values: torch.Tensor, k: int, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
     """torch.topk with equal values ordered as ONNX TopK orders them: the lower index first.
 
-    torch.topk leaves the order of exact ties unspecified (on CPU it depends on the input's size), and exact ties
-    happen: cells outside the valid anchor band all see the same zeroed memory, and on untrained weights whole
-    regions of the coarsest level can compute identical features (measured: 72 cells sharing one score, 48 of
-    them inside the top-k), so the reference picked other queries than its export (boxes 0.3-0.9 apart). In eager
-    mode a stable descending sort states the ONNX rule exactly; traced for export this is a plain TopK, whose rule
-    it is, so the graph keeps its TopK.
+    torch.topk leaves the order of exact ties unspecified (on CPU it depends on the input's size: with ties
+    planted across the boundary it keeps another subset than ONNX Runtime), and exact ties happen: cells outside
+    the valid anchor band all see the same zeroed memory, cells of a perfectly flat region the same features.
+    In eager mode a stable descending sort states the ONNX rule exactly; traced for export this is a plain TopK,
+    whose rule it is, so the graph keeps its TopK. (Scores equal only up to float noise cannot be ordered alike
+    by any rule; verification proves those choices instead, verify/selection.py.)
     """
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return torch.topk(values, k, dim=dim)
