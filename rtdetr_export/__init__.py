@@ -7,6 +7,7 @@ The public API, importable from here (loaded on first use, so ``import rtdetr_ex
     result = rx.export_onnx(model, "model.onnx", rx.OnnxExportOptions(dynamic_batch=True))
     report = rx.verify_artifact("model.onnx", "path/to/hf_folder")
     detector = rx.open_detector("model.onnx")              # or rx.open_detector(model)
+    record = rx.open_artifact("model.onnx")                # what the file is: a typed record (its sidecar)
 """
 
 from importlib import import_module
@@ -27,7 +28,12 @@ _API = {
     "verify_artifact": "rtdetr_export.pipeline",
     "Detector": "rtdetr_export.pipeline",
     "open_detector": "rtdetr_export.pipeline",
-    "PrecisionOptions": "rtdetr_export.precision",
+    "PrecisionOptions": "rtdetr_export.artifact",
+    "GraphOptions": "rtdetr_export.artifact",
+    "open_artifact": "rtdetr_export.artifact",
+    "OnnxRecord": "rtdetr_export.artifact",
+    "EngineRecord": "rtdetr_export.artifact",
+    "Sampler": "rtdetr_export.model",
     "Verification": "rtdetr_export.verify",
     "predict_images": "rtdetr_export.predict",
     "load_image": "rtdetr_export.imaging",

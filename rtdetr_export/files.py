@@ -115,6 +115,20 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def check_folder_creatable(folder: str | Path) -> Path:
+    """Fail up front when ``folder`` (not yet there) could not be made: its nearest existing ancestor must be a
+    writable folder. Nothing is created: commands make their output folder only when they have something to write."""
+    folder = Path(folder)
+    parent = folder.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RTDetrExportError(f"cannot make {folder}: {parent} is a file")
+    if not _can_create_in(parent):
+        raise RTDetrExportError(f"cannot make {folder}: {parent} is not writable")
+    return folder
+
+
 def check_report_folder(folder: str | Path, force: bool = False) -> Path:
     """Fail before any measuring when ``folder`` cannot take a report (a file, a report.json there without
     ``force``, no writable parent); bench and eval write their report folders through this."""

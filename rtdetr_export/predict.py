@@ -14,7 +14,7 @@ import numpy as np
 
 from rtdetr_export import __version__
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.files import atomic_output, check_output, write_text_atomic
+from rtdetr_export.files import atomic_output, check_folder_creatable, check_output, write_text_atomic
 from rtdetr_export.imaging import IMAGE_SUFFIXES, Detections, iou_matrix, list_images, load_image
 from rtdetr_export.imaging.annotate import annotate
 from rtdetr_export.pipeline.detector import Detector
@@ -57,6 +57,13 @@ def match_reference(candidate: Detections, reference: Detections) -> tuple[set[i
     return disagreeing, sorted(unmatched_ref)
 
 
+def _nothing_read(failures: list[dict[str, str]]) -> RTDetrExportError:
+    """The one error of a run in which no image could be read (nothing is written then)."""
+    first = failures[0]["error"] if failures else "no input images"
+    more = f" (and {len(failures) - 1} more unreadable input(s))" if len(failures) > 1 else ""
+    return RTDetrExportError(f"no image could be read: {first}{more}; give image files or folders of them")
+
+
 @dataclass
 class PredictResult:
     """What ``predict_images`` did: the COCO-style record, the files written and the per-file failures."""
@@ -84,7 +91,8 @@ def predict_images(inputs: list[str | Path], detector: Detector, output_dir: str
                    log: Callable[[str], None] = lambda message: None) -> PredictResult:
     """Detect in every image, write OUTDIR/<image>.png (annotated) and OUTDIR/predictions.json.
 
-    A file that cannot be read is recorded in ``failures`` and the rest are still processed. With
+    A file that cannot be read is recorded in ``failures`` and the rest are still processed; when none can be, this
+    raises and writes nothing (the folder is made only once an image has been read). With
     ``reference`` (normally the PyTorch model), each detection is matched to the reference's (same label,
     IoU >= 0.5): disagreements are drawn in red, missed reference boxes dashed, and counted in the JSON.
     """
@@ -93,12 +101,16 @@ def predict_images(inputs: list[str | Path], detector: Detector, output_dir: str
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise RTDetrExportError(f"{output_dir} is a file; give a folder for the annotated images")
-    output_dir.mkdir(parents=True, exist_ok=True)
     paths, failures = expand_inputs(inputs)
+    if not paths:
+        raise _nothing_read(failures)
     names = _output_names(paths)
-    json_path = check_output(output_dir / "predictions.json", force)
-    for name in names:
-        check_output(output_dir / name, force)
+    json_path = output_dir / "predictions.json"
+    if output_dir.is_dir():
+        for path in [json_path] + [output_dir / name for name in names]:
+            check_output(path, force)
+    else:  # made only once an image has been read: a run that fails first leaves nothing behind
+        check_folder_creatable(output_dir)
 
     images, annotations = [], []
     result = PredictResult({})
@@ -135,6 +147,7 @@ def predict_images(inputs: list[str | Path], detector: Detector, output_dir: str
                     annotation["agrees_with_reference"] = i not in disagreeing
                 annotations.append(annotation)
             drawn = annotate(picture, found, detector.class_names, disagreeing, missed)
+            output_dir.mkdir(parents=True, exist_ok=True)
             with atomic_output(output_dir / name) as tmp:
                 drawn.save(tmp, format="PNG")
             result.written.append(output_dir / name)
@@ -144,6 +157,8 @@ def predict_images(inputs: list[str | Path], detector: Detector, output_dir: str
         for active in detectors:
             active.deactivate()
 
+    if not images:
+        raise _nothing_read(failures)
     result.record = {
         "info": {"tool": f"rtdetr-export {__version__}", "backend": detector.name,
                  "precision_hint": getattr(detector.runner, "precision_hint", None), "threshold": threshold,

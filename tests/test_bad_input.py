@@ -238,3 +238,57 @@ def test_load_image_refuses_a_truncated_png_and_a_missing_file(tmp_path):
         with pytest.raises(RTDetrExportError):
             load_image(path)
     assert load_image(good).size == (64, 48)
+
+
+# -- nothing written on failure ------------------------------------------------------------------------------------
+# Every command that writes a file or folder (-o, --report) fails before making it: a run that ends in an error
+# leaves no empty folder, no predictions.json and no report behind. {out} is the output path, {tmp} the test's
+# folder (holding empty/, fake.jpg and notes.onnx), {val} the trained fixture's val split.
+FIXTURE = Path(__file__).parent / "data" / "fixture"
+WRITES_NOTHING = {
+    "predict-folder-without-images": (["predict", "{tmp}/empty", "--preset", "tiny", "-o", "{out}"],
+                                      "contains no images"),
+    "predict-only-unreadable-images": (["predict", "{tmp}/fake.jpg", "{tmp}/missing.jpg", "--preset", "tiny",
+                                        "-o", "{out}"], "no image could be read"),
+    "predict-bad-threshold": (["predict", "{val}/images/000001.jpg", "--preset", "tiny", "--threshold", "1.5",
+                               "-o", "{out}"], "threshold"),
+    "predict-triton-without-model-name": (["predict", "{val}/images/000001.jpg", "--triton", "http://127.0.0.1:9",
+                                           "-o", "{out}"], "--triton-model"),
+    "eval-annotations-not-json": (["eval", "--model", "{shapes}", "--coco", "{tmp}/notes.onnx", "--images",
+                                   "{val}/images", "--report", "{out}"], "not JSON"),
+    "eval-empty-image-folder": (["eval", "--model", "{shapes}", "--coco", "{val}/instances_val.json", "--images",
+                                 "{tmp}/empty", "--report", "{out}"], "is empty"),
+    "eval-batch-0": (["eval", "--model", "{shapes}", "--coco", "{val}/instances_val.json", "--images",
+                      "{val}/images", "--batch", "0", "--report", "{out}"], "--batch"),
+    "bench-iters-and-seconds": (["bench", "--preset", "tiny", "--iters", "2", "--seconds", "1", "--report", "{out}"],
+                                "not both"),
+    "bench-unknown-backend": (["bench", "--preset", "tiny", "--backends", "cuda9", "--report", "{out}"],
+                              "unknown backend"),
+    "bench-missing-artifact": (["bench", "{tmp}/missing.onnx", "--report", "{out}"], "no such file"),
+    "bench-not-an-onnx-file": (["bench", "{tmp}/notes.onnx", "--report", "{out}"], "not an ONNX file"),
+    "triton-artifact-without-sidecar": (["triton", "{tmp}/notes.onnx", "-o", "{out}"], "sidecar"),
+    "triton-missing-artifact": (["triton", "{tmp}/missing.onnx", "-o", "{out}"], "no such file"),
+    "serve-bench-no-clients": (["serve-bench", "http://127.0.0.1:9", "--model", "m", "--clients", "0",
+                                "--report", "{out}"], "--clients"),
+    "serve-bench-server-not-there": (["serve-bench", "http://127.0.0.1:9", "--model", "m", "--seconds", "1",
+                                      "--report", "{out}"], "Connection refused"),
+    "serve-bench-folder-without-images": (["serve-bench", "http://127.0.0.1:9", "--model", "m", "--images",
+                                           "{tmp}/empty", "--report", "{out}"], "contains no images"),
+    "onnx-opset-too-old": (["onnx", "--preset", "tiny", "--opset", "9", "-o", "{out}"], "opset"),
+}
+
+
+@pytest.mark.parametrize("args, fragment", list(WRITES_NOTHING.values()), ids=list(WRITES_NOTHING))
+def test_a_failed_command_leaves_its_output_path_absent(args, fragment, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "fake.jpg").write_text("not a JPEG\n")
+    (tmp_path / "notes.onnx").write_text("not a model\n")
+    out = tmp_path / ("model.onnx" if args[0] == "onnx" else "result")
+    if args[0] == "serve-bench":
+        pytest.importorskip("tritonclient")
+    filled = [a.format(tmp=tmp_path, out=out, val=FIXTURE / "shapes_val", shapes=FIXTURE / "rtdetrv2_shapes")
+              for a in args]
+    result = CliRunner().invoke(main, [*filled, "--quiet"])
+    assert_one_line_error(result, fragment)
+    assert not out.exists()
+    assert {p.name for p in tmp_path.iterdir()} == {"empty", "fake.jpg", "notes.onnx"}  # nor anything else

@@ -74,6 +74,9 @@ class BatchComparison:
     # verification.compare_outputs tests the suspects and compare.confirm_flips judges the result.
     suspected_flips: np.ndarray | None = field(default=None, repr=False)
     input_size: list[int] | None = None  # [height, width]; recorded only for dynamic-size files
+    # Encoder cells the candidate kept instead of the reference's among tied selection scores, the reference re-run
+    # with them matching (verify/selection.py); recorded only when not 0.
+    reselected_queries: int = 0
 
     @property
     def passed(self) -> bool:
@@ -86,6 +89,8 @@ class BatchComparison:
                "failures": list(self.failures)}
         if self.input_size is not None:
             out["input_size"] = list(self.input_size)
+        if self.reselected_queries:
+            out["reselected_queries"] = self.reselected_queries
         return out
 
     @classmethod
@@ -94,7 +99,7 @@ class BatchComparison:
         kind = data.get("kind") or ("agreement" if "matched" in outputs else "tensor")
         return cls(int(data["batch"]), kind, outputs, int(data.get("reordered_rows", 0)),
                    int(data.get("flipped_rows", 0)), list(data.get("failures", [])),
-                   input_size=data.get("input_size"))
+                   input_size=data.get("input_size"), reselected_queries=int(data.get("reselected_queries", 0)))
 
 
 @dataclass

@@ -31,6 +31,16 @@ def _dashed_rectangle(draw: ImageDraw.ImageDraw, box: list[float], colour: tuple
             start += 2 * dash
 
 
+def label_position(box: list[float], tag: tuple[float, float], image: tuple[int, int]) -> tuple[float, float]:
+    """Top-left corner of a ``tag`` (width, height) for ``box`` (xyxy) inside an ``image`` (width, height): on the
+    box's top edge, above it where there is room, else just inside it; slid left or right to stay in the picture
+    (a box at the right border would otherwise have its label cut off)."""
+    width, height = tag
+    left = min(max(box[0], 0.0), max(image[0] - width, 0.0))
+    top = box[1] - height if box[1] - height >= 0 else max(box[1], 0.0)
+    return left, min(top, max(image[1] - height, 0.0))
+
+
 def annotate(image: Image.Image, detections: Detections, class_names: list[str],
              disagreeing: set[int] | None = None, missed: Detections | None = None) -> Image.Image:
     """A copy of ``image`` with ``detections`` drawn; ``disagreeing`` indices in red, ``missed`` dashed white."""
@@ -46,10 +56,11 @@ def annotate(image: Image.Image, detections: Detections, class_names: list[str],
         draw.rectangle(box, outline=colour, width=width)
         name = class_names[label] if label < len(class_names) else str(label)
         text = f"{name} {float(detections.scores[i]):.2f}" + (" (not in reference)" if i in disagreeing else "")
-        left, top, right, bottom = draw.textbbox((box[0], box[1]), text, font=font)
-        tag_top = max(0.0, box[1] - (bottom - top) - 4)
-        draw.rectangle([box[0], tag_top, box[0] + (right - left) + 4, tag_top + (bottom - top) + 4], fill=colour)
-        draw.text((box[0] + 2, tag_top + 1), text, fill=(0, 0, 0), font=font)
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        tag = (right - left + 5, bottom - top + 5)  # pixels covered: the text and a 2-px margin
+        tag_left, tag_top = label_position(box, tag, canvas.size)
+        draw.rectangle([tag_left, tag_top, tag_left + tag[0] - 1, tag_top + tag[1] - 1], fill=colour)
+        draw.text((tag_left + 2 - left, tag_top + 1 - top), text, fill=(0, 0, 0), font=font)
     if missed is not None:
         for box in missed.boxes:
             _dashed_rectangle(draw, [float(v) for v in box], REFERENCE_ONLY, width)

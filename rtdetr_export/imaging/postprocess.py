@@ -37,7 +37,7 @@ def postprocess(logits: np.ndarray, boxes: np.ndarray, image_sizes: list[tuple[i
     """logits [N, Q, C] and boxes [N, Q, 4] -> one Detections per image.
 
     ``image_sizes`` are the original (height, width) of each image; ``top_k`` defaults to Q. Results are
-    sorted by descending score (ties keep the lower flat index first, as torch.topk does on CPU).
+    sorted by descending score (ties keep the lower flat index first, as ONNX TopK and the reference do).
     """
     n, q, c = logits.shape
     top_k = q if top_k is None else min(top_k, q * c)

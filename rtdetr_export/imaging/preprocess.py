@@ -9,22 +9,32 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rtdetr_export.errors import RTDetrExportError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
+def _upright_rgb(image: Image.Image) -> Image.Image:
+    """The decoded pixels turned as image viewers show them, in RGB.
+
+    Cameras store a portrait photo as landscape pixels plus an EXIF orientation tag; every viewer (and every
+    annotation tool) shows the turned picture, so that is the image detections and boxes must refer to.
+    """
+    image.load()
+    return ImageOps.exif_transpose(image).convert("RGB")
+
+
 def load_image(path: str | Path) -> Image.Image:
-    """Decode an image file to RGB; unreadable or non-image files raise RTDetrExportError."""
+    """Decode an image file to RGB, turned upright by its EXIF orientation; unreadable or non-image files raise
+    RTDetrExportError."""
     path = Path(path)
     if not path.is_file():
         raise RTDetrExportError(f"{path}: no such image file")
     try:
         with Image.open(path) as image:
-            image.load()
-            return image.convert("RGB")
+            return _upright_rgb(image)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise RTDetrExportError(f"{path}: not a readable image ({type(exc).__name__}); "
                                 f"use one of {', '.join(IMAGE_SUFFIXES)}") from None
@@ -35,8 +45,7 @@ def decode_image(data: bytes, name: str = "image") -> Image.Image:
     ensemble's pre-processing step receives images this way."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            return image.convert("RGB")
+            return _upright_rgb(image)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise RTDetrExportError(f"{name}: not a decodable image ({type(exc).__name__}, {len(data)} bytes)") from None
 

@@ -11,7 +11,7 @@ from rtdetr_export.model.config import ModelConfig
 from rtdetr_export.model.deformable_attention import MSDeformableAttention
 from rtdetr_export.model.hybrid_encoder import conv_bn
 from rtdetr_export.model.layers import MLP, SelfAttention, activation
-from rtdetr_export.model.query_selection import gather_rows, generate_anchors, select_topk
+from rtdetr_export.model.query_selection import SelectionObserver, gather_rows, generate_anchors, select_topk
 from rtdetr_export.model.sampler import Sampler
 
 
@@ -62,6 +62,8 @@ class RTDETRDecoder(nn.Module):
         self.eval_layer = config.eval_layer
         self.anchor_eps, self.anchor_grid_size = config.anchor_eps, config.anchor_grid_size
         self.level_strides = config.level_strides
+        # Set only through ``RTDETRv2.observe_selection`` (verification); None otherwise, and in every export.
+        self.selection_observer: SelectionObserver | None = None
 
         in_channels = config.resolved_decoder_in_channels
         self.input_proj = nn.ModuleList(conv_bn(ch, dim, eps) for ch in in_channels)
@@ -140,6 +142,8 @@ class RTDETRDecoder(nn.Module):
         memory, output_memory, enc_logits, anchors, shapes = self.encode_cells(feats)
         # Query selection: score every encoder cell, keep the top-k as initial queries and boxes.
         topk = select_topk(enc_logits, self.num_queries)
+        if self.selection_observer is not None:
+            topk = self.selection_observer(enc_logits.max(-1).values, topk)
         # The box head is row-wise, so running it on the k selected rows equals selecting from all rows.
         selected = gather_rows(output_memory, topk)
         reference_logits = self.enc_bbox_head(selected) + gather_rows(anchors.expand(memory.shape[0], -1, -1), topk)

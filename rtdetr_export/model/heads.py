@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rtdetr_export.model.query_selection import topk_lower_index_first
+
 HEADS = ("raw", "detections")
 INPUTS = {"raw": ["images"], "detections": ["images", "orig_target_sizes"]}
 OUTPUTS = {"raw": ["logits", "pred_boxes"], "detections": ["labels", "boxes", "scores"]}
@@ -42,7 +44,7 @@ class DetectionsHead(nn.Module):
         cx, cy, w, h = boxes.unbind(-1)
         xyxy = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
         xyxy = xyxy * orig_target_sizes.repeat(1, 2).unsqueeze(1).to(xyxy.dtype)
-        scores, index = torch.topk(torch.sigmoid(logits).flatten(1), self.top_k, dim=-1)
+        scores, index = topk_lower_index_first(torch.sigmoid(logits).flatten(1), self.top_k, dim=-1)
         # Integer division instead of Mod: every runtime (TensorRT, NPUs) has Div/Mul/Sub on int64.
         query = torch.div(index, num_classes, rounding_mode="trunc")  # indices are >= 0
         labels = index - query * num_classes

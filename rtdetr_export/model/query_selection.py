@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+
+# (best-class score of every cell [B, cells], the cells chosen [B, k]) -> the cells to use [B, k]: verification's
+# seam into query selection (RTDETRv2.observe_selection).
+SelectionObserver = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # Anchors outside the valid band get this logit instead of +inf: sigmoid still saturates to exactly 1.0 in
 # float32 (and float16), so outputs match the reference, while the graph holds no infinities that break
@@ -27,9 +33,25 @@ def generate_anchors(spatial_shapes: list[tuple[int, int]], grid_size: float = 0
     return logits, valid
 
 
+def topk_lower_index_first(values: torch.Tensor, k: int, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.topk with equal values ordered as ONNX TopK orders them: the lower index first.
+
+    torch.topk leaves the order of exact ties unspecified (on CPU it depends on the input's size: with ties
+    planted across the boundary it keeps another subset than ONNX Runtime), and exact ties happen: cells outside
+    the valid anchor band all see the same zeroed memory, cells of a perfectly flat region the same features.
+    In eager mode a stable descending sort states the ONNX rule exactly; traced for export this is a plain TopK,
+    whose rule it is, so the graph keeps its TopK. (Scores equal only up to float noise cannot be ordered alike
+    by any rule; verification proves those choices instead, verify/selection.py.)
+    """
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return torch.topk(values, k, dim=dim)
+    ordered, index = torch.sort(values, dim=dim, descending=True, stable=True)
+    return ordered.narrow(dim, 0, k), index.narrow(dim, 0, k)
+
+
 def select_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices [B, k] of the cells whose best class logit is highest."""
-    return torch.topk(scores.max(-1).values, k, dim=1).indices
+    """Indices [B, k] of the cells whose best class logit is highest, ties lower index first (ONNX TopK)."""
+    return topk_lower_index_first(scores.max(-1).values, k, dim=1)[1]
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

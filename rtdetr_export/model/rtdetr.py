@@ -13,6 +13,7 @@ from rtdetr_export.model.config import ModelConfig
 from rtdetr_export.model.decoder import RTDETRDecoder
 from rtdetr_export.model.deformable_attention import LocationObserver, MSDeformableAttention
 from rtdetr_export.model.hybrid_encoder import HybridEncoder
+from rtdetr_export.model.query_selection import SelectionObserver
 from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.model.source import IN_MEMORY, WeightSource
 
@@ -73,8 +74,8 @@ class RTDETRv2(nn.Module):
     def observe_sampling(self, observer: LocationObserver | Sequence[LocationObserver | None]) -> Iterator[None]:
         """Within the block, every decoder layer's cross-attention passes its sampling locations through
         ``observer(loc, height, width) -> loc`` before reading the memory (a sequence: one observer per decoder
-        layer, in order; None leaves that layer alone). Verification's one seam into the forward pass (rounding
-        margins of the discrete sampler); exports never run with an observer."""
+        layer, in order; None leaves that layer alone). One of verification's two seams into the forward pass
+        (rounding margins of the discrete sampler); exports never run with an observer."""
         layers = [m for m in self.decoder.modules() if isinstance(m, MSDeformableAttention)]
         observers = list(observer) if isinstance(observer, Sequence) else [observer] * len(layers)
         if len(observers) != len(layers):
@@ -86,3 +87,15 @@ class RTDETRv2(nn.Module):
         finally:
             for layer in layers:
                 layer.location_observer = None
+
+    @contextlib.contextmanager
+    def observe_selection(self, observer: SelectionObserver) -> Iterator[None]:
+        """Within the block, query selection passes (each cell's best-class score [B, cells], the cells it chose
+        [B, k]) through ``observer`` and uses the cells it returns. Verification's seam to re-run the reference
+        with the cells an artifact kept among scores tied up to float noise (verify/selection.py); exports never
+        run with an observer."""
+        self.decoder.selection_observer = observer
+        try:
+            yield
+        finally:
+            self.decoder.selection_observer = None

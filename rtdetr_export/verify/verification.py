@@ -20,6 +20,7 @@ from rtdetr_export.verify.agreement import AgreementThresholds, compare_agreemen
 from rtdetr_export.verify.compare import (Thresholds, compare_detections, compare_raw, confirm_flips,
                                           judged_precision, thresholds_for)
 from rtdetr_export.verify.reference import MARGIN, ReferenceRunner
+from rtdetr_export.verify.selection import TiedSelection, candidate_selection
 
 
 # Cells. Re-rounding a suspect takes its nearest point and any within this distance of it: far below the 1e-4
@@ -71,6 +72,26 @@ def compare_outputs(head: str, feed: dict[str, np.ndarray], ref: dict[str, np.nd
     return confirm_flips(plain, run, limits >= 0, thresholds, head) if (limits >= 0).any() else plain
 
 
+def compare_with_candidate_selection(head: str, feed: dict[str, np.ndarray], test: dict[str, np.ndarray],
+                                     thresholds: Thresholds, reference: ReferenceRunner, candidate: OnnxRuntimeRunner,
+                                     plain: BatchComparison) -> BatchComparison:
+    """``plain`` again, unless the candidate kept other encoder cells than the reference only among tied scores
+    and the reference re-run with its cells matches (verify/selection.py)."""
+    chosen = candidate_selection(candidate, feed)
+    if chosen is None:
+        return plain
+    tied = TiedSelection(chosen)
+    with reference.model.observe_selection(tied):
+        ref = reference.infer(feed)
+        if tied.refused or not tied.reselected:
+            return plain
+        run = compare_outputs(head, feed, ref, test, thresholds, reference)  # any flip re-runs keep the cells
+    if run.failures:
+        return plain
+    run.reselected_queries = tied.reselected
+    return run
+
+
 def compare_runners(reference: ReferenceRunner, candidate: Runner, head: str, feeds: list[dict[str, np.ndarray]],
                     thresholds: Thresholds | AgreementThresholds, candidate_name: str | None = None,
                     precision: str = "fp32", inputs: str = "synthetic") -> Verification:
@@ -82,7 +103,10 @@ def compare_runners(reference: ReferenceRunner, candidate: Runner, head: str, fe
             if isinstance(thresholds, AgreementThresholds):  # fp16 / int8: detection agreement
                 runs.append(compare_agreement(ref, test, head, thresholds))
             else:
-                runs.append(compare_outputs(head, feed, ref, test, thresholds, reference))
+                run = compare_outputs(head, feed, ref, test, thresholds, reference)
+                if run.failures and type(candidate) is OnnxRuntimeRunner:
+                    run = compare_with_candidate_selection(head, feed, test, thresholds, reference, candidate, run)
+                runs.append(run)
     return Verification(head, runs, asdict(thresholds), candidate=candidate_name or candidate.name,
                         precision=precision, inputs=inputs)
 
