@@ -212,9 +212,11 @@ def test_every_command_lists_every_option_with_its_default_in_help():
         text = CliRunner().invoke(main, [name, "--help"], terminal_width=200).output
         for param in command.params:
             if isinstance(param, click_option_type()) and not param.hidden:
-                assert param.opts[0] in text, f"{name} --help does not list {param.opts[0]}"
+                # The option's own entry (its names first on a line), not a mention in another's help.
+                entry = "\n  " + ", ".join(param.secondary_opts and param.opts or sorted(param.opts, key=len))
+                assert entry in text, f"{name} --help does not list {param.opts[0]}"
                 if param.show_default and param.default not in (None, False, ()):
-                    assert "[default:" in text.split(param.opts[0], 1)[1].split("\n  -")[0], \
+                    assert "[default:" in text.split(entry, 1)[1].split("\n  -")[0], \
                         f"{name} --help gives no default for {param.opts[0]}"
 
 
