@@ -302,3 +302,33 @@ def test_r18vd_split_equals_the_reference_at_640(tmp_path):
     for run in runs:
         for check in run.outputs.values():
             assert check.passed and check.value <= thresholds_for("fp32").max_abs
+
+
+class HigherIndexFirst(SplitRunner):
+    """A host step that orders exact ties the other way: stands for a runtime whose rounding keeps other cells among
+    (near-)tied selection scores than the reference."""
+
+    def select(self, cells):
+        scores = cells["cell_logits"].max(-1)[:, ::-1]
+        return scores.shape[1] - 1 - top_k_indices(scores, self.num_queries)
+
+
+def test_a_choice_among_tied_selection_scores_is_proven_not_refused(model, tmp_path):
+    import copy
+
+    from rtdetr_export.verify import VerificationPlan, verify_candidate
+
+    tied = copy.deepcopy(model)
+    with torch.no_grad():
+        tied.decoder.enc_score_head.weight.zero_()  # every cell scores its class biases: all cells tie
+    result = export_split(tied, tmp_path / "tied.onnx", OnnxExportOptions(verify=False))
+    plan = VerificationPlan.for_graph(GraphOptions(), tied.config.image_size)
+    runner = HigherIndexFirst(result.encoder, result.decoder, tied.config.num_queries)
+    verification = verify_candidate(tied, runner, plan)
+    run = verification.runs[0]
+    assert verification.passed and run.reselected_queries == tied.config.num_queries
+    # Without the proof the other cells are a plain failure: this verification is not vacuous.
+    with runner:
+        other = runner.infer(plan.feeds()[0])
+    with ReferenceRunner(tied, "raw") as reference:
+        assert compare_raw(reference.infer(plan.feeds()[0]), other, thresholds_for("fp32")).failures

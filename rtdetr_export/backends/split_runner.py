@@ -12,7 +12,7 @@ import numpy as np
 
 from rtdetr_export.backends.base import Runner
 from rtdetr_export.backends.onnxruntime_runner import OnnxRuntimeRunner
-from rtdetr_export.imaging.host_step import select_queries, top_detections
+from rtdetr_export.imaging.host_step import gather_queries, select_cells, top_detections
 
 
 class SplitRunner(Runner):
@@ -35,9 +35,18 @@ class SplitRunner(Runner):
         self.encoder.deactivate()
         self.decoder.deactivate()
 
+    def select(self, cells: dict[str, np.ndarray]) -> np.ndarray:
+        """The host step's query selection: the cells [B, num_queries] graph 2 decodes."""
+        return select_cells(cells, self.num_queries)
+
+    def selection(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """[B, num_queries] the encoder cells this artifact keeps for ``feed``, in its order (verification reads
+        them to prove a choice among tied scores, verify/selection.py)."""
+        return self.select(self.encoder.infer({"images": feed["images"]}))
+
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cells = self.encoder.infer({"images": feed["images"]})
-        raw = self.decoder.infer(select_queries(cells, self.num_queries))
+        raw = self.decoder.infer(gather_queries(cells, self.select(cells)))
         if self.head == "raw":
             return raw
         return top_detections(raw["logits"], raw["pred_boxes"], feed["orig_target_sizes"], self.top_k)

@@ -26,12 +26,22 @@ def gather_rows(x: np.ndarray, index: np.ndarray) -> np.ndarray:
     return np.take_along_axis(x, index[..., None], axis=1)
 
 
-def select_queries(cells: dict[str, np.ndarray], num_queries: int) -> dict[str, np.ndarray]:
-    """Graph 1's outputs (model/split.py CELL_OUTPUTS) -> graph 2's inputs (QUERY_INPUTS): the top
-    ``num_queries`` cells by their best class logit, their query targets and reference boxes, and the memory."""
-    index = top_k_indices(cells["cell_logits"].max(-1), num_queries)
+def select_cells(cells: dict[str, np.ndarray], num_queries: int) -> np.ndarray:
+    """Query selection: the indices [B, num_queries] of the cells with the highest best class logit, best first."""
+    return top_k_indices(cells["cell_logits"].max(-1), num_queries)
+
+
+def gather_queries(cells: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
+    """Graph 2's inputs (model/split.py QUERY_INPUTS) for the selected cells ``index``: their query targets and
+    reference boxes, and the whole memory."""
     return {"memory": cells["memory"], "query_targets": gather_rows(cells["cell_targets"], index),
             "reference_logits": gather_rows(cells["cell_box_logits"], index)}
+
+
+def select_queries(cells: dict[str, np.ndarray], num_queries: int) -> dict[str, np.ndarray]:
+    """Graph 1's outputs (model/split.py CELL_OUTPUTS) -> graph 2's inputs: the top ``num_queries`` cells by
+    their best class logit, their query targets and reference boxes, and the memory."""
+    return gather_queries(cells, select_cells(cells, num_queries))
 
 
 def top_detections(logits: np.ndarray, boxes: np.ndarray, orig_target_sizes: np.ndarray,

@@ -5,7 +5,7 @@ Where several encoder cells compute the same feature (a dead level of untrained 
 their selection scores are equal up to float noise, and each runtime's rounding decides which of them make the
 top-k: no tie rule can make two runtimes agree on values they compute differently in the last bit. Such a
 candidate is not wrong, it chose other queries. So when a comparison fails, the candidate's own choice is read from
-its graph (the decoder's TopK indices, made a graph output in a copy), and if it differs from the reference's only
+its graph (the decoder's TopK indices, made a graph output in a copy; a split artifact's host step), and if it differs from the reference's only
 among cells scored within TIE_TOLERANCE of the k-th, the reference is re-run with that choice
 (``RTDETRv2.observe_selection``). The run is excused only if that re-run matches within the same limits; the count
 of cells chosen differently is recorded (``reselected_queries``).
@@ -19,6 +19,7 @@ import torch
 
 from rtdetr_export.artifact import load_onnx
 from rtdetr_export.backends import OnnxRuntimeRunner
+from rtdetr_export.backends.split_runner import SplitRunner
 
 # Selection scores this close to the k-th are tied: float32 runtimes computing the same cell differ by ~5e-7 on
 # them (measured on a v1 model with a dead coarse level, ONNX Runtime vs PyTorch), real score gaps are far larger.
@@ -38,8 +39,12 @@ def selection_graph(model: onnx.ModelProto) -> onnx.ModelProto | None:
     return copy
 
 
-def candidate_selection(candidate: OnnxRuntimeRunner, feed: dict[str, np.ndarray]) -> np.ndarray | None:
-    """[N, k] the encoder cells ``candidate`` kept for ``feed``, in its order; None if its graph does not say."""
+def candidate_selection(candidate: OnnxRuntimeRunner | SplitRunner,
+                        feed: dict[str, np.ndarray]) -> np.ndarray | None:
+    """[N, k] the encoder cells ``candidate`` kept for ``feed``, in its order; None if its graph does not say.
+    A split artifact selects on the host, so its runner says."""
+    if isinstance(candidate, SplitRunner):
+        return candidate.selection(feed)
     graph = selection_graph(load_onnx(candidate.path))
     if graph is None:
         return None

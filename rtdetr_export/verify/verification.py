@@ -12,6 +12,7 @@ from rtdetr_export.artifact.verification import BatchComparison, Verification
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner
 from rtdetr_export.backends.fp16_emulation import Fp16EmulationRunner
 from rtdetr_export.backends.openvino_runner import OpenVinoRunner
+from rtdetr_export.backends.split_runner import SplitRunner
 from rtdetr_export.imaging.inputs import verification_images
 from rtdetr_export.model import RTDETRv2, SizeRange
 from rtdetr_export.model.config import size_text
@@ -73,7 +74,8 @@ def compare_outputs(head: str, feed: dict[str, np.ndarray], ref: dict[str, np.nd
 
 
 def compare_with_candidate_selection(head: str, feed: dict[str, np.ndarray], test: dict[str, np.ndarray],
-                                     thresholds: Thresholds, reference: ReferenceRunner, candidate: OnnxRuntimeRunner,
+                                     thresholds: Thresholds, reference: ReferenceRunner,
+                                     candidate: OnnxRuntimeRunner | SplitRunner,
                                      plain: BatchComparison) -> BatchComparison:
     """``plain`` again, unless the candidate kept other encoder cells than the reference only among tied scores
     and the reference re-run with its cells matches (verify/selection.py)."""
@@ -104,7 +106,7 @@ def compare_runners(reference: ReferenceRunner, candidate: Runner, head: str, fe
                 runs.append(compare_agreement(ref, test, head, thresholds))
             else:
                 run = compare_outputs(head, feed, ref, test, thresholds, reference)
-                if run.failures and type(candidate) is OnnxRuntimeRunner:
+                if run.failures and (type(candidate) is OnnxRuntimeRunner or isinstance(candidate, SplitRunner)):
                     run = compare_with_candidate_selection(head, feed, test, thresholds, reference, candidate, run)
                 runs.append(run)
     return Verification(head, runs, asdict(thresholds), candidate=candidate_name or candidate.name,
