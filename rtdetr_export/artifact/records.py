@@ -3,9 +3,10 @@
 An ONNX file carries an ``OnnxRecord`` (sidecar ``MODEL.json`` and the same fields in its ONNX metadata); a
 TensorRT engine an ``EngineRecord`` (sidecar ``MODEL.engine.json``); a split artifact (two graphs with query
 selection on the host between them) a ``SplitRecord`` (sidecar ``MODEL.json`` naming ``MODEL.encoder.onnx`` and
-``MODEL.decoder.onnx`` by sha256; each graph's metadata holds only a ``SplitPart`` pointing back to it). Both share the model contract
-(``ArtifactRecord``): where the weights came from and the architecture, the sampler, input size (range), classes,
-precision and recipe, export options, I/O tensors and the verification measured when the file was made.
+``MODEL.decoder.onnx`` by sha256; each graph's metadata holds only a ``SplitPart`` pointing back to it). All share
+the model contract (``ArtifactRecord``): where the weights came from and the architecture, the sampler, input size
+(range), classes, precision and recipe, export options, I/O tensors and the verification measured when the file was
+made.
 
 Every consumer (verify, the engine job, debug-precision, eval, bench, predict, Triton, inspect) takes a record
 and reads attributes; ``from_json`` reads every schema written so far:

@@ -19,7 +19,8 @@ from rtdetr_export.export.graph_checks import check_graph
 from rtdetr_export.export.torch_export import ExportedGraph, example_inputs, export_record, simplify, trace_to_onnx
 from rtdetr_export.imaging.host_step import select_queries
 from rtdetr_export.model import RTDETRv2, prepare_for_deploy
-from rtdetr_export.model.config import size_text
+from rtdetr_export.model.config import ModelConfig, size_text
+from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.model.split import CELL_OUTPUTS, QUERY_INPUTS, CellScoring, QueryDecoding
 
 # What the split exists to avoid (ncnn lacks TopK and GatherElements, NPUs reject TopK), on top of the ops every
@@ -37,7 +38,7 @@ class SplitGraphs:
     decoder: ExportedGraph
 
 
-def check_split_graph(graph: onnx.ModelProto, options: GraphOptions, sampler, which: str) -> dict[str, int]:
+def check_split_graph(graph: onnx.ModelProto, sampler: Sampler, which: str) -> dict[str, int]:
     """``check_graph`` plus the split's own rule: none of ``SPLIT_FORBIDDEN``; returns the op census."""
     census = check_graph(graph, sampler)
     found = [op for op in SPLIT_FORBIDDEN if op in census]
@@ -59,12 +60,12 @@ def validate_split(model: RTDETRv2, options: GraphOptions) -> None:
                                 f"model's {config.num_queries} queries: use a larger size")
 
 
-def _finish(graph: onnx.ModelProto, options: GraphOptions, sampler, which: str, log) -> ExportedGraph:
+def _finish(graph: onnx.ModelProto, options: GraphOptions, sampler: Sampler, which: str, log) -> ExportedGraph:
     simplifier = None
     if options.simplify:
         log(f"simplifying the {which} graph with onnxslim")
         graph, simplifier = simplify(graph)
-    census = check_split_graph(graph, options, sampler, which)
+    census = check_split_graph(graph, sampler, which)
     return ExportedGraph(graph, census, export_record(options, simplifier), sampler)
 
 
@@ -79,8 +80,9 @@ def export_split_graphs(model: RTDETRv2, options: GraphOptions | None = None,
     # Tracing at batch 2 keeps the exporter from specialising size-1 dimensions into the graph.
     batch = 2 if options.dynamic_batch else options.batch
     (images,) = example_inputs("raw", batch, model.config.image_size)
-    log(f"exporting the split graphs with torch.onnx (opset {options.opset}, batch "
-        f"{'dynamic' if options.dynamic_batch else options.batch}, {sampler}, input {size_text(model.config.image_size)})")
+    batch_text = "dynamic" if options.dynamic_batch else options.batch
+    log(f"exporting the split graphs with torch.onnx (opset {options.opset}, batch {batch_text}, {sampler}, input "
+        f"{size_text(model.config.image_size)})")
     scoring = CellScoring(deployed).eval()
     encoder = trace_to_onnx(scoring, (images,), ["images"], CELL_OUTPUTS, options.opset, options.dynamic_batch)
     with torch.no_grad():
@@ -89,15 +91,16 @@ def export_split_graphs(model: RTDETRv2, options: GraphOptions | None = None,
     inputs = tuple(torch.from_numpy(queries[name]) for name in QUERY_INPUTS)
     decoder = trace_to_onnx(QueryDecoding(deployed).eval(), inputs, QUERY_INPUTS, DECODER_OUTPUTS, options.opset,
                             options.dynamic_batch)
-    _name_memory_dims(encoder, model.config.image_size, model.config)
+    _name_memory_dims(encoder, model.config)
     return SplitGraphs(_finish(encoder, options, sampler, "encoder", log),
                        _finish(decoder, options, sampler, "decoder", log))
 
 
-def _name_memory_dims(graph: onnx.ModelProto, size: tuple[int, int], config) -> None:
+def _name_memory_dims(graph: onnx.ModelProto, config: ModelConfig) -> None:
     """Give graph 1's ``memory`` output its cell and channel counts: the exporter leaves the concatenated levels
     symbolic, and converters for edge runtimes (pnnx, RKNN) want static shapes where they are."""
-    cells = sum((size[0] // s) * (size[1] // s) for s in config.level_strides)
+    height, width = config.image_size
+    cells = sum((height // s) * (width // s) for s in config.level_strides)
     for output in graph.graph.output:
         if output.name == "memory":
             dims = output.type.tensor_type.shape.dim

@@ -5,10 +5,10 @@ Where several encoder cells compute the same feature (a dead level of untrained 
 their selection scores are equal up to float noise, and each runtime's rounding decides which of them make the
 top-k: no tie rule can make two runtimes agree on values they compute differently in the last bit. Such a
 candidate is not wrong, it chose other queries. So when a comparison fails, the candidate's own choice is read from
-its graph (the decoder's TopK indices, made a graph output in a copy; a split artifact's host step), and if it differs from the reference's only
-among cells scored within TIE_TOLERANCE of the k-th, the reference is re-run with that choice
-(``RTDETRv2.observe_selection``). The run is excused only if that re-run matches within the same limits; the count
-of cells chosen differently is recorded (``reselected_queries``).
+its graph (the decoder's TopK indices, made a graph output in a copy; a split artifact's runner says what its host
+step kept), and if it differs from the reference's only among cells scored within TIE_TOLERANCE of the k-th, the
+reference is re-run with that choice (``RTDETRv2.observe_selection``). The run is excused only if that re-run
+matches within the same limits; the count of cells chosen differently is recorded (``reselected_queries``).
 """
 
 from __future__ import annotations
