@@ -143,6 +143,7 @@ def test_a_fixed_size_sidecar_has_no_range_and_older_sidecars_still_read_as_fixe
     assert fixed.dynamic_size is False and fixed.to_json()["dynamic_size"] is False
     old = open_artifact(V1)  # schema 1: no input_size_range at all
     assert old.header.schema_version == 1 and old.input_size_range is None
+    assert old.sampler is Sampler.GRIDSAMPLE_BILINEAR  # before gathers, default sampling was written as GridSample
     assert old.run_size() == (128, 128) and old.run_size((128, 128)) == (128, 128)
     with pytest.raises(RTDetrExportError, match="takes 128x128 images only"):
         old.run_size((256, 256), V1.name)
