@@ -81,8 +81,7 @@ class DFineHybridEncoder(nn.Module):
             for _ in config.encode_proj_layers)
 
         def fusion() -> RepNCSPELAN4:
-            # The original fixes these blocks' activation to SiLU whatever the config says (``act`` is not passed).
-            return RepNCSPELAN4(dim, config.hidden_expansion, config.csp_units, "silu", eps)
+            return RepNCSPELAN4(dim, config.hidden_expansion, config.csp_units, config.activation, eps)
 
         self.lateral_convs = nn.ModuleList(ConvNormLayer(dim, dim, 1, 1, eps=eps) for _ in range(levels - 1))
         self.fpn_blocks = nn.ModuleList(fusion() for _ in range(levels - 1))
