@@ -176,3 +176,13 @@ def test_onnx_runtime_matches_transformers(preset, method, bilinear_op, batch, o
     print(f"ONNX {preset} {method}/{bilinear_op} batch {batch}: ordered max diff {result.ordered_max_diff:.3g}, "
           f"matched {result.matched_max_diff:.3g}")
     assert result.matched_max_diff <= PARITY_TOL
+
+
+def test_describe_names_the_family_size_and_backbone(dfine_folder):
+    from click.testing import CliRunner
+
+    from rtdetr_export.cli import main
+
+    result = CliRunner().invoke(main, ["describe", "--model", str(dfine_folder("dfine_n")), "--image-size", "320"])
+    assert result.exit_code == 0, result.output
+    assert "D-FINE-N" in result.output and "HGNetv2" in result.output and "ResNet" not in result.output

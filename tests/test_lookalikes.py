@@ -24,8 +24,7 @@ transformers = pytest.importorskip("transformers")
 
 SUPPORTED = "supported are RT-DETR v1 and RT-DETRv2 with a ResNet-vd backbone"
 
-FOLDERS = {  # transformers config class -> what the refusal calls it
-    "DFineConfig": "a D-FINE model (DEIM's checkpoints use this architecture too)",
+FOLDERS = {  # transformers config class -> what the refusal calls it (D-FINE folders load: test_dfine_parity.py)
     "Deimv2Config": "a DEIMv2 model",
     "DeformableDetrConfig": "a Deformable DETR model",
     "DetrConfig": "a DETR model",

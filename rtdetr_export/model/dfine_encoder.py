@@ -51,18 +51,10 @@ class SCDown(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
         self.cv1 = ConvNormLayer(dim, dim, 1, 1, eps=eps)
-        self.cv2 = DepthwiseConvNorm(dim, 3, 2, eps)
+        self.cv2 = ConvNormLayer(dim, dim, 3, 2, eps=eps, groups=dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cv2(self.cv1(x))
-
-
-class DepthwiseConvNorm(ConvNormLayer):
-    """ConvNormLayer with one group per channel."""
-
-    def __init__(self, dim: int, kernel_size: int, stride: int, eps: float):
-        super().__init__(dim, dim, kernel_size, stride, eps=eps)
-        self.conv = nn.Conv2d(dim, dim, kernel_size, stride, padding=(kernel_size - 1) // 2, groups=dim, bias=False)
 
 
 class DFineHybridEncoder(nn.Module):

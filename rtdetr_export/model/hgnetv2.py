@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from rtdetr_export.model.dfine_config import DFineConfig
+from rtdetr_export.model.layers import ConvNormLayer
 
 
 class LearnableAffine(nn.Module):
@@ -27,20 +28,16 @@ class LearnableAffine(nn.Module):
         return self.scale * x + self.bias
 
 
-class ConvBNAct(nn.Module):
+class ConvBNAct(ConvNormLayer):
     """Conv -> BatchNorm -> ReLU (when ``act``) -> learnable affine (when ``act`` and ``use_lab``)."""
 
     def __init__(self, ch_in: int, ch_out: int, kernel_size: int, stride: int = 1, groups: int = 1,
                  act: bool = True, use_lab: bool = False):
-        super().__init__()
-        self.conv = nn.Conv2d(ch_in, ch_out, kernel_size, stride, padding=(kernel_size - 1) // 2, groups=groups,
-                              bias=False)
-        self.norm = nn.BatchNorm2d(ch_out)
-        self.act = nn.ReLU() if act else nn.Identity()
+        super().__init__(ch_in, ch_out, kernel_size, stride, act="relu" if act else None, groups=groups)
         self.lab = LearnableAffine() if act and use_lab else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lab(self.act(self.norm(self.conv(x))))
+        return self.lab(super().forward(x))
 
 
 class LightConvBNAct(nn.Module):
