@@ -30,9 +30,9 @@ PRESETS = ("dfine_n", "dfine_s")
 SMALL = [(320, 320), (320, 384)]
 
 
-def images(batch: int, height: int, width: int) -> torch.Tensor:
-    """``batch`` (1 or 4) distinct seeded images in [0, 1]: noise and smooth scenes."""
-    both = torch.cat([make_images(height, width, seed=1), make_images(height, width, seed=3)])
+def images(batch: int, height: int, width: int, seeds: tuple[int, int] = (1, 3)) -> torch.Tensor:
+    """``batch`` (1 or 4) distinct seeded images in [0, 1]: noise and smooth scenes, two of each ``seeds``."""
+    both = torch.cat([make_images(height, width, seed=seed) for seed in seeds])
     return both[:batch].clone()
 
 
@@ -77,9 +77,10 @@ def ours(folder: Path, method: str, size: tuple[int, int], bilinear_op: str = "g
 
 @torch.no_grad()
 def check_against_transformers(oracle, dfine_folder, preset: str, method: str, batch: int,
-                               size: tuple[int, int], bilinear_op: str = "gridsample") -> float:
+                               size: tuple[int, int], bilinear_op: str = "gridsample",
+                               seeds: tuple[int, int] = (1, 3)) -> float:
     """Assert ours matches transformers on ``batch`` images of ``size``; returns the max |diff|."""
-    x = images(batch, *size)
+    x = images(batch, *size, seeds)
     want = transformers_outputs(oracle(preset, method)(pixel_values=x))
     model = ours(dfine_folder(preset), method, size, bilinear_op)
     got = run_ours(model, x)
@@ -131,11 +132,15 @@ def test_gather_bilinear_matches_transformers_and_gridsample(preset, oracle, dfi
         assert float((a - b).abs().max()) <= 1e-5  # the same math, summed in another order
 
 
+# At 640 px D-FINE-N has 2000 encoder cells for 300 queries: on the default images the 300th and 301st scores lay
+# 4e-6 to 9e-5 apart, under the comparator's tie margin (1e-4). These seeds' images keep that gap over 2.4e-4
+# (measured on the oracle: 640x640 seeds 3 and 9, 2.4e-4 to 3.5e-4; 480x640 seed 1's noise image, 3.8e-4).
 @pytest.mark.slow
-@pytest.mark.parametrize("method, batch, size", [("default", 4, (640, 640)), ("discrete", 1, (480, 640))],
+@pytest.mark.parametrize("method, batch, size, seeds", [("default", 4, (640, 640), (3, 9)),
+                                                        ("discrete", 1, (480, 640), (1, 3))],
                          ids=["default-b4-640x640", "discrete-b1-480x640"])
-def test_outputs_match_transformers_at_the_real_size(method, batch, size, oracle, dfine_folder):
-    check_against_transformers(oracle, dfine_folder, "dfine_n", method, batch, size)
+def test_outputs_match_transformers_at_the_real_size(method, batch, size, seeds, oracle, dfine_folder):
+    check_against_transformers(oracle, dfine_folder, "dfine_n", method, batch, size, seeds=seeds)
 
 
 # -- through ONNX ------------------------------------------------------------------------------------------------
