@@ -21,7 +21,8 @@ HGNET_ARCHS: dict[str, dict[str, Any]] = {
     "B1": {"stem": (3, 24, 32), "stages": [(32, 32, 64, 1, False, False, 3, 3), (64, 48, 256, 1, True, False, 3, 3),
                                            (256, 96, 512, 2, True, True, 5, 3), (512, 192, 1024, 1, True, True, 5, 3)]},
     "B2": {"stem": (3, 24, 32), "stages": [(32, 32, 96, 1, False, False, 3, 4), (96, 64, 384, 1, True, False, 3, 4),
-                                           (384, 128, 768, 3, True, True, 5, 4), (768, 256, 1536, 1, True, True, 5, 4)]},
+                                           (384, 128, 768, 3, True, True, 5, 4),
+                                           (768, 256, 1536, 1, True, True, 5, 4)]},
     "B3": {"stem": (3, 24, 32), "stages": [(32, 32, 128, 1, False, False, 3, 5), (128, 64, 512, 1, True, False, 3, 5),
                                            (512, 128, 1024, 3, True, True, 5, 5),
                                            (1024, 256, 2048, 1, True, True, 5, 5)]},
@@ -97,10 +98,12 @@ class DFineConfig(ModelConfig):
                 "hgnet_stage_downsample", "hgnet_stage_light_block", "hgnet_stage_kernel_size", "hgnet_stage_layers")):
             problems.append("the hgnet_stage_* lists must all have one entry per stage")
         if any(not 0 <= i < stages for i in self.backbone_return_stages):
-            problems.append(f"backbone_return_stages {list(self.backbone_return_stages)} name stages outside 0..{stages - 1}")
+            problems.append(f"backbone_return_stages {list(self.backbone_return_stages)} name stages outside "
+                            f"0..{stages - 1}")
         # Extra decoder levels (a strided conv on the coarsest map) exist in no released D-FINE.
         if self.num_feature_levels != len(self.feat_strides):
-            problems.append("D-FINE needs one decoder level per encoder level (num_feature_levels == len(feat_strides))")
+            problems.append("D-FINE needs one decoder level per encoder level "
+                            "(num_feature_levels == len(feat_strides))")
         if self.learn_initial_query:
             problems.append("learn_initial_query is not a D-FINE configuration")
         if self.max_num_bins < 4 or self.max_num_bins % 2:

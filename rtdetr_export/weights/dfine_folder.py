@@ -30,7 +30,8 @@ _NOT_ARCHITECTURE = {"num_classes", "id2label", "image_size", "decoder_method", 
 def _backbone_fields(backbone: dict[str, Any]) -> dict[str, Any]:
     """DFineConfig's hgnet_* fields from an ``HGNetV2Config`` dict, refusing what our HGNetV2 does not compute."""
     if backbone.get("model_type", "hgnet_v2") != "hgnet_v2":
-        raise RTDetrExportError(f"only the HGNetv2 backbone is supported for D-FINE, got {backbone.get('model_type')!r}")
+        raise RTDetrExportError("only the HGNetv2 backbone is supported for D-FINE, got "
+                                f"{backbone.get('model_type')!r}")
     if backbone.get("hidden_act", "relu") != "relu" or list(backbone.get("stem_strides", [2, 1, 1, 2, 1])) != \
             [2, 1, 1, 2, 1] or any(s != 2 for s in backbone.get("stage_downsample_strides", [2, 2, 2, 2])):
         raise RTDetrExportError("backbone_config is not a D-FINE HGNetv2 (ReLU, stem strides 2-1-1-2-1, "
