@@ -4,9 +4,9 @@ D-FINE is converted from transformers folders (``d_fine``), so its folders pass 
 (and DEIM's) are still refused by key names until they load. DEIM, RF-DETR, Deformable DETR and DETR share names
 and parts with RT-DETR (a ``decoder``, deformable attention, ``class_embed``), so loading one as RT-DETR fails late
 with a long key-mismatch list that hides what the file is. Folders are recognised by ``config.json``
-(``model_type`` / ``architectures``); checkpoints by key names only their architecture has. Checkpoints whose pickle holds Python objects (RF-DETR and Deformable DETR save
-their ``argparse`` arguments beside the weights) are recognised without unpickling: the key names are read off
-the pickle's opcodes, which runs nothing from the file.
+(``model_type`` / ``architectures``); checkpoints by key names only their architecture has. Checkpoints whose
+pickle holds Python objects (RF-DETR and Deformable DETR save their ``argparse`` arguments beside the weights) are
+recognised without unpickling: the key names are read off the pickle's opcodes, which runs nothing from the file.
 """
 
 from __future__ import annotations
