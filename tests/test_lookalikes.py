@@ -88,7 +88,8 @@ def test_a_lookalike_folder_is_refused_by_name_from_the_api_and_the_cli(lookalik
         load_model(folder)
     assert str(info.value) == (f"{folder} holds {what} (config.json model_type {model_type!r}), which rtdetr-export "
                                f"does not convert; {SUPPORTED}: transformers rt_detr / rt_detr_v2 folders, original "
-                               "lyuwenyu/RT-DETR .pth checkpoints, or Hub model ids of those")
+                               "lyuwenyu/RT-DETR .pth checkpoints, or Hub model ids of those; and D-FINE as "
+                               "transformers d_fine folders")
     assert_one_line_error(CliRunner().invoke(main, ["describe", "--model", str(folder)]), what)
 
 
