@@ -2,8 +2,8 @@
 
 The config maps field by field onto ``DFineConfig`` (the backbone must be HGNetv2); the size is named when the
 architecture is a released one. Weights are renamed to our (Peterande/D-FINE-style) keys; decoder layers after
-``eval_idx`` are dropped, since they never reach the output (transformers builds even more of them than the
-original, ``decoder_layers - eval_idx - 1`` extra, all unused at inference).
+``eval_idx`` are dropped, since they never reach the output (transformers builds ``decoder_layers - eval_idx - 1``
+more than the original; with such an ``eval_idx`` its own forward fails, so no released size has one).
 """
 
 from __future__ import annotations
