@@ -132,9 +132,10 @@ class DFineConfig(ModelConfig):
 _THREE_LEVELS = {"backbone_return_stages": (1, 2, 3), "feat_strides": (8, 16, 32), "encode_proj_layers": (2,),
                  "num_feature_levels": 3, "decoder_n_points": (3, 6, 3), "decoder_ffn_dim": 1024}
 
-# Released D-FINE sizes: Peterande/D-FINE configs/dfine/dfine_hgnetv2_{n,s,m,l,x}_coco.yml over
-# configs/dfine/include/dfine_hgnetv2.yml (M at its final 4 layers, eval_idx -1; N as in the README's N row,
-# which transformers' ustc-community/dfine-nano-coco config.json repeats).
+# Released D-FINE sizes: Peterande/D-FINE configs/dfine/dfine_hgnetv2_{s,m,l,x}_coco.yml over
+# configs/dfine/include/dfine_hgnetv2.yml, checked against the files (M at its final 4 layers, eval_idx -1). N follows
+# dfine_hgnetv2_n_coco.yml as published (B0 returning stages 2-3, strides 16/32, hidden 128, FFN 512, 2 levels of 6
+# points); that file was not among the copies checked, so N awaits a check against a released N checkpoint.
 DFINE_PRESETS: dict[str, dict[str, Any]] = {
     "dfine_n": {**hgnet("B0", True), "size": "N", "backbone_return_stages": (2, 3), "feat_strides": (16, 32),
                 "encode_proj_layers": (1,), "num_feature_levels": 2, "decoder_n_points": (6, 6),
