@@ -13,18 +13,20 @@ missing (cmake, a C++ compiler, libpng/libjpeg headers), and never under CI, whe
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import struct
 import subprocess
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from rtdetr_export.backends import OnnxRuntimeRunner
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
@@ -229,6 +231,133 @@ def test_jpeg_decoding_agrees_with_pil(tools, tmp_path):
         diff = np.abs(got.astype(int) - want.astype(int))
         assert got.shape == want.shape and diff.max() == 0, \
             f"{path.name}: {np.count_nonzero(diff.any(-1))} pixels differ from PIL by up to {diff.max()}"
+
+
+# -- Exif orientation ----------------------------------------------------------------------------------------------
+def tiff_block(entries: list[tuple[int, int, int, bytes]], big_endian: bool = False, tail: bytes = b"",
+               magic: bytes | None = None) -> bytes:
+    """An Exif TIFF block: header, IFD0 with (tag, type, count, 4-byte field) entries, then ``tail`` (offset
+    26 + 12 * (len(entries) - 1) from the header) for values stored out of line."""
+    e = ">" if big_endian else "<"
+    head = magic or (b"MM\0*" if big_endian else b"II*\0")
+    block = head + struct.pack(e + "IH", 8, len(entries))
+    for tag, type_, count, field in entries:
+        block += struct.pack(e + "HHI", tag, type_, count) + field
+    return block + struct.pack(e + "I", 0) + tail
+
+
+def short_field(value: int, big_endian: bool = False) -> bytes:
+    return struct.pack((">" if big_endian else "<") + "HH", value, 0)
+
+
+def with_app1(jpeg: bytes, *payloads: bytes) -> bytes:
+    """The JPEG with APP1 segments inserted after SOI."""
+    return jpeg[:2] + b"".join(b"\xff\xe1" + struct.pack(">H", len(p) + 2) + p for p in payloads) + jpeg[2:]
+
+
+def exif_variants(folder: Path) -> dict[str, Path]:
+    """JPEGs whose orientation comes from Exif or XMP, written every way PIL reads (and some it cannot)."""
+    rng = np.random.default_rng(26)
+    stored = Image.fromarray(rng.integers(0, 256, (21, 34, 3), dtype=np.uint8))
+    plain = io.BytesIO()
+    stored.save(plain, "JPEG", quality=90)
+    plain = plain.getvalue()
+    orientation = 0x0112
+    out_of_line = struct.pack("<HHHH", 3, 1, 1, 1)  # SHORT x 4 at offset 26: the first value counts
+    xmp = b'http://ns.adobe.com/xap/1.0/\0<rdf:Description tiff:Orientation="%d"/>'
+    made: dict[str, bytes] = {}
+    for value in range(1, 10):
+        exif = Image.Exif()
+        exif[orientation] = value
+        out = io.BytesIO()
+        stored.save(out, "JPEG", quality=90, exif=exif.tobytes())  # how cameras and PIL write it (little-endian)
+        made[f"pil_{value}"] = out.getvalue()
+    for value in (6, 8, 5, 7):
+        made[f"big_endian_{value}"] = with_app1(plain, b"Exif\0\0" + tiff_block(
+            [(orientation, 3, 1, short_field(value, True))], big_endian=True))
+    made |= {
+        "long_type": with_app1(plain, b"Exif\0\0" + tiff_block([(orientation, 4, 1, struct.pack("<I", 6))])),
+        "rational": with_app1(plain, b"Exif\0\0" + tiff_block([(orientation, 5, 1, struct.pack("<I", 26))],
+                                                              tail=struct.pack("<II", 16, 2))),
+        "byte_type": with_app1(plain, b"Exif\0\0" + tiff_block([(orientation, 1, 1, b"\x06\0\0\0")])),
+        "out_of_line": with_app1(plain, b"Exif\0\0" + tiff_block([(orientation, 3, 4, struct.pack("<I", 26))],
+                                                                 tail=out_of_line)),
+        "first_entry_wins": with_app1(plain, b"Exif\0\0" + tiff_block(
+            [(orientation, 3, 1, short_field(6)), (orientation, 3, 1, short_field(8))])),
+        # Values read out of line may not add up to more than the block: a 40-byte Make at offset 0 leaves no
+        # room in this 46-byte block for the 8-byte orientation after it, so PIL skips that entry.
+        "out_of_line_budget": with_app1(plain, b"Exif\0\0" + tiff_block(
+            [(0x010F, 2, 40, struct.pack("<I", 0)), (orientation, 3, 4, struct.pack("<I", 38))], tail=out_of_line)),
+        "unknown_type_skipped": with_app1(plain, b"Exif\0\0" + tiff_block(
+            [(orientation, 3, 1, short_field(6)), (orientation, 99, 1, short_field(8))])),
+        "split_segments": with_app1(plain, b"Exif\0\0" + tiff_block([(orientation, 3, 1, short_field(3))])[:11],
+                                    b"Exif\0\0" + tiff_block([(orientation, 3, 1, short_field(3))])[11:]),
+        "double_prefix": with_app1(plain, b"Exif\0\0Exif\0\0" + tiff_block([(orientation, 3, 1, short_field(2))])),
+        "xmp_only": with_app1(plain, xmp % 8),
+        "exif_before_xmp": with_app1(plain, b"Exif\0\0" + tiff_block([(orientation, 3, 1, short_field(6))]), xmp % 8),
+        # Malformed blocks: an orientation PIL can still read, then ones it cannot (PIL raises, we read 1).
+        "truncated_directory": with_app1(plain, b"Exif\0\0" + tiff_block(
+            [(orientation, 3, 1, short_field(7)), (orientation, 3, 1, short_field(2))])[:30]),
+        "value_offset_past_end": with_app1(plain, b"Exif\0\0" + tiff_block(
+            [(orientation, 3, 1, short_field(6)), (orientation, 3, 4, struct.pack("<I", 4000))])),
+        "directory_past_end": with_app1(plain, b"Exif\0\0II*\0" + struct.pack("<I", 9999)),
+        "not_tiff": with_app1(plain, b"Exif\0\0XX*\0" + tiff_block([(orientation, 3, 1, short_field(6))])[4:]),
+        "empty_exif": with_app1(plain, b"Exif\0\0"),
+    }
+    paths = {}
+    for name, data in made.items():
+        paths[name] = folder / f"exif_{name}.jpg"
+        paths[name].write_bytes(data)
+    return paths
+
+
+def pil_upright(path: Path) -> np.ndarray | None:
+    """PIL's exif_transpose of the file, or None where PIL cannot read its metadata."""
+    with Image.open(path) as image:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # PIL warns about the damaged blocks it skips
+                return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+        except (SyntaxError, OSError, struct.error):
+            return None
+
+
+def test_exif_orientation_gives_the_pixels_of_pil_exif_transpose(tools, tmp_path):
+    """Orientations 1-8 (and 9, no orientation), both byte orders, every numeric type, out-of-line values, split
+    segments and XMP: the decoded image equals PIL's ImageOps.exif_transpose(Image.open(...)) bit for bit. A block
+    PIL cannot parse (it raises) leaves the image as stored, never an error."""
+    rotated = 0
+    for name, path in exif_variants(tmp_path).items():
+        got = cpp_decode(tools, path, tmp_path)
+        with Image.open(path) as image:
+            stored = np.asarray(image.convert("RGB"))
+        want = pil_upright(path)
+        if want is None:
+            assert name in ("directory_past_end", "not_tiff", "empty_exif"), f"{name}: PIL cannot read it"
+            want = stored
+        assert got.shape == want.shape and np.array_equal(got, want), f"{name}: not PIL's exif_transpose"
+        rotated += got.shape != stored.shape or not np.array_equal(got, stored)
+    assert rotated >= 20, "most variants carry an orientation that moves pixels"
+
+
+def test_rotated_jpeg_gives_the_detections_of_its_upright_pixels(tools, tmp_path):
+    """A photo stored turned (orientation 6 and 8) detects exactly as PIL's upright pixels of it do, at the upright
+    size: what the C++ tool reads equals what exif_transpose gives, so the model sees the same input."""
+    model = ROOT / "tests" / "data" / "schema_v1" / "micro_raw_v1.onnx"
+    with Image.open(IMAGES / "cpp_street.jpg") as photo:
+        upright = photo.convert("RGB")
+    for value, turn in ((6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270)):
+        exif = Image.Exif()
+        exif[0x0112] = value
+        turned = tmp_path / f"turned_{value}.jpg"
+        upright.transpose(turn).save(turned, quality=92, exif=exif.tobytes())
+        reference = tmp_path / f"upright_{value}.png"
+        with Image.open(turned) as image:
+            ImageOps.exif_transpose(image).convert("RGB").save(reference)
+        assert Image.open(reference).size == upright.size
+        got, want = (cpp_detections(tools, model, [path], 0.0)["images"][0] for path in (turned, reference))
+        assert (got["width"], got["height"]) == upright.size == (want["width"], want["height"])
+        assert got["detections"] == want["detections"] and len(want["detections"]) > 0
 
 
 @pytest.mark.parametrize("size", [(320, 320), (480, 640), (123, 77)], ids=lambda s: f"{s[0]}x{s[1]}")

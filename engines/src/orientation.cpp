@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace rtdetr::orientation {
 
@@ -108,25 +109,32 @@ long from_tiff(const std::uint8_t* data, std::size_t size) {
   const std::uint64_t ifd = r.unsigned_at(4, 4);
   if (!r.has(ifd, 2)) return kAbsent;
   const std::uint64_t entries = r.unsigned_at(static_cast<std::size_t>(ifd), 2);
-  long found = kAbsent;
+  // PIL (TiffImagePlugin.ImageFileDirectory_v2.load) keeps the first readable entry of each tag, and skips an
+  // out-of-line value once the values read so far add up to more than the block holds; so the other tags'
+  // entries matter too.
+  std::vector<bool> recorded(0x10000, false);
+  std::uint64_t out_of_line_total = 0;
   for (std::uint64_t i = 0; i < entries; ++i) {
     const std::uint64_t entry = ifd + 2 + 12 * i;
     if (!r.has(entry, 12)) break;  // a truncated directory keeps the entries read so far, as PIL's does
     const std::size_t at = static_cast<std::size_t>(entry);
-    if (r.unsigned_at(at, 2) != 0x0112) continue;
+    const unsigned tag = static_cast<unsigned>(r.unsigned_at(at, 2));
+    if (recorded[tag]) continue;
     const unsigned type = static_cast<unsigned>(r.unsigned_at(at + 2, 2));
-    const std::uint64_t count = r.unsigned_at(at + 4, 4);
     const int unit = unit_size(type);
-    if (unit == 0 || count == 0) continue;  // a type PIL does not load, or no value: the entry is skipped
-    const std::uint64_t bytes = count * static_cast<std::uint64_t>(unit);
+    if (unit == 0) continue;  // a type PIL does not load
+    const std::uint64_t bytes = r.unsigned_at(at + 4, 4) * static_cast<std::uint64_t>(unit);
     std::uint64_t value_at = entry + 8;
     if (bytes > 4) {
       value_at = r.unsigned_at(at + 8, 4);  // larger values live at an offset from the TIFF header
-      if (!r.has(value_at, bytes)) continue;
+      out_of_line_total += bytes;
+      if (out_of_line_total > size || !r.has(value_at, bytes)) continue;
     }
-    found = first_value(r, type, static_cast<std::size_t>(value_at));
+    if (bytes == 0) continue;  // no value
+    recorded[tag] = true;
+    if (tag == 0x0112) return first_value(r, type, static_cast<std::size_t>(value_at));
   }
-  return found;
+  return kAbsent;
 }
 
 long from_xmp(const std::uint8_t* data, std::size_t size) {

@@ -12,7 +12,7 @@ namespace rtdetr::orientation {
 constexpr long kAbsent = -1;
 
 // Orientation tag (0x0112) of IFD0 in a TIFF structure (an Exif block without its "Exif\0\0" prefix), read as PIL
-// reads it: the last well-formed entry wins, any numeric type, its first value. kAbsent when there is no readable
+// reads it: the first readable entry wins, any numeric type, its first value. kAbsent when there is no readable
 // entry (PIL then looks at XMP); 0 for an entry whose value is no orientation (PIL then does nothing).
 long from_tiff(const std::uint8_t* data, std::size_t size);
 
