@@ -481,6 +481,61 @@ def test_a_dynamic_size_file_runs_at_its_opt_size_or_the_size_asked_for(tools, d
     assert_one_line_error(run_tool(tools.detect, dynamic_export, images[0], "--size", "300"), "multiples of 32")
 
 
+def constant_raw_model(folder: Path, logits: np.ndarray, boxes: np.ndarray) -> Path:
+    """A raw-head ONNX graph whose outputs are the given constants (its image input goes unused), with a schema-4
+    sidecar: the C++ post-processing then runs on exactly the logits planted."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    q, c = logits.shape[1:]
+    nodes = [helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
+             for name, value in (("logits", logits), ("pred_boxes", boxes))]
+    graph = helper.make_graph(
+        nodes, "constant", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, q, c]),
+         helper.make_tensor_value_info("pred_boxes", TensorProto.FLOAT, [1, q, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = folder / "constant.onnx"
+    onnx.save(model, path)
+    tensor = lambda name, shape: {"name": name, "shape": shape, "dtype": "float32"}  # noqa: E731
+    path.with_suffix(".json").write_text(json.dumps({
+        "format": "rtdetr-export/onnx", "schema_version": 4, "method": "discrete", "sampler": "gather-nearest",
+        "input_size": [32, 32], "input_size_range": None, "classes": [f"class{i}" for i in range(c)],
+        "precision": "fp32", "export": {"head": "raw", "top_k": None},
+        "io": {"inputs": [tensor("images", [1, 3, 32, 32])],
+               "outputs": [tensor("logits", [1, q, c]), tensor("pred_boxes", [1, q, 4])]}}))
+    return path
+
+
+def test_equal_scores_keep_the_lower_index_first_as_numpy_stable_argsort(tools, tmp_path):
+    """Planted exact ties: 200 candidates drawn from five logits, so every score repeats; 40 and 45 both give a
+    sigmoid of exactly 1.0 in double, so unequal logits tie too. The C++ top-k picks and orders them as
+    postprocess() does with numpy's stable argsort (lower flat index first), including where K cuts a tie."""
+    rng = np.random.default_rng(11)
+    q, c = 40, 5
+    logits = rng.choice(np.float32([-1.0, 0.5, 2.0, 40.0, 45.0]), size=(1, q, c))
+    centres = (np.arange(q, dtype=np.float32) + 1) / (q + 2)  # a distinct box per query: (label, box) names a candidate
+    boxes = np.stack([centres, centres[::-1], np.full(q, 0.1), np.full(q, 0.2)], -1)[None].astype(np.float32)
+    model = constant_raw_model(tmp_path, logits, boxes)
+    image = IMAGES / "cpp_palette.png"
+    with Image.open(image) as opened:
+        width, height = opened.size
+    scores = np.sort(1.0 / (1.0 + np.exp(-logits.astype(np.float64).ravel())))[::-1]
+    for top_k in (7, q, q * c):
+        if top_k < q * c:
+            assert scores[top_k - 1] == scores[top_k], "the test needs K to cut a group of equal scores"
+        want = postprocess(logits, boxes, [(height, width)], threshold=0.0, top_k=top_k)[0].to_list(
+            [f"class{i}" for i in range(c)])
+        got = cpp_detections(tools, model, [image], 0.0, "--top-k", str(top_k))["images"][0]["detections"]
+        assert len(got) == len(want) == top_k
+        # The JSON holds float32 values (C++: shortest text; Python: the float32 widened): compare as float32.
+        assert [d["label"] for d in got] == [d["label"] for d in want], f"top-k {top_k}: labels"
+        for key in ("box", "score"):
+            assert np.array_equal(np.float32([d[key] for d in got]), np.float32([d[key] for d in want])), key
+        assert len({d["score"] for d in want}) < top_k, "ties among the kept candidates"
+
+
 def test_text_output_lists_every_detection(tools, exports):
     path = DETECT_IMAGES[-3]  # the first val image: the fixture finds its shapes there (7 at 0.5)
     as_json = cpp_detections(tools, exports["detections"], [path], 0.5)["images"][0]["detections"]
@@ -492,6 +547,84 @@ def test_text_output_lists_every_detection(tools, exports):
         assert lines[0] == f"{path} ({image.width}x{image.height}): {count}"
     assert [line.split()[1] for line in lines[1:]] == [d["name"].split()[0] for d in as_json]
     assert as_json, "the trained fixture detects the shapes of its val images"
+
+
+
+# -- sidecars ------------------------------------------------------------------------------------------------------
+MICRO = ROOT / "tests" / "data" / "schema_v1" / "micro_raw_v1.onnx"  # a real schema-1 export and its sidecar
+
+
+def micro_with_sidecar(folder: Path, edit) -> Path:
+    """A copy of the schema-1 micro export whose sidecar ``edit(record)`` changed (or replaced, if it returns)."""
+    record = json.loads(MICRO.with_suffix(".json").read_text())
+    record = edit(record) or record
+    model = folder / "micro.onnx"
+    shutil.copy(MICRO, model)
+    sidecar = model.with_suffix(".json")
+    if isinstance(record, bytes):
+        sidecar.write_bytes(record)
+    else:
+        sidecar.write_text(record if isinstance(record, str) else json.dumps(record))
+    return model
+
+
+@pytest.mark.parametrize(("method", "bilinear_op"), [("default", "gather"), ("default", "gridsample"),
+                                                     ("default", None), ("discrete", None)])
+def test_an_older_sidecar_without_sampler_derives_it_from_method_and_bilinear_op(tools, tmp_path, method,
+                                                                                  bilinear_op):
+    """Schema 1-3 sidecars may lack "sampler"; a "default" file written with export.bilinear_op "gather" samples
+    with Gather, not GridSample. The expected name is the exporter's own (rtdetr_export's sampler())."""
+    from rtdetr_export.export.torch_export import sampler
+
+    def edit(record):
+        record.update(schema_version=3, method=method)
+        record.pop("sampler", None)
+        record["export"].pop("bilinear_op", None)
+        if bilinear_op:
+            record["export"]["bilinear_op"] = bilinear_op
+
+    got = cpp_detections(tools, micro_with_sidecar(tmp_path, edit), [CPP_IMAGES[0]], 0.5)
+    assert got["sampler"] == sampler(method, bilinear_op or "gridsample")
+
+
+def test_sidecar_schemas_1_to_4_are_read_and_newer_ones_refused(tools, tmp_path):
+    for version in (1, 2, 3, 4):
+        def edit(record, version=version):
+            record.update(schema_version=version, sampler="gridsample-bilinear")
+        got = cpp_detections(tools, micro_with_sidecar(tmp_path, edit), [CPP_IMAGES[0]], 0.5)
+        assert got["sampler"] == "gridsample-bilinear"
+    newer = micro_with_sidecar(tmp_path, lambda r: r.update(schema_version=5))
+    assert_one_line_error(run_tool(tools.detect, newer, CPP_IMAGES[0]), "micro.json",
+                          "sidecar schema version 5 is newer than these engines read (1-4)")
+    no_sampler = micro_with_sidecar(tmp_path, lambda r: r.update(schema_version=4))
+    assert_one_line_error(run_tool(tools.detect, no_sampler, CPP_IMAGES[0]), "sampler is missing")
+
+
+def test_any_damaged_sidecar_is_a_one_line_error(tools, tmp_path):
+    """Wrong types, out-of-range numbers, other JSON documents and truncation: each is one line naming the file."""
+    text = MICRO.with_suffix(".json").read_text()
+    cases = {
+        "input_size": (lambda r: r.update(input_size="320"), "input_size should be an array, found a string"),
+        "input_size_item": (lambda r: r.update(input_size=[320, 1.5]), "input_size should be an integer"),
+        "input_size_huge": (lambda r: r.update(input_size=[1e300, 320]), "input_size out of range"),
+        "classes": (lambda r: r.update(classes={"0": "a"}), "classes should be an array, found an object"),
+        "class_name": (lambda r: r.update(classes=[1, 2, 3, 4]), "class name should be a string, found a number"),
+        "head": (lambda r: r["export"].update(head=None), "export.head should be a string, found null"),
+        "top_k": (lambda r: r["export"].update(top_k=-3), "export.top_k out of range"),
+        "io_entry": (lambda r: r["io"].update(inputs=[7]), "io.inputs entries need name, shape and dtype"),
+        "dimension": (lambda r: r["io"]["inputs"][0].update(shape=["batch", 3, 2**40, 128]), "io dimension out of range"),
+        "schema": (lambda r: r.update(schema_version="3"), "schema_version should be an integer, found a string"),
+        "sampler": (lambda r: r.update(sampler="bi\ncubic"), 'unknown sampler "bi\\x0acubic"'),
+        "bilinear_op": (lambda r: r["export"].update(bilinear_op=3), "export.bilinear_op should be a string"),
+        "array": (lambda r: "[1, 2]", "not an rtdetr-export sidecar"),
+        "number": (lambda r: "1e999", "not a readable sidecar"),
+        "truncated": (lambda r: text[: len(text) // 2], "not a readable sidecar"),
+        "not_utf8": (lambda r: text.encode().replace(b'"created": "', b'"created": "\xff', 1),
+                     "not a readable sidecar"),
+    }
+    for name, (edit, message) in cases.items():
+        result = run_tool(tools.detect, micro_with_sidecar(tmp_path, edit), CPP_IMAGES[0])
+        assert_one_line_error(result, "micro.json", message)
 
 
 # -- user errors ---------------------------------------------------------------------------------------------------

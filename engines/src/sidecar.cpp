@@ -35,6 +35,24 @@ const char* type_name(const Json& value) {
   }
 }
 
+// nlohmann's parse messages quote the bytes read last, which may be anything; a one-line message in plain ASCII
+// keeps a terminal and a log reader safe.
+std::string printable(const std::string& text) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (const char ch : text) {
+    const auto byte = static_cast<unsigned char>(ch);
+    if (byte >= 0x20 && byte < 0x7f) {
+      out += ch;
+    } else {
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 15];
+    }
+  }
+  return out;
+}
+
 [[noreturn]] void wrong_type(const std::string& what, const char* wanted, const Json& got) {
   throw Error(what + " should be " + wanted + ", found " + type_name(got));
 }
@@ -229,7 +247,7 @@ Sidecar Sidecar::parse(const std::string& text, const std::string& sidecar_path)
   try {
     root = Json::parse(text);
   } catch (const Json::exception& e) {
-    throw Error(sidecar_path + ": not a readable sidecar (" + e.what() + ")");
+    throw Error(sidecar_path + ": not a readable sidecar (" + printable(e.what()) + ")");
   }
   const Json* format = member(root, "format");
   if (!format || !format->is_string() || format->get_ref<const std::string&>().rfind(kFormatPrefix, 0) != 0) {
@@ -298,7 +316,8 @@ Sidecar Sidecar::parse(const std::string& text, const std::string& sidecar_path)
     out.inputs = read_tensors(*ins, "io.inputs");
     out.outputs = read_tensors(*outs, "io.outputs");
   } catch (const Error& e) {
-    throw Error(sidecar_path + ": incomplete sidecar (" + e.what() + ")");
+    // The message may quote a value from the file (an unknown head or sampler), newlines and all.
+    throw Error(sidecar_path + ": incomplete sidecar (" + printable(e.what()) + ")");
   }
   return out;
 }
