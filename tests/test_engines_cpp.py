@@ -5,7 +5,11 @@
   bit-identical to ``rtdetr_export.imaging.preprocess``;
 - detections: ``rtdetr_detect --json`` on tiny-preset exports (raw head, detections head, dynamic batch) gives the
   same labels, scores within 1e-5 and boxes within 1e-3 px as ``OnnxRuntimeRunner`` + ``postprocess``;
-- user errors (missing or foreign files, no sidecar, bad images, bad options): one line on stderr, non-zero exit.
+- Exif orientation: decoded JPEGs equal PIL's ``ImageOps.exif_transpose``; planted score ties are ordered as
+  numpy's stable argsort orders them; older sidecars name their sampler as the exporter does;
+- user errors (missing or foreign files, no sidecar, damaged sidecars, bad images, bad options): one line on stderr,
+  non-zero exit;
+- fuzzing (slow): engines/fuzz.sh runs the file readers under libFuzzer + ASan/UBSan and finds nothing.
 
 The build is cached in engines/build (git-ignored); only the first run compiles. Skips only when the toolchain is
 missing (cmake, a C++ compiler, libpng/libjpeg headers), and never under CI, where that is a failure.
@@ -16,10 +20,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
-import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,13 +319,12 @@ def pil_upright(path: Path) -> np.ndarray | None:
     """PIL's exif_transpose of the file, or None where PIL cannot read its metadata."""
     with Image.open(path) as image:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # PIL warns about the damaged blocks it skips
-                return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
         except (SyntaxError, OSError, struct.error):
             return None
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")  # PIL on the odd blocks it reads
 def test_exif_orientation_gives_the_pixels_of_pil_exif_transpose(tools, tmp_path):
     """Orientations 1-8 (and 9, no orientation), both byte orders, every numeric type, out-of-line values, split
     segments and XMP: the decoded image equals PIL's ImageOps.exif_transpose(Image.open(...)) bit for bit. A block
@@ -625,6 +628,27 @@ def test_any_damaged_sidecar_is_a_one_line_error(tools, tmp_path):
     for name, (edit, message) in cases.items():
         result = run_tool(tools.detect, micro_with_sidecar(tmp_path, edit), CPP_IMAGES[0])
         assert_one_line_error(result, "micro.json", message)
+
+
+
+# -- fuzzing -------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_fuzzing_the_file_readers_finds_nothing():
+    """engines/fuzz.sh 20: the sidecar reader and the PNG/JPEG decoders under libFuzzer with AddressSanitizer and
+    fatal UndefinedBehaviorSanitizer, 20 s each from the committed seed corpus. Any crash, leak, sanitizer report,
+    hang or exception other than rtdetr::Error fails it. Skips without clang and its libFuzzer runtime, except
+    under CI, whose set-up installs them (engines/fuzz.sh --install-system-packages)."""
+    result = subprocess.run(["bash", str(ENGINES / "fuzz.sh"), "20"], capture_output=True, text=True, timeout=900)
+    if result.returncode == 3:
+        reason = result.stderr.strip().splitlines()[-1]
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must fuzz the engines: {reason}")
+        pytest.skip(reason)
+    assert result.returncode == 0, f"fuzzing found a problem:\n{result.stdout}\n{result.stderr[-3000:]}"
+    for target in ("sidecar", "image"):
+        found = re.search(rf"^fuzz {target}: (\d+) executions in \d+ s, cov: (\d+)", result.stdout, re.M)
+        assert found, f"no report for {target}:\n{result.stdout}"
+        assert int(found[1]) > 1000 and int(found[2]) > 100, found[0]
 
 
 # -- user errors ---------------------------------------------------------------------------------------------------

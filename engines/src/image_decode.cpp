@@ -1,4 +1,5 @@
-// PNG and JPEG decoding to the pixels PIL's Image.open(path).convert("RGB") gives.
+// PNG and JPEG decoding to the pixels PIL's Image.open(path).convert("RGB") gives, JPEGs turned upright first as
+// ImageOps.exif_transpose turns them (orientation.cpp).
 //
 // libpng and libjpeg report errors by longjmp. Every function that calls setjmp below touches only plain data
 // (no C++ objects are created between setjmp and a possible longjmp), and C++ containers are sized in between
