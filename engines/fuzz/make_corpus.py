@@ -20,6 +20,8 @@ import json
 import random
 import shutil
 import struct
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -32,20 +34,20 @@ SIDECARS, IMAGES = CORPUS / "sidecar", CORPUS / "image"
 
 
 def export_real_sidecars() -> None:
-    from rtdetr_export.model import SizeRange
-    from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
-    from rtdetr_export.weights import load_model
-
-    model = load_model("tiny")
-    variants = {"tiny-raw": OnnxExportOptions(head="raw", verify=False),
-                "tiny-detections-dynamic": OnnxExportOptions(
-                    head="detections", top_k=20, verify=False,
-                    size_range=SizeRange((64, 64), (128, 128), (256, 256)))}
+    """The sidecars `rtdetr-export onnx --preset tiny` writes today: raw head, and a dynamic-size detections head."""
+    variants = {"tiny-raw": [],
+                "tiny-detections-dynamic": ["--head", "detections", "--top-k", "20", "--dynamic-size",
+                                            "--min-size", "64", "--opt-size", "128", "--max-size", "256"]}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, options in variants.items():
-            path = export_onnx(model, Path(tmp) / f"{name}.onnx", options).path
-            version = json.loads(path.with_suffix(".json").read_text())["schema_version"]
-            shutil.copy(path.with_suffix(".json"), SIDECARS / f"real-v{version}-{name}.json")
+        for name, extra in variants.items():
+            onnx_path = Path(tmp) / f"{name}.onnx"
+            subprocess.run([sys.executable, "-m", "rtdetr_export", "onnx", "--preset", "tiny", "--quiet",
+                            "-o", str(onnx_path), *extra], check=True)
+            sidecar = onnx_path.with_suffix(".json")
+            version = json.loads(sidecar.read_text())["schema_version"]
+            for old in SIDECARS.glob(f"real-v*-{name}.json"):
+                old.unlink()
+            shutil.copy(sidecar, SIDECARS / f"real-v{version}-{name}.json")
     shutil.copy(ROOT / "tests/data/schema_v1/micro_raw_v1.json", SIDECARS / "real-v1-micro.json")
 
 
@@ -144,12 +146,13 @@ def main() -> None:
     args = parser.parse_args()
     for folder in (SIDECARS, IMAGES):
         folder.mkdir(parents=True, exist_ok=True)
-        # Derived seeds are rewritten; real ones (unless re-exported) and regression inputs stay.
+    if args.export:
+        export_real_sidecars()
+    for folder in (SIDECARS, IMAGES):
+        # Derived seeds are rewritten; real ones and regression inputs stay.
         for path in folder.iterdir():
             if not path.name.startswith(("real-", "regress-")):
                 path.unlink()
-    if args.export:
-        export_real_sidecars()
     rng = random.Random(26)
     sidecar_corpus(rng)
     image_corpus(rng)
