@@ -24,6 +24,7 @@ import re
 import shutil
 import struct
 import subprocess
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -687,6 +688,15 @@ def test_user_errors_are_one_line(tools, exports, tmp_path):
     cmyk = tmp_path / "cmyk.jpg"
     with Image.open(image) as source:
         source.convert("CMYK").save(cmyk)
+        progressive = io.BytesIO()
+        source.resize((16, 12)).save(progressive, "JPEG", progressive=True)
+    # A 600-byte progressive JPEG whose frame header claims 65500x65500: libjpeg would allocate the whole
+    # coefficient buffer (over 12 GB, minutes) if the size were checked after jpeg_start_decompress.
+    huge = bytearray(progressive.getvalue())
+    frame = huge.index(b"\xff\xc2")
+    huge[frame + 5:frame + 9] = struct.pack(">HH", 65500, 65500)
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(bytes(huge))
     engine = tmp_path / "model.engine"
     shutil.copy(raw, engine)
     shutil.copy(raw.with_suffix(".json"), tmp_path / "model.engine.json")  # an engine's sidecar: MODEL.engine.json
@@ -703,6 +713,9 @@ def test_user_errors_are_one_line(tools, exports, tmp_path):
     assert_one_line_error(run_tool(detect, raw, truncated_png), "cut.png", "damaged PNG")
     assert_one_line_error(run_tool(detect, raw, truncated_jpeg), "cut.jpg", "damaged JPEG")
     assert_one_line_error(run_tool(detect, raw, cmyk), "cmyk.jpg", "CMYK")
+    started = time.monotonic()
+    assert_one_line_error(run_tool(detect, raw, bomb), "bomb.jpg", "image too large (65500x65500)")
+    assert time.monotonic() - started < 30, "refused before decoding"
     assert_one_line_error(run_tool(detect, raw, tmp_path), "no such image file")
     if "TensorRT backend: not built" in (BUILD / "configure.log").read_text():
         assert_one_line_error(run_tool(detect, engine, image), "model.engine", "no TensorRT backend")
