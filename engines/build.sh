@@ -4,7 +4,8 @@
 #   engines/build.sh [--check] [--install-system-packages] [-- EXTRA CMAKE ARGS...]
 #
 #   --check                    only check the toolchain; exit 3 (with the reason on stderr) if something is missing
-#   --install-system-packages  apt-get install what is missing of cmake, g++, libpng-dev, libjpeg-dev (needs root)
+#   --install-system-packages  apt-get install what is missing of cmake, g++, libpng-dev, libjpeg-dev,
+#                              nlohmann-json3-dev (needs root)
 #
 # Environment: RTDETR_ENGINES_BUILD (build folder, default engines/build), RTDETR_ENGINES_DEPS (downloads,
 # default engines/.deps), ORT_VERSION (default below), TensorRT_ROOT (adds the TensorRT backend), JOBS,
@@ -22,7 +23,7 @@ set -euo pipefail
 ORT_VERSION=${ORT_VERSION:-1.32.0}
 ORT_HEADERS_SUITE=trixie
 ORT_HEADERS_VERSION=1.21.0+dfsg-1
-SYSTEM_PACKAGES="cmake g++ make libpng-dev libjpeg-dev"
+SYSTEM_PACKAGES="cmake g++ make libpng-dev libjpeg-dev nlohmann-json3-dev"
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BUILD=${RTDETR_ENGINES_BUILD:-$HERE/build}
@@ -55,7 +56,7 @@ missing_toolchain() {
   command -v "$cxx" >/dev/null 2>&1 || missing+=("a C++17 compiler (g++)")
   command -v "$PYTHON" >/dev/null 2>&1 || missing+=("python3")
   local probe
-  for probe in png.h:libpng-dev jpeglib.h:libjpeg-dev; do
+  for probe in png.h:libpng-dev jpeglib.h:libjpeg-dev nlohmann/json.hpp:nlohmann-json3-dev; do
     if ! printf '#include <stdio.h>\n#include <%s>\n' "${probe%%:*}" | "$cxx" -E -x c++ - >/dev/null 2>&1; then
       missing+=("${probe%%:*} (Debian: ${probe##*:})")
     fi

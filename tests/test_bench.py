@@ -21,6 +21,7 @@ from rtdetr_export.bench.timing import Rounds, interleaved
 from rtdetr_export.cli import main
 from rtdetr_export.model.backbone import DownsamplePool
 from rtdetr_export.model.deformable_attention import MSDeformableAttention, OffsetPlanes, sample_discrete
+from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.stats import paired_speedup, rotated, summarize
 
 # One worker runs this module (README: --dist loadgroup): its tests share one `bench` run (module fixture bench_run),
@@ -249,7 +250,7 @@ def test_sampling_offsets_read_as_planes_are_the_trained_offsets_with_x_and_y_ap
 
 def test_discrete_attention_projecting_after_sampling_equals_projecting_every_cell():
     torch.manual_seed(0)
-    attn = MSDeformableAttention(64, 4, (4, 2, 3), "discrete", 0.5).eval()
+    attn = MSDeformableAttention(64, 4, (4, 2, 3), Sampler.GATHER_NEAREST, 0.5).eval()
     shapes = [(10, 12), (5, 6), (3, 3)]
     memory = torch.randn(2, sum(h * w for h, w in shapes), 64)
     query, boxes = torch.randn(2, 30, 64), torch.rand(2, 30, 4) * 0.8 + 0.1
@@ -260,8 +261,11 @@ def test_discrete_attention_projecting_after_sampling_equals_projecting_every_ce
         weights = attn.attention_weights(query).reshape(2, 30, 4, 9).softmax(-1)
         scale = attn.num_points_scale[:, None]
         loc = boxes[:, :, None, None, :2] + offsets * scale * boxes[:, :, None, None, 2:] * 0.5
-        fast = attn.attend(attn, memory, loc.permute(0, 1, 4, 2, 3), weights, shapes)  # x and y planes
+        planes = loc.permute(0, 1, 4, 2, 3)  # x and y planes
+        fast = attn.attend_nearest(memory, planes, weights, shapes)
+        dispatched = attn.attend(memory, planes, weights, shapes)  # the layer's sampler picks attend_nearest
         every_cell = _discrete_projecting_every_cell(attn, memory, loc, weights, shapes)
+    assert torch.equal(dispatched, fast)
     assert float((fast - every_cell).abs().max()) < 1e-5
 
 

@@ -18,14 +18,15 @@ import torch
 from click.testing import CliRunner
 
 from conftest import DetectorOutputs, compare_detectors, hf_outputs, make_images, run_ours
-from rtdetr_export.artifact import choose_input_size, input_size_range, read_provenance
+from rtdetr_export.artifact import EngineRecord, IODescription, load_onnx, open_artifact, read_metadata
 from rtdetr_export.backends.tensorrt.builder import BuildOptions, profile_shapes
 from rtdetr_export.cli import main
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.export.torch_export import GraphOptions, export_graph
+from rtdetr_export.export.torch_export import GraphOptions, export_graph, export_record
 from rtdetr_export.imaging import load_image, postprocess, preprocess
 from rtdetr_export.model import SizeRange
 from rtdetr_export.model.aifi import sincos_position_embedding, sincos_position_embedding_in_graph
+from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.pipeline.engine import engine_record, profile_size_range
 from rtdetr_export.weights import load_model
@@ -54,7 +55,7 @@ def dynamic(hf_case, tmp_path_factory):
     files = {"case": case, "gather": gather}
     for method, op in (("discrete", "gather"), ("default", "gridsample")):
         model = load_model(case.folder, method=method, image_size=RANGE.opt)
-        options = OnnxExportOptions(size_range=RANGE, bilinear_op=op, verify=False)
+        options = OnnxExportOptions(size_range=RANGE, sampler=Sampler.parse(method, op), verify=False)
         name = method if method == "discrete" else op
         files[name] = export_onnx(model, folder / f"{name}.onnx", options).path
     return files
@@ -105,14 +106,17 @@ def test_height_and_width_are_symbolic_graph_dimensions(dynamic):
     assert [o.shape for o in gather.get_outputs()] == [["batch", 50, 80], ["batch", 50, 4]]
     discrete = ort.InferenceSession(str(dynamic["discrete"]), providers=["CPUExecutionProvider"])
     assert discrete.get_inputs()[0].shape == [1, 3, "height", "width"]
-    census = read_provenance(dynamic["gather"])["op_census"]
+    census = open_artifact(dynamic["gather"]).op_census
     assert "GridSample" not in census and census["Range"] > 0  # anchors and embeddings come from arange(H), arange(W)
 
 
 def test_the_sidecar_and_metadata_record_the_range_and_every_verified_size(dynamic):
     sidecar = json.loads(dynamic["gather"].with_suffix(".json").read_text())
-    assert sidecar == read_provenance(dynamic["gather"])
-    assert sidecar["schema_version"] == 3
+    assert sidecar == read_metadata(load_onnx(dynamic["gather"]))
+    # The record read back writes the same JSON (its architecture's sequences come back as tuples).
+    assert json.loads(json.dumps(open_artifact(dynamic["gather"]).to_json())) == sidecar
+    assert sidecar["schema_version"] == 4
+    assert sidecar["sampler"] == Sampler.GATHER_BILINEAR.value and "bilinear_op" not in sidecar["export"]
     assert sidecar["input_size"] == [480, 640]
     assert sidecar["input_size_range"] == {"min": [320, 320], "opt": [480, 640], "max": [640, 640]}
     assert sidecar["export"]["dynamic_size"] is True and sidecar["export"]["dynamic_batch"] is True
@@ -135,21 +139,23 @@ def test_verify_later_runs_the_file_at_opt_min_and_max_again(dynamic):
 
 
 def test_a_fixed_size_sidecar_has_no_range_and_older_sidecars_still_read_as_fixed():
-    assert GraphOptions().record("onnxslim", "default")["dynamic_size"] is False
-    old = read_provenance(V1)  # schema 1: no input_size_range at all
-    assert input_size_range(old) is None
-    assert choose_input_size(old) == (128, 128) and choose_input_size(old, (128, 128)) == (128, 128)
+    fixed = export_record(GraphOptions(), "onnxslim")
+    assert fixed.dynamic_size is False and fixed.to_json()["dynamic_size"] is False
+    old = open_artifact(V1)  # schema 1: no input_size_range at all
+    assert old.header.schema_version == 1 and old.input_size_range is None
+    assert old.sampler is Sampler.GRIDSAMPLE_BILINEAR  # before gathers, default sampling was written as GridSample
+    assert old.run_size() == (128, 128) and old.run_size((128, 128)) == (128, 128)
     with pytest.raises(RTDetrExportError, match="takes 128x128 images only"):
-        choose_input_size(old, (256, 256), V1.name)
+        old.run_size((256, 256), V1.name)
 
 
 def test_a_dynamic_file_runs_at_its_opt_size_unless_a_size_within_its_range_is_chosen(dynamic):
-    provenance = read_provenance(dynamic["gather"])
-    assert choose_input_size(provenance) == (480, 640)
-    assert choose_input_size(provenance, (320, 640)) == (320, 640)  # each side within its own bounds
+    record = open_artifact(dynamic["gather"])
+    assert record.run_size() == (480, 640)
+    assert record.run_size((320, 640)) == (320, 640)  # each side within its own bounds
     for outside in [(256, 320), (640, 704), (704, 704)]:
         with pytest.raises(RTDetrExportError, match=r"outside gather.onnx's range 320x320..640x640 \(opt 480x640\)"):
-            choose_input_size(provenance, outside, "gather.onnx")
+            record.run_size(outside, "gather.onnx")
 
 
 def _predict(*args):
@@ -277,25 +283,29 @@ def test_the_in_graph_constants_equal_the_precomputed_ones():
 
 
 # -- TensorRT optimisation profile (pure shape logic; building an engine needs TensorRT and a GPU) -------------------
-DYNAMIC_IO = {"inputs": [{"name": "images", "shape": ["batch", 3, "height", "width"], "dtype": "float32"},
-                         {"name": "orig_target_sizes", "shape": ["batch", 2], "dtype": "int64"}]}
+def _io(*inputs: dict) -> IODescription:
+    return IODescription.from_json({"inputs": list(inputs), "outputs": []}, "test io")
+
+
+DYNAMIC_IO = _io({"name": "images", "shape": ["batch", 3, "height", "width"], "dtype": "float32"},
+                 {"name": "orig_target_sizes", "shape": ["batch", 2], "dtype": "int64"})
 
 
 def test_the_profile_carries_min_opt_max_height_width_and_batch():
     shapes = profile_shapes(DYNAMIC_IO, BuildOptions(min_batch=1, opt_batch=2, max_batch=4, size_range=RANGE))
     assert shapes["images"] == {"min": [1, 3, 320, 320], "opt": [2, 3, 480, 640], "max": [4, 3, 640, 640]}
     assert shapes["orig_target_sizes"] == {"min": [1, 2], "opt": [2, 2], "max": [4, 2]}
-    static_batch = {"inputs": [{"name": "images", "shape": [1, 3, "height", "width"], "dtype": "float32"}]}
+    static_batch = _io({"name": "images", "shape": [1, 3, "height", "width"], "dtype": "float32"})
     assert profile_shapes(static_batch, BuildOptions(size_range=RANGE))["images"]["max"] == [1, 3, 640, 640]
 
 
 def test_the_profile_refuses_sizes_it_cannot_map():
     with pytest.raises(RTDetrExportError, match="dynamic height and width: give the profile's sizes"):
         profile_shapes(DYNAMIC_IO, BuildOptions())
-    fixed = {"inputs": [{"name": "images", "shape": ["batch", 3, 640, 640], "dtype": "float32"}]}
+    fixed = _io({"name": "images", "shape": ["batch", 3, 640, 640], "dtype": "float32"})
     with pytest.raises(RTDetrExportError, match="fixed size 640x640"):
         profile_shapes(fixed, BuildOptions(size_range=RANGE))
-    channels = {"inputs": [{"name": "images", "shape": ["batch", "c", "height", "width"], "dtype": "float32"}]}
+    channels = _io({"name": "images", "shape": ["batch", "c", "height", "width"], "dtype": "float32"})
     with pytest.raises(RTDetrExportError, match="other than the batch, height and width"):
         profile_shapes(channels, BuildOptions(size_range=RANGE))
 
@@ -323,14 +333,18 @@ def test_trt_refuses_profile_sizes_a_file_cannot_take_before_any_build(dynamic, 
     assert not list(tmp_path.glob("m.*"))
 
 
-def test_an_engine_sidecar_records_its_profile_range_as_its_own(tmp_path):
+def test_an_engine_sidecar_records_its_profile_range_as_its_own(dynamic, tmp_path):
     onnx_file = tmp_path / "m.onnx"
     onnx_file.write_bytes(b"stand-in: only its checksum is recorded")
+    onnx = open_artifact(dynamic["gather"])
+    assert onnx.input_size == (480, 640) and onnx.input_size_range == RANGE
     narrower = SizeRange((320, 320), (320, 320), (480, 640))
-    record = engine_record(trt_version="10.13.0", gpu={}, onnx_path=onnx_file,
-                           onnx_provenance={"input_size": [480, 640], "input_size_range": RANGE.to_json()},
-                           options=BuildOptions(size_range=narrower), profile={}, io_tensors=[], verification=None,
-                           latency=None, build_seconds=0.0)
-    assert record["input_size"] == [320, 320] and record["input_size_range"] == narrower.to_json()
-    json.dumps(record)  # the build options (with the range) serialise
-    assert choose_input_size(record, (480, 640)) == (480, 640)
+    latency = {"batch": 1, "p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "mean_ms": 1.0, "images_per_s": 1000.0}
+    record = engine_record(onnx_file, onnx, BuildOptions(size_range=narrower), trt_version="10.13.0", gpu={},
+                           profile={}, io_tensors=[], verification=None, latency=latency, build_seconds=0.0)
+    assert record.input_size == (320, 320) and record.input_size_range == narrower
+    data = record.to_json()
+    assert data["input_size"] == [320, 320] and data["input_size_range"] == narrower.to_json()
+    json.dumps(data)  # the build options (with the range) serialise
+    assert EngineRecord.from_json(json.loads(json.dumps(data))).input_size_range == narrower
+    assert record.run_size((480, 640)) == (480, 640)

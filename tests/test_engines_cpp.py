@@ -5,7 +5,11 @@
   bit-identical to ``rtdetr_export.imaging.preprocess``;
 - detections: ``rtdetr_detect --json`` on tiny-preset exports (raw head, detections head, dynamic batch) gives the
   same labels, scores within 1e-5 and boxes within 1e-3 px as ``OnnxRuntimeRunner`` + ``postprocess``;
-- user errors (missing or foreign files, no sidecar, bad images, bad options): one line on stderr, non-zero exit.
+- Exif orientation: decoded JPEGs equal PIL's ``ImageOps.exif_transpose``; planted score ties are ordered as
+  numpy's stable argsort orders them; older sidecars name their sampler as the exporter does;
+- user errors (missing or foreign files, no sidecar, damaged sidecars, bad images, bad options): one line on stderr,
+  non-zero exit;
+- fuzzing (slow): engines/fuzz.sh runs the file readers under libFuzzer + ASan/UBSan and finds nothing.
 
 The build is cached in engines/build (git-ignored); only the first run compiles. Skips only when the toolchain is
 missing (cmake, a C++ compiler, libpng/libjpeg headers), and never under CI, where that is a failure.
@@ -13,18 +17,21 @@ missing (cmake, a C++ compiler, libpng/libjpeg headers), and never under CI, whe
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from rtdetr_export.backends import OnnxRuntimeRunner
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
@@ -231,6 +238,132 @@ def test_jpeg_decoding_agrees_with_pil(tools, tmp_path):
             f"{path.name}: {np.count_nonzero(diff.any(-1))} pixels differ from PIL by up to {diff.max()}"
 
 
+# -- Exif orientation ----------------------------------------------------------------------------------------------
+def tiff_block(entries: list[tuple[int, int, int, bytes]], big_endian: bool = False, tail: bytes = b"",
+               magic: bytes | None = None) -> bytes:
+    """An Exif TIFF block: header, IFD0 with (tag, type, count, 4-byte field) entries, then ``tail`` (offset
+    26 + 12 * (len(entries) - 1) from the header) for values stored out of line."""
+    e = ">" if big_endian else "<"
+    head = magic or (b"MM\0*" if big_endian else b"II*\0")
+    block = head + struct.pack(e + "IH", 8, len(entries))
+    for tag, type_, count, field in entries:
+        block += struct.pack(e + "HHI", tag, type_, count) + field
+    return block + struct.pack(e + "I", 0) + tail
+
+
+def short_field(value: int, big_endian: bool = False) -> bytes:
+    return struct.pack((">" if big_endian else "<") + "HH", value, 0)
+
+
+def with_app1(jpeg: bytes, *payloads: bytes) -> bytes:
+    """The JPEG with APP1 segments inserted after SOI."""
+    return jpeg[:2] + b"".join(b"\xff\xe1" + struct.pack(">H", len(p) + 2) + p for p in payloads) + jpeg[2:]
+
+
+def exif_variants(folder: Path) -> dict[str, Path]:
+    """JPEGs whose orientation comes from Exif or XMP, written every way PIL reads (and some it cannot)."""
+    rng = np.random.default_rng(26)
+    stored = Image.fromarray(rng.integers(0, 256, (21, 34, 3), dtype=np.uint8))
+    plain = io.BytesIO()
+    stored.save(plain, "JPEG", quality=90)
+    plain = plain.getvalue()
+    orientation = 0x0112
+    out_of_line = struct.pack("<HHHH", 3, 1, 1, 1)  # SHORT x 4 at offset 26: the first value counts
+    xmp = b'http://ns.adobe.com/xap/1.0/\0<rdf:Description tiff:Orientation="%d"/>'
+    made: dict[str, bytes] = {}
+    for value in range(1, 10):
+        exif = Image.Exif()
+        exif[orientation] = value
+        out = io.BytesIO()
+        stored.save(out, "JPEG", quality=90, exif=exif.tobytes())  # how cameras and PIL write it (little-endian)
+        made[f"pil_{value}"] = out.getvalue()
+    for value in (6, 8, 5, 7):
+        made[f"big_endian_{value}"] = with_app1(plain, b"Exif\0\0" + tiff_block(
+            [(orientation, 3, 1, short_field(value, True))], big_endian=True))
+    made |= {
+        "long_type": with_app1(plain, b"Exif\0\0" + tiff_block([(orientation, 4, 1, struct.pack("<I", 6))])),
+        "rational": with_app1(plain, b"Exif\0\0" + tiff_block([(orientation, 5, 1, struct.pack("<I", 26))],
+                                                              tail=struct.pack("<II", 16, 2))),
+        "byte_type": with_app1(plain, b"Exif\0\0" + tiff_block([(orientation, 1, 1, b"\x06\0\0\0")])),
+        "out_of_line": with_app1(plain, b"Exif\0\0" + tiff_block([(orientation, 3, 4, struct.pack("<I", 26))],
+                                                                 tail=out_of_line)),
+        "first_entry_wins": with_app1(plain, b"Exif\0\0" + tiff_block(
+            [(orientation, 3, 1, short_field(6)), (orientation, 3, 1, short_field(8))])),
+        # Values read out of line may not add up to more than the block: a 40-byte Make at offset 0 leaves no
+        # room in this 46-byte block for the 8-byte orientation after it, so PIL skips that entry.
+        "out_of_line_budget": with_app1(plain, b"Exif\0\0" + tiff_block(
+            [(0x010F, 2, 40, struct.pack("<I", 0)), (orientation, 3, 4, struct.pack("<I", 38))], tail=out_of_line)),
+        "unknown_type_skipped": with_app1(plain, b"Exif\0\0" + tiff_block(
+            [(orientation, 3, 1, short_field(6)), (orientation, 99, 1, short_field(8))])),
+        "split_segments": with_app1(plain, b"Exif\0\0" + tiff_block([(orientation, 3, 1, short_field(3))])[:11],
+                                    b"Exif\0\0" + tiff_block([(orientation, 3, 1, short_field(3))])[11:]),
+        "double_prefix": with_app1(plain, b"Exif\0\0Exif\0\0" + tiff_block([(orientation, 3, 1, short_field(2))])),
+        "xmp_only": with_app1(plain, xmp % 8),
+        "exif_before_xmp": with_app1(plain, b"Exif\0\0" + tiff_block([(orientation, 3, 1, short_field(6))]), xmp % 8),
+        # Malformed blocks: an orientation PIL can still read, then ones it cannot (PIL raises, we read 1).
+        "truncated_directory": with_app1(plain, b"Exif\0\0" + tiff_block(
+            [(orientation, 3, 1, short_field(7)), (orientation, 3, 1, short_field(2))])[:30]),
+        "value_offset_past_end": with_app1(plain, b"Exif\0\0" + tiff_block(
+            [(orientation, 3, 1, short_field(6)), (orientation, 3, 4, struct.pack("<I", 4000))])),
+        "directory_past_end": with_app1(plain, b"Exif\0\0II*\0" + struct.pack("<I", 9999)),
+        "not_tiff": with_app1(plain, b"Exif\0\0XX*\0" + tiff_block([(orientation, 3, 1, short_field(6))])[4:]),
+        "empty_exif": with_app1(plain, b"Exif\0\0"),
+    }
+    paths = {}
+    for name, data in made.items():
+        paths[name] = folder / f"exif_{name}.jpg"
+        paths[name].write_bytes(data)
+    return paths
+
+
+def pil_upright(path: Path) -> np.ndarray | None:
+    """PIL's exif_transpose of the file, or None where PIL cannot read its metadata."""
+    with Image.open(path) as image:
+        try:
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+        except (SyntaxError, OSError, struct.error):
+            return None
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")  # PIL on the odd blocks it reads
+def test_exif_orientation_gives_the_pixels_of_pil_exif_transpose(tools, tmp_path):
+    """Orientations 1-8 (and 9, no orientation), both byte orders, every numeric type, out-of-line values, split
+    segments and XMP: the decoded image equals PIL's ImageOps.exif_transpose(Image.open(...)) bit for bit. A block
+    PIL cannot parse (it raises) leaves the image as stored, never an error."""
+    rotated = 0
+    for name, path in exif_variants(tmp_path).items():
+        got = cpp_decode(tools, path, tmp_path)
+        with Image.open(path) as image:
+            stored = np.asarray(image.convert("RGB"))
+        want = pil_upright(path)
+        if want is None:
+            assert name in ("directory_past_end", "not_tiff", "empty_exif"), f"{name}: PIL cannot read it"
+            want = stored
+        assert got.shape == want.shape and np.array_equal(got, want), f"{name}: not PIL's exif_transpose"
+        rotated += got.shape != stored.shape or not np.array_equal(got, stored)
+    assert rotated >= 20, "most variants carry an orientation that moves pixels"
+
+
+def test_rotated_jpeg_gives_the_detections_of_its_upright_pixels(tools, tmp_path):
+    """A photo stored turned (orientation 6 and 8) detects exactly as PIL's upright pixels of it do, at the upright
+    size: what the C++ tool reads equals what exif_transpose gives, so the model sees the same input."""
+    model = ROOT / "tests" / "data" / "schema_v1" / "micro_raw_v1.onnx"
+    with Image.open(IMAGES / "cpp_street.jpg") as photo:
+        upright = photo.convert("RGB")
+    for value, turn in ((6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270)):
+        exif = Image.Exif()
+        exif[0x0112] = value
+        turned = tmp_path / f"turned_{value}.jpg"
+        upright.transpose(turn).save(turned, quality=92, exif=exif.tobytes())
+        reference = tmp_path / f"upright_{value}.png"
+        with Image.open(turned) as image:
+            ImageOps.exif_transpose(image).convert("RGB").save(reference)
+        assert Image.open(reference).size == upright.size
+        got, want = (cpp_detections(tools, model, [path], 0.0)["images"][0] for path in (turned, reference))
+        assert (got["width"], got["height"]) == upright.size == (want["width"], want["height"])
+        assert got["detections"] == want["detections"] and len(want["detections"]) > 0
+
+
 @pytest.mark.parametrize("size", [(320, 320), (480, 640), (123, 77)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_model_input_is_bit_identical_to_python_preprocess(tools, tmp_path, size):
     height, width = size
@@ -352,6 +485,61 @@ def test_a_dynamic_size_file_runs_at_its_opt_size_or_the_size_asked_for(tools, d
     assert_one_line_error(run_tool(tools.detect, dynamic_export, images[0], "--size", "300"), "multiples of 32")
 
 
+def constant_raw_model(folder: Path, logits: np.ndarray, boxes: np.ndarray) -> Path:
+    """A raw-head ONNX graph whose outputs are the given constants (its image input goes unused), with a schema-4
+    sidecar: the C++ post-processing then runs on exactly the logits planted."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    q, c = logits.shape[1:]
+    nodes = [helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
+             for name, value in (("logits", logits), ("pred_boxes", boxes))]
+    graph = helper.make_graph(
+        nodes, "constant", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, q, c]),
+         helper.make_tensor_value_info("pred_boxes", TensorProto.FLOAT, [1, q, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = folder / "constant.onnx"
+    onnx.save(model, path)
+    tensor = lambda name, shape: {"name": name, "shape": shape, "dtype": "float32"}  # noqa: E731
+    path.with_suffix(".json").write_text(json.dumps({
+        "format": "rtdetr-export/onnx", "schema_version": 4, "method": "discrete", "sampler": "gather-nearest",
+        "input_size": [32, 32], "input_size_range": None, "classes": [f"class{i}" for i in range(c)],
+        "precision": "fp32", "export": {"head": "raw", "top_k": None},
+        "io": {"inputs": [tensor("images", [1, 3, 32, 32])],
+               "outputs": [tensor("logits", [1, q, c]), tensor("pred_boxes", [1, q, 4])]}}))
+    return path
+
+
+def test_equal_scores_keep_the_lower_index_first_as_numpy_stable_argsort(tools, tmp_path):
+    """Planted exact ties: 200 candidates drawn from five logits, so every score repeats; 40 and 45 both give a
+    sigmoid of exactly 1.0 in double, so unequal logits tie too. The C++ top-k picks and orders them as
+    postprocess() does with numpy's stable argsort (lower flat index first), including where K cuts a tie."""
+    rng = np.random.default_rng(11)
+    q, c = 40, 5
+    logits = rng.choice(np.float32([-1.0, 0.5, 2.0, 40.0, 45.0]), size=(1, q, c))
+    centres = (np.arange(q, dtype=np.float32) + 1) / (q + 2)  # a distinct box per query: (label, box) names a candidate
+    boxes = np.stack([centres, centres[::-1], np.full(q, 0.1), np.full(q, 0.2)], -1)[None].astype(np.float32)
+    model = constant_raw_model(tmp_path, logits, boxes)
+    image = IMAGES / "cpp_palette.png"
+    with Image.open(image) as opened:
+        width, height = opened.size
+    scores = np.sort(1.0 / (1.0 + np.exp(-logits.astype(np.float64).ravel())))[::-1]
+    for top_k in (7, q, q * c):
+        if top_k < q * c:
+            assert scores[top_k - 1] == scores[top_k], "the test needs K to cut a group of equal scores"
+        want = postprocess(logits, boxes, [(height, width)], threshold=0.0, top_k=top_k)[0].to_list(
+            [f"class{i}" for i in range(c)])
+        got = cpp_detections(tools, model, [image], 0.0, "--top-k", str(top_k))["images"][0]["detections"]
+        assert len(got) == len(want) == top_k
+        # The JSON holds float32 values (C++: shortest text; Python: the float32 widened): compare as float32.
+        assert [d["label"] for d in got] == [d["label"] for d in want], f"top-k {top_k}: labels"
+        for key in ("box", "score"):
+            assert np.array_equal(np.float32([d[key] for d in got]), np.float32([d[key] for d in want])), key
+        assert len({d["score"] for d in want}) < top_k, "ties among the kept candidates"
+
+
 def test_text_output_lists_every_detection(tools, exports):
     path = DETECT_IMAGES[-3]  # the first val image: the fixture finds its shapes there (7 at 0.5)
     as_json = cpp_detections(tools, exports["detections"], [path], 0.5)["images"][0]["detections"]
@@ -363,6 +551,105 @@ def test_text_output_lists_every_detection(tools, exports):
         assert lines[0] == f"{path} ({image.width}x{image.height}): {count}"
     assert [line.split()[1] for line in lines[1:]] == [d["name"].split()[0] for d in as_json]
     assert as_json, "the trained fixture detects the shapes of its val images"
+
+
+
+# -- sidecars ------------------------------------------------------------------------------------------------------
+MICRO = ROOT / "tests" / "data" / "schema_v1" / "micro_raw_v1.onnx"  # a real schema-1 export and its sidecar
+
+
+def micro_with_sidecar(folder: Path, edit) -> Path:
+    """A copy of the schema-1 micro export whose sidecar ``edit(record)`` changed (or replaced, if it returns)."""
+    record = json.loads(MICRO.with_suffix(".json").read_text())
+    record = edit(record) or record
+    model = folder / "micro.onnx"
+    shutil.copy(MICRO, model)
+    sidecar = model.with_suffix(".json")
+    if isinstance(record, bytes):
+        sidecar.write_bytes(record)
+    else:
+        sidecar.write_text(record if isinstance(record, str) else json.dumps(record))
+    return model
+
+
+@pytest.mark.parametrize(("method", "bilinear_op"), [("default", "gather"), ("default", "gridsample"),
+                                                     ("default", None), ("discrete", None)])
+def test_an_older_sidecar_without_sampler_derives_it_from_method_and_bilinear_op(tools, tmp_path, method,
+                                                                                  bilinear_op):
+    """Schema 1-3 sidecars may lack "sampler"; a "default" file written with export.bilinear_op "gather" samples
+    with Gather, not GridSample. The expected name is the exporter's own (rtdetr_export's sampler())."""
+    from rtdetr_export.export.torch_export import sampler
+
+    def edit(record):
+        record.update(schema_version=3, method=method)
+        record.pop("sampler", None)
+        record["export"].pop("bilinear_op", None)
+        if bilinear_op:
+            record["export"]["bilinear_op"] = bilinear_op
+
+    got = cpp_detections(tools, micro_with_sidecar(tmp_path, edit), [CPP_IMAGES[0]], 0.5)
+    assert got["sampler"] == sampler(method, bilinear_op or "gridsample")
+
+
+def test_sidecar_schemas_1_to_4_are_read_and_newer_ones_refused(tools, tmp_path):
+    for version in (1, 2, 3, 4):
+        def edit(record, version=version):
+            record.update(schema_version=version, sampler="gridsample-bilinear")
+        got = cpp_detections(tools, micro_with_sidecar(tmp_path, edit), [CPP_IMAGES[0]], 0.5)
+        assert got["sampler"] == "gridsample-bilinear"
+    newer = micro_with_sidecar(tmp_path, lambda r: r.update(schema_version=5))
+    assert_one_line_error(run_tool(tools.detect, newer, CPP_IMAGES[0]), "micro.json",
+                          "sidecar schema version 5 is newer than these engines read (1-4)")
+    no_sampler = micro_with_sidecar(tmp_path, lambda r: r.update(schema_version=4))
+    assert_one_line_error(run_tool(tools.detect, no_sampler, CPP_IMAGES[0]), "sampler is missing")
+
+
+def test_any_damaged_sidecar_is_a_one_line_error(tools, tmp_path):
+    """Wrong types, out-of-range numbers, other JSON documents and truncation: each is one line naming the file."""
+    text = MICRO.with_suffix(".json").read_text()
+    cases = {
+        "input_size": (lambda r: r.update(input_size="320"), "input_size should be an array, found a string"),
+        "input_size_item": (lambda r: r.update(input_size=[320, 1.5]), "input_size should be an integer"),
+        "input_size_huge": (lambda r: r.update(input_size=[1e300, 320]), "input_size out of range"),
+        "classes": (lambda r: r.update(classes={"0": "a"}), "classes should be an array, found an object"),
+        "class_name": (lambda r: r.update(classes=[1, 2, 3, 4]), "class name should be a string, found a number"),
+        "head": (lambda r: r["export"].update(head=None), "export.head should be a string, found null"),
+        "top_k": (lambda r: r["export"].update(top_k=-3), "export.top_k out of range"),
+        "io_entry": (lambda r: r["io"].update(inputs=[7]), "io.inputs entries need name, shape and dtype"),
+        "dimension": (lambda r: r["io"]["inputs"][0].update(shape=["batch", 3, 2**40, 128]), "io dimension out of range"),
+        "schema": (lambda r: r.update(schema_version="3"), "schema_version should be an integer, found a string"),
+        "sampler": (lambda r: r.update(sampler="bi\ncubic"), 'unknown sampler "bi\\x0acubic"'),
+        "bilinear_op": (lambda r: r["export"].update(bilinear_op=3), "export.bilinear_op should be a string"),
+        "array": (lambda r: "[1, 2]", "not an rtdetr-export sidecar"),
+        "number": (lambda r: "1e999", "not a readable sidecar"),
+        "truncated": (lambda r: text[: len(text) // 2], "not a readable sidecar"),
+        "not_utf8": (lambda r: text.encode().replace(b'"created": "', b'"created": "\xff', 1),
+                     "not a readable sidecar"),
+    }
+    for name, (edit, message) in cases.items():
+        result = run_tool(tools.detect, micro_with_sidecar(tmp_path, edit), CPP_IMAGES[0])
+        assert_one_line_error(result, "micro.json", message)
+
+
+
+# -- fuzzing -------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_fuzzing_the_file_readers_finds_nothing():
+    """engines/fuzz.sh 20: the sidecar reader and the PNG/JPEG decoders under libFuzzer with AddressSanitizer and
+    fatal UndefinedBehaviorSanitizer, 20 s each from the committed seed corpus. Any crash, leak, sanitizer report,
+    hang or exception other than rtdetr::Error fails it. Skips without clang and its libFuzzer runtime, except
+    under CI, whose set-up installs them (engines/fuzz.sh --install-system-packages)."""
+    result = subprocess.run(["bash", str(ENGINES / "fuzz.sh"), "20"], capture_output=True, text=True, timeout=900)
+    if result.returncode == 3:
+        reason = result.stderr.strip().splitlines()[-1]
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must fuzz the engines: {reason}")
+        pytest.skip(reason)
+    assert result.returncode == 0, f"fuzzing found a problem:\n{result.stdout}\n{result.stderr[-3000:]}"
+    for target in ("sidecar", "image"):
+        found = re.search(rf"^fuzz {target}: (\d+) executions in \d+ s, cov: (\d+)", result.stdout, re.M)
+        assert found, f"no report for {target}:\n{result.stdout}"
+        assert int(found[1]) > 1000 and int(found[2]) > 100, found[0]
 
 
 # -- user errors ---------------------------------------------------------------------------------------------------
@@ -401,6 +688,15 @@ def test_user_errors_are_one_line(tools, exports, tmp_path):
     cmyk = tmp_path / "cmyk.jpg"
     with Image.open(image) as source:
         source.convert("CMYK").save(cmyk)
+        progressive = io.BytesIO()
+        source.resize((16, 12)).save(progressive, "JPEG", progressive=True)
+    # A 600-byte progressive JPEG whose frame header claims 65500x65500: libjpeg would allocate the whole
+    # coefficient buffer (over 12 GB, minutes) if the size were checked after jpeg_start_decompress.
+    huge = bytearray(progressive.getvalue())
+    frame = huge.index(b"\xff\xc2")
+    huge[frame + 5:frame + 9] = struct.pack(">HH", 65500, 65500)
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(bytes(huge))
     engine = tmp_path / "model.engine"
     shutil.copy(raw, engine)
     shutil.copy(raw.with_suffix(".json"), tmp_path / "model.engine.json")  # an engine's sidecar: MODEL.engine.json
@@ -417,6 +713,9 @@ def test_user_errors_are_one_line(tools, exports, tmp_path):
     assert_one_line_error(run_tool(detect, raw, truncated_png), "cut.png", "damaged PNG")
     assert_one_line_error(run_tool(detect, raw, truncated_jpeg), "cut.jpg", "damaged JPEG")
     assert_one_line_error(run_tool(detect, raw, cmyk), "cmyk.jpg", "CMYK")
+    started = time.monotonic()
+    assert_one_line_error(run_tool(detect, raw, bomb), "bomb.jpg", "image too large (65500x65500)")
+    assert time.monotonic() - started < 30, "refused before decoding"
     assert_one_line_error(run_tool(detect, raw, tmp_path), "no such image file")
     if "TensorRT backend: not built" in (BUILD / "configure.log").read_text():
         assert_one_line_error(run_tool(detect, engine, image), "model.engine", "no TensorRT backend")

@@ -17,7 +17,7 @@ from rtdetr_export.precision import PrecisionOptions, apply_precision
 from rtdetr_export.precision.int8 import qdq_coverage
 from rtdetr_export.precision.int8_fp16 import QDQ_FP32_REASON, unquantized_compute
 from rtdetr_export.errors import RTDetrExportError
-from rtdetr_export.verify import verify_onnx
+from rtdetr_export.verify import VerificationPlan, verify_onnx
 from rtdetr_export.verify.compare import PRECISION_THRESHOLDS
 from rtdetr_export.weights import load_model
 
@@ -75,10 +75,13 @@ def test_excluded_layers_run_fp16_and_quantized_layers_read_fp16_dequantized_inp
 def test_int8_fp16_verifies_on_cpu_through_the_fp16_emulation_with_the_int8_limits(tmp_path):
     """On the trained fixture: the INT8 limits were derived on trained weights (random ones tie their scores)."""
     trained = load_model(SHAPES_MODEL)
-    graph = export_graph(trained, GraphOptions(opset=19)).graph
+    options = GraphOptions(opset=19)
+    graph = export_graph(trained, options).graph
     path = tmp_path / "shapes_int8.onnx"
     onnx.save(apply_precision(graph, "raw", SIZE, PrecisionOptions("int8", calib_count=4)).model, str(path))
-    report = verify_onnx(trained, path, "raw", [1], precision="int8")
+    plan = VerificationPlan.for_graph(options, trained.config.image_size)
+    assert plan.runs == [(1, tuple(trained.config.image_size))] and plan.head == "raw" and plan.top_k == 300
+    report = verify_onnx(trained, path, plan, precision="int8")
     assert report.candidate == "onnxruntime-cpu-fp16-emulated"
     assert report.thresholds["min_matched"] == PRECISION_THRESHOLDS["int8"].min_matched
     assert report.passed, report.failures

@@ -24,8 +24,7 @@ transformers = pytest.importorskip("transformers")
 
 SUPPORTED = "supported are RT-DETR v1 and RT-DETRv2 with a ResNet-vd backbone"
 
-FOLDERS = {  # transformers config class -> what the refusal calls it
-    "DFineConfig": "a D-FINE model (DEIM's checkpoints use this architecture too)",
+FOLDERS = {  # transformers config class -> what the refusal calls it (D-FINE folders load: test_dfine_parity.py)
     "Deimv2Config": "a DEIMv2 model",
     "DeformableDetrConfig": "a Deformable DETR model",
     "DetrConfig": "a DETR model",
@@ -89,7 +88,8 @@ def test_a_lookalike_folder_is_refused_by_name_from_the_api_and_the_cli(lookalik
         load_model(folder)
     assert str(info.value) == (f"{folder} holds {what} (config.json model_type {model_type!r}), which rtdetr-export "
                                f"does not convert; {SUPPORTED}: transformers rt_detr / rt_detr_v2 folders, original "
-                               "lyuwenyu/RT-DETR .pth checkpoints, or Hub model ids of those")
+                               "lyuwenyu/RT-DETR .pth checkpoints, or Hub model ids of those; and D-FINE as "
+                               "transformers d_fine folders")
     assert_one_line_error(CliRunner().invoke(main, ["describe", "--model", str(folder)]), what)
 
 

@@ -16,7 +16,8 @@ from conftest import SHAPES_DSP, SHAPES_MODEL, SHAPES_VAL
 from rtdetr_export.cli import main
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.export.graph_checks import check_graph
-from rtdetr_export.artifact import read_metadata
+from rtdetr_export.artifact import open_artifact, read_metadata
+from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.precision import PrecisionOptions
 from rtdetr_export.backends.fp16_emulation import fp16_emulation_model
 from rtdetr_export.precision.fp16 import FP32_OP_TYPES, Fp16Plan, convert_fp16, plan_fp16
@@ -62,7 +63,8 @@ def _fp32_tiny_graph(tmp_path: Path) -> onnx.ModelProto:
 @ON_FP16_TINY
 def test_fp16_graph_keeps_sensitive_ops_fp32_and_io_fp32(fp16_tiny):
     model = onnx.load(str(fp16_tiny))
-    check_graph(model, "discrete")  # checker, no Loop/If/NonZero/Scan, no GridSample
+    assert open_artifact(fp16_tiny).sampler is Sampler.GATHER_NEAREST
+    check_graph(model, Sampler.GATHER_NEAREST)  # checker, no Loop/If/NonZero/Scan, no GridSample
     types = element_types(model)
     assert all(types[v.name] == FLOAT for v in [*model.graph.input, *model.graph.output]
                if v.name != "orig_target_sizes")
@@ -191,7 +193,9 @@ def test_int8_onnx_only_says_it_calibrated_on_synthetic_scenes(int8_trained):
 def test_int8_graph_has_qdq_on_every_conv_and_matmul_not_excluded(int8_trained):
     path, _ = int8_trained
     model = onnx.load(str(path))
-    check_graph(model, "default")
+    sampler = open_artifact(path).sampler
+    assert sampler is Sampler.for_export("default")  # gathers: GridSample is refused too
+    check_graph(model, sampler)
     excluded = json.loads(path.with_suffix(".json").read_text())["precision_recipe"]["excluded_nodes"]
     made = producers(model)
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
@@ -285,6 +289,7 @@ def test_r18vd_reduced_precision_meets_thresholds(tmp_path, method, precision):
     path = tmp_path / f"r18vd_{precision}.onnx"
     model = load_model(preset="r18vd", method=method)
     result = export_onnx(model, path, OnnxExportOptions(precision=PrecisionOptions(precision, calib_count=4)))
-    check_graph(onnx.load(str(path)), method)
-    report = result.provenance["verification"]
-    assert report["passed"] and report["precision"] == precision, report["failures"]
+    assert result.record.sampler is Sampler.for_export(method)
+    check_graph(onnx.load(str(path)), result.record.sampler)
+    report = result.record.verification
+    assert report.passed and report.precision == precision, report.failures

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,13 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
+from rtdetr_export.artifact import (EngineRecord, GraphOptions, IODescription, PrecisionRecipe, Verification,
+                                    open_artifact, sidecar_path)
+from rtdetr_export.artifact.verification import BatchComparison
 from rtdetr_export.backends.tensorrt.builder import BuildOptions, check_tensorrt_graph, profile_shapes
 from rtdetr_export.backends.tensorrt.runner import output_shape, shape_refused
-from rtdetr_export.artifact import sidecar_path
-from rtdetr_export.pipeline.engine import engine_record, verification_batches
+from rtdetr_export.model.sampler import Sampler
+from rtdetr_export.pipeline.engine import engine_batches, engine_record
 from rtdetr_export.backends.tensorrt.latency import latency_summary
 from rtdetr_export.cli import main
 from rtdetr_export.errors import RTDetrExportError
@@ -44,9 +48,10 @@ def _tensorrt_missing() -> str | None:
 MISSING = _tensorrt_missing()
 needs_tensorrt = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
-DETECTIONS_IO = {"inputs": [{"name": "images", "shape": ["batch", 3, 320, 320], "dtype": "float32"},
-                            {"name": "orig_target_sizes", "shape": ["batch", 2], "dtype": "int64"}],
-                 "outputs": [{"name": "labels", "shape": ["batch", 300], "dtype": "int64"}]}
+DETECTIONS_IO = IODescription.from_json(
+    {"inputs": [{"name": "images", "shape": ["batch", 3, 320, 320], "dtype": "float32"},
+                {"name": "orig_target_sizes", "shape": ["batch", 2], "dtype": "int64"}],
+     "outputs": [{"name": "labels", "shape": ["batch", 300], "dtype": "int64"}]}, "test io")
 
 
 # -- pure helpers (no TensorRT) ----------------------------------------------------------------------------------
@@ -57,7 +62,8 @@ def test_profile_covers_every_batch_input_including_orig_target_sizes():
 
 
 def test_static_batch_profile_must_match_the_graph():
-    static = {"inputs": [{"name": "images", "shape": [1, 3, 640, 640], "dtype": "float32"}], "outputs": []}
+    static = IODescription.from_json(
+        {"inputs": [{"name": "images", "shape": [1, 3, 640, 640], "dtype": "float32"}], "outputs": []}, "test io")
     assert profile_shapes(static, BuildOptions())["images"]["max"] == [1, 3, 640, 640]
     with pytest.raises(RTDetrExportError, match="static batch of 1"):
         profile_shapes(static, BuildOptions(min_batch=1, opt_batch=2, max_batch=4))
@@ -74,24 +80,39 @@ def test_build_options_are_validated(options, message):
         options.validate()
 
 
-def test_engine_record_holds_what_the_issue_asks_for(tmp_path):
+def test_engine_record_holds_what_the_issue_asks_for(tmp_path, ours_fp32):
     onnx_path = tmp_path / "m.onnx"
     onnx_path.write_bytes(b"not really onnx, only hashed")
     options = BuildOptions(min_batch=1, opt_batch=2, max_batch=4, timing_cache="cache.bin")
-    record = engine_record(trt_version="10.13.0", gpu={"name": "GPU", "compute_capability": "9.0"},
-                           onnx_path=onnx_path, onnx_provenance={"precision": "int8", "precision_recipe": {"x": 1},
-                                                                 "export": {"head": "raw"},
-                                                                 "verification": {"passed": True}},
-                           options=options, profile={"images": {}}, io_tensors=[{"name": "images"}],
-                           verification={"passed": True}, latency={"p50_ms": 1.0}, build_seconds=12.34)
-    assert record["tensorrt"] == "10.13.0" and record["gpu"]["compute_capability"] == "9.0"
-    assert record["precision"] == "int8" and record["precision_recipe"] == {"x": 1}
-    assert record["build"]["strongly_typed"] and record["build"]["max_batch"] == 4
-    assert record["build"]["seconds"] == 12.3
-    assert len(record["onnx"]["sha256"]) == 64 and record["onnx"]["verification_passed"]
-    assert record["verification"]["passed"] and record["latency"]["p50_ms"] == 1.0 and record["head"] == "raw"
+    onnx_passed = Verification("raw", [BatchComparison(1)], {})
+    onnx = replace(open_artifact(ours_fp32), precision="int8", recipe=PrecisionRecipe("int8", {"x": 1}),
+                   verification=onnx_passed)
+    assert onnx.head == "raw"
+    shape = {"min": [1, 3, 320, 320], "opt": [2, 3, 320, 320], "max": [4, 3, 320, 320]}
+    latency = {"batch": 2, "p50_ms": 1.0, "p90_ms": 1.1, "p99_ms": 1.2, "mean_ms": 1.05, "images_per_s": 1900.0}
+    record = engine_record(onnx_path, onnx, options, trt_version="10.13.0",
+                           gpu={"name": "GPU", "compute_capability": "9.0"}, profile={"images": shape},
+                           io_tensors=[{"name": "images"}], verification=Verification("raw", [BatchComparison(1)], {}),
+                           latency=latency, build_seconds=12.34)
+    assert isinstance(record, EngineRecord)
+    assert record.tensorrt == "10.13.0" and record.gpu["compute_capability"] == "9.0"
+    assert record.precision == "int8" and record.recipe.details == {"x": 1}
+    assert record.build["strongly_typed"] and record.build["max_batch"] == 4
+    assert record.build["seconds"] == 12.3
+    assert len(record.onnx.sha256) == 64 and record.onnx.verification_passed
+    assert record.verification.passed and record.latency.p50_ms == 1.0 and record.head == "raw"
+    assert record.profile["images"].max == (4, 3, 320, 320) and record.batch_range == (1, 4)
+    # The sidecar's JSON holds the same fields under the names the file format gives them.
+    data = record.to_json()
+    assert data["tensorrt"] == "10.13.0" and data["gpu"]["compute_capability"] == "9.0"
+    assert data["precision"] == "int8" and data["precision_recipe"] == {"x": 1}
+    assert data["build"]["strongly_typed"] and data["build"]["max_batch"] == 4 and data["build"]["seconds"] == 12.3
+    assert len(data["onnx"]["sha256"]) == 64 and data["onnx"]["verification_passed"]
+    assert data["verification"]["passed"] and data["latency"]["p50_ms"] == 1.0 and data["head"] == "raw"
+    assert data["profile"]["images"] == shape and data["format"] == "rtdetr-export/tensorrt-engine"
+    assert EngineRecord.from_json(json.loads(json.dumps(data))).to_json() == data
     assert sidecar_path("out/model.engine") == Path("out/model.engine.json")
-    assert verification_batches(options) == [1, 4] and verification_batches(BuildOptions()) == [1]
+    assert engine_batches(options) == [1, 4] and engine_batches(BuildOptions()) == [1]
 
 
 def test_latency_summary_percentiles():
@@ -101,10 +122,17 @@ def test_latency_summary_percentiles():
 
 
 def test_tensorrt_graph_limits_allow_the_largest_topk_and_gridsample_up_to_opset_19():
-    check_tensorrt_graph(19, "default", "detections", 3840)
-    check_tensorrt_graph(20, "discrete", "raw", 300)  # no GridSample in the discrete sampler
-    with pytest.raises(RTDetrExportError, match="--opset 19 or --method discrete"):
-        check_tensorrt_graph(20, "default", "raw", 300)
+    check_tensorrt_graph(GraphOptions(opset=19, head="detections", top_k=3840, sampler=Sampler.GRIDSAMPLE_BILINEAR))
+    check_tensorrt_graph(GraphOptions(opset=20, sampler=Sampler.GATHER_NEAREST))  # no GridSample in the graph
+    # The default sampler (gathers, no GridSample) is not affected by the opset-20 GridSample defect.
+    assert Sampler.for_export("default") is Sampler.GATHER_BILINEAR
+    check_tensorrt_graph(GraphOptions(opset=20, sampler=Sampler.GATHER_BILINEAR))
+    check_tensorrt_graph(GraphOptions(opset=20, sampler=Sampler.for_export("default"), head="detections",
+                                      top_k=3840))
+    with pytest.raises(RTDetrExportError, match="--opset 19, or --bilinear-op gather"):
+        check_tensorrt_graph(GraphOptions(opset=20, sampler=Sampler.GRIDSAMPLE_BILINEAR))
+    with pytest.raises(RTDetrExportError, match="TopK limit of 3840"):
+        check_tensorrt_graph(GraphOptions(opset=19, head="detections", top_k=3841, sampler=Sampler.GATHER_BILINEAR))
 
 
 def test_a_batch_outside_the_profile_is_named_with_the_profile_range():
@@ -156,7 +184,8 @@ def ours_fp32(tmp_path_factory) -> Path:
     (["--onnx", "OURS", "--onnx-only"], "nothing to make"),
     (["--onnx", "OURS", "--calib-count", "3"], "already made"),
     (["--preset", "tiny", "--head", "detections", "--top-k", "3841"], "TopK limit of 3840"),
-    (["--preset", "tiny", "--opset", "20", "--quiet"], "wrong results on TensorRT 10.13 and 11.1"),
+    (["--preset", "tiny", "--bilinear-op", "gridsample", "--opset", "20", "--quiet"],
+     "wrong results on TensorRT 10.13 and 11.1"),
 ])
 def test_bad_trt_options_fail_in_one_line_without_files(tmp_path, ours_fp32, args, message):
     foreign = tmp_path / "foreign.onnx"
@@ -170,6 +199,41 @@ def test_bad_trt_options_fail_in_one_line_without_files(tmp_path, ours_fp32, arg
     assert result.exit_code == 1 and message in result.stderr, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error:")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_default_sampler_at_opset_20_makes_and_verifies_its_onnx(tmp_path):
+    """The default sampler writes gathers, no GridSample: opset 20 is accepted for TensorRT (issue defect 1)."""
+    engine = tmp_path / "t.engine"
+    result = CliRunner().invoke(main, ["trt", "--preset", "tiny", "--opset", "20", "--onnx-only", "-o", str(engine)])
+    assert result.exit_code == 0, result.output
+    onnx_path, sidecar = engine.with_suffix(".onnx"), engine.with_suffix(".json")
+    assert onnx_path.is_file() and sidecar.is_file() and not engine.exists()
+    assert "(verified)" in result.stdout
+    data = json.loads(sidecar.read_text())
+    assert data["schema_version"] == 4 and data["sampler"] == Sampler.GATHER_BILINEAR.value
+    assert data["method"] == "default" and "bilinear_op" not in data["export"]
+    assert data["export"]["opset"] == 20 and data["verification"]["passed"]
+    record = open_artifact(onnx_path)
+    assert record.sampler is Sampler.GATHER_BILINEAR and record.export.opset == 20 and record.verification.passed
+    graph = onnx.load(str(onnx_path))
+    assert not any(node.op_type == "GridSample" for node in graph.graph.node)
+    assert any(o.domain in ("", "ai.onnx") and o.version == 20 for o in graph.opset_import)
+
+
+@pytest.mark.parametrize("quiet", [[], ["--quiet"]])
+def test_gridsample_sampler_at_opset_20_is_refused_in_one_line_naming_the_fix(tmp_path, quiet):
+    engine = tmp_path / "t.engine"
+    result = CliRunner().invoke(main, ["trt", "--preset", "tiny", "--bilinear-op", "gridsample", "--opset", "20",
+                                       "--onnx-only", *quiet, "-o", str(engine)])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    if quiet:  # without --quiet the random-weights notice comes first
+        assert lines == errors, result.stderr
+    assert "--opset 20" in errors[0] and "GridSample" in errors[0]
+    assert "--opset 19" in errors[0] and "--bilinear-op gather" in errors[0]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_trt_output_must_be_an_engine_file(tmp_path):
@@ -235,7 +299,8 @@ def test_parser_errors_name_the_node(tmp_path):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("bogus", 1)])
     onnx.save(model, str(tmp_path / "bad.onnx"))
-    io = {"inputs": [{"name": "x", "shape": [1, 4], "dtype": "float32"}], "outputs": []}
+    io = IODescription.from_json({"inputs": [{"name": "x", "shape": [1, 4], "dtype": "float32"}], "outputs": []},
+                                 "test io")
     with pytest.raises(RTDetrExportError, match="the_bad_node"):
         build_serialized_engine(tmp_path / "bad.onnx", io, BuildOptions())
 
@@ -243,7 +308,6 @@ def test_parser_errors_name_the_node(tmp_path):
 @needs_tensorrt
 @pytest.mark.tensorrt
 def test_a_stale_timing_cache_is_replaced_not_fatal(tiny_engines, tmp_path):
-    from rtdetr_export.artifact import read_provenance
     from rtdetr_export.backends.tensorrt import build_serialized_engine
 
     engine, result = tiny_engines["fp32"]
@@ -252,7 +316,7 @@ def test_a_stale_timing_cache_is_replaced_not_fatal(tiny_engines, tmp_path):
     cache.write_bytes(b"not a timing cache of this TensorRT or GPU" * 16)
     onnx_path = engine.with_suffix(".onnx")
     options = BuildOptions(1, 1, 4, timing_cache=str(cache), builder_optimization_level=0)
-    assert build_serialized_engine(onnx_path, read_provenance(onnx_path)["io"], options)
+    assert build_serialized_engine(onnx_path, open_artifact(onnx_path).io, options)
     assert not cache.read_bytes().startswith(b"not a timing cache")
 
 

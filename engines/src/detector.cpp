@@ -39,33 +39,6 @@ std::string lower_extension(const std::string& path) {
   return ext;
 }
 
-// The tensor contract of docs/onnx-export.md, checked once so that run_batch can index outputs blindly.
-void check_contract(const Sidecar& s) {
-  const std::vector<std::string> inputs = s.head == "raw" ? std::vector<std::string>{"images"}
-                                                          : std::vector<std::string>{"images", "orig_target_sizes"};
-  const std::vector<std::string> outputs = s.head == "raw" ? std::vector<std::string>{"logits", "pred_boxes"}
-                                                           : std::vector<std::string>{"labels", "boxes", "scores"};
-  for (const std::string& name : inputs) {
-    if (!s.input(name)) throw Error(s.path + ": the " + s.head + " head needs an input named " + name);
-  }
-  for (const std::string& name : outputs) {
-    if (!s.output(name)) throw Error(s.path + ": the " + s.head + " head needs an output named " + name);
-  }
-  const TensorInfo& images = *s.input("images");
-  // A dynamic-size file's height and width are symbolic (-1); a fixed one's are input_size.
-  const std::int64_t want_h = s.dynamic_size() ? -1 : s.input_height, want_w = s.dynamic_size() ? -1 : s.input_width;
-  if (images.shape.size() != 4 || images.shape[1] != 3 || images.shape[2] != want_h || images.shape[3] != want_w) {
-    throw Error(s.path + ": io.inputs images should be [N, 3, " + (want_h < 0 ? std::string("height") :
-                std::to_string(want_h)) + ", " + (want_w < 0 ? std::string("width") : std::to_string(want_w)) +
-                "] as input_size" + (s.dynamic_size() ? "_range" : "") + " says");
-  }
-  if (s.head == "raw" && s.output("logits")->shape.size() == 3 && s.output("logits")->shape[2] > 0 &&
-      s.output("logits")->shape[2] != static_cast<std::int64_t>(s.classes.size())) {
-    throw Error(s.path + ": logits have " + std::to_string(s.output("logits")->shape[2]) + " classes but the sidecar "
-                "names " + std::to_string(s.classes.size()));
-  }
-}
-
 const Tensor& output(const TensorMap& outputs, const char* name, std::size_t rank, std::int64_t batch) {
   const auto it = outputs.find(name);
   if (it == outputs.end()) throw Error(std::string("the model produced no output named ") + name);
@@ -82,7 +55,7 @@ Detector::Detector(const std::string& model_path, const DetectorOptions& options
   std::error_code ec;
   if (!std::filesystem::is_regular_file(model_path, ec)) throw Error(model_path + ": no such model file");
   sidecar_ = Sidecar::load_for(model_path);
-  check_contract(sidecar_);
+  sidecar_.check_contract();
   // Every run feeds [N, 3, input_height, input_width]; TensorRT gets that shape set before each run.
   if (options.input_height > 0 || options.input_width > 0) {
     sidecar_.use_input_size(options.input_height, options.input_width);

@@ -1,4 +1,5 @@
-// PNG and JPEG decoding to the pixels PIL's Image.open(path).convert("RGB") gives.
+// PNG and JPEG decoding to the pixels PIL's Image.open(path).convert("RGB") gives, JPEGs turned upright first as
+// ImageOps.exif_transpose turns them (orientation.cpp).
 //
 // libpng and libjpeg report errors by longjmp. Every function that calls setjmp below touches only plain data
 // (no C++ objects are created between setjmp and a possible longjmp), and C++ containers are sized in between
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <jpeglib.h>
@@ -17,20 +19,18 @@
 #include <png.h>
 
 #include "rtdetr/error.hpp"
+#include "orientation.hpp"
 #include "rtdetr/image.hpp"
 
 namespace rtdetr {
 
 namespace {
 
-// Pillow refuses images above twice its default MAX_IMAGE_PIXELS (decompression-bomb guard); so do we.
-constexpr std::uint64_t kMaxPixels = 2ULL * 89478485ULL;
-
 constexpr std::size_t kMessageSize = 256;
 
-void check_size(std::uint64_t width, std::uint64_t height, const std::string& label) {
+void check_size(std::uint64_t width, std::uint64_t height, std::uint64_t max_pixels, const std::string& label) {
   if (width == 0 || height == 0) throw Error(label + ": image has no pixels");
-  if (width * height > kMaxPixels) {
+  if (width * height > max_pixels) {
     throw Error(label + ": image too large (" + std::to_string(width) + "x" + std::to_string(height) + ")");
   }
 }
@@ -99,7 +99,7 @@ bool png_rows(png_structp png, png_bytepp rows) {
   return true;
 }
 
-Image decode_png(const std::uint8_t* data, std::size_t size, const std::string& label) {
+Image decode_png(const std::uint8_t* data, std::size_t size, std::uint64_t max_pixels, const std::string& label) {
   PngSource src{data, size, 0, {0}};
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_fail, png_ignore_warning);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
@@ -113,7 +113,7 @@ Image decode_png(const std::uint8_t* data, std::size_t size, const std::string& 
 
   PngHeader header{};
   if (!png_begin(png, info, &header)) throw Error(label + ": damaged PNG (" + src.message + ")");
-  check_size(header.width, header.height, label);
+  check_size(header.width, header.height, max_pixels, label);
 
   Image image(static_cast<int>(header.width), static_cast<int>(header.height));
   std::vector<std::uint8_t> grey16;  // big-endian sample pairs, as stored in the file
@@ -165,26 +165,62 @@ struct JpegHeader {
   bool unsupported_colour;
 };
 
-bool jpeg_begin(jpeg_decompress_struct* cinfo, JpegErrors* err, const std::uint8_t* data, std::size_t size,
-                JpegHeader* header) {
+// Reads the markers up to the first scan. APP1 segments (Exif, XMP) are kept for the orientation.
+bool jpeg_header(jpeg_decompress_struct* cinfo, JpegErrors* err, const std::uint8_t* data, std::size_t size,
+                 JpegHeader* header) {
   if (setjmp(err->jump)) return false;
   jpeg_create_decompress(cinfo);
   jpeg_mem_src(cinfo, data, static_cast<unsigned long>(size));
+  jpeg_save_markers(cinfo, JPEG_APP0 + 1, 0xFFFF);
   jpeg_read_header(cinfo, TRUE);
+  header->width = cinfo->image_width;
+  header->height = cinfo->image_height;
   if (cinfo->jpeg_color_space == JCS_GRAYSCALE) {
     cinfo->out_color_space = JCS_GRAYSCALE;
   } else if (cinfo->jpeg_color_space == JCS_YCbCr || cinfo->jpeg_color_space == JCS_RGB) {
     cinfo->out_color_space = JCS_RGB;
   } else {
     header->unsupported_colour = true;
-    return true;
   }
+  return true;
+}
+
+// Called only after the size check: a progressive JPEG allocates its whole coefficient buffer here.
+bool jpeg_start(jpeg_decompress_struct* cinfo, JpegErrors* err, JpegHeader* header) {
+  if (setjmp(err->jump)) return false;
   // libjpeg's defaults (islow IDCT, fancy upsampling) are what PIL uses when it is not asked for a draft.
   jpeg_start_decompress(cinfo);
   header->width = cinfo->output_width;
   header->height = cinfo->output_height;
   header->components = cinfo->output_components;
   return true;
+}
+
+// The orientation PIL's exif_transpose reads from the saved APP1 segments: JpegImagePlugin joins every Exif
+// segment (the first whole, later ones without their "Exif\0\0"), Image.Exif.load drops one or two leading
+// "Exif\0\0", and Image.getexif falls back to the last XMP packet when Exif has no orientation entry.
+long jpeg_orientation(const jpeg_decompress_struct& cinfo) {
+  static const char kExif[] = "Exif\0\0";  // 6 bytes
+  static const char kXmp[] = "http://ns.adobe.com/xap/1.0/";  // then a NUL
+  std::vector<std::uint8_t> exif;
+  const std::uint8_t* xmp = nullptr;
+  std::size_t xmp_size = 0;
+  for (jpeg_saved_marker_ptr m = cinfo.marker_list; m; m = m->next) {
+    if (m->marker != JPEG_APP0 + 1) continue;
+    const std::uint8_t* d = m->data;
+    const std::size_t n = m->data_length;
+    if (n >= 6 && std::memcmp(d, kExif, 6) == 0) {
+      exif.insert(exif.end(), exif.empty() ? d : d + 6, d + n);
+    } else if (n >= sizeof kXmp && std::memcmp(d, kXmp, sizeof kXmp) == 0) {
+      xmp = d + sizeof kXmp;
+      xmp_size = n - sizeof kXmp;
+    }
+  }
+  std::size_t start = 0;
+  for (int i = 0; i < 2 && exif.size() - start >= 6 && std::memcmp(exif.data() + start, kExif, 6) == 0; ++i) start += 6;
+  long value = orientation::from_tiff(exif.data() + start, exif.size() - start);
+  if (value == orientation::kAbsent) value = xmp ? orientation::from_xmp(xmp, xmp_size) : 1;
+  return value;
 }
 
 bool jpeg_rows(jpeg_decompress_struct* cinfo, JpegErrors* err, JSAMPROW* rows, JDIMENSION height) {
@@ -196,7 +232,7 @@ bool jpeg_rows(jpeg_decompress_struct* cinfo, JpegErrors* err, JSAMPROW* rows, J
   return true;
 }
 
-Image decode_jpeg(const std::uint8_t* data, std::size_t size, const std::string& label) {
+Image decode_jpeg(const std::uint8_t* data, std::size_t size, std::uint64_t max_pixels, const std::string& label) {
   jpeg_decompress_struct cinfo{};
   JpegErrors err{};
   cinfo.err = jpeg_std_error(&err.pub);
@@ -208,11 +244,14 @@ Image decode_jpeg(const std::uint8_t* data, std::size_t size, const std::string&
   } guard{&cinfo};
 
   JpegHeader header{};
-  if (!jpeg_begin(&cinfo, &err, data, size, &header)) throw Error(label + ": damaged JPEG (" + err.message + ")");
+  if (!jpeg_header(&cinfo, &err, data, size, &header)) throw Error(label + ": damaged JPEG (" + err.message + ")");
   if (header.unsupported_colour) {
     throw Error(label + ": CMYK/YCCK JPEG is not supported (convert it to RGB first)");
   }
-  check_size(header.width, header.height, label);
+  check_size(header.width, header.height, max_pixels, label);
+  // Read now: jpeg_finish_decompress releases the saved markers.
+  const long exif_orientation = jpeg_orientation(cinfo);
+  if (!jpeg_start(&cinfo, &err, &header)) throw Error(label + ": damaged JPEG (" + err.message + ")");
 
   Image image(static_cast<int>(header.width), static_cast<int>(header.height));
   const std::size_t row_bytes = static_cast<std::size_t>(header.width) * header.components;
@@ -233,15 +272,17 @@ Image decode_jpeg(const std::uint8_t* data, std::size_t size, const std::string&
       image.rgb[i * 3] = image.rgb[i * 3 + 1] = image.rgb[i * 3 + 2] = grey[i];
     }
   }
-  return image;
+  return orientation::make_upright(std::move(image), exif_orientation);
 }
 
 }  // namespace
 
-Image decode_image(const std::uint8_t* data, std::size_t size, const std::string& label) {
+Image decode_image(const std::uint8_t* data, std::size_t size, const std::string& label, std::uint64_t max_pixels) {
   static const std::uint8_t kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
-  if (size >= 8 && std::memcmp(data, kPng, 8) == 0) return decode_png(data, size, label);
-  if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return decode_jpeg(data, size, label);
+  if (size >= 8 && std::memcmp(data, kPng, 8) == 0) return decode_png(data, size, max_pixels, label);
+  if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) {
+    return decode_jpeg(data, size, max_pixels, label);
+  }
   throw Error(label + ": not a PNG or JPEG image");
 }
 

@@ -1,32 +1,121 @@
 #include "rtdetr/sidecar.hpp"
 
+#include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <tuple>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 #include "rtdetr/error.hpp"
-#include "rtdetr/json.hpp"
 
 namespace rtdetr {
 
 namespace {
 
-const char* const kFormatPrefix = "rtdetr-export/";
+using Json = nlohmann::json;
 
-std::vector<TensorInfo> read_tensors(const json::Value& list, const char* what) {
+const char* const kFormatPrefix = "rtdetr-export/";
+// Sidecar schema versions this reader understands (rtdetr_export.artifact.READABLE_SCHEMAS): 1 and 2 describe
+// fixed-size files, 3 adds input_size_range, 4 always records the sampler.
+constexpr std::int64_t kNewestSchema = 4;
+
+const char* type_name(const Json& value) {
+  switch (value.type()) {
+    case Json::value_t::null: return "null";
+    case Json::value_t::boolean: return "a boolean";
+    case Json::value_t::string: return "a string";
+    case Json::value_t::array: return "an array";
+    case Json::value_t::object: return "an object";
+    case Json::value_t::binary: return "binary data";
+    case Json::value_t::discarded: return "nothing";
+    default: return "a number";
+  }
+}
+
+// nlohmann's parse messages quote the bytes read last, which may be anything; a one-line message in plain ASCII
+// keeps a terminal and a log reader safe.
+std::string printable(const std::string& text) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (const char ch : text) {
+    const auto byte = static_cast<unsigned char>(ch);
+    if (byte >= 0x20 && byte < 0x7f) {
+      out += ch;
+    } else {
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 15];
+    }
+  }
+  return out;
+}
+
+[[noreturn]] void wrong_type(const std::string& what, const char* wanted, const Json& got) {
+  throw Error(what + " should be " + wanted + ", found " + type_name(got));
+}
+
+// Typed access: every read checks the type first, so no nlohmann exception can come out of a well-formed document.
+const Json* member(const Json& object, const char* key) {
+  if (!object.is_object()) return nullptr;
+  const auto it = object.find(key);
+  return it == object.end() ? nullptr : &*it;
+}
+
+const Json& require(const Json& object, const char* key, const std::string& what) {
+  const Json* value = member(object, key);
+  if (!value) throw Error(what + " is missing");
+  return *value;
+}
+
+const std::string& as_string(const Json& value, const std::string& what) {
+  if (!value.is_string()) wrong_type(what, "a string", value);
+  return value.get_ref<const std::string&>();
+}
+
+const Json::array_t& as_array(const Json& value, const std::string& what) {
+  if (!value.is_array()) wrong_type(what, "an array", value);
+  return value.get_ref<const Json::array_t&>();
+}
+
+// An integer in [low, high]. Python writes integers as such; an integral float (320.0) is accepted as before.
+std::int64_t as_int(const Json& value, const std::string& what, std::int64_t low, std::int64_t high) {
+  std::int64_t v = 0;
+  if (value.is_number_unsigned()) {
+    const std::uint64_t u = value.get<std::uint64_t>();
+    if (u > static_cast<std::uint64_t>(high)) throw Error(what + " out of range");
+    v = static_cast<std::int64_t>(u);
+  } else if (value.is_number_integer()) {
+    v = value.get<std::int64_t>();
+  } else if (value.is_number_float()) {
+    const double d = value.get<double>();
+    // The range test comes first: converting an out-of-range double to an integer is undefined behaviour.
+    if (!(d >= static_cast<double>(low) && d <= static_cast<double>(high))) throw Error(what + " out of range");
+    if (std::floor(d) != d) throw Error(what + " should be an integer");
+    v = static_cast<std::int64_t>(d);
+  } else {
+    wrong_type(what, "an integer", value);
+  }
+  if (v < low || v > high) throw Error(what + " out of range");
+  return v;
+}
+
+std::vector<TensorInfo> read_tensors(const Json& list, const std::string& what) {
   std::vector<TensorInfo> out;
-  for (const json::Value& item : list.as_array(what)) {
+  for (const Json& item : as_array(list, what)) {
+    const Json* name = member(item, "name");
+    const Json* shape = member(item, "shape");
+    const Json* dtype = member(item, "dtype");
+    if (!name || !shape || !dtype) throw Error(what + " entries need name, shape and dtype");
     TensorInfo info;
-    const json::Value* name = item.find("name");
-    const json::Value* shape = item.find("shape");
-    const json::Value* dtype = item.find("dtype");
-    if (!name || !shape || !dtype) throw Error(std::string(what) + " entries need name, shape and dtype");
-    info.name = name->as_string("io name");
-    info.dtype = dtype->as_string("io dtype");
-    for (const json::Value& dim : shape->as_array("io shape")) {
+    info.name = as_string(*name, "io name");
+    info.dtype = as_string(*dtype, "io dtype");
+    for (const Json& dim : as_array(*shape, "io shape")) {
       // The exporter writes symbolic dimensions by name ("batch") and fixed ones as integers.
-      info.shape.push_back(dim.is_number() ? dim.as_int("io dimension") : -1);
+      info.shape.push_back(dim.is_number() ? as_int(dim, "io dimension", 0, std::numeric_limits<std::int32_t>::max())
+                                           : -1);
     }
     out.push_back(std::move(info));
   }
@@ -36,13 +125,24 @@ std::vector<TensorInfo> read_tensors(const json::Value& list, const char* what) 
 std::string size_text(int height, int width) { return std::to_string(height) + "x" + std::to_string(width); }
 
 // [height, width] of input_size or of one end of input_size_range.
-std::pair<int, int> read_size(const json::Value& value, const char* what) {
-  const auto& hw = value.as_array(what);
-  if (hw.size() != 2) throw Error(std::string(what) + " should be [height, width]");
-  const int height = static_cast<int>(hw[0].as_int(what));
-  const int width = static_cast<int>(hw[1].as_int(what));
-  if (height <= 0 || width <= 0 || height > 16384 || width > 16384) throw Error(std::string(what) + " out of range");
+std::pair<int, int> read_size(const Json& value, const std::string& what) {
+  const auto& hw = as_array(value, what);
+  if (hw.size() != 2) throw Error(what + " should be [height, width]");
+  const int height = static_cast<int>(as_int(hw[0], what, 1, 16384));
+  const int width = static_cast<int>(as_int(hw[1], what, 1, 16384));
   return {height, width};
+}
+
+// Sidecars before schema 4 may lack "sampler": it follows from the method and, for "default", from
+// export.bilinear_op (absent before that option existed, when default sampling was always GridSample);
+// rtdetr_export.export.torch_export.sampler is the same rule.
+std::string derive_sampler(const std::string& method, const Json& exp) {
+  if (method == "discrete") return "gather-nearest";
+  const Json* op = member(exp, "bilinear_op");
+  if (!op || op->is_null()) return "gridsample-bilinear";
+  const std::string& name = as_string(*op, "export.bilinear_op");
+  if (name != "gather" && name != "gridsample") throw Error("unknown export.bilinear_op \"" + name + "\"");
+  return name + "-bilinear";
 }
 
 std::string directory_part(const std::string& path) {
@@ -51,7 +151,6 @@ std::string directory_part(const std::string& path) {
 }
 
 }  // namespace
-
 void Sidecar::use_input_size(int height, int width) {
   if (!dynamic_size()) {
     if (height == input_height && width == input_width) return;
@@ -101,6 +200,33 @@ std::string Sidecar::path_for(const std::string& model_path) {
   return dir + base + ".json";
 }
 
+void Sidecar::check_contract() const {
+  const Sidecar& s = *this;
+  const std::vector<std::string> inputs = s.head == "raw" ? std::vector<std::string>{"images"}
+                                                          : std::vector<std::string>{"images", "orig_target_sizes"};
+  const std::vector<std::string> outputs = s.head == "raw" ? std::vector<std::string>{"logits", "pred_boxes"}
+                                                           : std::vector<std::string>{"labels", "boxes", "scores"};
+  for (const std::string& name : inputs) {
+    if (!s.input(name)) throw Error(s.path + ": the " + s.head + " head needs an input named " + name);
+  }
+  for (const std::string& name : outputs) {
+    if (!s.output(name)) throw Error(s.path + ": the " + s.head + " head needs an output named " + name);
+  }
+  const TensorInfo& images = *s.input("images");
+  // A dynamic-size file's height and width are symbolic (-1); a fixed one's are input_size.
+  const std::int64_t want_h = s.dynamic_size() ? -1 : s.input_height, want_w = s.dynamic_size() ? -1 : s.input_width;
+  if (images.shape.size() != 4 || images.shape[1] != 3 || images.shape[2] != want_h || images.shape[3] != want_w) {
+    throw Error(s.path + ": io.inputs images should be [N, 3, " + (want_h < 0 ? std::string("height") :
+                std::to_string(want_h)) + ", " + (want_w < 0 ? std::string("width") : std::to_string(want_w)) +
+                "] as input_size" + (s.dynamic_size() ? "_range" : "") + " says");
+  }
+  if (s.head == "raw" && s.output("logits")->shape.size() == 3 && s.output("logits")->shape[2] > 0 &&
+      s.output("logits")->shape[2] != static_cast<std::int64_t>(s.classes.size())) {
+    throw Error(s.path + ": logits have " + std::to_string(s.output("logits")->shape[2]) + " classes but the sidecar "
+                "names " + std::to_string(s.classes.size()));
+  }
+}
+
 Sidecar Sidecar::load_for(const std::string& model_path) { return load(path_for(model_path)); }
 
 Sidecar Sidecar::load(const std::string& sidecar_path) {
@@ -111,34 +237,52 @@ Sidecar Sidecar::load(const std::string& sidecar_path) {
   }
   std::stringstream buffer;
   buffer << file.rdbuf();
-  json::Value root;
+  return parse(buffer.str(), sidecar_path);
+}
+
+Sidecar Sidecar::parse(const std::string& text, const std::string& sidecar_path) {
+  // Without exceptions the parser returns a "discarded" value on malformed input; the exception form is used
+  // for its message (line, column and what was expected), which is one line.
+  Json root;
   try {
-    root = json::Value::parse(buffer.str());
+    root = Json::parse(text);
+  } catch (const Json::exception& e) {
+    throw Error(sidecar_path + ": not a readable sidecar (" + printable(e.what()) + ")");
+  }
+  const Json* format = member(root, "format");
+  if (!format || !format->is_string() || format->get_ref<const std::string&>().rfind(kFormatPrefix, 0) != 0) {
+    throw Error(sidecar_path + ": not an rtdetr-export sidecar (no \"format\": \"rtdetr-export/...\")");
+  }
+  // Version 1 files did not always say so; rtdetr_export.artifact reads a missing version as 1 too.
+  const Json* schema = member(root, "schema_version");
+  std::int64_t version = 1;
+  try {
+    if (schema) version = as_int(*schema, "schema_version", 1, std::numeric_limits<std::int32_t>::max());
   } catch (const Error& e) {
     throw Error(sidecar_path + ": not a readable sidecar (" + e.what() + ")");
   }
-  const json::Value* format = root.find("format");
-  if (!format || !format->is_string() || format->as_string("format").rfind(kFormatPrefix, 0) != 0) {
-    throw Error(sidecar_path + ": not an rtdetr-export sidecar (no \"format\": \"rtdetr-export/...\")");
+  if (version > kNewestSchema) {
+    throw Error(sidecar_path + ": sidecar schema version " + std::to_string(version) + " is newer than these engines "
+                "read (1-" + std::to_string(kNewestSchema) + "); rebuild them from a newer rtdetr-export");
   }
 
   Sidecar out;
   out.path = sidecar_path;
+  out.format = format->get<std::string>();
   try {
-    out.format = format->as_string("format");
-    const json::Value* size = root.find("input_size");
-    const json::Value* classes = root.find("classes");
-    const json::Value* precision = root.find("precision");
-    const json::Value* method = root.find("method");
-    const json::Value* io = root.find("io");
-    const json::Value* exp = root.find("export");
+    const Json* size = member(root, "input_size");
+    const Json* classes = member(root, "classes");
+    const Json* precision = member(root, "precision");
+    const Json* method = member(root, "method");
+    const Json* io = member(root, "io");
+    const Json* exp = member(root, "export");
     if (!size || !classes || !io || !exp) throw Error("missing input_size, classes, io or export");
     std::tie(out.input_height, out.input_width) = read_size(*size, "input_size");
     // Schema 3: a dynamic-size file's range ({"min", "opt", "max"}); absent (older sidecars) or null when fixed.
-    const json::Value* range = root.find("input_size_range");
+    const Json* range = member(root, "input_size_range");
     if (range && !range->is_null()) {
-      const json::Value* low = range->find("min");
-      const json::Value* high = range->find("max");
+      const Json* low = member(*range, "min");
+      const Json* high = member(*range, "max");
       if (!low || !high) throw Error("input_size_range needs min and max");
       std::tie(out.min_height, out.min_width) = read_size(*low, "input_size_range.min");
       std::tie(out.max_height, out.max_width) = read_size(*high, "input_size_range.max");
@@ -147,28 +291,33 @@ Sidecar Sidecar::load(const std::string& sidecar_path) {
         throw Error("input_size is outside input_size_range");
       }
     }
-    for (const json::Value& name : classes->as_array("classes")) out.classes.push_back(name.as_string("class name"));
-    out.precision = precision && precision->is_string() ? precision->as_string("precision") : "fp32";
-    out.method = method && method->is_string() ? method->as_string("method") : "";
-    const json::Value* sampler = root.find("sampler");
-    if (sampler && sampler->is_string()) {
-      out.sampler = sampler->as_string("sampler");
-    } else if (!out.method.empty()) {
-      out.sampler = out.method == "discrete" ? "gather-nearest" : "gridsample-bilinear";
+    for (const Json& name : as_array(*classes, "classes")) out.classes.push_back(as_string(name, "class name"));
+    out.precision = precision && precision->is_string() ? precision->get<std::string>() : "fp32";
+    // Sidecars without a method predate the discrete sampler: their graphs sample with "default".
+    out.method = method && method->is_string() ? method->get<std::string>() : "default";
+    const Json* sampler = member(root, "sampler");
+    if (sampler) {
+      out.sampler = as_string(*sampler, "sampler");
+      if (out.sampler != "gather-nearest" && out.sampler != "gather-bilinear" && out.sampler != "gridsample-bilinear") {
+        throw Error("unknown sampler \"" + out.sampler + "\"");
+      }
+    } else if (version >= 4) {
+      throw Error("sampler is missing (schema 4 always records it)");
+    } else {
+      out.sampler = derive_sampler(out.method, *exp);
     }
-    const json::Value* head = exp->find("head");
-    if (!head) throw Error("export.head is missing");
-    out.head = head->as_string("export.head");
+    out.head = as_string(require(*exp, "head", "export.head"), "export.head");
     if (out.head != "raw" && out.head != "detections") throw Error("unknown export.head \"" + out.head + "\"");
-    const json::Value* top_k = exp->find("top_k");
-    out.top_k = top_k && !top_k->is_null() ? static_cast<int>(top_k->as_int("export.top_k")) : 0;
-    const json::Value* ins = io->find("inputs");
-    const json::Value* outs = io->find("outputs");
+    const Json* top_k = member(*exp, "top_k");
+    out.top_k = top_k && !top_k->is_null() ? static_cast<int>(as_int(*top_k, "export.top_k", 0, 1 << 24)) : 0;
+    const Json* ins = member(*io, "inputs");
+    const Json* outs = member(*io, "outputs");
     if (!ins || !outs) throw Error("io needs inputs and outputs");
     out.inputs = read_tensors(*ins, "io.inputs");
     out.outputs = read_tensors(*outs, "io.outputs");
   } catch (const Error& e) {
-    throw Error(sidecar_path + ": incomplete sidecar (" + e.what() + ")");
+    // The message may quote a value from the file (an unknown head or sampler), newlines and all.
+    throw Error(sidecar_path + ": incomplete sidecar (" + printable(e.what()) + ")");
   }
   return out;
 }

@@ -3,6 +3,7 @@
 //   rtdetr_detect MODEL.onnx|MODEL.engine IMAGE... [--threshold 0.5] [--json] [--threads N] [--top-k K] [--batch N]
 //                 [--size HxW]
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -13,9 +14,10 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "rtdetr/detector.hpp"
 #include "rtdetr/error.hpp"
-#include "rtdetr/json.hpp"
 
 namespace {
 
@@ -119,10 +121,24 @@ void print_text(const rtdetr::Detector& detector, const std::string& path, const
   }
 }
 
+// JSON string literal. Paths and class names are passed through as UTF-8; bytes that are not UTF-8 become U+FFFD
+// rather than an exception, so any file name prints.
+std::string quote(const std::string& text) {
+  return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// Shortest text that reads back as the same float: scores and boxes print exactly what was computed (nlohmann
+// would widen a float to double and print its 17 digits). JSON has no NaN or infinity: null keeps it valid.
+template <typename T>
+std::string number(T value) {
+  if (!std::isfinite(value)) return "null";
+  char buffer[64];
+  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+  return std::string(buffer, result.ptr);
+}
+
 std::string json_image(const rtdetr::Detector& detector, const std::string& path, const rtdetr::Image& image,
                        const std::vector<rtdetr::Detection>& detections) {
-  using rtdetr::json::number;
-  using rtdetr::json::quote;
   std::string out = "{\"image\": " + quote(path) + ", \"width\": " + std::to_string(image.width) +
                     ", \"height\": " + std::to_string(image.height) + ", \"detections\": [";
   for (std::size_t i = 0; i < detections.size(); ++i) {
@@ -153,12 +169,12 @@ int main(int argc, char** argv) {
 
     if (args.json) {
       const rtdetr::Sidecar& s = detector.sidecar();
-      std::string out = "{\"model\": " + rtdetr::json::quote(args.model) +
-                        ", \"backend\": " + rtdetr::json::quote(detector.backend_name()) +
-                        ", \"head\": " + rtdetr::json::quote(s.head) +
-                        ", \"sampler\": " + rtdetr::json::quote(s.sampler) + ", \"input_size\": [" +
+      std::string out = "{\"model\": " + quote(args.model) +
+                        ", \"backend\": " + quote(detector.backend_name()) +
+                        ", \"head\": " + quote(s.head) +
+                        ", \"sampler\": " + quote(s.sampler) + ", \"input_size\": [" +
                         std::to_string(s.input_height) + ", " + std::to_string(s.input_width) +
-                        "], \"threshold\": " + rtdetr::json::number(args.threshold) + ", \"images\": [";
+                        "], \"threshold\": " + number(args.threshold) + ", \"images\": [";
       for (std::size_t i = 0; i < images.size(); ++i) {
         out += (i ? ", " : "") + json_image(detector, args.images[i], images[i], results[i]);
       }

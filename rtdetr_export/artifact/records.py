@@ -494,9 +494,10 @@ class EngineRecord(ArtifactRecord):
     latency: Latency | None = None
 
     @classmethod
-    def built_from(cls, onnx: OnnxRecord, **engine: Any) -> "EngineRecord":
-        """The engine's record: ``onnx``'s contract (its header replaced) and the engine's own fields."""
-        contract = {name: getattr(onnx, name) for name in ArtifactRecord.__dataclass_fields__}
+    def built_from(cls, source: OnnxRecord, /, **engine: Any) -> "EngineRecord":
+        """The engine's record: ``source``'s contract (its header replaced) and the engine's own fields (among
+        them ``onnx``, the ONNX file's name and hash: so the record is taken positionally)."""
+        contract = {name: getattr(source, name) for name in ArtifactRecord.__dataclass_fields__}
         contract["header"] = Header.now(ENGINE_FORMAT)
         return cls(**{**contract, **engine})
 

@@ -8,6 +8,7 @@ import click
 
 from rtdetr_export.cli.common import build_model, emit_json
 from rtdetr_export.cli.options import model_options
+from rtdetr_export.model.dfine_config import DFineConfig
 
 
 @click.command()
@@ -32,7 +33,11 @@ def describe(model_path: str | None, preset: str | None, method: str | None, ima
     if model.source.hub:
         click.echo(f"hub         {model.source.hub.pinned_id} (asked for {model.source.hub.requested})")
     click.echo(f"parameters  {info['parameters']:,}")
-    click.echo(f"backbone    ResNet-vd {config.backbone_block} blocks {list(config.backbone_blocks)}")
+    if isinstance(config, DFineConfig):
+        click.echo(f"backbone    HGNetv2 stage outputs {list(config.hgnet_stage_out_channels)}, blocks "
+                   f"{list(config.hgnet_stage_num_blocks)}")
+    else:
+        click.echo(f"backbone    ResNet-vd {config.backbone_block} blocks {list(config.backbone_blocks)}")
     click.echo(f"encoder     hidden {config.encoder_hidden_dim}, expansion {config.hidden_expansion}")
     click.echo(f"decoder     {config.decoder_layers} layers (output from layer {config.eval_layer}), "
                f"points {list(config.decoder_n_points)}, method {config.decoder_method}")

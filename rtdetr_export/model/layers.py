@@ -18,10 +18,10 @@ class ConvNormLayer(nn.Module):
     """Conv -> BatchNorm -> activation; after BN folding the norm becomes an identity."""
 
     def __init__(self, ch_in: int, ch_out: int, kernel_size: int, stride: int, padding: int | None = None,
-                 act: str | None = None, eps: float = 1e-5):
+                 act: str | None = None, eps: float = 1e-5, groups: int = 1):
         super().__init__()
         padding = (kernel_size - 1) // 2 if padding is None else padding
-        self.conv = nn.Conv2d(ch_in, ch_out, kernel_size, stride, padding=padding, bias=False)
+        self.conv = nn.Conv2d(ch_in, ch_out, kernel_size, stride, padding=padding, groups=groups, bias=False)
         self.norm = nn.BatchNorm2d(ch_out, eps=eps)
         self.act = activation(act)
 

@@ -154,6 +154,9 @@ class EngineJob:
         self.build.validate()
         self.timing.validate()
         if self.onnx is None:
+            # What can be checked before the model loads (top-k; the sampler if already given): the CLI's sampler
+            # is known once the model is, and run_engine_job checks the graph options again then.
+            check_tensorrt_graph(self.graph)
             self.precision.validate()
             return
         if self.precision != PrecisionOptions(self.precision.target):

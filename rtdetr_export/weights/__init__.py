@@ -1,6 +1,7 @@
 """One entry point that builds our model from a preset, a transformers folder, an original .pth or a Hub id.
 
-RT-DETR v1 and v2 load alike (``ModelConfig.version`` says which); look-alike detectors are refused by name
+RT-DETR v1 and v2 load alike (``ModelConfig.version`` says which); D-FINE loads from transformers folders
+(``dfine_folder``) as a ``DFine``, which keeps RTDETRv2's interface; look-alike detectors are refused by name
 (``lookalikes``); the class count comes from the score heads (``classes``).
 """
 
@@ -15,8 +16,12 @@ from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.files import file_sha256
 from rtdetr_export.model import (HubRevision, ModelConfig, RTDETRv2, WeightSource, fuse_repvgg,
                                  preset as preset_config)
+from rtdetr_export.model.dfine import DFine
+from rtdetr_export.model.dfine_config import DFINE_PRESETS, dfine_preset
 from rtdetr_export.weights.classes import reconcile_classes
+from rtdetr_export.weights.dfine_folder import load_dfine_folder
 from rtdetr_export.weights.hub import parse_hub_id, resolve_hub_id
+from rtdetr_export.weights.lookalikes import folder_model_type
 from rtdetr_export.weights.matching import load_strict
 from rtdetr_export.weights.original import infer_config, read_original_checkpoint
 from rtdetr_export.weights.random_init import seeded_model
@@ -33,7 +38,8 @@ def load_model(model_path: str | Path | None = None, *, preset: str | None = Non
     (resolved through huggingface_hub: downloaded, or read from the local cache when offline); without it,
     ``preset`` (required then) with seeded random weights. ``method`` picks the deformable-attention sampler,
     ``image_size`` the deploy input size, ``overrides`` any other ModelConfig field. The model's ``.source``
-    says where weights came from.
+    says where weights came from. A D-FINE folder or a ``dfine_*`` preset gives a ``DFine``, an RTDETRv2 with
+    D-FINE's parts.
     """
     changes = dict(overrides)
     if method is not None:
@@ -44,11 +50,19 @@ def load_model(model_path: str | Path | None = None, *, preset: str | None = Non
         if preset is None:
             raise RTDetrExportError("load_model needs a model path (transformers folder, original .pth or Hub id "
                                     "ORG/NAME), or preset=NAME for seeded random weights")
+        if preset in DFINE_PRESETS:
+            return seeded_model(dfine_preset(preset, **changes), seed)
         return seeded_model(preset_config(preset, **changes), seed)
 
     path, hub = _locate(model_path)
     if path.is_dir():
         raw_config, raw_state, weights_file = read_transformers_folder(path)
+        if folder_model_type(raw_config) == "d_fine":
+            if preset is not None:
+                raise RTDetrExportError("--preset does not apply to a D-FINE folder: its config.json says the size")
+            source = WeightSource("transformers", str(weights_file), file_sha256(weights_file), hub=hub)
+            return load_dfine_folder(raw_config, raw_state, weights_file, source,
+                                     str(path if hub is None else hub.pinned_id), changes)
         config = config_from_transformers(raw_config, where=path)
         state = convert_transformers_state_dict(raw_state)
         config = reconcile_classes(config, state, str(path if hub is None else hub.pinned_id))

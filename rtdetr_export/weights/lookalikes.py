@@ -1,11 +1,12 @@
 """Detectors that look like RT-DETR but are not, recognised and refused in one line that names them.
 
-D-FINE, DEIM, RF-DETR, Deformable DETR and DETR share names and parts with RT-DETR (a ``decoder``, deformable
-attention, ``class_embed``), so loading one as RT-DETR fails late with a long key-mismatch list that hides what
-the file is. Folders are recognised by ``config.json`` (``model_type`` / ``architectures``); checkpoints by key
-names only their architecture has. Checkpoints whose pickle holds Python objects (RF-DETR and Deformable DETR save
-their ``argparse`` arguments beside the weights) are recognised without unpickling: the key names are read off
-the pickle's opcodes, which runs nothing from the file.
+D-FINE is converted from transformers folders (``d_fine``), so its folders pass here; its original checkpoints
+(and DEIM's) are still refused by key names until they load. DEIM, RF-DETR, Deformable DETR and DETR share names
+and parts with RT-DETR (a ``decoder``, deformable attention, ``class_embed``), so loading one as RT-DETR fails late
+with a long key-mismatch list that hides what the file is. Folders are recognised by ``config.json``
+(``model_type`` / ``architectures``); checkpoints by key names only their architecture has. Checkpoints whose
+pickle holds Python objects (RF-DETR and Deformable DETR save their ``argparse`` arguments beside the weights) are
+recognised without unpickling: the key names are read off the pickle's opcodes, which runs nothing from the file.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from typing import Any, Iterable
 from rtdetr_export.errors import RTDetrExportError
 
 SUPPORTED = ("supported are RT-DETR v1 and RT-DETRv2 with a ResNet-vd backbone: transformers rt_detr / rt_detr_v2 "
-             "folders, original lyuwenyu/RT-DETR .pth checkpoints, or Hub model ids of those")
+             "folders, original lyuwenyu/RT-DETR .pth checkpoints, or Hub model ids of those; and D-FINE as "
+             "transformers d_fine folders")
 
 # transformers model_type -> what the folder holds.
 MODEL_TYPES = {
-    "d_fine": "a D-FINE model (DEIM's checkpoints use this architecture too)",
     "deimv2": "a DEIMv2 model",
     "deformable_detr": "a Deformable DETR model",
     "detr": "a DETR model",
@@ -38,14 +39,20 @@ ARCHITECTURES = {
     "ConditionalDetrForObjectDetection": "conditional_detr", "DabDetrForObjectDetection": "dab-detr",
     "RfDetrForObjectDetection": "rf_detr", "LwDetrForObjectDetection": "lw_detr",
 }
-OURS = ("rt_detr", "rt_detr_v2")
+OURS = ("rt_detr", "rt_detr_v2", "d_fine")
 
 
-def refuse_foreign_config(config: dict[str, Any], where: Path) -> None:
-    """Raise the one-line refusal if ``config.json`` describes anything but RT-DETR v1/v2."""
+def folder_model_type(config: dict[str, Any]) -> str | None:
+    """``model_type`` of a config.json, or the one its ``architectures`` name when it has none."""
     model_type = config.get("model_type")
     if model_type is None:
         model_type = next((ARCHITECTURES[a] for a in config.get("architectures") or [] if a in ARCHITECTURES), None)
+    return model_type
+
+
+def refuse_foreign_config(config: dict[str, Any], where: Path) -> None:
+    """Raise the one-line refusal if ``config.json`` describes anything but RT-DETR v1/v2 or D-FINE."""
+    model_type = folder_model_type(config)
     if model_type is None or model_type in OURS:
         return
     what = MODEL_TYPES.get(model_type, f"a {model_type!r} model")

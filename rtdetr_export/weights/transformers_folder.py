@@ -30,6 +30,8 @@ def config_from_transformers(data: dict[str, Any], image_size: tuple[int, int] |
     The class count is the config's; ``classes.reconcile_classes`` corrects it from the weights.
     """
     refuse_foreign_config(data, where)
+    if data.get("model_type") not in VERSION_OF_MODEL_TYPE:  # D-FINE: weights/dfine_folder.py reads its config
+        raise RTDetrExportError(f"{where} is a {data.get('model_type')!r} config, not RT-DETR v1/v2")
     version = VERSION_OF_MODEL_TYPE[data.get("model_type")]
     backbone = data.get("backbone_config") or {}
     if data.get("use_timm_backbone") or data.get("backbone") or backbone.get("model_type", "rt_detr_resnet") \

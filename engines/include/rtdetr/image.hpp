@@ -19,10 +19,15 @@ struct Image {
   Image(int w, int h) : width(w), height(h), rgb(static_cast<std::size_t>(w) * h * 3) {}
 };
 
-// PNG (any bit depth / colour type) and baseline or progressive JPEG (grey or YCbCr). Throws rtdetr::Error
-// with a one-line message for a missing file, a file that is no PNG/JPEG, or a damaged one.
+// Pillow refuses images above twice its default MAX_IMAGE_PIXELS (decompression-bomb guard); so do we.
+constexpr std::uint64_t kMaxImagePixels = 2ULL * 89478485ULL;
+
+// PNG (any bit depth / colour type) and baseline or progressive JPEG (grey or YCbCr); a JPEG is turned upright as
+// its Exif (or XMP) orientation says, as PIL's ImageOps.exif_transpose does. Throws rtdetr::Error with a one-line
+// message for a missing file, a file that is no PNG/JPEG, a damaged one, or one above `max_pixels`.
 Image load_image(const std::string& path);
-Image decode_image(const std::uint8_t* data, std::size_t size, const std::string& label);
+Image decode_image(const std::uint8_t* data, std::size_t size, const std::string& label,
+                   std::uint64_t max_pixels = kMaxImagePixels);
 
 // PIL's Image.resize((width, height), Image.Resampling.BILINEAR) on an RGB image, bit for bit (Pillow 13): a
 // separable triangle filter whose support grows with the downscale factor (antialiasing), one pass per axis in

@@ -28,8 +28,8 @@ struct Sidecar {
   int top_k = 0;          // detections head: K; 0 for the raw head
   std::string precision;  // "fp32", "fp16", ...
   std::string method;     // deformable sampler the model was exported with ("default" or "discrete")
-  // How the graph reads sampling points: "gather-bilinear", "gridsample-bilinear" or "gather-nearest" (schema 2+;
-  // older sidecars: derived from the method, which then meant GridSample for "default").
+  // How the graph reads sampling points: "gather-bilinear", "gridsample-bilinear" or "gather-nearest" (always
+  // present from schema 4; older sidecars without it: derived from method and export.bilinear_op).
   std::string sampler;
   std::vector<TensorInfo> inputs;
   std::vector<TensorInfo> outputs;
@@ -44,8 +44,14 @@ struct Sidecar {
   const TensorInfo* input(const std::string& name) const;
   const TensorInfo* output(const std::string& name) const;
 
+  // The head's tensor contract (docs/onnx-export.md): input/output names, images = [N, 3, H, W] as input_size
+  // says, the logits' class count. Checked once so that a detector can index the outputs blindly.
+  void check_contract() const;
+
   // Reads and validates a sidecar file; throws rtdetr::Error (one line) if it is missing or not ours.
   static Sidecar load(const std::string& sidecar_path);
+  // The same from the file's text; `sidecar_path` only names it in messages.
+  static Sidecar parse(const std::string& text, const std::string& sidecar_path);
   // MODEL.onnx -> MODEL.json, MODEL.engine -> MODEL.engine.json: rtdetr_export.artifact.sidecar_path's rule.
   static std::string path_for(const std::string& model_path);
   static Sidecar load_for(const std::string& model_path);
