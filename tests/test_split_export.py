@@ -333,3 +333,12 @@ def test_a_choice_among_tied_selection_scores_is_proven_not_refused(model, tmp_p
         other = runner.infer(plan.feeds()[0])
     with ReferenceRunner(tied, "raw") as reference:
         assert compare_raw(reference.infer(plan.feeds()[0]), other, thresholds_for("fp32")).failures
+
+
+def test_a_d_fine_model_is_refused_in_one_line(tmp_path):
+    from rtdetr_export.model.dfine import DFine
+    from rtdetr_export.model.dfine_config import dfine_preset
+
+    with pytest.raises(RTDetrExportError, match="cannot be split yet") as error:
+        export_split(DFine(dfine_preset("dfine_n")), tmp_path / "m.onnx", OnnxExportOptions())
+    assert "\n" not in str(error.value) and list(tmp_path.iterdir()) == []

@@ -20,6 +20,7 @@ from rtdetr_export.export.torch_export import ExportedGraph, example_inputs, exp
 from rtdetr_export.imaging.host_step import select_queries
 from rtdetr_export.model import RTDETRv2, prepare_for_deploy
 from rtdetr_export.model.config import ModelConfig, size_text
+from rtdetr_export.model.decoder import RTDETRDecoder
 from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.model.split import CELL_OUTPUTS, QUERY_INPUTS, CellScoring, QueryDecoding
 
@@ -51,6 +52,9 @@ def validate_split(model: RTDETRv2, options: GraphOptions) -> None:
     """What a split export cannot take, refused before any work."""
     config = model.config
     options.validate(config.decoder_method, config.num_queries, config.num_classes)
+    if not isinstance(model.decoder, RTDETRDecoder):  # D-FINE's decoder is cut nowhere yet
+        raise RTDetrExportError(f"--split is written for RT-DETR's decoder; a {type(model).__name__} model cannot "
+                                "be split yet: export it without --split")
     if options.dynamic_size:
         raise RTDetrExportError("--split takes a fixed input size: graph 2 reads the memory at the level shapes of "
                                 "one size; drop --dynamic-size")
