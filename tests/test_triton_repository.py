@@ -17,7 +17,7 @@ from onnx import TensorProto, helper
 
 from rtdetr_export.artifact import (ENGINE_FORMAT, ONNX_FORMAT, EngineRecord, ExportRecord, Header, IODescription,
                                     ModelRecord, OnnxRecord, ProfileShape, SourceRecord, TensorSpec, embed_metadata,
-                                    open_artifact, write_sidecar)
+                                    open_artifact, record_from_json, write_sidecar)
 from rtdetr_export.cli import main
 from rtdetr_export.model.config import preset
 from rtdetr_export.model.sampler import Sampler
@@ -179,6 +179,11 @@ def test_ensemble_chains_preprocessing_the_model_and_detections(tmp_path, head):
     pre = read_config(tmp_path / "repo", "m_preprocess")
     assert _tensors(pre.output) == [("images", "TYPE_FP32", [3, 64, 64]), ("orig_target_sizes", "TYPE_INT64", [2])]
     assert (tmp_path / "repo" / "m_preprocess" / "1" / "model.py").is_file()
+    # The ensemble carries its model's whole record (a client reads the contract behind it) and names the model.
+    parameters = {k[len("rtdetr_export."):]: json.loads(v.string_value) for k, v in ensemble.parameters.items()}
+    assert parameters.pop("role") == "ensemble" and parameters.pop("inner_model") == "m"
+    assert record_from_json(parameters).to_json() == \
+        {k: v for k, v in open_artifact(artifact).to_json().items() if k != "op_census"} | {"op_census": {}}
 
 
 def test_artifact_without_sidecar_is_one_line_and_writes_nothing(tmp_path):
