@@ -61,7 +61,7 @@ class OpenVinoRunner(Runner):
 def _graph_io_names(path: Path) -> tuple[list[str], list[str]]:
     """The ONNX file's input and output names, in order (OpenVINO keeps the graph's order)."""
     io = io_description(load_onnx(path))
-    return [i["name"] for i in io["inputs"]], [o["name"] for o in io["outputs"]]
+    return io.input_names, io.output_names
 
 
 def _by_name(ports: list, names: list[str]) -> dict:
