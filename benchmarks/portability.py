@@ -351,11 +351,14 @@ def _export(sampler: str, models: Path) -> Path:
     from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
     from rtdetr_export.weights import load_model
 
+    from rtdetr_export.model.sampler import Sampler
+
     method, bilinear_op = SAMPLERS[sampler]
+    choice = Sampler.parse(method, bilinear_op)
+    assert choice.value == sampler, f"{sampler}: --method {method} --bilinear-op {bilinear_op} writes {choice}"
     path = models / f"{PRESET}_{sampler.replace('-', '_')}.onnx"  # pnnx names its outputs after the file: no '-'
     model = load_model(preset=PRESET, method=method, image_size=IMAGE_SIZE)
-    export_onnx(model, path, OnnxExportOptions(opset=OPSET, head="raw", batch=1, bilinear_op=bilinear_op),
-                force=True)
+    export_onnx(model, path, OnnxExportOptions(opset=OPSET, head="raw", batch=1, sampler=choice), force=True)
     return path
 
 

@@ -21,7 +21,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from rtdetr_export.artifact import read_metadata
+from rtdetr_export.artifact import onnx_record
+from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.model import decoder
 from rtdetr_export.model.deformable_attention import MSDeformableAttention
 from rtdetr_export.verify.margins import FLIP_MARGIN
@@ -40,7 +41,8 @@ def query_selection_tensor(graph: onnx.ModelProto) -> str:
 def cell_index_tensors(graph: onnx.ModelProto) -> list[str]:
     """Names of the row indices that each discrete cross-attention gathers, in decoder-layer order (none for a
     bilinear graph: its gathers read four corners and rounding cannot flip them)."""
-    if read_metadata(graph).get("sampler", "gather-nearest") != "gather-nearest":
+    record = onnx_record(graph, "the graph")  # None: a graph without our metadata, read as discrete
+    if record is not None and record.sampler is not Sampler.GATHER_NEAREST:
         return []
     constants = {init.name for init in graph.graph.initializer}
     constants |= {out for node in graph.graph.node if node.op_type == "Constant" for out in node.output}

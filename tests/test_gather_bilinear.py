@@ -20,6 +20,7 @@ from conftest import PRESET_SIZES, DetectorOutputs, compare_detectors
 from rtdetr_export.cli import main
 from rtdetr_export.eval import EvalOptions, evaluate
 from rtdetr_export.model.deformable_attention import bilinear_corners
+from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.onnx_graph import FLOAT, element_types
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.precision import PrecisionOptions
@@ -57,8 +58,10 @@ def tiny():
     return load_model(preset="tiny")
 
 
-def _export(model, path, **options):
-    return export_onnx(model, path, OnnxExportOptions(**options))
+def _export(model, path, bilinear_op=None, **options):
+    """Export with the sampler a bilinear op names (None: the export default)."""
+    sampler = Sampler.parse("default", bilinear_op) if bilinear_op else None
+    return export_onnx(model, path, OnnxExportOptions(sampler=sampler, **options))
 
 
 def _run(path, images):
@@ -69,15 +72,20 @@ def _run(path, images):
 def test_tiny_gather_export_has_no_grid_sample_and_equals_the_grid_sample_export(tiny, tmp_path):
     gather = _export(tiny, tmp_path / "gather.onnx", bilinear_op="gather", dynamic_batch=True, opset=13)
     grid = _export(tiny, tmp_path / "grid.onnx", bilinear_op="gridsample", dynamic_batch=True, verify=False)
-    assert "GridSample" not in gather.provenance["op_census"] and gather.provenance["op_census"]["Gather"] > 0
-    assert grid.provenance["op_census"]["GridSample"] > 0
+    assert "GridSample" not in gather.record.op_census and gather.record.op_census["Gather"] > 0
+    assert grid.record.op_census["GridSample"] > 0
     images = torch.rand(3, 3, 320, 320, generator=torch.Generator().manual_seed(5)).numpy()
     for got, want in zip(_run(gather.path, images), _run(grid.path, images)):
         assert float(np.abs(got - want).max()) <= 1e-5
-    for record in (gather.provenance, json.loads(gather.sidecar.read_text())):
-        assert record["method"] == "default" and record["sampler"] == "gather-bilinear"
-        assert record["export"]["bilinear_op"] == "gather" and record["export"]["opset"] == 13
-    assert grid.provenance["sampler"] == "gridsample-bilinear"
+    assert gather.record.sampler is Sampler.GATHER_BILINEAR and gather.record.method == "default"
+    assert gather.record.sampler.bilinear_op == "gather" and gather.record.export.opset == 13
+    for record in (gather.record.to_json(), json.loads(gather.sidecar.read_text())):
+        assert record["method"] == "default" and record["sampler"] == Sampler.GATHER_BILINEAR.value
+        # schema 4: the top-level sampler says how bilinear reading is written; export.bilinear_op is gone
+        assert record["schema_version"] == 4 and "bilinear_op" not in record["export"]
+        assert record["export"]["opset"] == 13
+    assert grid.record.sampler is Sampler.GRIDSAMPLE_BILINEAR
+    assert grid.record.to_json()["sampler"] == "gridsample-bilinear"
     # Bilinear results are continuous in the locations: verification has no rounding flip to excuse.
     runs = gather.verification.runs
     assert gather.verification.passed and [r.batch for r in runs] == [1, 4]
@@ -105,7 +113,7 @@ def test_fp16_keeps_corner_weights_fp32_and_cell_indices_int64(tiny, tmp_path):
     assert fractions and all(types[n.output[0]] == FLOAT for n in fractions)
     gathers = [n for n in graph.graph.node if n.op_type == "Gather" and "cross_attn" in n.name]
     assert gathers and all(types[n.input[1]] == TensorProto.INT64 for n in gathers)
-    recipe = result.provenance["precision_recipe"]["fp32_nodes"]
+    recipe = result.record.recipe.details["fp32_nodes"]
     weights = recipe["bilinear corner weights and their weighted sum (gather sampler)"]
     weighted_sums = [n.name for n in graph.graph.node if n.op_type == "MatMul" and n.name in weights]
     assert weighted_sums, "the MatMul applying the corner weights must stay FP32"

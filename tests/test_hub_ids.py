@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from rtdetr_export.artifact import (ONNX_FORMAT, ExportRecord, Header, IODescription, ModelRecord, OnnxRecord,
+                                    SourceRecord)
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.files import file_sha256
 from rtdetr_export.model import HubRevision
-from rtdetr_export.pipeline.onnx import model_record
+from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.pipeline.verification import reference_model
 from rtdetr_export.weights import load_model
 from rtdetr_export.weights.hub import parse_hub_id
@@ -83,15 +85,22 @@ def test_a_cached_hub_id_loads_offline_and_its_provenance_pins_the_commit_and_th
     assert model.source.hub == HubRevision(REPO, COMMIT, revision or "main")
     assert model.source.sha256 == file_sha256(FIXTURE / "model.safetensors")
 
-    record = model_record(model)
-    assert record["source"]["hub"] == {"repo_id": REPO, "revision": COMMIT, "requested": revision or "main"}
-    assert record["source"]["sha256"] == file_sha256(FIXTURE / "model.safetensors")
+    record = ModelRecord(SourceRecord.of(model.source), model.config)
+    written = record.to_json()
+    assert written["source"]["hub"] == {"repo_id": REPO, "revision": COMMIT, "requested": revision or "main"}
+    assert written["source"]["sha256"] == file_sha256(FIXTURE / "model.safetensors")
     direct = load_model(FIXTURE)
     assert model.config == direct.config
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), direct.state_dict().values()))
 
-    # An artifact's reference is found again from the pinned commit, with nothing but the provenance.
-    again = reference_model({"model": record})
+    # An artifact's reference is found again from the pinned commit, with nothing but its record (as written).
+    artifact = OnnxRecord(header=Header.now(ONNX_FORMAT), model=record, sampler=Sampler.for_export("default"),
+                          input_size=tuple(model.config.image_size), input_size_range=None,
+                          classes=list(model.config.class_names), precision="fp32",
+                          export=ExportRecord(opset=17, head="raw"), io=IODescription((), ()))
+    read_back = OnnxRecord.from_json(artifact.to_json(), "sidecar")
+    assert read_back.model.source.hub == HubRevision(REPO, COMMIT, revision or "main")
+    again = reference_model(read_back)
     assert again.source.hub.revision == COMMIT and again.source.sha256 == model.source.sha256
 
 

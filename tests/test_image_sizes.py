@@ -56,7 +56,8 @@ def _export_and_compare(case, size: str, op: str, images: torch.Tensor, want: De
     result = CliRunner().invoke(main, ["onnx", "--model", str(case.folder), "--image-size", size, "--bilinear-op",
                                        op, "--batch", str(len(images)), "--quiet", "--no-verify", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert json.loads(out.with_suffix(".json").read_text())["input_size"] == list(images.shape[2:])
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["input_size"] == list(images.shape[2:]) and sidecar["sampler"] == f"{op}-bilinear"
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape == list(images.shape)
     logits, boxes = session.run(["logits", "pred_boxes"], {"images": images.numpy()})

@@ -15,6 +15,7 @@ from onnx import TensorProto, helper
 
 from rtdetr_export.cli import main
 from rtdetr_export.export import portability
+from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.pipeline.inspection import NO_PROVENANCE, describe_onnx
 from rtdetr_export.weights import load_model
@@ -37,7 +38,7 @@ def exported(tmp_path_factory):
                                            ("discrete", "discrete", "gather", "detections", False)):
         path = folder / f"{name}.onnx"
         export_onnx(load_model(preset="tiny", method=method), path,
-                    OnnxExportOptions(head=head, top_k=100, verify=verify, bilinear_op=op))
+                    OnnxExportOptions(head=head, top_k=100, verify=verify, sampler=Sampler.parse(method, op)))
         paths[name] = path
     return paths
 
@@ -112,7 +113,7 @@ def test_json_output_parses(exported):
 
 
 def test_verification_numbers_in_json(exported):
-    verification = describe_onnx(exported["default"]).provenance["verification"]
+    verification = describe_onnx(exported["default"]).to_json()["provenance"]["verification"]
     assert verification["passed"] is True and verification["batches"] == [1]
     assert set(verification["outputs"]) == {"logits", "pred_boxes"}
     # The judged metric: the largest difference once any proven rounding flips are re-rounded (here none).

@@ -96,7 +96,7 @@ def _export(model, out, variant, verify=True):
 def test_tiny_exports_match_pytorch_on_onnxruntime(models, variant, tmp_path):
     method, head = variant[:2]
     result, batches = _export(_model(models, "tiny", method), tmp_path / "m.onnx", variant)
-    assert result.provenance["verification"]["passed"]
+    assert result.record.verification.passed and result.record.to_json()["verification"]["passed"]
     for batch in batches:
         _assert_parity(models, "tiny", method, tmp_path / "m.onnx", head, batch)
 
@@ -126,7 +126,8 @@ def test_sidecar_and_metadata_carry_the_provenance(models, tmp_path):
     meta = read_metadata(onnx.load(str(out)))
     for record in (sidecar, meta):
         assert record["format"] == "rtdetr-export/onnx"
-        assert record["method"] == "discrete"
+        assert record["method"] == "discrete" and record["sampler"] == "gather-nearest"
+        assert record["schema_version"] == 4 and "bilinear_op" not in record["export"]
         assert record["input_size"] == [320, 320]
         assert len(record["classes"]) == 80 and record["classes"][0] == "person"
         assert record["export"]["opset"] == 17 and record["export"]["dynamic_batch"] is True

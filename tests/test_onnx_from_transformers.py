@@ -54,6 +54,8 @@ def test_onnx_from_a_transformers_folder_matches_transformers(preset_name, metho
         assert record["model"]["source"] == {"format": "transformers", "file": "model.safetensors",
                                              "sha256": file_sha256(weights), "seed": None}
         assert record["method"] == method
+        assert record["sampler"] == ("gather-nearest" if method == "discrete" else "gather-bilinear")
+        assert record["schema_version"] == 4 and "bilinear_op" not in record["export"]
         assert record["verification"]["passed"]
     assert np.isfinite(logits).all() and np.isfinite(boxes).all()
 

@@ -15,8 +15,12 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
-from rtdetr_export.artifact import ENGINE_FORMAT, ONNX_FORMAT, embed_metadata, provenance_header
+from rtdetr_export.artifact import (ENGINE_FORMAT, ONNX_FORMAT, EngineRecord, ExportRecord, Header, IODescription,
+                                    ModelRecord, OnnxRecord, ProfileShape, SourceRecord, TensorSpec, embed_metadata,
+                                    open_artifact, record_from_json, write_sidecar)
 from rtdetr_export.cli import main
+from rtdetr_export.model.config import preset
+from rtdetr_export.model.sampler import Sampler
 
 pytest.importorskip("tritonclient.grpc", reason="Triton configs need tritonclient: pip install -e '.[triton]'")
 
@@ -39,39 +43,48 @@ def _io(batch, head: str) -> dict:
     return {"inputs": inputs, "outputs": outputs}
 
 
-def _provenance(batch, head: str, fmt: str = ONNX_FORMAT) -> dict:
+def _record(batch, head: str, kind: type = OnnxRecord, **fields):
+    """A real record of a tiny model served at 64x64 (``batch``: an int, or a name for a dynamic batch)."""
     dynamic = isinstance(batch, str)
-    return {**provenance_header(fmt), "input_size": [64, 64], "classes": CLASSES, "precision": "fp32",
-            "export": {"head": head, "batch": None if dynamic else batch, "dynamic_batch": dynamic, "top_k": 5},
-            "io": _io(batch, head)}
+    io = _io(batch, head)
+    specs = {kind_: tuple(TensorSpec(v["name"], tuple(v["shape"]), v["dtype"]) for v in io[kind_])
+             for kind_ in ("inputs", "outputs")}
+    config = preset("tiny", num_classes=len(CLASSES), num_queries=QUERIES, image_size=64)
+    return kind(header=Header.now(ONNX_FORMAT if kind is OnnxRecord else ENGINE_FORMAT),
+                model=ModelRecord(SourceRecord("random", seed=0), config), sampler=Sampler.GATHER_BILINEAR,
+                input_size=(64, 64), input_size_range=None, classes=list(CLASSES), precision="fp32",
+                export=ExportRecord(opset=17, head=head, top_k=5, batch=None if dynamic else batch,
+                                    dynamic_batch=dynamic),
+                io=IODescription(specs["inputs"], specs["outputs"]), **fields)
 
 
 def make_onnx(folder: Path, name: str, batch, head: str = "raw", sidecar: bool = True) -> Path:
-    """A one-node graph with our provenance (its io is what the configs are made from)."""
-    provenance = _provenance(batch, head)
-    tensors = lambda values: [helper.make_tensor_value_info(  # noqa: E731
-        v["name"], TensorProto.INT64 if v["dtype"] == "int64" else TensorProto.FLOAT, v["shape"]) for v in values]
-    nodes = [helper.make_node("Identity", ["images"], [o["name"]]) for o in provenance["io"]["outputs"]]
-    model = helper.make_model(helper.make_graph(nodes, "stand_in", tensors(provenance["io"]["inputs"]),
-                                                tensors(provenance["io"]["outputs"])))
-    embed_metadata(model, provenance)
+    """A one-node graph with our record (its io is what the configs are made from)."""
+    record = _record(batch, head)
+    tensors = lambda specs: [helper.make_tensor_value_info(  # noqa: E731
+        v.name, TensorProto.INT64 if v.dtype == "int64" else TensorProto.FLOAT, list(v.shape)) for v in specs]
+    nodes = [helper.make_node("Identity", ["images"], [o.name]) for o in record.io.outputs]
+    model = helper.make_model(helper.make_graph(nodes, "stand_in", tensors(record.io.inputs),
+                                                tensors(record.io.outputs)))
+    embed_metadata(model, record)
     path = folder / f"{name}.onnx"
     onnx.save(model, str(path))
     if sidecar:
-        path.with_suffix(".json").write_text(json.dumps(provenance))
+        write_sidecar(path.with_suffix(".json"), record)
     return path
 
 
 def make_engine(folder: Path, name: str, low: int, opt: int, high: int) -> Path:
     """An engine file and its sidecar as `rtdetr-export trt` writes them (profile, io, io_tensors)."""
-    provenance = _provenance("batch" if high > low else high, "detections", ENGINE_FORMAT)
-    provenance["profile"] = {v["name"]: {"min": [low, *v["shape"][1:]], "opt": [opt, *v["shape"][1:]],
-                                         "max": [high, *v["shape"][1:]]} for v in provenance["io"]["inputs"]}
-    provenance["io_tensors"] = [{"name": v["name"], "dtype": v["dtype"], "shape": [-1, *v["shape"][1:]]}
-                                for v in provenance["io"]["inputs"] + provenance["io"]["outputs"]]
+    io = _record("batch" if high > low else high, "detections").io
+    profile = {v.name: ProfileShape((low, *v.shape[1:]), (opt, *v.shape[1:]), (high, *v.shape[1:]))
+               for v in io.inputs}
+    io_tensors = [{"name": v.name, "dtype": v.dtype, "shape": [-1, *v.shape[1:]]} for v in io.inputs + io.outputs]
+    record = _record("batch" if high > low else high, "detections", EngineRecord, profile=profile,
+                     io_tensors=io_tensors)
     path = folder / f"{name}.engine"
     path.write_bytes(b"not a real plan")
-    Path(str(path) + ".json").write_text(json.dumps(provenance))
+    write_sidecar(Path(str(path) + ".json"), record)
     return path
 
 
@@ -110,9 +123,14 @@ def test_dynamic_batch_onnx_configs_state_the_sidecar(tmp_path, backend, platfor
     assert [(g.count, g.kind) for g in config.instance_group] == [(2, 2)]  # KIND_CPU
     assert (tmp_path / "repo" / "det" / "1" / model_file).read_bytes() == artifact.read_bytes()
     assert (tmp_path / "repo" / "det" / "1" / "model.py").exists() == (backend == "python")
-    provenance = {k[len("rtdetr_export."):]: json.loads(v.string_value) for k, v in config.parameters.items()}
-    assert provenance["classes"] == CLASSES and provenance["export"]["head"] == "detections"
-    assert provenance["format"] == ONNX_FORMAT and provenance["artifact"]["file"] == "det.onnx"
+    parameters = {k[len("rtdetr_export."):]: json.loads(v.string_value) for k, v in config.parameters.items()}
+    assert parameters["classes"] == CLASSES and parameters["export"]["head"] == "detections"
+    assert parameters["format"] == ONNX_FORMAT and parameters["artifact"]["file"] == "det.onnx"
+    assert parameters["sampler"] == "gather-bilinear" and parameters["role"] == "model"
+    # The parameters are the artifact's record: it reads back as the record the file carries.
+    record = json.loads(json.dumps(open_artifact(artifact).to_json()))
+    assert {key: parameters[key] for key in record if key != "op_census"} == \
+        {key: value for key, value in record.items() if key != "op_census"}
 
 
 def test_static_batch_gets_max_batch_size_0_full_dims_and_a_warning(tmp_path):
@@ -161,6 +179,11 @@ def test_ensemble_chains_preprocessing_the_model_and_detections(tmp_path, head):
     pre = read_config(tmp_path / "repo", "m_preprocess")
     assert _tensors(pre.output) == [("images", "TYPE_FP32", [3, 64, 64]), ("orig_target_sizes", "TYPE_INT64", [2])]
     assert (tmp_path / "repo" / "m_preprocess" / "1" / "model.py").is_file()
+    # The ensemble carries its model's whole record (a client reads the contract behind it) and names the model.
+    parameters = {k[len("rtdetr_export."):]: json.loads(v.string_value) for k, v in ensemble.parameters.items()}
+    assert parameters.pop("role") == "ensemble" and parameters.pop("inner_model") == "m"
+    assert record_from_json(parameters).to_json() == \
+        {k: v for k, v in open_artifact(artifact).to_json().items() if k != "op_census"} | {"op_census": {}}
 
 
 def test_artifact_without_sidecar_is_one_line_and_writes_nothing(tmp_path):

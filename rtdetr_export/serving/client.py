@@ -67,7 +67,7 @@ def served_model(runner: TritonRunner) -> ServedModel:
             except ValueError:
                 parameters[key[len(PREFIX):]] = text
     role = str(parameters.pop("role", ""))
-    inner = parameters.pop("model", None)
+    inner = parameters.pop("inner_model", None)  # an ensemble's model (``model`` is the record's own field)
     record = None
     if role in ("model", "ensemble"):
         try:

@@ -269,7 +269,7 @@ def ensemble_configs(name: str, record: ArtifactRecord, plan: BatchPlan,
     for output in outputs:
         ensemble.output.add(name=output.name, data_type=output.data_type, dims=list(output.dims))
     # The model's record, so a client of the ensemble knows the contract behind it; the ensemble itself always
-    # answers with the detections head.
-    add_parameters(ensemble, {**record_parameters(record), "role": "ensemble", "model": name})
+    # answers with the detections head. The model it chains is ``inner_model``: ``model`` is a record field.
+    add_parameters(ensemble, {**record_parameters(record), "role": "ensemble", "inner_model": name})
     configs[ensemble.name] = ensemble
     return configs
