@@ -70,7 +70,7 @@ def test_debug_precision_names_the_culprit_parts_and_finds_a_float_set_that_pass
 
 
 def test_debug_precision_refuses_an_fp32_file_in_one_line():
-    fp32 = Path(__file__).parent / "data" / "schema_v1" / "micro_raw_v1.onnx"  # one of ours, FP32
+    fp32 = Path(__file__).parent / "data" / "schema_examples" / "micro_raw_v1.onnx"  # one of ours, FP32
     result = CliRunner().invoke(main, ["debug-precision", str(fp32)])
     assert result.exit_code == 1 and result.stderr.startswith("error:") and "is fp32" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

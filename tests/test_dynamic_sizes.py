@@ -37,7 +37,7 @@ PARITY_TOL = 1e-4  # raw head, as every static FP32 export
 SIZES = [(320, 320), (480, 640), (640, 640)]
 RANGE = SizeRange(min=(320, 320), opt=(480, 640), max=(640, 640))
 PHOTO = Path(__file__).parent / "data" / "images" / "cat_chelsea.jpg"
-V1 = Path(__file__).parent / "data" / "schema_v1" / "micro_raw_v1.onnx"  # a fixed-size (128 px) file
+V1 = Path(__file__).parent / "data" / "schema_examples" / "micro_raw_v1.onnx"  # a fixed-size (128 px) file
 
 
 @pytest.fixture(scope="module")

@@ -347,7 +347,7 @@ def test_exif_orientation_gives_the_pixels_of_pil_exif_transpose(tools, tmp_path
 def test_rotated_jpeg_gives_the_detections_of_its_upright_pixels(tools, tmp_path):
     """A photo stored turned (orientation 6 and 8) detects exactly as PIL's upright pixels of it do, at the upright
     size: what the C++ tool reads equals what exif_transpose gives, so the model sees the same input."""
-    model = ROOT / "tests" / "data" / "schema_v1" / "micro_raw_v1.onnx"
+    model = ROOT / "tests" / "data" / "schema_examples" / "micro_raw_v1.onnx"
     with Image.open(IMAGES / "cpp_street.jpg") as photo:
         upright = photo.convert("RGB")
     for value, turn in ((6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270)):
@@ -555,7 +555,7 @@ def test_text_output_lists_every_detection(tools, exports):
 
 
 # -- sidecars ------------------------------------------------------------------------------------------------------
-MICRO = ROOT / "tests" / "data" / "schema_v1" / "micro_raw_v1.onnx"  # a real schema-1 export and its sidecar
+MICRO = ROOT / "tests" / "data" / "schema_examples" / "micro_raw_v1.onnx"  # a real schema-1 export and its sidecar
 
 
 def micro_with_sidecar(folder: Path, edit) -> Path:

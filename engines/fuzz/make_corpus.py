@@ -3,7 +3,7 @@
     python3 engines/fuzz/make_corpus.py            # regenerate the derived seeds from the committed real ones
     python3 engines/fuzz/make_corpus.py --export   # first re-export the tiny-preset sidecars (schema of this tree)
 
-sidecar: tests/data/schema_v1's sidecar (schema 1) and two sidecars that `rtdetr-export onnx --preset tiny` writes
+sidecar: tests/data/schema_examples's sidecar (schema 1) and two sidecars that `rtdetr-export onnx --preset tiny` writes
 (raw head; detections head with a dynamic size), kept as real-*.json; from them, the same files as schema 2 and 4,
 without "sampler", and truncated and bit-flipped copies.
 image: the small test images, tiny PNGs of every colour type, JPEGs in each layout, with Exif/XMP orientations
@@ -48,7 +48,7 @@ def export_real_sidecars() -> None:
             for old in SIDECARS.glob(f"real-v*-{name}.json"):
                 old.unlink()
             shutil.copy(sidecar, SIDECARS / f"real-v{version}-{name}.json")
-    shutil.copy(ROOT / "tests/data/schema_v1/micro_raw_v1.json", SIDECARS / "real-v1-micro.json")
+    shutil.copy(ROOT / "tests/data/schema_examples/micro_raw_v1.json", SIDECARS / "real-v1-micro.json")
 
 
 def damaged(data: bytes, rng: random.Random, name: str, folder: Path) -> None:
