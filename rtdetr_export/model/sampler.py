@@ -4,7 +4,7 @@ Two questions hide in "the sampler", and older code kept them as two strings:
 - *what* is computed: bilinear interpolation (RT-DETRv2's trained behaviour, ``decoder_method="default"``) or the
   nearest cell (``"discrete"``, the name users know from the original code and transformers);
 - *how* bilinear reading is written in the graph: the GridSample op, or Gather plus arithmetic (the same numbers,
-  tests/test_gather_bilinear.py).
+  tests/model/test_gather_bilinear.py).
 
 A ``Sampler`` answers both at once, so nothing downstream recombines them: gather-nearest is ``discrete``;
 gather-bilinear and gridsample-bilinear are two spellings of ``default``. Users still say ``--method`` and

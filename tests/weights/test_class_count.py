@@ -18,9 +18,10 @@ from safetensors import safe_open
 from rtdetr_export.cli import main
 from rtdetr_export.errors import RTDetrExportWarning
 from rtdetr_export.weights import load_model
+from paths import TESTS
 
-FIXTURE = Path(__file__).parent / "data" / "fixture" / "rtdetrv2_shapes"
-IMAGE = Path(__file__).parent / "data" / "fixture" / "shapes_val" / "images" / "000001.jpg"
+FIXTURE = TESTS / "data" / "fixture" / "rtdetrv2_shapes"
+IMAGE = TESTS / "data" / "fixture" / "shapes_val" / "images" / "000001.jpg"
 
 
 def score_head_rows(folder: Path) -> int:

@@ -14,8 +14,9 @@ from rtdetr_export.artifact import (ENGINE_FORMAT, READABLE_SCHEMAS, SCHEMA_VERS
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model import Sampler
 from rtdetr_export.model.config import SizeRange
+from paths import TESTS
 
-DATA = Path(__file__).parent / "data"
+DATA = TESTS / "data"
 SIDECARS = sorted(DATA.glob("schema_*/*.json"))
 
 

@@ -31,12 +31,13 @@ from rtdetr_export.serving import TritonOptions, write_repository  # noqa: E402
 from rtdetr_export.serving.client import open_triton_detector  # noqa: E402
 from rtdetr_export.serving.load import run_load  # noqa: E402
 from rtdetr_export.serving.server import LocalTriton, bundled_server, stub_site  # noqa: E402
+from paths import TESTS
 
 # One worker runs this module (README: --dist loadgroup): its tests share one export and one running Triton server
 # (artifact, server).
 pytestmark = pytest.mark.xdist_group("triton_server")
 
-PHOTOS = Path(__file__).parent / "data" / "images"
+PHOTOS = TESTS / "data" / "images"
 PHOTO_NAMES = ["astronaut.jpg", "cat_chelsea.jpg", "coffee_cup.jpg"]
 THRESHOLD = 0.3
 

@@ -26,8 +26,9 @@ from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.precision import PrecisionOptions
 from rtdetr_export.precision.int8 import ATTENTION_MATMUL, Int8Options, excluded_nodes
 from rtdetr_export.weights import load_model
+from paths import TESTS
 
-FIXTURE = Path(__file__).parent / "data" / "fixture"
+FIXTURE = TESTS / "data" / "fixture"
 PARITY_TOL = 1e-4
 
 

@@ -24,6 +24,7 @@ from rtdetr_export.weights import load_model
 
 import onnx_parity
 from onnx_parity import TOLERANCE
+from paths import ROOT
 
 VARIANTS = list(itertools.product(["default", "discrete"], ["raw", "detections"], [False, True], [True, False]))
 
@@ -233,7 +234,7 @@ def test_verify_rejects_files_that_are_not_our_onnx(tmp_path, content):
 
 @pytest.mark.slow
 def test_readme_main_job_command_runs_in_under_a_minute(tmp_path):
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     command = "rtdetr-export onnx --method discrete -o rtdetrv2_r18vd_discrete.onnx"
     assert command in readme
     start = time.perf_counter()

@@ -33,12 +33,13 @@ from rtdetr_export.backends.triton_runner import TritonRunner  # noqa: E402
 from rtdetr_export.serving import TritonOptions, write_repository  # noqa: E402
 from rtdetr_export.serving.load import run_load  # noqa: E402
 from rtdetr_export.serving.server import LocalTriton, bundled_server, stub_site  # noqa: E402
+from paths import ROOT, TESTS
 
 # With test_triton_server.py on one worker: two servers on 2 cores at once would only slow each other down.
 pytestmark = pytest.mark.xdist_group("triton_server")
 
-PHOTOS = Path(__file__).parent / "data" / "images"
-WORKTREE = Path(__file__).resolve().parents[1]
+PHOTOS = TESTS / "data" / "images"
+WORKTREE = ROOT
 
 
 def _needs_server() -> None:

@@ -37,19 +37,19 @@ from rtdetr_export.backends import OnnxRuntimeRunner
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.imaging import load_image, postprocess, preprocess, preprocess_batch
 from rtdetr_export.weights import load_model
+from paths import ROOT, TESTS
 
 # One worker runs this module (README: --dist loadgroup): its tests share the engines build check and three exports of
 # the fixture (tools, exports).
 pytestmark = pytest.mark.xdist_group("engines_cpp")
 
-ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ROOT / "engines"
 BUILD = Path(os.environ.get("RTDETR_ENGINES_BUILD", ENGINES / "build"))
 IMAGES = ROOT / "tests" / "data" / "images"
 CPP_IMAGES = sorted(p for p in IMAGES.glob("cpp_*") if p.suffix in (".png", ".jpg"))
 # The trained fixture (tests/data/fixture/) finds real objects in its val images; the photos above exercise the
 # decoders and odd sizes. Detections are compared on both.
-FIXTURE = Path(__file__).parent / "data" / "fixture"
+FIXTURE = TESTS / "data" / "fixture"
 DETECT_IMAGES = CPP_IMAGES + sorted((FIXTURE / "shapes_val" / "images").iterdir())[:3]
 
 SCORE_TOL = 1e-5

@@ -14,6 +14,7 @@ from rtdetr_export.model.parts import OTHER, part_of
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.precision import PrecisionOptions
 from rtdetr_export.weights import load_model
+from paths import TESTS
 
 
 @pytest.mark.parametrize("node, label, pattern", [
@@ -70,7 +71,7 @@ def test_debug_precision_names_the_culprit_parts_and_finds_a_float_set_that_pass
 
 
 def test_debug_precision_refuses_an_fp32_file_in_one_line():
-    fp32 = Path(__file__).parent / "data" / "schema_examples" / "micro_raw_v1.onnx"  # one of ours, FP32
+    fp32 = TESTS / "data" / "schema_examples" / "micro_raw_v1.onnx"  # one of ours, FP32
     result = CliRunner().invoke(main, ["debug-precision", str(fp32)])
     assert result.exit_code == 1 and result.stderr.startswith("error:") and "is fp32" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

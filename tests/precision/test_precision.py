@@ -25,8 +25,9 @@ from rtdetr_export.onnx_graph import FLOAT, FLOAT16, element_types, producers
 from rtdetr_export.precision.int8 import ATTENTION_MATMUL, QUANTIZED_OPS, Int8Options, entropy_ranges, excluded_nodes
 from rtdetr_export.verify.compare import PRECISION_THRESHOLDS
 from rtdetr_export.weights import load_model
+from paths import TESTS
 
-IMAGES = Path(__file__).parent / "data" / "images"
+IMAGES = TESTS / "data" / "images"
 # The tests reading one module fixture run on one worker (README: --dist loadgroup): each fixture is an export,
 # converted and verified, of ~10 s.
 ON_FP16_TINY = pytest.mark.xdist_group("precision_fp16_tiny")

@@ -19,6 +19,7 @@ from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.pipeline.inspection import NO_PROVENANCE, describe_onnx
 from rtdetr_export.weights import load_model
+from paths import ROOT
 
 # One worker runs this module (README: --dist loadgroup): its tests share three exports, one of them verified
 # (exported).
@@ -183,6 +184,6 @@ def test_measured_results_are_shown_for_the_files_sampler(exported, monkeypatch)
 
 
 def test_docs_show_the_current_table():
-    docs = Path(__file__).resolve().parents[1] / "docs" / "portability.md"
+    docs = ROOT / "docs" / "portability.md"
     assert portability.markdown_table() in docs.read_text(), \
         "docs/portability.md is stale: paste `python -m rtdetr_export.export.portability` into it"

@@ -19,8 +19,9 @@ from rtdetr_export.model.heads import DetectionsHead
 from rtdetr_export.model import RTDETRv2, fuse_repvgg, preset
 from rtdetr_export.weights.matching import load_strict
 from seeded_weights import seeded_state_dict
+from paths import TESTS
 
-FIXTURES = Path(__file__).parent / "fixtures" / "original"
+FIXTURES = TESTS / "fixtures" / "original"
 DERIVED = ("anchors", "valid_mask", "num_points_scale")  # buffers the model computes from its config
 TOL = 1e-4
 
@@ -53,7 +54,7 @@ def test_the_deploy_layout_of_r18vd_matches_upstreams_convert_to_deploy():
     fuse_repvgg(model)
     ours = our_shapes(model)
     # Upstream's convert_to_deploy adds the fused ``conv`` but keeps the two branches it was made from;
-    # we drop them (the loader ignores them: tests/test_original_checkpoint.py).
+    # we drop them (the loader ignores them: tests/weights/test_original_checkpoint.py).
     stale = {k for k in theirs if k not in ours}
     assert stale and all(".bottlenecks." in k and (".conv1." in k or ".conv2." in k) for k in stale)
     assert {k: v for k, v in theirs.items() if k not in stale} == ours

@@ -19,8 +19,8 @@ from rtdetr_export.cli import main
 from rtdetr_export.export import portability
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.weights import load_model
+from paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():

@@ -20,6 +20,7 @@ from rtdetr_export.cli import main
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.imaging import load_image
 from rtdetr_export.weights import load_model
+from paths import TESTS
 
 
 # -- payloads that must never be unpickled -------------------------------------------------------------------------
@@ -244,7 +245,7 @@ def test_load_image_refuses_a_truncated_png_and_a_missing_file(tmp_path):
 # Every command that writes a file or folder (-o, --report) fails before making it: a run that ends in an error
 # leaves no empty folder, no predictions.json and no report behind. {out} is the output path, {tmp} the test's
 # folder (holding empty/, fake.jpg and notes.onnx), {val} the trained fixture's val split.
-FIXTURE = Path(__file__).parent / "data" / "fixture"
+FIXTURE = TESTS / "data" / "fixture"
 WRITES_NOTHING = {
     "predict-folder-without-images": (["predict", "{tmp}/empty", "--preset", "tiny", "-o", "{out}"],
                                       "contains no images"),

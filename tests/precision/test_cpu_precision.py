@@ -28,12 +28,12 @@ from rtdetr_export.precision.int8_cpu import fused_integer_ops
 from rtdetr_export.imaging.inputs import verification_images
 from rtdetr_export.verify import AgreementThresholds, compare_agreement, judged_precision, thresholds_for
 from rtdetr_export.weights import load_model
+from paths import ROOT, TESTS
 
 # One worker runs this module (README: --dist loadgroup): its tests share one CPU-target INT8 export, calibrated and
 # verified (cpu_int8).
 pytestmark = pytest.mark.xdist_group("cpu_precision")
 
-ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_bench_openvino_rows_carry_the_hint_and_the_judged_precision(tmp_path):
     (["bench", "--backends", "openvino", "--openvino", "f16"], "unknown OpenVINO precision 'f16'"),
 ])
 def test_bad_cpu_precision_flags_fail_in_one_line(tmp_path, args, message):
-    image = Path(__file__).parent / "data" / "images"
+    image = TESTS / "data" / "images"
     args = [str(image) if a == "IMAGE" else a for a in args]
     out = ["-o", str(tmp_path / "x.onnx")] if args[0] == "onnx" else []
     result = CliRunner().invoke(main, [*args, *out])

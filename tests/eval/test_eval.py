@@ -16,12 +16,13 @@ from rtdetr_export.cli import main
 from rtdetr_export.eval import STAT_NAMES, coco_metrics, read_coco
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.weights import load_model
+from paths import TESTS
 
 # One worker runs this module (README: --dist loadgroup): its tests share one export of a random-weight model with the
 # dataset's classes (random_shapes_onnx).
 pytestmark = pytest.mark.xdist_group("eval")
 
-VAL = Path(__file__).parent / "data" / "fixture" / "shapes_val"
+VAL = TESTS / "data" / "fixture" / "shapes_val"
 ANNOTATIONS = VAL / "instances_val.json"
 
 

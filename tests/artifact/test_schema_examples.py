@@ -25,8 +25,9 @@ from rtdetr_export.model import SizeRange
 from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.pipeline import describe_onnx, verify_artifact
 from rtdetr_export.verify import Verification
+from paths import TESTS
 
-EXAMPLES = Path(__file__).parent / "data" / "schema_examples"
+EXAMPLES = TESTS / "data" / "schema_examples"
 
 
 @dataclass(frozen=True)

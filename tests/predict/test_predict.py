@@ -16,12 +16,13 @@ from rtdetr_export.cli import main
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.imaging import load_image, postprocess, preprocess
 from rtdetr_export.weights import load_model
+from paths import TESTS
 
 # One worker runs this module (README: --dist loadgroup): its tests share two verified dynamic-batch exports
 # (artifacts).
 pytestmark = pytest.mark.xdist_group("predict")
 
-PHOTOS = Path(__file__).parent / "data" / "images"
+PHOTOS = TESTS / "data" / "images"
 PHOTO_NAMES = ["astronaut.jpg", "cat_chelsea.jpg", "coffee_cup.jpg"]
 THRESHOLD = 0.3
 

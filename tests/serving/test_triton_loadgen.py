@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+from paths import ROOT
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "triton_loadgen.py"
+SCRIPT = ROOT / "benchmarks" / "triton_loadgen.py"
 
 
 def _loadgen():

@@ -25,11 +25,12 @@ from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.pipeline.verification import reference_model
 from rtdetr_export.weights import load_model
 from rtdetr_export.weights.hub import parse_hub_id
+from paths import ROOT, TESTS
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
 hub_constants = pytest.importorskip("huggingface_hub.constants")
 
-FIXTURE = Path(__file__).parent / "data" / "fixture" / "rtdetrv2_shapes"
+FIXTURE = TESTS / "data" / "fixture" / "rtdetrv2_shapes"
 REPO = "acme/rtdetrv2-shapes"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -120,7 +121,7 @@ def test_the_cli_says_so_in_one_line_in_a_real_process_with_hf_hub_offline(tmp_p
     cache.mkdir()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
     proc = subprocess.run([sys.executable, "-m", "rtdetr_export", "describe", "--model", "acme/not-downloaded"],
-                          capture_output=True, text=True, timeout=120, env=env, cwd=Path(__file__).parents[1])
+                          capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert proc.returncode != 0 and proc.stdout == ""
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

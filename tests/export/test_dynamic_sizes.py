@@ -30,14 +30,15 @@ from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.pipeline.engine import engine_record, profile_size_range
 from rtdetr_export.weights import load_model
+from paths import TESTS
 
 pytestmark = pytest.mark.xdist_group("dynamic_sizes")  # one worker builds the module's dynamic files
 
 PARITY_TOL = 1e-4  # raw head, as every static FP32 export
 SIZES = [(320, 320), (480, 640), (640, 640)]
 RANGE = SizeRange(min=(320, 320), opt=(480, 640), max=(640, 640))
-PHOTO = Path(__file__).parent / "data" / "images" / "cat_chelsea.jpg"
-V1 = Path(__file__).parent / "data" / "schema_examples" / "micro_raw_v1.onnx"  # a fixed-size (128 px) file
+PHOTO = TESTS / "data" / "images" / "cat_chelsea.jpg"
+V1 = TESTS / "data" / "schema_examples" / "micro_raw_v1.onnx"  # a fixed-size (128 px) file
 
 
 @pytest.fixture(scope="module")
