@@ -1,4 +1,4 @@
-"""The artifact file format, once: typed records (records.py; the only module that reads a sidecar by key), the
+"""The artifact file format, once: typed records (records/; the only module that reads a sidecar by key), the
 options a record rebuilds (options.py), the verification record (verification.py), and the files themselves
 (files.py: ONNX loading, sidecar paths, metadata, ``open_artifact``)."""
 

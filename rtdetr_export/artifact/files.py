@@ -1,6 +1,6 @@
 """The artifact files, in one place: the one ONNX loader and its validity rule, the one sidecar-path rule
 (mirrored by ``engines/src/sidecar.cpp``), the record written into ONNX metadata and beside every artifact, and
-``open_artifact``, which returns an artifact's typed record (artifact/records.py says what each schema holds).
+``open_artifact``, which returns an artifact's typed record (artifact/records/ says what each schema holds).
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ class ExportResult:
 def onnx_record(model: RTDETRv2, exported: ExportedGraph, graph: onnx.ModelProto, census: dict[str, int],
                 precision: str, recipe: dict | None, options: GraphOptions,
                 verification: Verification | None) -> OnnxRecord:
-    """Everything a user needs to trust and reproduce an ONNX file (artifact/records.py says what each field
+    """Everything a user needs to trust and reproduce an ONNX file (artifact/records/ says what each field
     means). ``input_size`` is what the file runs at by default: its fixed size, or a dynamic-size file's opt."""
     config = model.config
     return OnnxRecord(header=Header.now(ONNX_FORMAT), model=ModelRecord(SourceRecord.of(model.source), config),
