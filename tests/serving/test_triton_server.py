@@ -210,3 +210,37 @@ def test_openvino_in_the_python_backend_returns_an_fp16_files_outputs_under_thei
         assert served[name].shape == local[name].shape
         # The same runner, file, threads and input in both processes: the same numbers.
         np.testing.assert_array_equal(served[name], local[name])
+
+
+def test_the_ensemble_reads_a_turned_jpeg_upright(server, tmp_path):
+    """A phone photo stored turned (Exif orientation 6 or 8) is detected by the served ensemble in its upright
+    picture, exactly as the same pixels turned upright and sent losslessly are."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    upright = load_image(PHOTOS / PHOTO_NAMES[0]).crop((0, 0, 480, 320))  # non-square: a turn changes the size
+    with TritonRunner(server.http_url, "tiny_ensemble") as ensemble:
+        def detect(encoded: bytes) -> dict:
+            return ensemble.infer({"image": np.array([[encoded]], dtype=np.object_)})
+
+        def png(image: Image.Image) -> bytes:
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            return buffer.getvalue()
+
+        for orientation, turn in ((6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270)):
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            buffer = io.BytesIO()
+            upright.transpose(turn).save(buffer, format="JPEG", quality=95, exif=exif)
+            stored = Image.open(io.BytesIO(buffer.getvalue()))
+            as_viewers_show_it = ImageOps.exif_transpose(stored).convert("RGB")
+            assert as_viewers_show_it.size == upright.size
+            served = detect(buffer.getvalue())
+            expected = detect(png(as_viewers_show_it))
+            as_stored = detect(png(stored.convert("RGB")))
+            for name in ("labels", "boxes", "scores"):
+                assert np.array_equal(served[name], expected[name]), (orientation, name)
+            # Read as stored, the picture is another one: its boxes are in the turned frame.
+            assert not np.array_equal(served["boxes"], as_stored["boxes"])
