@@ -23,7 +23,7 @@ MATCH_IOU = 0.5  # a detection agrees with the reference when a same-label refer
 
 
 def expand_inputs(inputs: list[str | Path]) -> tuple[list[Path], list[dict[str, str]]]:
-    """Image paths from files and folders, plus a failure record for each input that yields none."""
+    """Image paths from files and folders, plus a failure entry for each input that yields none."""
     paths: list[Path] = []
     failures: list[dict[str, str]] = []
     for item in map(Path, inputs):
@@ -66,14 +66,15 @@ def _nothing_read(failures: list[dict[str, str]]) -> RTDetrExportError:
 
 @dataclass
 class PredictResult:
-    """What ``predict_images`` did: the COCO-style record, the files written and the per-file failures."""
+    """What ``predict_images`` did: the predictions (predictions.json's COCO-style content), the files written and
+    the per-file failures."""
 
-    record: dict[str, Any]
+    predictions: dict[str, Any]
     written: list[Path] = field(default_factory=list)
 
     @property
     def failures(self) -> list[dict[str, str]]:
-        return self.record["failures"]
+        return self.predictions["failures"]
 
 
 def _output_names(paths: list[Path]) -> list[str]:
@@ -159,7 +160,7 @@ def predict_images(inputs: list[str | Path], detector: Detector, output_dir: str
 
     if not images:
         raise _nothing_read(failures)
-    result.record = {
+    result.predictions = {
         "info": {"tool": f"rtdetr-export {__version__}", "backend": detector.name,
                  "precision_hint": getattr(detector.runner, "precision_hint", None), "threshold": threshold,
                  "reference": reference.name if reference else None,
@@ -170,6 +171,6 @@ def predict_images(inputs: list[str | Path], detector: Detector, output_dir: str
         "annotations": annotations,
         "failures": failures,
     }
-    write_text_atomic(json_path, json.dumps(result.record, indent=2) + "\n")
+    write_text_atomic(json_path, json.dumps(result.predictions, indent=2) + "\n")
     result.written.append(json_path)
     return result

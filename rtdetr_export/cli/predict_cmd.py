@@ -96,9 +96,9 @@ def predict_command(images: tuple[str, ...], source: Source, model: ModelChoice,
     for failure in result.failures:  # one line per file that could not be processed; the others went on
         log(f"error: {failure['error']}")
     if as_json:
-        emit_json(result.record)
+        emit_json(result.predictions)
     elif not quiet:
-        click.echo(f"wrote {len(result.record['images'])} annotated image(s) and "
-                   f"{result.written[-1]} ({len(result.record['annotations'])} detections)")
+        click.echo(f"wrote {len(result.predictions['images'])} annotated image(s) and "
+                   f"{result.written[-1]} ({len(result.predictions['annotations'])} detections)")
     if result.failures:
         sys.exit(1)

@@ -121,9 +121,9 @@ def test_served_predictions_equal_local_predict(server, artifact, tmp_path, mode
     photos = [PHOTOS / name for name in PHOTO_NAMES]
     local = predict_images(photos, Detector.from_artifact(artifact), tmp_path / "local", THRESHOLD)
     served = predict_images(photos, open_triton_detector(url, model), tmp_path / "served", THRESHOLD)
-    assert served.failures == [] and len(served.record["annotations"]) > 0
-    assert served.record["annotations"] == local.record["annotations"]
-    assert served.record["images"] == local.record["images"]
+    assert served.failures == [] and len(served.predictions["annotations"]) > 0
+    assert served.predictions["annotations"] == local.predictions["annotations"]
+    assert served.predictions["images"] == local.predictions["images"]
 
 
 def _expect_error(runner: TritonRunner, feed: dict) -> str:
