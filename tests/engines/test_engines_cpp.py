@@ -577,8 +577,8 @@ def micro_with_sidecar(folder: Path, edit) -> Path:
 def test_an_older_sidecar_without_sampler_derives_it_from_method_and_bilinear_op(tools, tmp_path, method,
                                                                                   bilinear_op):
     """Schema 1-3 sidecars may lack "sampler"; a "default" file written with export.bilinear_op "gather" samples
-    with Gather, not GridSample. The expected name is the exporter's own (rtdetr_export's sampler())."""
-    from rtdetr_export.export.torch_export import sampler
+    with Gather, not GridSample. The expected name is the Python record reader's own (artifact.records.sampler_of)."""
+    from rtdetr_export.artifact.records import sampler_of
 
     def edit(record):
         record.update(schema_version=3, method=method)
@@ -588,7 +588,7 @@ def test_an_older_sidecar_without_sampler_derives_it_from_method_and_bilinear_op
             record["export"]["bilinear_op"] = bilinear_op
 
     got = cpp_detections(tools, micro_with_sidecar(tmp_path, edit), [CPP_IMAGES[0]], 0.5)
-    assert got["sampler"] == sampler(method, bilinear_op or "gridsample")
+    assert got["sampler"] == sampler_of({"method": method, "export": {"bilinear_op": bilinear_op}}, "old").value
 
 
 def test_sidecar_schemas_1_to_4_are_read_and_newer_ones_refused(tools, tmp_path):
