@@ -164,6 +164,7 @@ def export_and_run(model, bilinear_op: str, batch: int, x: np.ndarray):
     return exported.op_census, torch.from_numpy(logits), torch.from_numpy(boxes)
 
 
+@pytest.mark.slow  # 24 exports of 10-20 s each; the fast tier keeps D-FINE's PyTorch parity
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("method, bilinear_op", SAMPLERS, ids=[f"{m}-{o}" for m, o in SAMPLERS])
 @pytest.mark.parametrize("batch", [1, 4])
