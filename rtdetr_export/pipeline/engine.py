@@ -171,15 +171,10 @@ class EngineJob:
     def export_options(self, model: RTDETRv2) -> OnnxExportOptions:
         """The ONNX export this job makes for ``model``: its graph options with the build profile's batch and
         size range (the ONNX file's range is the profile's)."""
-        return OnnxExportOptions(**{**asdict_shallow(self.graph), "batch": self.build.min_batch,
+        return OnnxExportOptions(**{**vars(self.graph), "batch": self.build.min_batch,
                                     "dynamic_batch": self.build.dynamic, "size_range": self.build.size_range,
                                     "sampler": self.graph.sampler_for(model.config.decoder_method)},
                                  images=self.images, precision=self.precision)
-
-
-def asdict_shallow(options: GraphOptions) -> dict[str, Any]:
-    """The fields of a GraphOptions as they are (no deep copy of the size range)."""
-    return {name: getattr(options, name) for name in GraphOptions.__dataclass_fields__}
 
 
 def profile_size_range(file_range: SizeRange | None, asked: tuple[Size | None, Size | None, Size | None],

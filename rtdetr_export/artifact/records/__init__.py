@@ -26,7 +26,6 @@ record's JSON by key (tests/test_architecture.py).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from rtdetr_export.artifact.records.contract import (ArtifactRecord, ExportRecord, ModelRecord, OnnxRecord,
@@ -37,13 +36,12 @@ from rtdetr_export.artifact.records.fields import (DEFAULT_TOP_K, ENGINE_FORMAT,
                                                    SPLIT_PARTS, Header, IODescription, RecordError, TensorSpec,
                                                    library_versions)
 from rtdetr_export.artifact.records.split import SplitGraph, SplitPart, SplitRecord
-from rtdetr_export.artifact.verification import Verification
 
 __all__ = ["ArtifactRecord", "DEFAULT_TOP_K", "ENGINE_FORMAT", "EngineRecord", "ExportRecord", "Header",
            "IODescription", "LIBRARIES", "Latency", "ModelRecord", "ONNX_FORMAT", "OnnxRecord", "OnnxSource",
            "PrecisionRecipe", "ProfileShape", "READABLE_SCHEMAS", "RecordError", "SCHEMA_VERSION", "SPLIT_FORMAT",
            "SPLIT_PARTS", "SPLIT_PART_FORMAT", "SourceRecord", "SplitGraph", "SplitPart", "SplitRecord", "TensorSpec",
-           "library_versions", "record_from_json", "sampler_of", "with_verification"]
+           "library_versions", "record_from_json", "sampler_of"]
 
 
 def record_from_json(data: Any, where: str = "record") -> ArtifactRecord:
@@ -54,7 +52,3 @@ def record_from_json(data: Any, where: str = "record") -> ArtifactRecord:
         return SplitRecord.from_json(data, where)
     return OnnxRecord.from_json(data, where)
 
-
-def with_verification(record: ArtifactRecord, verification: Verification | None) -> ArtifactRecord:
-    """A copy of ``record`` holding ``verification``."""
-    return replace(record, verification=verification)
