@@ -3,6 +3,7 @@
 // detections head the host step's top-k; the outputs are those of the single file of the same head.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -15,6 +16,9 @@ namespace rtdetr {
 // sidecar itself; a split graph names its sidecar in its ONNX metadata (rtdetr_export.sidecar, beside the graph).
 // Empty for any other file, including one whose metadata cannot be read (the single-file path reports that).
 std::string split_sidecar_for(const std::string& model_path);
+// The same from a graph's metadata (read_onnx_metadata): its sidecar beside `model_path`, or empty when the
+// metadata is not a split part's; a one-line rtdetr::Error when it is one but names no usable file.
+std::string split_sidecar_named(const std::map<std::string, std::string>& metadata, const std::string& model_path);
 
 struct SplitGraphPaths {
   std::string encoder;
