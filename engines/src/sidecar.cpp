@@ -379,10 +379,6 @@ Sidecar Sidecar::parse(const std::string& text, const std::string& sidecar_path)
       const Json& host = require(root, "host_step", "host_step");
       out.host_step = static_cast<int>(as_int(require(host, "version", "host_step.version"), "host_step.version", 1,
                                               std::numeric_limits<std::int32_t>::max()));
-      if (out.host_step != host_step::kVersion) {
-        throw Error("host step version " + std::to_string(out.host_step) + " (these engines implement version " +
-                    std::to_string(host_step::kVersion) + "; rebuild them from the rtdetr-export that wrote it)");
-      }
       const Json& config = require(require(root, "model", "model"), "config", "model.config");
       out.num_queries = static_cast<int>(as_int(require(config, "num_queries", "model.config.num_queries"),
                                                 "model.config.num_queries", 1, 1 << 20));
@@ -390,6 +386,13 @@ Sidecar Sidecar::parse(const std::string& text, const std::string& sidecar_path)
   } catch (const Error& e) {
     // The message may quote a value from the file (an unknown head or sampler), newlines and all.
     throw Error(sidecar_path + ": incomplete sidecar (" + printable(e.what()) + ")");
+  }
+  // A complete sidecar, but for a host step other than the one compiled here: running it could select other
+  // queries than the graphs were verified with.
+  if (out.split && out.host_step != host_step::kVersion) {
+    throw Error(sidecar_path + ": host step version " + std::to_string(out.host_step) + " is not the one these "
+                "engines implement (" + std::to_string(host_step::kVersion) + "); rebuild them from the "
+                "rtdetr-export that wrote the artifact");
   }
   return out;
 }

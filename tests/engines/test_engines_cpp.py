@@ -870,7 +870,7 @@ def test_a_split_artifact_with_a_missing_or_foreign_graph_is_refused_in_one_line
     newer = copy_split(split_exports["raw"], tmp_path / "newer")
     newer.write_text(json.dumps(dict(record, host_step={"version": 2})))
     assert_one_line_error(run_tool(tools.detect, newer, image), "split.json",
-                          "host step version 2 (these engines implement version 1")
+                          "host step version 2 is not the one these engines implement (1)")
     assert_one_line_error(run_tool(tools.detect, MICRO.with_suffix(".json"), image), "micro_raw_v1.json",
                           "not the sidecar of a split artifact")
 
