@@ -19,13 +19,26 @@ from click.testing import CliRunner
 from rtdetr_export.artifact import open_artifact, record_from_json
 from rtdetr_export.backends.split_runner import SplitRunner
 from rtdetr_export.cli import main
-from rtdetr_export.pipeline import OnnxExportOptions, export_onnx, export_split
+from rtdetr_export.errors import MissingDependencyError
+from rtdetr_export.imaging import load_image, preprocess
+from rtdetr_export.pipeline import Detector, OnnxExportOptions, export_onnx, export_split
+from rtdetr_export.predict import predict_images
+from rtdetr_export.verify import compare_raw, thresholds_for
+from rtdetr_export.verify.compare import compare_detections
+from rtdetr_export.verify.verification import box_scale
 
 pytest.importorskip("tritonclient.grpc", reason="Triton configs need tritonclient: pip install -e '.[triton]'")
 
+from rtdetr_export.backends.triton_runner import TritonRunner  # noqa: E402
 from rtdetr_export.serving import TritonOptions, parse_config, write_repository  # noqa: E402
+from rtdetr_export.serving.client import open_triton_detector  # noqa: E402
 from rtdetr_export.serving.config import SERVED  # noqa: E402
+from rtdetr_export.serving.server import LocalTriton, bundled_server, stub_site  # noqa: E402
 from paths import ROOT, TESTS  # noqa: E402
+
+# One worker runs this module with the other server tests (--dist loadgroup): its exports are made once, and two
+# servers on 2 cores at once would only slow each other down.
+pytestmark = pytest.mark.xdist_group("triton_server")
 
 # ~0.4M parameters at 128 px: 336 encoder cells, 30 queries, 4 classes (as tests/export/test_split_export.py).
 MICRO = dict(num_classes=4, backbone_stem_channels=16, backbone_widths=(16, 32, 64, 128), encoder_hidden_dim=32,
@@ -34,6 +47,7 @@ SIZE, QUERIES, CLASSES, TOP_K = 128, 30, 4, 20
 PHOTOS = TESTS / "data" / "images"
 PHOTO_NAMES = ["astronaut.jpg", "cat_chelsea.jpg", "coffee_cup.jpg"]
 TEMPLATE = ROOT / "rtdetr_export" / "serving" / "python_model.py"
+THRESHOLD = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +195,110 @@ def test_tensorrt_for_a_split_is_one_line_and_writes_nothing(splits, tmp_path):
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert "raw_split.json is a split artifact" in result.stderr and "--backend onnxruntime" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- on a real tritonserver ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def singles(model, tmp_path_factory):
+    """The single-file artifact of each head, exported from the same model as ``splits``: {head: file}."""
+    folder = tmp_path_factory.mktemp("single_artifacts")
+    for head in ("raw", "detections"):
+        export_onnx(model, folder / f"{head}.onnx", _options(head))
+    return {head: folder / f"{head}.onnx" for head in ("raw", "detections")}
+
+
+@pytest.fixture(scope="module")
+def server(splits, singles, tmp_path_factory):
+    """One repository: raw, detections (single files), raw_split, detections_split, and raw_split_ensemble (the
+    JPEG ensemble over the served split). Python backend, ONNX Runtime with one thread, as the local runners."""
+    try:
+        bundled_server()
+        stub_site()
+    except MissingDependencyError as exc:
+        pytest.skip(f"no usable tritonserver: {exc}")
+    repository = tmp_path_factory.mktemp("triton_split") / "repo"
+    options = dict(backend="python", threads=1, max_queue_delay_us=2000)
+    write_repository([singles["raw"], singles["detections"], splits["detections"]], repository,
+                     TritonOptions(**options))
+    write_repository([splits["raw"]], repository, TritonOptions(**options, ensemble=True), force=True)
+    local = LocalTriton(repository, stop_with_parent=True).start()
+    yield local
+    local.stop()
+
+
+def _feed(head: str, batch: int) -> dict[str, np.ndarray]:
+    pictures = [load_image(PHOTOS / name) for name in PHOTO_NAMES[:batch]]
+    feed = {"images": np.concatenate([preprocess(p, (SIZE, SIZE)) for p in pictures])}
+    if head == "detections":
+        feed["orig_target_sizes"] = np.array([[p.width, p.height] for p in pictures], dtype=np.int64)
+    return feed
+
+
+def _served(server, model: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    with TritonRunner(f"grpc://{server.grpc_url}", model) as remote:
+        return remote.infer(feed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("head", ["raw", "detections"])
+def test_the_served_split_answers_exactly_as_the_local_split_runner(server, splits, head, batch):
+    record = open_artifact(splits[head])
+    feed = _feed(head, batch)
+    served = _served(server, f"{head}_split", feed)
+    folder = splits[head].parent
+    with SplitRunner(folder / record.encoder.file, folder / record.decoder.file, QUERIES, head, TOP_K,
+                     threads=1) as runner:
+        local = runner.infer(feed)
+    assert sorted(local) == sorted(record.io.output_names)
+    for name in record.io.output_names:
+        assert served[name] is not None, name
+        assert (served[name].shape, served[name].dtype) == (local[name].shape, local[name].dtype), name
+        # Exact: the same graphs on ONNX Runtime with one thread, and the same host step code (numpy 1.x in the
+        # server's stub, this interpreter's numpy here: sorting, gathering and sigmoid agree bit for bit).
+        np.testing.assert_array_equal(served[name], local[name], err_msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("head", ["raw", "detections"])
+def test_the_served_split_equals_the_single_file_repository_within_fp32_limits(server, head, batch):
+    feed = _feed(head, batch)
+    single, split = _served(server, head, feed), _served(server, f"{head}_split", feed)
+    assert sorted(split) == sorted(single) and all(value is not None for value in split.values())
+    limits = thresholds_for("fp32")
+    # Two graphs with the selection between them against one graph: the same model in float32, not the same ops.
+    result = compare_raw(single, split, limits) if head == "raw" else \
+        compare_detections(single, split, limits, box_scale(feed))
+    assert result.failures == [] and result.reordered_rows == 0
+    assert result.outputs and all(check.passed for check in result.outputs.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head", ["raw", "detections"])
+def test_a_client_sees_the_single_files_model_config(server, head):
+    import tritonclient.http as http
+
+    client = http.InferenceServerClient(server.http_url)
+    single, split = client.get_model_config(head), client.get_model_config(f"{head}_split")
+    for field in ("input", "output", "max_batch_size"):
+        assert split[field] == single[field], field
+    assert client.get_model_metadata(f"{head}_split")["inputs"] == client.get_model_metadata(head)["inputs"]
+    assert client.get_model_metadata(f"{head}_split")["outputs"] == client.get_model_metadata(head)["outputs"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("served_model", ["raw_split", "raw_split_ensemble"])
+def test_served_split_predictions_equal_local_predict_with_the_split_runner(server, splits, tmp_path, served_model):
+    record = open_artifact(splits["raw"])
+    folder = splits["raw"].parent
+    runner = SplitRunner(folder / record.encoder.file, folder / record.decoder.file, QUERIES, threads=1)
+    photos = [PHOTOS / name for name in PHOTO_NAMES]
+    local = predict_images(photos, Detector.from_artifact(splits["raw"], runner), tmp_path / "local", THRESHOLD)
+    served = predict_images(photos, open_triton_detector(f"grpc://{server.grpc_url}", served_model), tmp_path / "served",
+                            THRESHOLD)
+    assert served.failures == [] and len(served.predictions["annotations"]) > 0
+    assert served.predictions["annotations"] == local.predictions["annotations"]
+    assert served.predictions["images"] == local.predictions["images"]
