@@ -109,8 +109,9 @@ def split_models(name: str, sidecar: Path, record: SplitRecord, backend: str, pl
         steps.add(model_name=detections.name, model_version=-1, input_map=_names([*decoder.outputs, *sizes]),
                   output_map=_names(record.io.outputs))
     # Role "model": to a client (serving/client.py) this is the artifact's model, contract and record included.
+    # ``inner_model``: graph 1, where Triton forms the batches the load test reports (serving/load.py).
     add_parameters(ensemble, {"role": "model", "artifact": {"file": sidecar.name, "sha256": file_sha256(sidecar)},
-                              "split_steps": [step.model_name for step in steps]})
+                              "split_steps": [step.model_name for step in steps], "inner_model": f"{name}_encoder"})
     add_parameters(ensemble, record_parameters(record))
     models.append(SplitModel(name, "model", "ensemble", ensemble, {}))
     return models

@@ -33,6 +33,7 @@ from rtdetr_export.backends.triton_runner import TritonRunner  # noqa: E402
 from rtdetr_export.serving import TritonOptions, parse_config, write_repository  # noqa: E402
 from rtdetr_export.serving.client import open_triton_detector  # noqa: E402
 from rtdetr_export.serving.config import SERVED  # noqa: E402
+from rtdetr_export.serving.load import run_load  # noqa: E402
 from rtdetr_export.serving.server import LocalTriton, bundled_server, stub_site  # noqa: E402
 from paths import ROOT, TESTS  # noqa: E402
 
@@ -135,6 +136,7 @@ def test_a_split_is_served_as_the_ensemble_of_its_graphs_and_host_step(splits, t
     parameters = _parameters(ensemble)
     assert parameters.pop("role") == "model" and parameters.pop("artifact")["file"] == sidecar.name
     assert parameters.pop("split_steps") == [step[0] for step in expected]
+    assert parameters.pop("inner_model") == f"{name}_encoder"  # where the load test reads the batches formed
     assert record_from_json(parameters).to_json() == record.to_json()
 
     # The graphs: the files themselves, their own tensors, the single file's scheduling.
@@ -302,3 +304,14 @@ def test_served_split_predictions_equal_local_predict_with_the_split_runner(serv
     assert served.failures == [] and len(served.predictions["annotations"]) > 0
     assert served.predictions["annotations"] == local.predictions["annotations"]
     assert served.predictions["images"] == local.predictions["images"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("served_model", ["raw_split", "raw_split_ensemble"])
+def test_the_load_test_reads_the_batches_graph_1_formed(server, served_model):
+    pictures = [load_image(PHOTOS / name) for name in PHOTO_NAMES]
+    result = run_load(f"grpc://{server.grpc_url}", served_model, pictures, clients=8, seconds=3.0)
+    assert result.failed == 0 and result.aborted is None and result.requests > 0
+    assert result.dynamic_batching is True
+    # Every request went through graph 1 once: the batches it ran cover them (an ensemble's own count is empty).
+    assert sum(size * count for size, count in result.batch_sizes.items()) >= result.requests
