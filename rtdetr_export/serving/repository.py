@@ -3,8 +3,8 @@
 Layout (Triton's): ``REPO/NAME/config.pbtxt`` and ``REPO/NAME/1/model.{plan,onnx}``; the Python backend adds
 ``REPO/NAME/1/model.py`` (``serving/python_model.py``), ``--ensemble`` adds ``NAME_preprocess``,
 ``NAME_postprocess`` (raw head) and ``NAME_ensemble``. A split artifact (given as its sidecar or either graph) is
-served as the ensemble ``NAME`` over its graphs and host step (serving/split.py). Everything is staged in a hidden folder beside REPO and
-moved in by rename, so a failure leaves REPO as it was.
+served as the ensemble ``NAME`` over its graphs and host step (serving/split.py). Everything is staged in a hidden
+folder beside REPO and moved in by rename, so a failure leaves REPO as it was.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rtdetr_export.artifact import (ENGINE_SUFFIXES, ONNX_SUFFIXES, ArtifactRecord, SplitRecord, open_artifact,
-                                    sidecar_path, split_sidecar)
+from rtdetr_export.artifact import (ENGINE_SUFFIXES, ArtifactRecord, SplitRecord, open_artifact, sidecar_path,
+                                    split_sidecar)
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.files import file_sha256
 from rtdetr_export.serving.config import (SERVED, TritonOptions, ensemble_configs, model_config, plan_batching,
@@ -71,14 +71,13 @@ def _check_artifact(artifact: Path) -> tuple[Path, ArtifactRecord]:
     graph; both graphs must be there, as recorded), else the artifact itself."""
     if not artifact.is_file():
         raise RTDetrExportError(f"{artifact}: no such file")
-    suffix = artifact.suffix.lower()
-    split = artifact if suffix == ".json" else split_sidecar(artifact) if suffix in ONNX_SUFFIXES else None
-    if split is not None:
-        return split, open_artifact(split)
-    if suffix not in ENGINE_SUFFIXES and not sidecar_path(artifact).is_file():
+    record = open_artifact(artifact)  # a split's sidecar or graph opens the split's record, or a one-line error
+    if isinstance(record, SplitRecord):
+        return split_sidecar(artifact), record
+    if artifact.suffix.lower() not in ENGINE_SUFFIXES and not sidecar_path(artifact).is_file():
         raise RTDetrExportError(f"{artifact}: no sidecar {sidecar_path(artifact).name} next to it; the repository's "
                                 "config comes from it (export with `rtdetr-export onnx`)")
-    return artifact, open_artifact(artifact)
+    return artifact, record
 
 
 def _check_repository(repository: Path, names: list[str], force: bool) -> None:

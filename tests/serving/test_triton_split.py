@@ -299,8 +299,8 @@ def test_served_split_predictions_equal_local_predict_with_the_split_runner(serv
     runner = SplitRunner(folder / record.encoder.file, folder / record.decoder.file, QUERIES, threads=1)
     photos = [PHOTOS / name for name in PHOTO_NAMES]
     local = predict_images(photos, Detector.from_artifact(splits["raw"], runner), tmp_path / "local", THRESHOLD)
-    served = predict_images(photos, open_triton_detector(f"grpc://{server.grpc_url}", served_model), tmp_path / "served",
-                            THRESHOLD)
+    detector = open_triton_detector(f"grpc://{server.grpc_url}", served_model)
+    served = predict_images(photos, detector, tmp_path / "served", THRESHOLD)
     assert served.failures == [] and len(served.predictions["annotations"]) > 0
     assert served.predictions["annotations"] == local.predictions["annotations"]
     assert served.predictions["images"] == local.predictions["images"]
