@@ -169,6 +169,25 @@ def test_a_split_is_served_as_the_ensemble_of_its_graphs_and_host_step(splits, t
         assert _parameters(detections)["top_k"] == TOP_K and _tensors(detections.output) == outputs
 
 
+def test_a_static_batch_split_gets_max_batch_size_0_in_every_step_and_a_warning(model, tmp_path):
+    export_split(model, tmp_path / "fixed.onnx", OnnxExportOptions(head="detections", top_k=TOP_K, verify=False))
+    repo = tmp_path / "repo"
+    refused = triton(tmp_path / "fixed.json", "-o", repo, "--max-batch", 4)
+    assert refused.exit_code == 1 and "static batch of 1" in refused.stderr and not repo.exists()
+    result = triton(tmp_path / "fixed.json", "-o", repo, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "warning: fixed.json has a static batch of 1" in result.stderr
+    ensemble = read_config(repo, "fixed")
+    assert ensemble.max_batch_size == 0
+    assert _tensors(ensemble.input) == [("images", "TYPE_FP32", [1, 3, SIZE, SIZE]),
+                                        ("orig_target_sizes", "TYPE_INT64", [1, 2])]
+    assert _tensors(ensemble.output)[0] == ("labels", "TYPE_INT64", [1, TOP_K])
+    for step in ("encoder", "select", "decoder", "detections"):
+        config = read_config(repo, f"fixed_{step}")
+        assert config.max_batch_size == 0 and not config.HasField("dynamic_batching"), step
+        assert all(list(t.dims)[0] == 1 for t in [*config.input, *config.output]), step
+
+
 def test_the_jpeg_ensemble_chains_the_served_split(splits, tmp_path):
     repo = tmp_path / "repo"
     result = triton(splits["raw"], "-o", repo, "--backend", "python", "--ensemble", "--quiet")
