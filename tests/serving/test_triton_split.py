@@ -94,7 +94,7 @@ def _maps(step) -> tuple[dict, dict]:
 
 
 @pytest.mark.parametrize("head", ["raw", "detections"])
-@pytest.mark.parametrize("backend", ["onnxruntime", "python"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "python"])
 def test_a_split_is_served_as_the_ensemble_of_its_graphs_and_host_step(splits, tmp_path, head, backend):
     sidecar = splits[head]
     record = open_artifact(sidecar)
