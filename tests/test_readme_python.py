@@ -7,6 +7,8 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -17,6 +19,7 @@ def readme_snippet() -> str:
     return block.group(1)
 
 
+@pytest.mark.slow
 def test_the_readme_python_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
     shutil.copytree(ROOT / "tests" / "data" / "images", tmp_path / "photos",
                     ignore=shutil.ignore_patterns("cpp_*", "*.md", "*.py"))

@@ -28,6 +28,7 @@ from rtdetr_export.pipeline.engine import engine_batches, engine_record
 from rtdetr_export.backends.tensorrt.latency import latency_summary
 from rtdetr_export.cli import main
 from rtdetr_export.errors import RTDetrExportError
+from tiers import costly
 
 
 def _tensorrt_missing() -> str | None:
@@ -149,6 +150,7 @@ def test_an_output_with_a_dynamic_dimension_left_is_refused():
 
 
 # -- command line without TensorRT -------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.skipif(MISSING is None, reason="TensorRT is installed: the missing-TensorRT path cannot be shown here")
 def test_trt_fp16_without_tensorrt_verifies_the_onnx_then_exits_2(tmp_path):
     engine = tmp_path / "tiny.engine"
@@ -164,6 +166,7 @@ def test_trt_fp16_without_tensorrt_verifies_the_onnx_then_exits_2(tmp_path):
 
 
 @pytest.fixture(scope="module")
+@costly
 def ours_fp32(tmp_path_factory) -> Path:
     """One of our files, fp32 (unverified: only its provenance matters here)."""
     from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
@@ -201,6 +204,7 @@ def test_bad_trt_options_fail_in_one_line_without_files(tmp_path, ours_fp32, arg
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+@pytest.mark.slow
 def test_default_sampler_at_opset_20_makes_and_verifies_its_onnx(tmp_path):
     """The default sampler writes gathers, no GridSample: opset 20 is accepted for TensorRT (issue defect 1)."""
     engine = tmp_path / "t.engine"

@@ -23,6 +23,7 @@ from rtdetr_export.model.backbone import DownsamplePool
 from rtdetr_export.model.deformable_attention import MSDeformableAttention, OffsetPlanes, sample_discrete
 from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.stats import paired_speedup, rotated, summarize
+from tiers import costly
 
 # One worker runs this module (README: --dist loadgroup): its tests share one `bench` run (module fixture bench_run),
 # read by every test.
@@ -34,6 +35,7 @@ ITERS = 3
 
 
 @pytest.fixture(scope="module")
+@costly
 def bench_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("bench")
     folder = work / "report"
@@ -273,3 +275,39 @@ def test_discrete_attention_projecting_after_sampling_equals_projecting_every_ce
 def test_shortcut_pool_equals_ceil_mode_average_pooling(height, width):
     x = torch.randn(2, 3, height, width)
     assert torch.equal(DownsamplePool()(x), torch.nn.AvgPool2d(2, 2, 0, ceil_mode=True)(x))
+
+
+# -- the fast tier's bench: a micro artifact file (tests/micro.py), no export, no peer ------------------------------------
+def test_a_bench_of_an_artifact_file_writes_every_report_file_and_passes_parity(micro_fp32, tmp_path):
+    folder = tmp_path / "report"
+    result = CliRunner().invoke(main, ["bench", str(micro_fp32), "--batch", "1", "--iters", "2", "--warmup", "1",
+                                       "--e2e-iters", "1", "--threads", "1", "--report", str(folder), "--json",
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {p.name for p in folder.iterdir()} == {"report.json", "report.md", "report.csv", "latency.png"}
+    ours = [r for r in _ok(report) if r["target"] != "torch-fp32-cpu"]
+    assert ours and all(r["parity"]["passed"] for r in ours)
+    assert all(r["latency_ms"]["n"] == 2 and r["memory"]["peak_mb"] > 0 for r in _ok(report))
+
+
+@pytest.mark.skipif(not HAS_TRANSFORMERS, reason="the peer path needs transformers")
+def test_the_peer_is_a_transformers_model_of_our_architecture_and_says_what_it_cannot_express(tmp_path):
+    from dataclasses import replace
+
+    from micro import micro_model
+    from rtdetr_export.bench.peer import load_transformers_model, random_transformers_model, save_transformers_model
+    from rtdetr_export.errors import RTDetrExportError
+    from rtdetr_export.weights import load_model
+
+    config = micro_model().config
+    folder = save_transformers_model(random_transformers_model(config), tmp_path / "peer")
+    peer = load_transformers_model(folder, method="discrete")
+    assert peer.config.d_model == config.d_model and peer.config.num_queries == config.num_queries
+    assert peer.config.decoder_method == "discrete"
+    ours = load_model(folder)  # the folder a bench --peer run reads both models from
+    assert (ours.config.backbone_widths, ours.config.encoder_hidden_dim) == (config.backbone_widths,
+                                                                              config.encoder_hidden_dim)
+    per_level_points = tuple(range(1, config.num_feature_levels + 1))
+    with pytest.raises(RTDetrExportError, match="transformers has one point count for all levels"):
+        random_transformers_model(replace(config, decoder_n_points=per_level_points))

@@ -206,6 +206,7 @@ def test_wrong_preset_for_a_folder_lists_the_mismatched_keys(ctx):
         load_model(ctx["tiny_folder"], preset="r18vd")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["truncated-safetensors", "pickle-running-code-via-reduce"])
 def test_a_real_process_prints_one_error_line_and_no_traceback(case, ctx, tmp_path):
     path, _, fragment = CASES[case][0](tmp_path, ctx)
@@ -267,7 +268,7 @@ WRITES_NOTHING = {
                               "unknown backend"),
     "bench-missing-artifact": (["bench", "{tmp}/missing.onnx", "--report", "{out}"], "no such file"),
     "bench-not-an-onnx-file": (["bench", "{tmp}/notes.onnx", "--report", "{out}"], "not an ONNX file"),
-    "triton-artifact-without-sidecar": (["triton", "{tmp}/notes.onnx", "-o", "{out}"], "sidecar"),
+    "triton-not-an-onnx-file": (["triton", "{tmp}/notes.onnx", "-o", "{out}"], "not an ONNX file"),
     "triton-missing-artifact": (["triton", "{tmp}/missing.onnx", "-o", "{out}"], "no such file"),
     "serve-bench-no-clients": (["serve-bench", "http://127.0.0.1:9", "--model", "m", "--clients", "0",
                                 "--report", "{out}"], "--clients"),

@@ -41,6 +41,7 @@ from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.imaging import load_image, postprocess, preprocess, preprocess_batch
 from rtdetr_export.weights import load_model
 from paths import ROOT, TESTS
+from tiers import costly
 
 # One worker runs this module (README: --dist loadgroup): its tests share the engines build check and three exports of
 # the fixture (tools, exports).
@@ -82,6 +83,7 @@ def tools() -> Tools:
 
 
 @pytest.fixture(scope="module")
+@costly
 def exports(tmp_path_factory) -> dict[str, Path]:
     """Exports of the trained fixture's discrete fine-tune: raw head, detections head, raw head, dynamic batch."""
     out = tmp_path_factory.mktemp("engines")
@@ -464,6 +466,7 @@ def test_dynamic_batch_runs_in_chunks_like_the_python_pipeline(tools, exports):
 
 
 @pytest.fixture(scope="module")
+@costly
 def dynamic_export(tmp_path_factory) -> Path:
     """The fixture's discrete fine-tune as a dynamic-size file: 256x256..480x640, opt its own 320x320."""
     from rtdetr_export.model import SizeRange
@@ -764,6 +767,7 @@ def test_cpp_host_step_detections_equal_the_detections_head_with_ties(tools, tmp
 
 
 @pytest.fixture(scope="module")
+@costly
 def split_exports(tmp_path_factory) -> dict[str, Path]:
     """The fixture's discrete fine-tune as split artifacts: raw head with a dynamic batch, and the detections head
     (top-k 100); each maps to its sidecar. Both are named split.onnx (in their own folders), so each graph's metadata
@@ -904,6 +908,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line(tools, exports, tmp_path):
     raw, detections = exports["raw"], exports["detections"]
     image = CPP_IMAGES[0]

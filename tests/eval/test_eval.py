@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from rtdetr_export.cli import main
 from rtdetr_export.eval import STAT_NAMES, coco_metrics, read_coco
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
-from rtdetr_export.weights import load_model
 from paths import TESTS
+from micro import micro_model
 
 # One worker runs this module (README: --dist loadgroup): its tests share one export of a random-weight model with the
 # dataset's classes (random_shapes_onnx).
@@ -106,10 +106,11 @@ CLASSES = [c["name"] for c in json.loads(ANNOTATIONS.read_text())["categories"]]
 
 @pytest.fixture(scope="module")
 def random_shapes_onnx(tmp_path_factory):
-    """A tiny random-weight model with the dataset's classes, exported (its provenance rebuilds it)."""
-    model = load_model(preset="tiny", num_classes=len(CLASSES), id2label=dict(enumerate(CLASSES)))
+    """The micro random-weight model (tests/micro.py) with the dataset's classes, exported unsimplified and
+    unverified (the command's own work is under test here; its provenance rebuilds the reference)."""
+    model = micro_model(num_classes=len(CLASSES), id2label=dict(enumerate(CLASSES)))
     path = tmp_path_factory.mktemp("eval") / "shapes_random.onnx"
-    export_onnx(model, path, OnnxExportOptions(dynamic_batch=True, verify=False))
+    export_onnx(model, path, OnnxExportOptions(dynamic_batch=True, verify=False, simplify=False))
     return path
 
 

@@ -31,6 +31,7 @@ from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.pipeline.engine import engine_record, profile_size_range
 from rtdetr_export.weights import load_model
 from paths import TESTS
+from tiers import costly
 
 pytestmark = pytest.mark.xdist_group("dynamic_sizes")  # one worker builds the module's dynamic files
 
@@ -42,6 +43,7 @@ V1 = TESTS / "data" / "schema_examples" / "micro_raw_v1.onnx"  # a fixed-size (1
 
 
 @pytest.fixture(scope="module")
+@costly
 def dynamic(hf_case, tmp_path_factory):
     """One dynamic-size file per sampler from the tiny transformers folder, range 320x320..640x640, opt 480x640:
     gather bilinear through the CLI (dynamic batch, verified at opt, min and max), discrete and GridSample

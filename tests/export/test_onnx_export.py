@@ -93,6 +93,7 @@ def _export(model, out, variant, verify=True):
     return result, [1, 4] if dynamic else [batch]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS, ids=[_ids(v) for v in VARIANTS])
 def test_tiny_exports_match_pytorch_on_onnxruntime(models, variant, tmp_path):
     method, head = variant[:2]
@@ -119,6 +120,7 @@ def test_r18vd_exports_match_pytorch_on_onnxruntime(models, variant, tmp_path):
         _assert_parity(models, "r18vd", method, tmp_path / "m.onnx", head, batch)
 
 
+@pytest.mark.slow
 def test_sidecar_and_metadata_carry_the_provenance(models, tmp_path):
     model = _model(models, "tiny", "discrete")
     out = tmp_path / "m.onnx"
@@ -139,6 +141,7 @@ def test_sidecar_and_metadata_carry_the_provenance(models, tmp_path):
     assert sidecar["model"]["source"] == {"format": "random", "file": None, "sha256": None, "seed": 0}
 
 
+@pytest.mark.slow
 def test_anchors_in_the_graph_are_finite(models, tmp_path):
     out = tmp_path / "m.onnx"
     export_onnx(_model(models, "tiny", "default"), out, OnnxExportOptions(simplify=False, verify=False))
@@ -147,6 +150,7 @@ def test_anchors_in_the_graph_are_finite(models, tmp_path):
     assert non_finite_initializers(onnx.load(str(out))) == []
 
 
+@pytest.mark.slow
 def test_existing_output_needs_force_and_is_left_untouched(models, tmp_path):
     out = tmp_path / "m.onnx"
     out.write_bytes(b"user data")
@@ -193,6 +197,7 @@ def test_unwritable_output_folder_is_refused_before_work(tmp_path):
     assert result.exit_code != 0 and "does not exist" in result.output
 
 
+@pytest.mark.slow
 def test_failed_verification_leaves_no_file(models, tmp_path, monkeypatch):
     import rtdetr_export.pipeline.onnx as pipeline
     from rtdetr_export.verify import BatchComparison, Verification
@@ -207,6 +212,7 @@ def test_failed_verification_leaves_no_file(models, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_verify_command_rebuilds_the_reference_and_passes(tmp_path):
     out = tmp_path / "m.onnx"
     assert CliRunner().invoke(main, ["onnx", "--preset", "tiny", "--method", "discrete", "--dynamic-batch",

@@ -28,6 +28,7 @@ PARITY_TOL = 1e-4
     ("tiny", "discrete"),
     pytest.param("r18vd", "discrete", marks=pytest.mark.slow),
 ])
+@pytest.mark.slow
 def test_onnx_from_a_transformers_folder_matches_transformers(preset_name, method, hf_case, tmp_path):
     case = hf_case(preset_name, method)
     out = tmp_path / "model.onnx"

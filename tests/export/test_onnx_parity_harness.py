@@ -16,6 +16,7 @@ from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.model.deformable_attention import MSDeformableAttention
 from rtdetr_export.imaging.inputs import synthetic_images
 from rtdetr_export.weights import load_model
+from tiers import costly
 
 # One worker runs this module (README: --dist loadgroup): its tests share an export and its observed ONNX Runtime run
 # (tiny_run).
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.xdist_group("onnx_parity_harness")
 
 
 @pytest.fixture(scope="module")
+@costly
 def tiny_run(tmp_path_factory):
     model = load_model(preset="tiny", method="discrete")
     path = tmp_path_factory.mktemp("harness") / "m.onnx"

@@ -84,6 +84,7 @@ def test_every_fp32_runtime_that_runs_anything_runs_the_discrete_export_with_par
         assert discrete["parity"]["logits_max_abs_unflipped"] <= discrete["parity"]["threshold"], runtime
 
 
+@pytest.mark.slow
 def test_inspect_prints_the_measured_rows_for_the_files_method(tmp_path):
     path = tmp_path / "tiny_discrete.onnx"
     export_onnx(load_model(preset="tiny", method="discrete"), path, OnnxExportOptions(verify=False))
@@ -99,6 +100,7 @@ def test_inspect_prints_the_measured_rows_for_the_files_method(tmp_path):
     assert {m["target"] for m in described["portability"]["measured"]} == {t for t, _ in discrete}
 
 
+@pytest.mark.slow
 def test_openvino_runs_a_tiny_discrete_export_with_parity(tmp_path):
     """Live, where openvino is installed (benchmarks/run_portability.sh's environment); skipped elsewhere."""
     pytest.importorskip("openvino")

@@ -31,17 +31,12 @@ from rtdetr_export.pipeline import split as split_pipeline
 from rtdetr_export.verify import compare_raw, thresholds_for
 from rtdetr_export.verify.reference import ReferenceRunner
 from rtdetr_export.weights import load_model
+from tiers import costly
+from micro import MICRO, MICRO_SIZE, micro_model
 
 pytestmark = pytest.mark.xdist_group("split_export")
 
-# ~0.4M parameters at 128 px (as tests/pipeline/test_debug_precision_reexport.py): 336 encoder cells, 30 queries, 4 classes.
-MICRO = dict(num_classes=4, backbone_stem_channels=16, backbone_widths=(16, 32, 64, 128), encoder_hidden_dim=32,
-             encoder_ffn_dim=64, d_model=32, decoder_ffn_dim=64, num_queries=30)
-SIZE = 128
-
-
-def micro_model(seed: int = 0):
-    return load_model(preset="tiny", image_size=SIZE, seed=seed, **MICRO)
+SIZE = MICRO_SIZE  # the micro model (tests/micro.py): 336 encoder cells, 30 queries, 4 classes
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +45,7 @@ def model():
 
 
 @pytest.fixture(scope="module")
+@costly
 def artifact(model, tmp_path_factory):
     """One verified split export (dynamic batch, raw head) shared by the tests that only read it."""
     folder = tmp_path_factory.mktemp("split")
@@ -78,6 +74,7 @@ def test_the_export_writes_two_graphs_and_one_sidecar(artifact):
     assert open_artifact(artifact.encoder).to_json() == record.to_json() == open_artifact(artifact.decoder).to_json()
 
 
+@pytest.mark.slow
 def test_neither_graph_holds_the_ops_edge_runtimes_lack(artifact, model):
     for path in (artifact.encoder, artifact.decoder):
         ops = census(path)
@@ -104,6 +101,7 @@ def test_split_equals_the_reference(artifact, model, batch):
         assert result.outputs[name].value <= thresholds_for("fp32").max_abs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method, sampler", [("discrete", Sampler.GATHER_NEAREST),
                                              ("default", Sampler.GRIDSAMPLE_BILINEAR)])
 def test_every_sampler_splits(tmp_path, method, sampler):
@@ -214,6 +212,7 @@ def test_a_missing_graph_is_named_in_one_line(artifact, tmp_path, opened):
     assert "micro.decoder.onnx" in message and "missing" in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_graphs_of_two_exports_are_refused(artifact, tmp_path):
     other = export_split(micro_model(seed=1), tmp_path / "micro.onnx", OnnxExportOptions(dynamic_batch=True,
                                                                                          verify=False))
@@ -226,6 +225,7 @@ def test_graphs_of_two_exports_are_refused(artifact, tmp_path):
         assert "micro.decoder.onnx" in message and "sha256" in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_a_failed_export_writes_nothing(model, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise RTDetrExportError("verification failed: planted")
@@ -276,6 +276,7 @@ def test_verify_and_inspect_take_a_split_artifact(artifact):
     assert memory.shape == ("batch", 336, 32)  # static where it can be: 16x16 + 8x8 + 4x4 cells at 128 px, d_model 32
 
 
+@pytest.mark.slow
 def test_the_onnx_command_writes_a_split_artifact(tmp_path):
     import json
 
@@ -314,6 +315,7 @@ class HigherIndexFirst(SplitRunner):
         return scores.shape[1] - 1 - top_k_indices(scores, self.num_queries)
 
 
+@pytest.mark.slow
 def test_a_choice_among_tied_selection_scores_is_proven_not_refused(model, tmp_path):
     import copy
 
@@ -342,3 +344,18 @@ def test_a_d_fine_model_is_refused_in_one_line(tmp_path):
     with pytest.raises(RTDetrExportError, match="cannot be split yet") as error:
         export_split(DFine(dfine_preset("dfine_n")), tmp_path / "m.onnx", OnnxExportOptions())
     assert "\n" not in str(error.value) and list(tmp_path.iterdir()) == []
+
+
+def test_verify_proves_a_split_artifact_again_from_its_sidecar(micro_split):
+    """The fast tier's split (tests/micro.py, unsimplified): `rtdetr-export verify MODEL.json` runs graph 1, the
+    host step and graph 2 again and judges them against the PyTorch model its record rebuilds."""
+    import json
+
+    from click.testing import CliRunner
+
+    from rtdetr_export.cli.main import main
+
+    result = CliRunner().invoke(main, ["verify", str(micro_split), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["passed"] is True and report["candidate"] == "onnxruntime-cpu-split", report

@@ -56,6 +56,7 @@ def test_fusion_and_folding_are_idempotent(folder_model):
     assert all(torch.equal(a, b) for a, b in zip(once, twice))
 
 
+@pytest.mark.slow
 def test_repvgg_fusion_alone_and_folding_alone_each_keep_outputs(folder_model):
     case, model, want = folder_model("tiny")
     for rewrite in (fuse_repvgg, fold_batchnorm):

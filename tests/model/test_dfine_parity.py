@@ -95,6 +95,7 @@ def check_against_transformers(oracle, dfine_folder, preset: str, method: str, b
     return result.matched_max_diff
 
 
+@pytest.mark.slow
 def test_the_folder_loads_as_d_fine_of_its_size(dfine_folder):
     from rtdetr_export.weights import load_model
 
@@ -115,6 +116,7 @@ def test_the_oracle_exercises_fdr_lqe_and_distinct_inputs(oracle):
     assert float((raw.logits[2] - raw.logits[3]).abs().max()) > 1e-2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("method", ["default", "discrete"])
 @pytest.mark.parametrize("batch", [1, 4])
@@ -123,6 +125,7 @@ def test_outputs_match_transformers(preset, method, batch, size, oracle, dfine_f
     check_against_transformers(oracle, dfine_folder, preset, method, batch, size)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
 def test_gather_bilinear_matches_transformers_and_gridsample(preset, oracle, dfine_folder):
     check_against_transformers(oracle, dfine_folder, preset, "default", 4, (320, 384), bilinear_op="gather")

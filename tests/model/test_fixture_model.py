@@ -12,6 +12,7 @@ from conftest import SHAPES_DSP, SHAPES_MODEL, SHAPES_VAL
 from rtdetr_export.eval import EvalOptions, evaluate
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.weights import load_model
+from tiers import costly
 
 # One worker runs this module (README: --dist loadgroup): its tests share the fixture's COCO metrics on the whole val
 # split (full_val_stats).
@@ -49,6 +50,7 @@ def test_the_original_layout_of_the_trained_weights_loads_and_computes_the_same(
 
 
 @pytest.fixture(scope="module")
+@costly
 def full_val_stats(fixture_model):
     """The fixture's COCO metrics on the whole committed val split, by `eval`'s own code."""
     return evaluate([], EvalOptions(str(VAL / "instances_val.json"), str(VAL / "images"), batch=8),
@@ -61,6 +63,7 @@ def test_the_fixture_reaches_the_accuracy_goal_on_the_val_split(full_val_stats):
     assert full_val_stats["AP"] >= 0.50 and full_val_stats["AP50"] >= 0.80, full_val_stats
 
 
+@pytest.mark.slow
 def test_the_fp32_onnx_export_keeps_the_reference_ap(fixture_model, tmp_path):
     path = tmp_path / "shapes.onnx"
     export_onnx(fixture_model, path, OnnxExportOptions(dynamic_batch=True))

@@ -70,6 +70,7 @@ def _run(path, images):
     return session.run(["logits", "pred_boxes"], {"images": images})
 
 
+@pytest.mark.slow
 def test_tiny_gather_export_has_no_grid_sample_and_equals_the_grid_sample_export(tiny, tmp_path):
     gather = _export(tiny, tmp_path / "gather.onnx", bilinear_op="gather", dynamic_batch=True, opset=13)
     grid = _export(tiny, tmp_path / "grid.onnx", bilinear_op="gridsample", dynamic_batch=True, verify=False)
@@ -100,6 +101,7 @@ def test_the_gather_sampler_needs_no_newer_opset_but_grid_sample_still_does(tiny
     assert "GridSample needs opset 16" in result.output and "--bilinear-op gather" in result.output
 
 
+@pytest.mark.slow
 def test_fp16_keeps_corner_weights_fp32_and_cell_indices_int64(tiny, tmp_path):
     result = _export(tiny, tmp_path / "fp16.onnx", bilinear_op="gather",
                      precision=PrecisionOptions("fp16", calib_count=2))
@@ -120,6 +122,7 @@ def test_fp16_keeps_corner_weights_fp32_and_cell_indices_int64(tiny, tmp_path):
     assert weighted_sums, "the MatMul applying the corner weights must stay FP32"
 
 
+@pytest.mark.slow
 def test_int8_keeps_the_corner_weighted_sum_in_float(tiny, tmp_path):
     graph = _export(tiny, tmp_path / "m.onnx", bilinear_op="gather", verify=False).path
     model = onnx.load(str(graph))

@@ -65,6 +65,7 @@ def _export_and_compare(case, size: str, op: str, images: torch.Tensor, want: De
     return compare_detectors(want, got, PARITY_TOL).matched_max_diff
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("op", ["gather", "gridsample"])
 def test_a_480x640_export_matches_transformers_at_480x640(op, hf_case, made_once, tmp_path):
     case = hf_case("tiny", "default")

@@ -105,6 +105,7 @@ def test_the_same_weights_in_the_original_v1_layout_load_as_v1_and_compute_the_s
     assert not result.used_fallback and result.ordered_max_diff <= SAME_WEIGHTS_TOL
 
 
+@pytest.mark.slow
 def test_v1_exports_with_the_discrete_sampler_without_grid_sample_and_is_told_its_outputs_change(
         hf_v1_case, tmp_path):
     case = hf_v1_case("tiny", num_labels=None)

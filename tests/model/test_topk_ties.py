@@ -95,6 +95,7 @@ def test_ties_keep_the_lower_index_first():
     assert index.tolist() == [[1, 3, 2, 4]] and values.tolist() == [[3.0, 3.0, 2.0, 2.0]]
 
 
+@pytest.mark.slow
 def test_the_exported_model_selects_with_one_top_k_per_head():
     """Eager tie-breaking does not reach the graph: query selection and the detections head are one TopK each."""
     model = load_model(preset="tiny")
@@ -151,6 +152,7 @@ def _untrained_v1_folder(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["raw", "detections"])
 def test_an_untrained_v1_with_noise_tied_selection_verifies_at_batch_4(head, tmp_path):
     folder = _untrained_v1_folder(tmp_path / "v1")

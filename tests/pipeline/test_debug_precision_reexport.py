@@ -11,9 +11,8 @@ from rtdetr_export.artifact import GraphOptions, PrecisionOptions
 from rtdetr_export.model import Sampler, SizeRange
 from rtdetr_export.pipeline import OnnxExportOptions, debug_precision as debug_module, export_onnx
 from rtdetr_export.weights import load_model
+from micro import MICRO
 
-MICRO = dict(num_classes=4, backbone_stem_channels=16, backbone_widths=(16, 32, 64, 128), encoder_hidden_dim=32,
-             encoder_ffn_dim=64, d_model=32, decoder_ffn_dim=64, num_queries=30)
 
 
 class Compared(Exception):
@@ -41,6 +40,7 @@ def _image_dims(graph: onnx.ModelProto) -> list:
     (Sampler.GRIDSAMPLE_BILINEAR, None),
     (Sampler.GATHER_BILINEAR, SizeRange((96, 96), (128, 128), (160, 160))),
 ], ids=["gridsample", "dynamic-size"])
+@pytest.mark.slow
 def test_debug_precision_compares_with_the_fp32_graph_of_the_same_sampler_and_size_range(
         tmp_path, captured_fp32, sampler, size_range):
     model = load_model(preset="tiny", image_size=128, **MICRO)
@@ -60,6 +60,7 @@ def test_debug_precision_compares_with_the_fp32_graph_of_the_same_sampler_and_si
         assert all(isinstance(d, str) for d in _image_dims(fp32)[2:])  # height and width are graph dimensions
 
 
+@pytest.mark.slow
 def test_a_record_rebuilds_the_options_debug_precision_re_exports_with(tmp_path):
     model = load_model(preset="tiny", image_size=128, **MICRO)
     options = OnnxExportOptions(opset=16, dynamic_batch=True, sampler=Sampler.GRIDSAMPLE_BILINEAR,

@@ -20,6 +20,7 @@ from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.pipeline.inspection import NO_PROVENANCE, describe_onnx
 from rtdetr_export.weights import load_model
 from paths import ROOT
+from tiers import costly
 
 # One worker runs this module (README: --dist loadgroup): its tests share three exports, one of them verified
 # (exported).
@@ -29,6 +30,7 @@ NPU = "NPU (typical)"
 
 
 @pytest.fixture(scope="module")
+@costly
 def exported(tmp_path_factory):
     """One tiny export per sampler: default with GridSample verified (raw head), default with gathers and discrete
     unverified (detections head)."""
@@ -148,6 +150,7 @@ def test_bad_files_give_one_error_line(tmp_path, content):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_real_process_prints_no_traceback(tmp_path):
     path = tmp_path / "notes.onnx"
     path.write_text("this is a text file\n")

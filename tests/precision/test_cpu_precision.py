@@ -29,6 +29,7 @@ from rtdetr_export.imaging.inputs import verification_images
 from rtdetr_export.verify import AgreementThresholds, compare_agreement, judged_precision, thresholds_for
 from rtdetr_export.weights import load_model
 from paths import ROOT, TESTS
+from tiers import costly
 
 # One worker runs this module (README: --dist loadgroup): its tests share one CPU-target INT8 export, calibrated and
 # verified (cpu_int8).
@@ -37,6 +38,7 @@ pytestmark = pytest.mark.xdist_group("cpu_precision")
 
 
 @pytest.fixture(scope="module")
+@costly
 def cpu_int8(tmp_path_factory) -> tuple[Path, object]:
     """The trained fixture (default sampler, gather bilinear), INT8 for the cpu target calibrated on 8 images from
     the training split's generator; export_onnx verifies it (batch 1) by the INT8 agreement limits and raises if
@@ -119,6 +121,7 @@ def test_silu_and_the_fpn_upsampling_after_a_quantized_layer_stay_in_uint8(cpu_i
     assert fused.get("QLinearSigmoid", 0) == fused.get("QLinearMul", 0) == len(silu), fused
 
 
+@pytest.mark.slow
 def test_openvino_runs_the_cpu_int8_file_as_is_and_agrees_with_onnx_runtime(cpu_int8):
     """On the trained fixture this needs the value projection of the whole memory kept float: OpenVINO 2026.4's
     low-precision MatMul pass throws on it quantized (int8_cpu.CPU_DEFAULT_EXCLUSIONS)."""
@@ -183,3 +186,14 @@ def test_openvino_outputs_keep_the_files_names_when_it_folds_a_cast(tmp_path):
         out = runner.infer({"images": np.array([[-1.0, 2.0, -3.0, 4.0]], np.float32)})
     assert list(out) == ["logits"]
     np.testing.assert_array_equal(out["logits"], [[0.0, 2.0, 0.0, 4.0]])
+
+
+def test_the_cpu_target_quantizes_a_micro_graph_into_fused_integer_kernels_and_records_them(micro_fp32):
+    """The fast tier's cpu-target INT8 (tests/micro.py): the same conversion on a narrow graph, not verified."""
+    from rtdetr_export.precision import apply_precision
+
+    result = apply_precision(onnx.load(str(micro_fp32)), "raw", (128, 128),
+                             PrecisionOptions("int8", calib_count=2, int8_target="cpu"))
+    fused = fused_integer_ops(result.model)
+    assert fused.get("QLinearConv", 0) > 0 and fused.get("QLinearMatMul", 0) > 0, fused
+    assert result.recipe["onnxruntime_fused_integer_ops"] == fused

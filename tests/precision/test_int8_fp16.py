@@ -20,6 +20,7 @@ from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.verify import VerificationPlan, verify_onnx
 from rtdetr_export.verify.compare import PRECISION_THRESHOLDS
 from rtdetr_export.weights import load_model
+from tiers import costly
 
 # One worker runs this module (README: --dist loadgroup): its tests share an opset-19 graph and its INT8+FP16
 # conversion (fp32_graph, int8_fp16).
@@ -34,12 +35,14 @@ def tiny():
 
 
 @pytest.fixture(scope="module")
+@costly
 def fp32_graph(tiny) -> onnx.ModelProto:
     """tiny, bilinear sampler, opset 19 (QuantizeLinear takes FP16 from 19), raw head."""
     return export_graph(tiny, GraphOptions(opset=19)).graph
 
 
 @pytest.fixture(scope="module")
+@costly
 def int8_fp16(fp32_graph):
     return apply_precision(fp32_graph, "raw", SIZE, PrecisionOptions("int8", calib_count=4))
 
@@ -72,6 +75,7 @@ def test_excluded_layers_run_fp16_and_quantized_layers_read_fp16_dequantized_inp
             assert made[tensor].op_type == "DequantizeLinear" and types[tensor] == FLOAT16, name
 
 
+@pytest.mark.slow
 def test_int8_fp16_verifies_on_cpu_through_the_fp16_emulation_with_the_int8_limits(tmp_path):
     """On the trained fixture: the INT8 limits were derived on trained weights (random ones tie their scores)."""
     trained = load_model(SHAPES_MODEL)
@@ -119,3 +123,19 @@ def test_int8_float_options_are_validated(options, message):
     with pytest.raises(RTDetrExportError, match=message):
         options.validate()
 
+
+
+def test_a_micro_int8_file_records_its_calibration_and_runs_its_unquantized_layers_in_fp16(micro_int8):
+    """The fast tier's INT8 (tests/micro.py): `rtdetr-export onnx --precision int8` on a narrow model, opset 17
+    (Q/DQ stay FP32 there, with casts around them), two calibration images."""
+    from rtdetr_export.artifact import open_artifact
+
+    record = open_artifact(micro_int8)
+    assert record.precision == "int8" and record.recipe.calibration["count"] == 2
+    assert record.recipe.options().int8_float == "fp16"
+    model = onnx.load(str(micro_int8))
+    assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
+    computed = unquantized_compute(model)
+    keep = _fp32_keep_list(record.recipe.details)
+    assert [name for name, kind in computed.items() if kind == FLOAT and name not in keep] == []
+    assert sum(kind == FLOAT16 for kind in computed.values()) > 0

@@ -26,6 +26,7 @@ from rtdetr_export.precision.int8 import ATTENTION_MATMUL, QUANTIZED_OPS, Int8Op
 from rtdetr_export.verify.compare import PRECISION_THRESHOLDS
 from rtdetr_export.weights import load_model
 from paths import TESTS
+from tiers import costly
 
 IMAGES = TESTS / "data" / "images"
 # The tests reading one module fixture run on one worker (README: --dist loadgroup): each fixture is an export,
@@ -35,6 +36,7 @@ ON_INT8_TRAINED = pytest.mark.xdist_group("precision_int8_trained")
 
 
 @pytest.fixture(scope="module")
+@costly
 def fp16_tiny(tmp_path_factory) -> Path:
     """tiny, discrete sampler, dynamic batch, FP16 (API), verified at batch 1 and 4."""
     path = tmp_path_factory.mktemp("fp16") / "tiny_fp16.onnx"
@@ -45,6 +47,7 @@ def fp16_tiny(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+@costly
 def int8_trained(tmp_path_factory) -> tuple[Path, object]:
     """The trained fixture, default sampler, detections head, INT8 from synthetic calibration, via `trt
     --onnx-only` (the INT8 limits were derived on trained weights; random ones tie their scores)."""
@@ -120,6 +123,7 @@ def test_fp16_file_runs_on_onnxruntime_cpu(fp16_tiny):
     assert logits.dtype == np.float32 and np.isfinite(logits).all() and np.isfinite(boxes).all()
 
 
+@pytest.mark.slow
 @ON_FP16_TINY
 def test_verify_command_accepts_fp16_files(fp16_tiny):
     result = CliRunner().invoke(main, ["verify", str(fp16_tiny), "--json"])
@@ -230,6 +234,7 @@ def test_int8_default_exclusions_cover_heads_selection_and_attention(int8_traine
     assert any(reason == ATTENTION_MATMUL for reason in excluded.values())
 
 
+@pytest.mark.slow
 def test_int8_exclusion_patterns(tmp_path):
     model = _fp32_tiny_graph(tmp_path)
     mine = excluded_nodes(model, Int8Options(exclude=("*/backbone/conv1/*",), default_exclusions=False))
@@ -238,6 +243,7 @@ def test_int8_exclusion_patterns(tmp_path):
         excluded_nodes(model, Int8Options(exclude=("*/no_such_layer*",)))
 
 
+@pytest.mark.slow
 def test_entropy_calibration_clips_outliers_unlike_minmax(tmp_path):
     model = _tiny_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], {"w": np.eye(4)}, shape=(1, 4))
     onnx.save(model, str(tmp_path / "m.onnx"))
@@ -248,6 +254,7 @@ def test_entropy_calibration_clips_outliers_unlike_minmax(tmp_path):
     assert 1.0 < ranges["x"] < 20.0
 
 
+@pytest.mark.slow
 def test_int8_with_calibration_images_and_verify_command(tmp_path):
     """The discrete fine-tune of the trained fixture, calibrated on 3 of its val images (a test of the options;
     accuracy runs never calibrate on the images they score)."""

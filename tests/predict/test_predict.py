@@ -17,6 +17,7 @@ from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.imaging import load_image, postprocess, preprocess
 from rtdetr_export.weights import load_model
 from paths import TESTS
+from tiers import costly
 
 # One worker runs this module (README: --dist loadgroup): its tests share two verified dynamic-batch exports
 # (artifacts).
@@ -28,6 +29,7 @@ THRESHOLD = 0.3
 
 
 @pytest.fixture(scope="module")
+@costly
 def artifacts(tmp_path_factory):
     folder = tmp_path_factory.mktemp("predict")
     model = load_model(preset="tiny", method="discrete")

@@ -34,6 +34,7 @@ from rtdetr_export.serving import TritonOptions, write_repository  # noqa: E402
 from rtdetr_export.serving.load import run_load  # noqa: E402
 from rtdetr_export.serving.server import LocalTriton, bundled_server, stub_site  # noqa: E402
 from paths import ROOT, TESTS
+from tiers import costly
 
 # With test_triton_server.py on one worker: two servers on 2 cores at once would only slow each other down.
 pytestmark = pytest.mark.xdist_group("triton_server")
@@ -51,6 +52,7 @@ def _needs_server() -> None:
 
 
 @pytest.fixture(scope="module")
+@costly
 def repository(tmp_path_factory) -> Path:
     from rtdetr_export.weights import load_model
 
@@ -241,6 +243,7 @@ def test_a_server_killed_under_load_fails_its_clients_leaves_no_stub_and_serves_
 
 
 @pytest.fixture(scope="module")
+@costly
 def server(repository):
     _needs_server()
     local = LocalTriton(repository, stop_with_parent=True).start()  # no server outlives a killed run

@@ -32,6 +32,7 @@ from rtdetr_export.serving.client import open_triton_detector  # noqa: E402
 from rtdetr_export.serving.load import run_load  # noqa: E402
 from rtdetr_export.serving.server import LocalTriton, bundled_server, stub_site  # noqa: E402
 from paths import TESTS
+from tiers import costly
 
 # One worker runs this module (README: --dist loadgroup): its tests share one export and one running Triton server
 # (artifact, server).
@@ -43,6 +44,7 @@ THRESHOLD = 0.3
 
 
 @pytest.fixture(scope="session")
+@costly
 def artifact(tmp_path_factory):
     from rtdetr_export.weights import load_model
 
@@ -52,6 +54,7 @@ def artifact(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+@costly
 def fp16_artifact(tmp_path_factory):
     """What ``rtdetr-export onnx --preset tiny --precision fp16 --dynamic-batch`` writes: casts at the graph's
     inputs and outputs, which OpenVINO folds (its output ports then also carry the inner tensors' names)."""
@@ -74,6 +77,7 @@ def _start(repository: Path) -> LocalTriton:
 
 
 @pytest.fixture(scope="session")
+@costly
 def server(artifact, tmp_path_factory):
     repository = tmp_path_factory.mktemp("triton") / "repo"
     write_repository([artifact], repository, TritonOptions(backend="python", ensemble=True, threads=1,

@@ -36,15 +36,14 @@ from rtdetr_export.serving.config import SERVED  # noqa: E402
 from rtdetr_export.serving.load import run_load  # noqa: E402
 from rtdetr_export.serving.server import LocalTriton, bundled_server, stub_site  # noqa: E402
 from paths import ROOT, TESTS  # noqa: E402
+from tiers import costly
+from micro import MICRO, MICRO_SIZE
 
 # One worker runs this module with the other server tests (--dist loadgroup): its exports are made once, and two
 # servers on 2 cores at once would only slow each other down.
 pytestmark = pytest.mark.xdist_group("triton_server")
 
-# ~0.4M parameters at 128 px: 336 encoder cells, 30 queries, 4 classes (as tests/export/test_split_export.py).
-MICRO = dict(num_classes=4, backbone_stem_channels=16, backbone_widths=(16, 32, 64, 128), encoder_hidden_dim=32,
-             encoder_ffn_dim=64, d_model=32, decoder_ffn_dim=64, num_queries=30)
-SIZE, QUERIES, CLASSES, TOP_K = 128, 30, 4, 20
+SIZE, QUERIES, CLASSES, TOP_K = MICRO_SIZE, 30, 4, 20  # the micro model (tests/micro.py)
 PHOTOS = TESTS / "data" / "images"
 PHOTO_NAMES = ["astronaut.jpg", "cat_chelsea.jpg", "coffee_cup.jpg"]
 TEMPLATE = ROOT / "rtdetr_export" / "serving" / "python_model.py"
@@ -222,6 +221,7 @@ def test_tensorrt_for_a_split_is_one_line_and_writes_nothing(splits, tmp_path):
 
 
 @pytest.fixture(scope="module")
+@costly
 def singles(model, tmp_path_factory):
     """The single-file artifact of each head, exported from the same model as ``splits``: {head: file}."""
     folder = tmp_path_factory.mktemp("single_artifacts")
@@ -231,6 +231,7 @@ def singles(model, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+@costly
 def server(splits, singles, tmp_path_factory):
     """One repository: raw, detections (single files), raw_split, detections_split, and raw_split_ensemble (the
     JPEG ensemble over the served split). Python backend, ONNX Runtime with one thread, as the local runners."""

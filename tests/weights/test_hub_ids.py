@@ -116,6 +116,7 @@ def test_an_uncached_hub_id_with_the_network_off_is_one_line_naming_the_cache_an
     assert "HF_HUB_OFFLINE is set" in message
 
 
+@pytest.mark.slow
 def test_the_cli_says_so_in_one_line_in_a_real_process_with_hf_hub_offline(tmp_path):
     cache = tmp_path / "empty_cache"
     cache.mkdir()

@@ -1,0 +1,78 @@
+"""The micro model and the artifacts the fast tier reads (a pytest plugin: conftest.py loads it).
+
+MICRO is the tiny architecture narrowed to ~0.4 M parameters at 128 px: 336 encoder cells, 30 queries, 4 classes.
+Its graphs have the same ops and structure as any RT-DETRv2 export, at a fraction of the compute, so the tests of
+what reads an artifact (bench, eval, precision, verify, debug-precision, split runner) run in seconds.
+
+The session artifacts are exported once per test run (shared by xdist workers through ``made_once``). All but the
+FP32 file are not simplified: onnxslim's passes over a graph's ~1000 nodes take most of an export's time whatever
+the model's width, and simplification is proven by the slow tier's exports (tests/export/test_onnx_export.py). The
+FP32 file is, as a user's is by default: Triton's configs need the static query axis that onnxslim's shape
+inference gives the outputs (an unsimplified graph leaves it symbolic).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+MICRO = dict(num_classes=4, backbone_stem_channels=16, backbone_widths=(16, 32, 64, 128), encoder_hidden_dim=32,
+             encoder_ffn_dim=64, d_model=32, decoder_ffn_dim=64, num_queries=30)
+MICRO_SIZE = 128
+
+
+def micro_model(seed: int = 0, **overrides):
+    """The seeded micro model (``overrides``: other config fields, e.g. the classes of a dataset)."""
+    from rtdetr_export.weights import load_model
+
+    return load_model(preset="tiny", image_size=MICRO_SIZE, seed=seed, **{**MICRO, **overrides})
+
+
+def _exported(made_once, name: str, options_for) -> Path:
+    def make(folder: Path) -> None:
+        from rtdetr_export.pipeline import export_onnx
+
+        export_onnx(micro_model(), folder / f"{name}.onnx", options_for())
+
+    return made_once(f"micro-{name}", make) / f"{name}.onnx"
+
+
+@pytest.fixture(scope="session")
+def micro_fp32(made_once) -> Path:
+    """Raw head, dynamic batch, FP32, simplified, verified against PyTorch when made."""
+    from rtdetr_export.pipeline import OnnxExportOptions
+
+    return _exported(made_once, "fp32", lambda: OnnxExportOptions(dynamic_batch=True))
+
+
+@pytest.fixture(scope="session")
+def micro_fp16(made_once) -> Path:
+    """FP16, verified by detection agreement when made."""
+    from rtdetr_export.artifact import PrecisionOptions
+    from rtdetr_export.pipeline import OnnxExportOptions
+
+    return _exported(made_once, "fp16", lambda: OnnxExportOptions(
+        dynamic_batch=True, simplify=False, precision=PrecisionOptions("fp16", calib_count=2)))
+
+
+@pytest.fixture(scope="session")
+def micro_int8(made_once) -> Path:
+    """INT8 for TensorRT (FP16 between the quantized layers), two calibration images, not verified: random
+    weights' detections do not survive INT8 (the agreement limits are the trained fixture's business)."""
+    from rtdetr_export.artifact import PrecisionOptions
+    from rtdetr_export.pipeline import OnnxExportOptions
+
+    return _exported(made_once, "int8", lambda: OnnxExportOptions(
+        dynamic_batch=True, simplify=False, verify=False, precision=PrecisionOptions("int8", calib_count=2)))
+
+
+@pytest.fixture(scope="session")
+def micro_split(made_once) -> Path:
+    """A split artifact (raw head, dynamic batch), verified when made; the path of its sidecar."""
+    def make(folder: Path) -> None:
+        from rtdetr_export.pipeline import OnnxExportOptions, export_split
+
+        export_split(micro_model(), folder / "split.onnx", OnnxExportOptions(dynamic_batch=True, simplify=False))
+
+    return made_once("micro-split", make) / "split.json"
