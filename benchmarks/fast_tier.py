@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "rtdetr_export"
-COMMAND = [sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider"]
+COMMAND = [sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider"]  # README's, no cache
 LIMIT_S = 120.0
 
 
@@ -112,8 +112,9 @@ def write_report(report: dict, folder: Path) -> None:
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     timed = report["timed"]
     lines = [f"# Fast tier, {report['date']} ({report['machine']})", "",
-             f"Command: `{' '.join(['python3', *COMMAND[1:]])}` from the repository root, nothing else running.",
-             f"Load average before the run: {report['load_before']}.", "",
+             f"Command: `{' '.join(['python3', *COMMAND[1:]])}` from the repository root.",
+             f"Load average before the run: {report['load_before']} (other work on the machine makes the time an "
+             "upper bound).", "",
              f"- wall time: **{timed['wall_s']} s** (limit {LIMIT_S:.0f} s), exit code {timed['exit_code']}",
              f"- pytest: {timed['summary']}"]
     if "reach" in report:
