@@ -230,7 +230,7 @@ def test_a_failed_export_writes_nothing(model, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise RTDetrExportError("verification failed: planted")
 
-    monkeypatch.setattr(split_pipeline, "verify_candidate", fail)
+    monkeypatch.setattr(split_pipeline, "verify_split_graphs", fail)
     with pytest.raises(RTDetrExportError, match="planted"):
         export_split(model, tmp_path / "m.onnx", OnnxExportOptions())
     assert list(tmp_path.iterdir()) == []
@@ -249,8 +249,8 @@ def test_files_written_together_are_all_put_back_when_one_fails(tmp_path):
 
 
 @pytest.mark.parametrize("options, why", [
-    (OnnxExportOptions(precision=PrecisionOptions("fp16")), "FP32 graphs only"),
     (OnnxExportOptions(size_range=SizeRange((96, 96), (128, 128), (160, 160))), "fixed input size"),
+    (OnnxExportOptions(precision=PrecisionOptions("fp32", calib_images="calib")), "--calib-images needs"),
 ])
 def test_what_a_split_cannot_take_is_refused_before_any_work(model, tmp_path, options, why):
     with pytest.raises(RTDetrExportError, match=why):
