@@ -446,3 +446,33 @@ def hf_v1_case(made_once, images_for) -> Callable[..., HFCase]:
         return cache[key]
 
     return get
+
+
+# -- the trained fixture exported both ways ------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def shapes_split_and_single(made_once) -> tuple[Path, Path]:
+    """(the split artifact's sidecar, the single ONNX file) of the trained fixture, exported with the same options
+    (dynamic batch, raw head; not verified here: the split and single-file export tests prove each against
+    PyTorch). predict, eval and bench on the split must give what they give on the single file."""
+    from rtdetr_export.pipeline import OnnxExportOptions, export_onnx, export_split
+    from rtdetr_export.weights import load_model
+
+    def make(folder: Path) -> None:
+        model = load_model(SHAPES_MODEL)
+        options = OnnxExportOptions(dynamic_batch=True, verify=False)
+        export_split(model, folder / "shapes_split.onnx", options)
+        export_onnx(model, folder / "shapes_single.onnx", options)
+
+    folder = made_once("shapes_split_and_single", make)
+    return folder / "shapes_split.json", folder / "shapes_single.onnx"
+
+
+@pytest.fixture(scope="session")
+def broken_split(made_once) -> dict[str, tuple[Path, str]]:
+    """Copies of a micro split artifact whose files do not belong together (split_cases.broken_splits), made once
+    for every command's bad-input tests."""
+    from split_cases import broken_splits, micro_split
+
+    folder = made_once("broken_split", lambda folder: broken_splits(micro_split(folder / "good", verify=False),
+                                                                     folder))
+    return {case: (folder / case / "micro.json", why) for case, why in (("missing", "missing"), ("mixed", "sha256"))}
