@@ -468,11 +468,18 @@ def shapes_split_and_single(made_once) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def broken_split(made_once) -> dict[str, tuple[Path, str]]:
-    """Copies of a micro split artifact whose files do not belong together (split_cases.broken_splits), made once
-    for every command's bad-input tests."""
-    from split_cases import broken_splits, micro_split
+def micro_split_sidecar(made_once) -> Path:
+    """The sidecar of a split export of the micro model (split_cases.MICRO; dynamic batch, raw head, unverified)."""
+    from split_cases import micro_split
 
-    folder = made_once("broken_split", lambda folder: broken_splits(micro_split(folder / "good", verify=False),
-                                                                     folder))
+    return made_once("micro_split", lambda folder: micro_split(folder, verify=False)) / "micro.json"
+
+
+@pytest.fixture(scope="session")
+def broken_split(made_once, micro_split_sidecar) -> dict[str, tuple[Path, str]]:
+    """Copies of the micro split whose files do not belong together (split_cases.broken_splits): case -> (its
+    sidecar, what the one-line error says besides the graph's path), made once for every command's tests."""
+    from split_cases import broken_splits
+
+    folder = made_once("broken_split", lambda folder: broken_splits(micro_split_sidecar, folder))
     return {case: (folder / case / "micro.json", why) for case, why in (("missing", "missing"), ("mixed", "sha256"))}
