@@ -48,6 +48,11 @@ class SplitRunner(Runner):
         """Graph 1's execution providers (both graphs are opened alike)."""
         return list(getattr(self.encoder, "active_providers", []))
 
+    @property
+    def precision_hint(self) -> str | None:
+        """The OpenVINO precision hint both graphs run under; None on other runtimes."""
+        return getattr(self.encoder, "precision_hint", None)
+
     def select(self, cells: dict[str, np.ndarray]) -> np.ndarray:
         """The host step's query selection: the cells [B, num_queries] graph 2 decodes."""
         return select_cells(cells, self.num_queries)
