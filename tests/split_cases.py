@@ -9,7 +9,8 @@ from pathlib import Path
 from rtdetr_export.pipeline import OnnxExportOptions, export_split
 from rtdetr_export.weights import load_model
 
-# ~0.4M parameters at 128 px (as tests/pipeline/test_debug_precision_reexport.py): 336 encoder cells, 30 queries, 4 classes.
+# ~0.4M parameters at 128 px (as tests/pipeline/test_debug_precision_reexport.py): 336 encoder cells, 30 queries,
+# 4 classes.
 MICRO = dict(num_classes=4, backbone_stem_channels=16, backbone_widths=(16, 32, 64, 128), encoder_hidden_dim=32,
              encoder_ffn_dim=64, d_model=32, decoder_ffn_dim=64, num_queries=30)
 SIZE = 128

@@ -1,8 +1,8 @@
 """``Detector``: one object for the PyTorch model and every artifact alike, image in, ``Detections`` out.
 
 A detector is a runner plus the facts of the tensor contract it needs (head, input size, class names), read
-from the artifact's provenance, so an ONNX file, a split artifact, a TensorRT engine and the reference model all turn an image
-into the same ``Detections``. predict, eval and bench's end-to-end rows use it.
+from the artifact's provenance, so an ONNX file, a split artifact, a TensorRT engine and the reference model all
+turn an image into the same ``Detections``. predict, eval and bench's end-to-end rows use it.
 """
 
 from __future__ import annotations

@@ -68,8 +68,9 @@ def split_record(model: RTDETRv2, graphs: SplitGraphs, written: dict[str, tuple[
                      options.top_k)
     return SplitRecord(header=Header.now(SPLIT_FORMAT), model=ModelRecord(SourceRecord.of(model.source), config),
                        sampler=graphs.encoder.sampler, input_size=tuple(config.image_size), input_size_range=None,
-                       classes=list(config.class_names), precision=options.precision.target, export=graphs.encoder.export, io=io,
-                       verification=verification, **parts, host_step=HOST_STEP_VERSION)
+                       classes=list(config.class_names), precision=options.precision.target,
+                       export=graphs.encoder.export, io=io, verification=verification, **parts,
+                       host_step=HOST_STEP_VERSION)
 
 
 def export_split(model: RTDETRv2, output: str | Path, options: OnnxExportOptions | None = None,

@@ -31,18 +31,9 @@ from rtdetr_export.pipeline import split as split_pipeline
 from rtdetr_export.verify import compare_raw, thresholds_for
 from rtdetr_export.verify.reference import ReferenceRunner
 from rtdetr_export.weights import load_model
+from split_cases import MICRO, SIZE, micro_model
 
 pytestmark = pytest.mark.xdist_group("split_export")
-
-# ~0.4M parameters at 128 px (as tests/pipeline/test_debug_precision_reexport.py): 336 encoder cells, 30 queries, 4 classes.
-MICRO = dict(num_classes=4, backbone_stem_channels=16, backbone_widths=(16, 32, 64, 128), encoder_hidden_dim=32,
-             encoder_ffn_dim=64, d_model=32, decoder_ffn_dim=64, num_queries=30)
-SIZE = 128
-
-
-def micro_model(seed: int = 0):
-    return load_model(preset="tiny", image_size=SIZE, seed=seed, **MICRO)
-
 
 @pytest.fixture(scope="module")
 def model():
@@ -342,3 +333,20 @@ def test_a_d_fine_model_is_refused_in_one_line(tmp_path):
     with pytest.raises(RTDetrExportError, match="cannot be split yet") as error:
         export_split(DFine(dfine_preset("dfine_n")), tmp_path / "m.onnx", OnnxExportOptions())
     assert "\n" not in str(error.value) and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["verify", "inspect"])
+@pytest.mark.parametrize("case", ["missing", "mixed"])
+def test_verify_and_inspect_refuse_a_split_whose_files_do_not_belong_together(broken_split, command, case):
+    from click.testing import CliRunner
+
+    from rtdetr_export.cli.main import main
+    from split_cases import one_line_error
+
+    sidecar, why = broken_split[case]
+    before = sorted(p.name for p in sidecar.parent.iterdir())
+    result = CliRunner().invoke(main, [command, str(sidecar.parent / "micro.encoder.onnx")])
+    assert result.exit_code != 0
+    line = one_line_error(result.output)
+    assert str(sidecar.parent / "micro.decoder.onnx") in line and why in line
+    assert sorted(p.name for p in sidecar.parent.iterdir()) == before
