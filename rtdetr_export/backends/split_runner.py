@@ -18,14 +18,14 @@ from rtdetr_export.backends.onnxruntime_runner import OnnxRuntimeRunner
 from rtdetr_export.imaging.host_step import gather_queries, select_cells, top_detections
 
 GraphRunner = Callable[[Path], Runner]  # one ONNX file -> the runner that runs it
-STAGES = ("graph1", "host_step", "graph2")  # how bench names the three parts of one call
+SPLIT_STAGES = ("graph1", "host_step", "graph2")  # how bench names the three parts of one call
 
 
 class SplitRunner(Runner):
     """Runs ``encoder`` (graph 1), selects ``num_queries`` queries on the host, runs ``decoder`` (graph 2); the
     detections head (``head="detections"``) then keeps the ``top_k`` best on the host too. ``encoder`` and
     ``decoder`` are runners, or paths that ``graph`` opens. ``stage_ms`` holds the last call's milliseconds per
-    stage (``STAGES``), for bench."""
+    stage (``SPLIT_STAGES``), for bench."""
 
     def __init__(self, encoder: Runner | str | Path, decoder: Runner | str | Path, num_queries: int,
                  head: str = "raw", top_k: int = 300, graph: GraphRunner = OnnxRuntimeRunner):
@@ -75,5 +75,5 @@ class SplitRunner(Runner):
         clock.append(time.perf_counter_ns())
         # The detections head's top-k is host work too: it counts with the query selection.
         spans = [(b - a) / 1e6 for a, b in zip(clock, clock[1:])]
-        self.stage_ms = {"graph1": spans[0], "host_step": spans[1] + spans[3], "graph2": spans[2]}
+        self.stage_ms = dict(zip(SPLIT_STAGES, (spans[0], spans[1] + spans[3], spans[2])))
         return out

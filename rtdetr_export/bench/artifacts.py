@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtdetr_export.artifact import (ENGINE_SUFFIXES, ONNX_SUFFIXES, ArtifactRecord, SplitRecord, load_onnx,
+from rtdetr_export.artifact import (ENGINE_SUFFIXES, ONNX_SUFFIXES, ArtifactRecord, load_onnx,
                                     onnx_record, open_artifact, split_sidecar)
 from rtdetr_export.artifact.files import split_part
 from rtdetr_export.backends import Runner, artifact_runner
@@ -85,8 +85,6 @@ def _onnx_artifact(path: Path, label: str) -> Artifact:
 
 def _split_artifact(path: Path, label: str) -> Artifact:
     record = open_artifact(path)  # one-line error unless both graphs are there and come from one export
-    if not isinstance(record, SplitRecord):
-        raise RTDetrExportError(f"{path}: a sidecar names an artifact; benchmark the .onnx or engine file itself")
     folder = split_sidecar(path).parent
     batch = record.static_batch
     return Artifact(path, "split", label, record.head, None if batch is None else (batch, batch), record.precision,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rtdetr_export.backends.split_runner import STAGES
+from rtdetr_export.backends.split_runner import SPLIT_STAGES
 from rtdetr_export.bench.parity import headline
 
 
@@ -60,8 +60,8 @@ def _stage_lines(rows: list[dict[str, Any]]) -> list[str]:
         return []
     return ["", "Split artifacts, per stage (ms, p50 over the same calls; graph 1 -> host step -> graph 2):", ""] + \
         _table(["backend", "total", "graph 1", "host step", "graph 2"],
-               [[r["target"], _ms(r["latency_ms"]["p50"])] + [_ms(r["stages_ms"][s]["p50"]) for s in STAGES]
-                for r in split])
+               [[r["target"], _ms(r["latency_ms"]["p50"])]
+                + [_ms(r["stages_ms"][stage]["p50"]) for stage in SPLIT_STAGES] for r in split])
 
 
 def bench_markdown(report: dict[str, Any]) -> str:

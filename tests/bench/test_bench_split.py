@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from rtdetr_export.artifact import open_artifact
 from rtdetr_export.backends import artifact_runner
-from rtdetr_export.backends.split_runner import STAGES
+from rtdetr_export.backends.split_runner import SPLIT_STAGES
 from rtdetr_export.bench.timing import timed
 from rtdetr_export.cli import main
 from split_cases import SIZE, one_line_error
@@ -41,7 +41,7 @@ def test_bench_times_a_split_and_reports_its_stages(bench_split, micro_split_sid
     for row in rows:
         assert row["parity"]["passed"] is True
         stages = row["stages_ms"]
-        assert list(stages) == list(STAGES)
+        assert list(stages) == list(SPLIT_STAGES)
         assert all(stats["n"] == row["latency_ms"]["n"] == ITERS and stats["min"] > 0 for stats in stages.values())
         # Means add up (medians do not): each call's three stages lie within its total.
         assert sum(stats["mean"] for stats in stages.values()) <= row["latency_ms"]["mean"]
@@ -57,7 +57,7 @@ def test_a_split_runners_stages_lie_within_its_call(micro_split_sidecar):
     feed = {"images": np.random.default_rng(0).random((2, 3, SIZE, SIZE), dtype=np.float32)}
     with artifact_runner(micro_split_sidecar, record) as runner:
         total, _ = timed(lambda: runner.infer(feed))
-        assert set(runner.stage_ms) == set(STAGES) and all(ms > 0 for ms in runner.stage_ms.values())
+        assert set(runner.stage_ms) == set(SPLIT_STAGES) and all(ms > 0 for ms in runner.stage_ms.values())
         assert sum(runner.stage_ms.values()) <= total
 
 
