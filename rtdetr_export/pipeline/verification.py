@@ -60,16 +60,16 @@ def verify_split(path: str | Path, record: SplitRecord, model_path: str | Path |
                  images: str | Path | None = None, log: Callable[[str], None] = lambda message: None,
                  openvino: str | None = None) -> Verification:
     """Verify a split artifact (``path``: its sidecar or either graph): graph 1 -> host step -> graph 2 on ONNX
-    Runtime against its PyTorch reference, by the plan and at the precision its export was verified with."""
-    if openvino is not None:
-        raise RTDetrExportError(f"{path} is a split artifact: verify runs it on ONNX Runtime only (drop --openvino)")
+    Runtime (or OpenVINO under the hint ``openvino``) against its PyTorch reference, by the plan and at the
+    precision its export was verified with."""
     folder = split_sidecar(path).parent
     model = reference_model(record, model_path, log)
     plan = VerificationPlan.for_graph(record.graph_options(), model.config.image_size, images)
+    runtime = f"OpenVINO CPU, precision hint {openvino}" if openvino else "ONNX Runtime CPU"
     log(f"verifying the split artifact {record.encoder.file} -> host step v{record.host_step} -> "
-        f"{record.decoder.file} ({record.head} head, {record.precision}, {record.sampler}) on ONNX Runtime CPU at "
+        f"{record.decoder.file} ({record.head} head, {record.precision}, {record.sampler}) on {runtime} at "
         f"{plan.summary()}")
     verification = verify_split_graphs(model, folder / record.encoder.file, folder / record.decoder.file, plan,
-                                       record.precision)
+                                       record.precision, openvino)
     verification.artifact = str(path)
     return verification

@@ -194,9 +194,10 @@ def verify_onnx(model: RTDETRv2, onnx_path: str | Path, plan: VerificationPlan, 
 
 
 def verify_split_graphs(model: RTDETRv2, encoder: Path, decoder: Path, plan: VerificationPlan,
-                        precision: str = "fp32") -> Verification:
-    """A split artifact's graph 1 -> host step -> graph 2 on ONNX Runtime CPU vs the PyTorch reference: FP32 by
-    tensor limits, FP16/INT8 by detection agreement, each graph run as ``verify_onnx`` runs one file."""
-    graph, name = candidate_graphs(precision, [encoder, decoder])
+                        precision: str = "fp32", openvino: str | None = None) -> Verification:
+    """A split artifact's graph 1 -> host step -> graph 2 vs the PyTorch reference, each graph run and judged as
+    ``verify_onnx`` runs and judges one file (ONNX Runtime CPU, or OpenVINO CPU under the hint ``openvino``)."""
+    graph, name = candidate_graphs(precision, [encoder, decoder], openvino)
     runner = SplitRunner(encoder, decoder, model.config.num_queries, plan.head, plan.top_k, graph)
-    return verify_candidate(model, runner, plan, precision, name=f"{name}-split")
+    return verify_candidate(model, runner, plan, precision, thresholds_for(judged_precision(precision, openvino)),
+                            name=f"{name}-split")

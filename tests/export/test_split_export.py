@@ -7,6 +7,7 @@ artifact is one record whose files must all be there and belong together.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -258,6 +259,10 @@ def test_verify_and_inspect_take_a_split_artifact(artifact):
         result = CliRunner().invoke(main, ["verify", str(opened)])
         assert result.exit_code == 0, result.output
         assert "onnxruntime-cpu-split" in result.output and result.output.rstrip().endswith("PASS")
+    if importlib.util.find_spec("openvino") is not None:  # both graphs on OpenVINO, FP32 limits under f32
+        result = CliRunner().invoke(main, ["verify", str(artifact.sidecar), "--openvino", "f32"])
+        assert result.exit_code == 0, result.output
+        assert "openvino-cpu-f32-split" in result.output and result.output.rstrip().endswith("PASS")
     result = CliRunner().invoke(main, ["inspect", str(artifact.encoder)])
     assert result.exit_code == 0, result.output
     assert "query selection on the host (host step v1)" in result.output

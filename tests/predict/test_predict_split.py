@@ -64,3 +64,19 @@ def test_a_split_whose_files_do_not_belong_together_is_one_line_and_nothing_is_w
     line = one_line_error(result.output)
     assert str(sidecar.parent / "micro.decoder.onnx") in line and why in line
     assert not out.exists()
+
+
+def test_predict_runs_a_splits_graphs_on_openvino_under_a_hint(micro_split_sidecar, tmp_path):
+    pytest.importorskip("openvino")
+    image = DATA / "images" / "coffee_cup.jpg"
+    runs = {}
+    for name, extra in (("onnxruntime", []), ("openvino", ["--openvino", "f32"])):
+        result = CliRunner().invoke(main, ["predict", str(image), "--artifact", str(micro_split_sidecar),
+                                           "--threshold", "0", "-o", str(tmp_path / name), "--quiet", *extra])
+        assert result.exit_code == 0, result.output
+        runs[name] = json.loads((tmp_path / name / "predictions.json").read_text())
+    info = runs["openvino"]["info"]
+    assert info["backend"].startswith("openvino-f32-split") and info["precision_hint"] == "f32"
+    # Threshold 0 keeps every detection predict makes: the same count from both runtimes.
+    counts = {name: [i["detections"] for i in run["images"]] for name, run in runs.items()}
+    assert counts["openvino"] == counts["onnxruntime"] and counts["onnxruntime"][0] > 0
