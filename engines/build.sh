@@ -196,4 +196,4 @@ cmake -S "$HERE" -B "$BUILD" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release -DONNX
 grep -E "backend:" "$BUILD/configure.log" | sed 's/^-- /[engines] /' >&2 || true
 log "building"
 cmake --build "$BUILD" --parallel "${JOBS:-$(nproc)}"
-log "done: $BUILD/rtdetr_detect, $BUILD/rtdetr_image"
+log "done: $BUILD/rtdetr_detect, $BUILD/rtdetr_image, $BUILD/rtdetr_host_step"

@@ -3,7 +3,7 @@
 #
 #   engines/fuzz.sh [--install-system-packages] SECONDS [TARGET...]
 #
-#   TARGET   sidecar, image (default: both). Each runs SECONDS seconds on a copy of its seed corpus
+#   TARGET   sidecar, image, onnx (default: all three). Each runs SECONDS seconds on a copy of its seed corpus
 #            (engines/fuzz/corpus/TARGET); the targets run side by side, one process each.
 #   --install-system-packages  apt-get install clang, its libFuzzer runtime and the libraries' headers if missing
 #
@@ -14,7 +14,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BUILD=${RTDETR_FUZZ_BUILD:-$HERE/build-fuzz}
-ALL_TARGETS=(sidecar image)
+ALL_TARGETS=(sidecar image onnx)
 
 INSTALL_SYSTEM=0
 if [ "${1:-}" = "--install-system-packages" ]; then INSTALL_SYSTEM=1; shift; fi

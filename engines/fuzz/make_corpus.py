@@ -6,8 +6,14 @@
 sidecar: tests/data/schema_examples's sidecar (schema 1) and two sidecars that `rtdetr-export onnx --preset tiny` writes
 (raw head; detections head with a dynamic size), kept as real-*.json; from them, the same files as schema 2 and 4,
 without "sampler", and truncated and bit-flipped copies.
+The split sidecars of `rtdetr-export onnx --preset tiny --split` (raw and detections heads) are kept as
+real-v4-tiny-split-*.json; from them, a copy recording another host step version, one without its decoder graph,
+and truncated and bit-flipped copies.
 image: the small test images, tiny PNGs of every colour type, JPEGs in each layout, with Exif/XMP orientations
 in both byte orders, and truncated and bit-flipped copies. Crashing inputs found later are added as regress-*.
+onnx: small ONNX models (one node, one initializer) carrying the metadata the exporter embeds: a split artifact's
+encoder and decoder part (rtdetr_export.artifact.embed_split_part), a single file's record fields, none; and
+truncated and bit-flipped copies. Real graphs hold their metadata after megabytes of weights, past -max_len.
 
 Seeded, so a rerun rewrites the same bytes.
 """
@@ -30,14 +36,18 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path(__file__).resolve().parent / "corpus"
-SIDECARS, IMAGES = CORPUS / "sidecar", CORPUS / "image"
+SIDECARS, IMAGES, ONNX = CORPUS / "sidecar", CORPUS / "image", CORPUS / "onnx"
+SPLIT_VARIANTS = {"tiny-split-raw": ["--split"],
+                  "tiny-split-detections": ["--split", "--head", "detections", "--top-k", "20"]}
 
 
-def export_real_sidecars() -> None:
-    """The sidecars `rtdetr-export onnx --preset tiny` writes today: raw head, and a dynamic-size detections head."""
+def export_real_sidecars(split_only: bool = False) -> None:
+    """The sidecars `rtdetr-export onnx --preset tiny` writes today: raw head, a dynamic-size detections head, and
+    the split artifacts of both heads (``split_only``: those alone)."""
     variants = {"tiny-raw": [],
                 "tiny-detections-dynamic": ["--head", "detections", "--top-k", "20", "--dynamic-size",
                                             "--min-size", "64", "--opt-size", "128", "--max-size", "256"]}
+    variants = SPLIT_VARIANTS if split_only else variants | SPLIT_VARIANTS
     with tempfile.TemporaryDirectory() as tmp:
         for name, extra in variants.items():
             onnx_path = Path(tmp) / f"{name}.onnx"
@@ -48,7 +58,8 @@ def export_real_sidecars() -> None:
             for old in SIDECARS.glob(f"real-v*-{name}.json"):
                 old.unlink()
             shutil.copy(sidecar, SIDECARS / f"real-v{version}-{name}.json")
-    shutil.copy(ROOT / "tests/data/schema_examples/micro_raw_v1.json", SIDECARS / "real-v1-micro.json")
+    if not split_only:
+        shutil.copy(ROOT / "tests/data/schema_examples/micro_raw_v1.json", SIDECARS / "real-v1-micro.json")
 
 
 def damaged(data: bytes, rng: random.Random, name: str, folder: Path) -> None:
@@ -63,7 +74,7 @@ def damaged(data: bytes, rng: random.Random, name: str, folder: Path) -> None:
 
 
 def sidecar_corpus(rng: random.Random) -> None:
-    for real in sorted(SIDECARS.glob("real-*.json")):
+    for real in sorted(p for p in SIDECARS.glob("real-*.json") if "-split-" not in p.name):
         record = json.loads(real.read_text())
         stem = real.name.split("-", 2)[2]  # real-v3-tiny-raw.json -> tiny-raw.json
         method, op = record.get("method", "default"), record["export"].get("bilinear_op") or "gridsample"
@@ -76,6 +87,49 @@ def sidecar_corpus(rng: random.Random) -> None:
                 continue  # a dynamic-size file has no schema-2 form
             (SIDECARS / f"{name}-{stem}").write_text(json.dumps(variant, indent=1))
         damaged(real.read_bytes(), rng, stem, SIDECARS)
+
+
+def split_sidecar_corpus(rng: random.Random) -> None:
+    """Variants of the split sidecars (their own generator: the older seeds keep their bytes)."""
+    for real in sorted(SIDECARS.glob("real-*-split-*.json")):
+        record = json.loads(real.read_text())
+        stem = real.name.split("-", 2)[2]
+        other_step = dict(record, host_step={"version": record["host_step"]["version"] + 1})
+        no_decoder = dict(record, graphs={"encoder": record["graphs"]["encoder"]})
+        for name, variant in (("hostnext", other_step), ("nodecoder", no_decoder)):
+            (SIDECARS / f"{name}-{stem}").write_text(json.dumps(variant, indent=1))
+        damaged(real.read_bytes(), rng, stem, SIDECARS)
+
+
+def small_onnx(metadata: dict[str, str]) -> bytes:
+    """A one-node model with a 64-float initializer (a length-delimited field to skip before the metadata) and
+    ``metadata`` as its metadata_props, each value JSON as the exporter writes them."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.arange(64, dtype=np.float32), "weight")
+    graph = helper.make_graph([helper.make_node("Add", ["images", "weight"], ["logits"])], "small",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [64])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [64])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    return model.SerializeToString()
+
+
+def onnx_corpus(rng: random.Random) -> None:
+    sys.path.insert(0, str(ROOT))
+    from rtdetr_export.artifact import SplitPart
+
+    made = {f"split-{part}.onnx": small_onnx({f"rtdetr_export.{k}": v
+                                               for k, v in SplitPart(part, "tiny.json").to_json().items()})
+            for part in ("encoder", "decoder")}
+    made["single.onnx"] = small_onnx({"rtdetr_export.format": "rtdetr-export/onnx", "rtdetr_export.schema_version": 4})
+    made["plain.onnx"] = small_onnx({})
+    for name, data in made.items():
+        (ONNX / name).write_bytes(data)
+        damaged(data, rng, name, ONNX)
 
 
 def jpeg_bytes(image: Image.Image, **save) -> bytes:
@@ -143,12 +197,13 @@ def image_corpus(rng: random.Random) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--export", action="store_true", help="re-export the tiny-preset sidecars first")
+    parser.add_argument("--export-split", action="store_true", help="re-export the split sidecars only first")
     args = parser.parse_args()
-    for folder in (SIDECARS, IMAGES):
+    for folder in (SIDECARS, IMAGES, ONNX):
         folder.mkdir(parents=True, exist_ok=True)
-    if args.export:
-        export_real_sidecars()
-    for folder in (SIDECARS, IMAGES):
+    if args.export or args.export_split:
+        export_real_sidecars(split_only=not args.export)
+    for folder in (SIDECARS, IMAGES, ONNX):
         # Derived seeds are rewritten; real ones and regression inputs stay.
         for path in folder.iterdir():
             if not path.name.startswith(("real-", "regress-")):
@@ -156,6 +211,8 @@ def main() -> None:
     rng = random.Random(26)
     sidecar_corpus(rng)
     image_corpus(rng)
+    split_sidecar_corpus(random.Random(27))
+    onnx_corpus(random.Random(28))
 
 
 if __name__ == "__main__":

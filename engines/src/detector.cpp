@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "rtdetr/error.hpp"
+#include "rtdetr/split.hpp"
 
 namespace rtdetr {
 
@@ -54,14 +55,24 @@ const Tensor& output(const TensorMap& outputs, const char* name, std::size_t ran
 Detector::Detector(const std::string& model_path, const DetectorOptions& options) : options_(options) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(model_path, ec)) throw Error(model_path + ": no such model file");
-  sidecar_ = Sidecar::load_for(model_path);
+  // A split artifact is opened by its sidecar or either graph; every other file by the one sidecar-path rule.
+  const std::string split_sidecar = split_sidecar_for(model_path);
+  sidecar_ = split_sidecar.empty() ? Sidecar::load_for(model_path) : Sidecar::load(split_sidecar);
+  if (!split_sidecar.empty() && !sidecar_.split) {
+    throw Error(split_sidecar + ": not the sidecar of a split artifact; run the .onnx or engine file it describes");
+  }
+  if (split_sidecar.empty() && sidecar_.split) {
+    throw Error(sidecar_.path + ": the sidecar of a split artifact; run it (or either of its graphs) instead");
+  }
   sidecar_.check_contract();
   // Every run feeds [N, 3, input_height, input_width]; TensorRT gets that shape set before each run.
   if (options.input_height > 0 || options.input_width > 0) {
     sidecar_.use_input_size(options.input_height, options.input_width);
   }
   const std::string ext = lower_extension(model_path);
-  if (ext == ".onnx") {
+  if (sidecar_.split) {
+    backend_ = make_split_backend(sidecar_, options.backend);
+  } else if (ext == ".onnx") {
     backend_ = make_onnxruntime_backend(model_path, sidecar_, options.backend);
   } else if (ext == ".engine" || ext == ".plan" || ext == ".trt") {
     backend_ = make_tensorrt_backend(model_path, sidecar_, options.backend);

@@ -1,5 +1,6 @@
 #include "rtdetr/sidecar.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rtdetr/error.hpp"
+#include "rtdetr/host_step.hpp"
 
 namespace rtdetr {
 
@@ -18,6 +20,7 @@ namespace {
 using Json = nlohmann::json;
 
 const char* const kFormatPrefix = "rtdetr-export/";
+const char* const kSplitFormat = "rtdetr-export/onnx-split";  // rtdetr_export.artifact.records.fields.SPLIT_FORMAT
 // Sidecar schema versions this reader understands (rtdetr_export.artifact.READABLE_SCHEMAS): 1 and 2 describe
 // fixed-size files, 3 adds input_size_range, 4 always records the sampler.
 constexpr std::int64_t kNewestSchema = 4;
@@ -145,6 +148,35 @@ std::string derive_sampler(const std::string& method, const Json& exp) {
   return name + "-bilinear";
 }
 
+// graphs.<part> of a split sidecar. The file is a name beside the sidecar; the Python reader keeps only its last
+// component (pathlib's .name), and so does this, so that neither opens a file elsewhere.
+SplitGraphInfo read_split_graph(const Json& graphs, const char* part) {
+  const std::string where = std::string("graphs.") + part;
+  const Json& graph = require(graphs, part, where);
+  if (!graph.is_object()) wrong_type(where, "an object", graph);
+  SplitGraphInfo out;
+  const std::string& file = as_string(require(graph, "file", where + ".file"), where + ".file");
+  out.file = file.substr(file.find_last_of('/') == std::string::npos ? 0 : file.find_last_of('/') + 1);
+  // Control characters (a newline) would break the one-line messages that name the file.
+  const bool control = std::any_of(out.file.begin(), out.file.end(),
+                                   [](char ch) { return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f; });
+  if (out.file.empty() || out.file == "." || out.file == ".." || control) {
+    throw Error(where + ".file should be a file name");
+  }
+  out.sha256 = as_string(require(graph, "sha256", where + ".sha256"), where + ".sha256");
+  const Json& io = require(graph, "io", where + ".io");
+  out.inputs = read_tensors(require(io, "inputs", where + ".io.inputs"), where + ".io.inputs");
+  out.outputs = read_tensors(require(io, "outputs", where + ".io.outputs"), where + ".io.outputs");
+  return out;
+}
+
+const TensorInfo* find_tensor(const std::vector<TensorInfo>& list, const std::string& name) {
+  for (const TensorInfo& t : list) {
+    if (t.name == name) return &t;
+  }
+  return nullptr;
+}
+
 std::string directory_part(const std::string& path) {
   const auto slash = path.find_last_of('/');
   return slash == std::string::npos ? std::string() : path.substr(0, slash + 1);
@@ -220,10 +252,34 @@ void Sidecar::check_contract() const {
                 std::to_string(want_h)) + ", " + (want_w < 0 ? std::string("width") : std::to_string(want_w)) +
                 "] as input_size" + (s.dynamic_size() ? "_range" : "") + " says");
   }
+  if (s.split) check_split_contract();
   if (s.head == "raw" && s.output("logits")->shape.size() == 3 && s.output("logits")->shape[2] > 0 &&
       s.output("logits")->shape[2] != static_cast<std::int64_t>(s.classes.size())) {
     throw Error(s.path + ": logits have " + std::to_string(s.output("logits")->shape[2]) + " classes but the sidecar "
                 "names " + std::to_string(s.classes.size()));
+  }
+}
+
+void Sidecar::check_split_contract() const {
+  // The names model/split.py gives the cut (CELL_OUTPUTS, QUERY_INPUTS) and the decoder's raw outputs.
+  const std::pair<const SplitGraphInfo*, std::vector<std::vector<std::string>>> parts[] = {
+      {&encoder, {{"images"}, {"memory", "cell_targets", "cell_logits", "cell_box_logits"}}},
+      {&decoder, {{"memory", "query_targets", "reference_logits"}, {"logits", "pred_boxes"}}}};
+  for (const auto& [graph, names] : parts) {
+    const char* part = graph == &encoder ? "encoder" : "decoder";
+    for (int side = 0; side < 2; ++side) {
+      for (const std::string& name : names[side]) {
+        if (!find_tensor(side == 0 ? graph->inputs : graph->outputs, name)) {
+          throw Error(path + ": the split's " + part + " graph needs " + (side == 0 ? "an input" : "an output") +
+                      " named " + name);
+        }
+      }
+    }
+  }
+  const TensorInfo& targets = *find_tensor(decoder.inputs, "query_targets");
+  if (targets.shape.size() != 3 || (targets.shape[1] >= 0 && targets.shape[1] != num_queries)) {
+    throw Error(path + ": the decoder's query_targets should be [N, " + std::to_string(num_queries) +
+                ", D] as model.config.num_queries says");
   }
 }
 
@@ -315,9 +371,28 @@ Sidecar Sidecar::parse(const std::string& text, const std::string& sidecar_path)
     if (!ins || !outs) throw Error("io needs inputs and outputs");
     out.inputs = read_tensors(*ins, "io.inputs");
     out.outputs = read_tensors(*outs, "io.outputs");
+    if (out.format == kSplitFormat) {
+      out.split = true;
+      const Json& graphs = require(root, "graphs", "graphs");
+      out.encoder = read_split_graph(graphs, "encoder");
+      out.decoder = read_split_graph(graphs, "decoder");
+      const Json& host = require(root, "host_step", "host_step");
+      out.host_step = static_cast<int>(as_int(require(host, "version", "host_step.version"), "host_step.version", 1,
+                                              std::numeric_limits<std::int32_t>::max()));
+      const Json& config = require(require(root, "model", "model"), "config", "model.config");
+      out.num_queries = static_cast<int>(as_int(require(config, "num_queries", "model.config.num_queries"),
+                                                "model.config.num_queries", 1, 1 << 20));
+    }
   } catch (const Error& e) {
     // The message may quote a value from the file (an unknown head or sampler), newlines and all.
     throw Error(sidecar_path + ": incomplete sidecar (" + printable(e.what()) + ")");
+  }
+  // A complete sidecar, but for a host step other than the one compiled here: running it could select other
+  // queries than the graphs were verified with.
+  if (out.split && out.host_step != host_step::kVersion) {
+    throw Error(sidecar_path + ": host step version " + std::to_string(out.host_step) + " is not the one these "
+                "engines implement (" + std::to_string(host_step::kVersion) + "); rebuild them from the "
+                "rtdetr-export that wrote the artifact");
   }
   return out;
 }

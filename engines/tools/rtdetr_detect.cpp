@@ -1,7 +1,7 @@
 // rtdetr_detect: run an exported RT-DETRv2 artifact on images and print the detections.
 //
-//   rtdetr_detect MODEL.onnx|MODEL.engine IMAGE... [--threshold 0.5] [--json] [--threads N] [--top-k K] [--batch N]
-//                 [--size HxW]
+//   rtdetr_detect MODEL.onnx|MODEL.engine|SPLIT.json IMAGE... [--threshold 0.5] [--json] [--threads N] [--top-k K]
+//                 [--batch N] [--size HxW]
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -23,7 +23,8 @@ namespace {
 
 const char* const kUsage =
     "usage: rtdetr_detect MODEL IMAGE... [--threshold T] [--json] [--threads N] [--top-k K] [--batch N] [--size HxW]\n"
-    "  MODEL      MODEL.onnx (ONNX Runtime) or MODEL.engine/.plan/.trt (TensorRT), with MODEL.json beside it\n"
+    "  MODEL      MODEL.onnx (ONNX Runtime) or MODEL.engine/.plan/.trt (TensorRT), with MODEL.json beside it;\n"
+    "             or a split artifact (rtdetr-export onnx --split): MODEL.json, or MODEL.encoder/decoder.onnx\n"
     "  IMAGE      PNG or JPEG files\n"
     "  --threshold T  keep detections with score > T (default 0.5)\n"
     "  --json         print one JSON document instead of text\n"

@@ -35,7 +35,8 @@ serving_options = option_group("options", TritonOptions, [
 @serving_options
 @output_flags("the models of the same names in an existing repository")
 def triton_command(artifacts: tuple[str, ...], repository: str, options: TritonOptions, out: OutputFlags) -> None:
-    """Write a Triton model repository serving ARTIFACTs (.onnx or .engine files made by rtdetr-export)."""
+    """Write a Triton model repository serving ARTIFACTs (.onnx or .engine files made by rtdetr-export; a split
+    artifact as its .json sidecar or either graph)."""
     from rtdetr_export.serving import write_repository
 
     force, quiet, as_json = out.force, out.quiet, out.as_json

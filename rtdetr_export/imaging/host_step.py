@@ -31,11 +31,17 @@ def select_cells(cells: dict[str, np.ndarray], num_queries: int) -> np.ndarray:
     return top_k_indices(cells["cell_logits"].max(-1), num_queries)
 
 
+def query_rows(cells: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
+    """The selected cells' query targets and reference boxes: graph 2's inputs other than the memory (a served split
+    hands graph 1's memory to graph 2 directly, serving/split.py, so the host step need not carry it)."""
+    return {"query_targets": gather_rows(cells["cell_targets"], index),
+            "reference_logits": gather_rows(cells["cell_box_logits"], index)}
+
+
 def gather_queries(cells: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
     """Graph 2's inputs (model/split.py QUERY_INPUTS) for the selected cells ``index``: their query targets and
     reference boxes, and the whole memory."""
-    return {"memory": cells["memory"], "query_targets": gather_rows(cells["cell_targets"], index),
-            "reference_logits": gather_rows(cells["cell_box_logits"], index)}
+    return {"memory": cells["memory"], **query_rows(cells, index)}
 
 
 def select_queries(cells: dict[str, np.ndarray], num_queries: int) -> dict[str, np.ndarray]:

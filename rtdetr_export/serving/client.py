@@ -33,7 +33,7 @@ class ServedModel:
     max_batch_size: int
     dynamic_batching: bool
     record: ArtifactRecord | None
-    inner: str | None = None  # an ensemble's model
+    inner: str | None = None  # an ensemble's model; a served split's graph 1 (where batches are formed)
 
     @property
     def head(self) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rtdetr_export.artifact import ENGINE_SUFFIXES, PREFIX, ArtifactRecord, EngineRecord, TensorSpec
+from rtdetr_export.artifact import ENGINE_SUFFIXES, PREFIX, ArtifactRecord, EngineRecord, IODescription, TensorSpec
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
 from rtdetr_export.model.heads import OUTPUTS
 
@@ -149,7 +149,7 @@ def _tensor_types(record: ArtifactRecord) -> dict[str, str]:
     graph's."""
     if isinstance(record, EngineRecord):
         return record.tensor_types
-    return {spec.name: spec.dtype for spec in record.io.inputs + record.io.outputs}
+    return tensor_types(record.io)
 
 
 def _data_type(name: str, dtype: str) -> str:
@@ -158,7 +158,7 @@ def _data_type(name: str, dtype: str) -> str:
     return DATA_TYPES[dtype]
 
 
-def _add_tensors(target: Any, values: tuple[TensorSpec, ...], types: dict[str, str], plan: BatchPlan) -> None:
+def add_tensors(target: Any, values: tuple[TensorSpec, ...], types: dict[str, str], plan: BatchPlan) -> None:
     for value in values:
         shape = list(value.shape or ())
         start = 0 if plan.max_batch_size == 0 else 1
@@ -196,15 +196,22 @@ def record_parameters(record: ArtifactRecord) -> dict[str, Any]:
     return fields
 
 
+def tensor_types(io: IODescription) -> dict[str, str]:
+    """Element type of each tensor of an ONNX graph's ``io``."""
+    return {spec.name: spec.dtype for spec in io.inputs + io.outputs}
+
+
 def model_config(name: str, artifact: Path, record: ArtifactRecord, backend: str, plan: BatchPlan,
-                 options: TritonOptions, sha256: str) -> Any:
-    """The ``ModelConfig`` serving ``artifact`` with ``backend`` (one of SERVED)."""
+                 options: TritonOptions, sha256: str, io: IODescription | None = None, role: str = "model") -> Any:
+    """The ``ModelConfig`` serving ``artifact`` with ``backend`` (one of SERVED). ``io`` and ``role``: a graph of a
+    split artifact (serving/split.py), whose tensors are its own, not the whole model's contract in the record."""
     config = pb2().ModelConfig(name=name, **SERVED[backend][1])
-    types = _tensor_types(record)
-    _add_tensors(config.input, record.io.inputs, types, plan)
-    _add_tensors(config.output, record.io.outputs, types, plan)
+    types = _tensor_types(record) if io is None else tensor_types(io)
+    io = io or record.io
+    add_tensors(config.input, io.inputs, types, plan)
+    add_tensors(config.output, io.outputs, types, plan)
     _scheduling(config, plan, options, "KIND_GPU" if backend == "tensorrt" else "KIND_CPU")
-    add_parameters(config, {"role": "model", "artifact": {"file": artifact.name, "sha256": sha256}})
+    add_parameters(config, {"role": role, "artifact": {"file": artifact.name, "sha256": sha256}})
     if backend == "python":
         add_parameters(config, {"runtime": options.python_runtime})
         if options.threads:
@@ -213,7 +220,7 @@ def model_config(name: str, artifact: Path, record: ArtifactRecord, backend: str
     return config
 
 
-def _python_step(name: str, role: str, plan: BatchPlan, options: TritonOptions) -> Any:
+def python_step(name: str, role: str, plan: BatchPlan, options: TritonOptions) -> Any:
     config = pb2().ModelConfig(name=name, backend="python")
     _scheduling(config, plan, options, "KIND_CPU")
     add_parameters(config, {"role": role})
@@ -232,7 +239,7 @@ def ensemble_configs(name: str, record: ArtifactRecord, plan: BatchPlan,
     types = _tensor_types(record)
     fp32, i64 = "TYPE_FP32", "TYPE_INT64"
     encoded = [1] if plan.max_batch_size else [plan.static_batch]  # one encoded image per batch item
-    pre = _python_step(f"{name}_preprocess", "preprocess", plan, options)
+    pre = python_step(f"{name}_preprocess", "preprocess", plan, options)
     pre.input.add(name="image", data_type="TYPE_STRING", dims=encoded)
     pre.output.add(name="images", data_type=_data_type("images", types["images"]), dims=_batched([3, height, width], plan))
     pre.output.add(name="orig_target_sizes", data_type=i64, dims=_batched([2], plan))
@@ -247,7 +254,7 @@ def ensemble_configs(name: str, record: ArtifactRecord, plan: BatchPlan,
     model_inputs = {name: name for name in record.io.input_names}
     if head == "raw":
         queries, classes = record.io.outputs[0].shape[1:]
-        post = _python_step(f"{name}_postprocess", "postprocess", plan, options)
+        post = python_step(f"{name}_postprocess", "postprocess", plan, options)
         post.input.add(name="logits", data_type=fp32, dims=_batched([queries, classes], plan))
         post.input.add(name="pred_boxes", data_type=fp32, dims=_batched([queries, 4], plan))
         post.input.add(name="orig_target_sizes", data_type=i64, dims=_batched([2], plan))

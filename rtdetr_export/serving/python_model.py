@@ -11,6 +11,9 @@ One file for the three roles a repository can need, chosen by the config's ``rtd
   ``rtdetr_export.imaging`` itself, so a served ensemble resizes and scales exactly as ``predict`` does.
 - ``postprocess`` (ensemble over a raw head): logits and boxes -> the detections head's labels, boxes, scores,
   through ``rtdetr_export.imaging.postprocess``.
+- A split artifact (serving/split.py): ``encoder`` and ``decoder`` serve its graphs as ``model`` serves a file;
+  ``select`` is the host step between them and ``detections`` the detections head's top-k after graph 2, both
+  ``rtdetr_export.imaging.host_step`` itself, the code the local split runner runs (not a copy).
 
 A request that cannot be served (undecodable bytes) gets its own error response; the others in the batch are
 answered. The Python backend's stub needs numpy < 2 (docs/serving.md).
@@ -23,6 +26,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 PREFIX = "rtdetr_export."
+GRAPH_ROLES = ("model", "encoder", "decoder")  # serve model.onnx beside this file
 
 
 def _parameter(config, key, default=None):
@@ -38,7 +42,7 @@ class TritonPythonModel:
         self.batching = int(self.config.get("max_batch_size", 0)) > 0
         self.output_types = {o["name"]: pb_utils.triton_string_to_numpy(o["data_type"])
                              for o in self.config["output"]}
-        if self.role == "model":
+        if self.role in GRAPH_ROLES:
             path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
             runtime = _parameter(self.config, "runtime", "onnxruntime")
             threads = _parameter(self.config, "threads")
@@ -55,6 +59,16 @@ class TritonPythonModel:
             from rtdetr_export.imaging import postprocess
 
             self.postprocess = postprocess
+        elif self.role == "select":
+            from rtdetr_export.imaging.host_step import query_rows, select_cells
+
+            self.query_rows, self.select_cells = query_rows, select_cells
+            self.num_queries = int(_parameter(self.config, "num_queries"))
+        elif self.role == "detections":
+            from rtdetr_export.imaging.host_step import top_detections
+
+            self.top_detections = top_detections
+            self.top_k = int(_parameter(self.config, "top_k"))
         else:
             raise pb_utils.TritonModelException(f"unknown rtdetr_export.role {self.role!r}")
 
@@ -70,7 +84,7 @@ class TritonPythonModel:
         raise pb_utils.TritonModelException(f"unknown rtdetr_export.runtime {runtime!r}")
 
     def finalize(self):
-        if self.role == "model":
+        if self.role in GRAPH_ROLES:
             self.runner.deactivate()
 
     def _response(self, outputs):
@@ -88,7 +102,7 @@ class TritonPythonModel:
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
 
     def execute(self, requests):
-        if self.role == "model":
+        if self.role in GRAPH_ROLES:
             return self._execute_model(requests)
         responses = []
         for request in requests:  # per request, so that one bad image fails only its own request
@@ -113,6 +127,8 @@ class TritonPythonModel:
                 for i in range(len(requests))]
 
     def _step(self, request):
+        if self.role in ("select", "detections"):
+            return self._host_step(request)
         if self.role == "preprocess":
             encoded = pb_utils.get_input_tensor_by_name(request, "image").as_numpy().reshape(-1)
             pictures = [self.decode(bytes(data), f"image {i}") for i, data in enumerate(encoded)]
@@ -127,3 +143,10 @@ class TritonPythonModel:
                                  top_k=logits.shape[1])
         return {"labels": np.stack([d.labels for d in found]), "boxes": np.stack([d.boxes for d in found]),
                 "scores": np.stack([d.scores for d in found])}
+
+    def _host_step(self, request):
+        tensors = {i["name"]: pb_utils.get_input_tensor_by_name(request, i["name"]).as_numpy()
+                   for i in self.config["input"]}
+        if self.role == "select":
+            return self.query_rows(tensors, self.select_cells(tensors, self.num_queries))
+        return self.top_detections(tensors["logits"], tensors["pred_boxes"], tensors["orig_target_sizes"], self.top_k)

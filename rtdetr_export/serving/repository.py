@@ -2,8 +2,9 @@
 
 Layout (Triton's): ``REPO/NAME/config.pbtxt`` and ``REPO/NAME/1/model.{plan,onnx}``; the Python backend adds
 ``REPO/NAME/1/model.py`` (``serving/python_model.py``), ``--ensemble`` adds ``NAME_preprocess``,
-``NAME_postprocess`` (raw head) and ``NAME_ensemble``. Everything is staged in a hidden folder beside REPO and
-moved in by rename, so a failure leaves REPO as it was.
+``NAME_postprocess`` (raw head) and ``NAME_ensemble``. A split artifact (given as its sidecar or either graph) is
+served as the ensemble ``NAME`` over its graphs and host step (serving/split.py). Everything is staged in a hidden
+folder beside REPO and moved in by rename, so a failure leaves REPO as it was.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rtdetr_export.artifact import ENGINE_SUFFIXES, ArtifactRecord, open_artifact, sidecar_path
+from rtdetr_export.artifact import (ENGINE_SUFFIXES, ArtifactRecord, SplitRecord, open_artifact, sidecar_path,
+                                    split_sidecar)
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.files import file_sha256
 from rtdetr_export.serving.config import (SERVED, TritonOptions, ensemble_configs, model_config, plan_batching,
                                           serving_backend, to_text)
+from rtdetr_export.serving.split import check_split_backend, split_models, split_step_names
 
 # The Python-backend model's source; read, never imported here (it imports Triton's triton_python_backend_utils).
 TEMPLATE = Path(__file__).with_name("python_model.py")
@@ -31,7 +34,7 @@ class ServedModel:
     """One model folder written into the repository."""
 
     name: str
-    role: str  # model, preprocess, postprocess, ensemble
+    role: str  # model, preprocess, postprocess, ensemble; a split's encoder, select, decoder, detections
     backend: str
     max_batch_size: int
     source: str | None = None  # the artifact it serves
@@ -63,13 +66,18 @@ def _model_name(artifact: Path, options: TritonOptions, count: int) -> str:
     return name
 
 
-def _check_artifact(artifact: Path) -> ArtifactRecord:
+def _check_artifact(artifact: Path) -> tuple[Path, ArtifactRecord]:
+    """The file a model is served and named from, and its record: a split artifact's sidecar (given it or either
+    graph; both graphs must be there, as recorded), else the artifact itself."""
     if not artifact.is_file():
         raise RTDetrExportError(f"{artifact}: no such file")
+    record = open_artifact(artifact)  # a split's sidecar or graph opens the split's record, or a one-line error
+    if isinstance(record, SplitRecord):
+        return split_sidecar(artifact), record
     if artifact.suffix.lower() not in ENGINE_SUFFIXES and not sidecar_path(artifact).is_file():
         raise RTDetrExportError(f"{artifact}: no sidecar {sidecar_path(artifact).name} next to it; the repository's "
                                 "config comes from it (export with `rtdetr-export onnx`)")
-    return open_artifact(artifact)
+    return artifact, record
 
 
 def _check_repository(repository: Path, names: list[str], force: bool) -> None:
@@ -121,15 +129,18 @@ def write_repository(artifacts: list[str | Path], repository: str | Path, option
         raise RTDetrExportError("give at least one ARTIFACT (.onnx or .engine made by rtdetr-export)")
     options.validate()
     repository = Path(repository)
-    paths = [Path(a) for a in artifacts]
-    names = [_model_name(p, options, len(paths)) for p in paths]
     planned = []
-    for path, name in zip(paths, names):
-        record = _check_artifact(path)
-        backend = serving_backend(path, options.backend)
+    for given in artifacts:
+        path, record = _check_artifact(Path(given))
+        name = _model_name(path, options, len(artifacts))
+        split = isinstance(record, SplitRecord)
+        backend = check_split_backend(path, options.backend) if split else serving_backend(path, options.backend)
         planned.append((path, name, record, backend, plan_batching(path, record, options)))
+    names = [name for _, name, *_ in planned]
     all_names = names + [f"{n}_{s}" for n in names for s in ("preprocess", "postprocess", "ensemble")
                          if options.ensemble]
+    all_names += [step for _, name, record, *_ in planned if isinstance(record, SplitRecord)
+                  for step in split_step_names(name, record)]
     _check_repository(repository, all_names, force)
 
     result = RepositoryResult(repository)
@@ -140,13 +151,21 @@ def write_repository(artifacts: list[str | Path], repository: str | Path, option
             if plan.warning:
                 result.warnings.append(plan.warning)
                 log(f"warning: {plan.warning}")
-            config = model_config(name, path, record, backend, plan, options, file_sha256(path))
-            files: dict[str, Path | str] = {SERVED[backend][0]: path}
-            if backend == "python":
-                files["model.py"] = template
-            _write_model(stage, name, config, files)
-            result.models.append(ServedModel(name, "model", backend, plan.max_batch_size, str(path)))
-            log(f"{name}: {backend}, max_batch_size {plan.max_batch_size}")
+            if isinstance(record, SplitRecord):
+                for model in split_models(name, path, record, backend, plan, options, template):
+                    _write_model(stage, model.name, model.config, model.files)
+                    result.models.append(ServedModel(model.name, model.role, model.backend, plan.max_batch_size,
+                                                     str(path)))
+                log(f"{name}: ensemble of {', '.join(split_step_names(name, record))} ({backend} graphs), "
+                    f"max_batch_size {plan.max_batch_size}")
+            else:
+                config = model_config(name, path, record, backend, plan, options, file_sha256(path))
+                files: dict[str, Path | str] = {SERVED[backend][0]: path}
+                if backend == "python":
+                    files["model.py"] = template
+                _write_model(stage, name, config, files)
+                result.models.append(ServedModel(name, "model", backend, plan.max_batch_size, str(path)))
+                log(f"{name}: {backend}, max_batch_size {plan.max_batch_size}")
             if options.ensemble:
                 for step_name, step in ensemble_configs(name, record, plan, options).items():
                     role = step_name.rsplit("_", 1)[1]

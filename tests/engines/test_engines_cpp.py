@@ -7,6 +7,9 @@
   same labels, scores within 1e-5 and boxes within 1e-3 px as ``OnnxRuntimeRunner`` + ``postprocess``;
 - Exif orientation: decoded JPEGs equal PIL's ``ImageOps.exif_transpose``; planted score ties are ordered as
   numpy's stable argsort orders them; older sidecars name their sampler as the exporter does;
+- split artifacts: the C++ host step selects the cells, rows and detections the in-graph TopK does (50 seeded
+  inputs with planted ties), ``rtdetr_detect`` on a split export equals the Python ``SplitRunner`` pipeline, and a
+  missing graph or one from another export is one line, non-zero, nothing printed;
 - user errors (missing or foreign files, no sidecar, damaged sidecars, bad images, bad options): one line on stderr,
   non-zero exit;
 - fuzzing (slow): engines/fuzz.sh runs the file readers under libFuzzer + ASan/UBSan and finds nothing.
@@ -60,6 +63,7 @@ BOX_TOL = 1e-3
 class Tools:
     detect: Path
     image: Path
+    host_step: Path
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +78,7 @@ def tools() -> Tools:
     build = subprocess.run(["bash", str(ENGINES / "build.sh")], capture_output=True, text=True, env=env,
                            timeout=1200)
     assert build.returncode == 0, f"engines/build.sh failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}"
-    return Tools(BUILD / "rtdetr_detect", BUILD / "rtdetr_image")
+    return Tools(BUILD / "rtdetr_detect", BUILD / "rtdetr_image", BUILD / "rtdetr_host_step")
 
 
 @pytest.fixture(scope="module")
@@ -632,10 +636,249 @@ def test_any_damaged_sidecar_is_a_one_line_error(tools, tmp_path):
 
 
 
+# -- split artifacts -----------------------------------------------------------------------------------------------
+def selection_graph(path: Path, k: int) -> Path:
+    """The single graph's query selection alone (model/query_selection.py traced: ReduceMax, TopK, GatherElements),
+    for ONNX Runtime to select with: the in-graph version the host step replaces."""
+    import onnx
+    import torch
+
+    from rtdetr_export.export.torch_export import trace_to_onnx
+    from rtdetr_export.model.query_selection import gather_rows, select_topk
+
+    class Selection(torch.nn.Module):
+        def forward(self, cell_logits, cell_targets, cell_box_logits):
+            index = select_topk(cell_logits, k)
+            return index, gather_rows(cell_targets, index), gather_rows(cell_box_logits, index)
+
+    inputs = (torch.zeros(2, 336, 4), torch.zeros(2, 336, 32), torch.zeros(2, 336, 4))
+    graph = trace_to_onnx(Selection(), inputs, ["cell_logits", "cell_targets", "cell_box_logits"],
+                          ["index", "query_targets", "reference_logits"], 17, dynamic_batch=True)
+    assert {"TopK", "GatherElements"} <= {node.op_type for node in graph.graph.node}
+    onnx.save(graph, str(path))
+    return path
+
+
+def cells_with_ties(seed: int, k: int) -> dict[str, np.ndarray]:
+    """Seeded graph-1 outputs (batch 2, 336 cells, 4 classes, 32 channels) whose best class scores tie exactly at
+    and around the top-k boundary, and every fifth seed on a coarse grid where ties are everywhere."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(2, 336, 4)).astype(np.float32)
+    if seed % 5 == 0:
+        logits = np.round(logits * 2) / 2
+    for b in range(2):
+        tie = np.sort(logits[b].max(-1))[::-1][k - 1]  # the score of the last cell kept
+        cells = rng.choice(336, size=int(rng.integers(2, 8)), replace=False)
+        logits[b, cells] = np.minimum(logits[b, cells], tie)
+        logits[b, cells, rng.integers(0, 4, size=len(cells))] = tie
+    return {"cell_logits": logits, "cell_targets": rng.normal(size=(2, 336, 32)).astype(np.float32),
+            "cell_box_logits": rng.normal(size=(2, 336, 4)).astype(np.float32)}
+
+
+def cpp_select(tools: Tools, cells: dict[str, np.ndarray], k: int, folder: Path) -> dict[str, np.ndarray]:
+    b, n, c = cells["cell_logits"].shape
+    d = cells["cell_targets"].shape[-1]
+    names = ("cell_logits", "cell_targets", "cell_box_logits")
+    for name in names:
+        cells[name].tofile(folder / f"{name}.f32")
+    result = run_tool(tools.host_step, "select", b, n, c, d, k, *(folder / f"{name}.f32" for name in names), folder)
+    assert result.returncode == 0, result.stderr
+    return {"index": np.fromfile(folder / "index.i64", np.int64).reshape(b, k),
+            "query_targets": np.fromfile(folder / "query_targets.f32", np.float32).reshape(b, k, d),
+            "reference_logits": np.fromfile(folder / "reference_logits.f32", np.float32).reshape(b, k, 4)}
+
+
+def test_cpp_host_step_selects_what_the_graphs_topk_selects_with_planted_ties(tools, tmp_path):
+    """50 seeded inputs with exact ties across the top-k boundary: the C++ query selection gives the indices and
+    rows that the single graph's TopK + GatherElements give on ONNX Runtime, and that the PyTorch model's
+    selection (eager: a stable descending sort) gives; the numpy host step agrees too."""
+    import onnxruntime as ort
+    import torch
+
+    from rtdetr_export.imaging.host_step import select_cells, select_queries
+    from rtdetr_export.model.query_selection import select_topk
+
+    k = 30
+    session = ort.InferenceSession(str(selection_graph(tmp_path / "selection.onnx", k)))
+    boundary_ties = 0
+    for seed in range(50):
+        cells = cells_with_ties(seed, k)
+        index, targets, boxes = session.run(None, cells)
+        got = cpp_select(tools, cells, k, tmp_path)
+        np.testing.assert_array_equal(got["index"], index, err_msg=f"seed {seed}: indices")
+        np.testing.assert_array_equal(got["query_targets"], targets, err_msg=f"seed {seed}: query_targets")
+        np.testing.assert_array_equal(got["reference_logits"], boxes, err_msg=f"seed {seed}: reference_logits")
+        np.testing.assert_array_equal(got["index"], select_topk(torch.from_numpy(cells["cell_logits"]), k).numpy())
+        host = select_queries(dict(cells, memory=np.zeros((2, 1, 1), np.float32)), k)
+        np.testing.assert_array_equal(got["index"], select_cells(cells, k))
+        np.testing.assert_array_equal(got["query_targets"], host["query_targets"])
+        scores = cells["cell_logits"].max(-1)
+        kth = np.take_along_axis(scores, index[:, -1:], axis=1)
+        left_out = np.ones_like(scores, dtype=bool)
+        np.put_along_axis(left_out, index, False, axis=1)
+        boundary_ties += int(((scores == kth) & left_out).any(1).sum())
+    assert boundary_ties >= 50, "the planted ties straddle the boundary in most of the 100 images"
+
+
+def test_cpp_host_step_detections_equal_the_detections_head_with_ties(tools, tmp_path):
+    """The detections head's top-k on the host: logits drawn from five values, so scores repeat everywhere (40 and
+    45 both give a probability of exactly 1.0), and K cuts a group of equal scores. The C++ labels and their order
+    equal the PyTorch DetectionsHead's (eager: a stable sort, ONNX TopK's rule), scores and boxes within the
+    limits tests/export/test_split_export.py holds the numpy host step to; the numpy host step is matched exactly."""
+    import torch
+
+    from rtdetr_export.imaging.host_step import top_detections
+    from rtdetr_export.model.heads import DetectionsHead
+
+    b, q, c, k = 3, 30, 4, 50
+    cut_ties = 0
+    for seed in range(10):
+        rng = np.random.default_rng(100 + seed)
+        logits = rng.choice(np.float32([-1.0, 0.5, 2.0, 40.0, 45.0]), size=(b, q, c))
+        boxes = rng.random((b, q, 4), dtype=np.float32)
+        sizes = np.array([[640, 480], [128, 128], [1280, 720]], dtype=np.int64)
+
+        class Raw(torch.nn.Module):
+            def forward(self, images):
+                return torch.from_numpy(logits), torch.from_numpy(boxes)
+
+        labels, picked, scores = (t.numpy() for t in DetectionsHead(Raw(), k)(torch.zeros(1), torch.from_numpy(sizes)))
+        logits.tofile(tmp_path / "logits.f32")
+        boxes.tofile(tmp_path / "pred_boxes.f32")
+        sizes.tofile(tmp_path / "sizes.i64")
+        result = run_tool(tools.host_step, "detect", b, q, c, k, tmp_path / "logits.f32", tmp_path / "pred_boxes.f32",
+                          tmp_path / "sizes.i64", tmp_path)
+        assert result.returncode == 0, result.stderr
+        got = {"labels": np.fromfile(tmp_path / "labels.i64", np.int64).reshape(b, k),
+               "boxes": np.fromfile(tmp_path / "boxes.f32", np.float32).reshape(b, k, 4),
+               "scores": np.fromfile(tmp_path / "scores.f32", np.float32).reshape(b, k)}
+        probs = np.sort(1.0 / (1.0 + np.exp(-logits.reshape(b, -1).astype(np.float64))), axis=1)[:, ::-1]
+        cut_ties += int((probs[:, k - 1] == probs[:, k]).sum())
+        np.testing.assert_array_equal(got["labels"], labels, err_msg=f"seed {seed}: labels")
+        np.testing.assert_allclose(got["scores"], scores, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(got["boxes"], picked, rtol=0, atol=1e-3)  # pixels, float32 at 1280
+        host = top_detections(logits, boxes, sizes, k)
+        for name in ("labels", "boxes", "scores"):
+            np.testing.assert_array_equal(got[name], host[name], err_msg=f"seed {seed}: {name} (numpy host step)")
+    assert cut_ties >= 20, "K cuts a group of equal scores in most of the 30 images"
+
+
+@pytest.fixture(scope="module")
+def split_exports(tmp_path_factory) -> dict[str, Path]:
+    """The fixture's discrete fine-tune as split artifacts: raw head with a dynamic batch, and the detections head
+    (top-k 100); each maps to its sidecar. Both are named split.onnx (in their own folders), so each graph's metadata
+    names the sidecar split.json, as two exports of one name do. Verification is tests/export's, not repeated here."""
+    from rtdetr_export.pipeline import export_split
+
+    out = tmp_path_factory.mktemp("engines_split")
+    model = load_model(FIXTURE / "rtdetrv2_shapes_dsp")
+    variants = {"raw": OnnxExportOptions(head="raw", dynamic_batch=True, verify=False),
+                "detections": OnnxExportOptions(head="detections", top_k=100, simplify=False, verify=False)}
+    sidecars = {}
+    for name, options in variants.items():
+        (out / name).mkdir()
+        sidecars[name] = export_split(model, out / name / "split.onnx", options).sidecar
+    return sidecars
+
+
+def python_split_detections(sidecar: Path, paths: list[Path], threshold: float, batch: int = 1) -> list[list[dict]]:
+    """load_image, preprocess, the Python SplitRunner (graph 1, numpy host step, graph 2), then postprocess (raw
+    head) or the threshold (detections head)."""
+    from rtdetr_export.artifact import open_artifact
+    from rtdetr_export.backends.split_runner import SplitRunner
+
+    record = open_artifact(sidecar)
+    folder, classes = sidecar.parent, record.classes
+    results = []
+    with SplitRunner(folder / record.encoder.file, folder / record.decoder.file, record.model.config.num_queries,
+                     record.head, record.top_k) as runner:
+        for start in range(0, len(paths), batch):
+            images = [load_image(p) for p in paths[start:start + batch]]
+            feed = {"images": preprocess_batch(images, tuple(record.input_size)),
+                    "orig_target_sizes": np.array([[im.width, im.height] for im in images], dtype=np.int64)}
+            out = runner.infer(feed)
+            if record.head == "raw":
+                found = postprocess(out["logits"], out["pred_boxes"], [(im.height, im.width) for im in images],
+                                    threshold=threshold)
+                results += [d.to_list(classes) for d in found]
+            else:
+                for labels, boxes, scores in zip(out["labels"], out["boxes"], out["scores"]):
+                    keep = scores.astype(np.float64) > threshold
+                    results.append([{"label": int(l), "name": classes[int(l)], "score": float(s),
+                                     "box": [float(v) for v in b]}
+                                    for l, b, s in zip(labels[keep], boxes[keep], scores[keep])])
+    return results
+
+
+@pytest.mark.parametrize("head", ["raw", "detections"])
+def test_split_artifact_detections_equal_the_python_split_pipeline(tools, split_exports, head):
+    """rtdetr_detect on a split artifact, opened by its sidecar or either graph, gives the detections of the Python
+    pipeline over SplitRunner: same labels, scores within 1e-5, boxes within 1e-3 px (the single file's limits).
+    The raw head runs in batches of 3 on both sides, so the host step sees more than one image."""
+    sidecar = split_exports[head]
+    extra, batch = (("--batch", "3"), 3) if head == "raw" else ((), 1)
+    encoder, decoder = (sidecar.parent / f"split.{part}.onnx" for part in ("encoder", "decoder"))
+    total = 0
+    for threshold in thresholds_for(python_split_detections(sidecar, DETECT_IMAGES, 0.0, batch)):
+        want = python_split_detections(sidecar, DETECT_IMAGES, threshold, batch)
+        runs = [cpp_detections(tools, opened, DETECT_IMAGES, threshold, *extra)
+                for opened in ((sidecar, encoder, decoder) if threshold == 0.5 else (sidecar,))]
+        for got in runs:
+            assert got["backend"] == "onnxruntime-split" and got["head"] == head
+            assert got["images"] == runs[0]["images"], "the sidecar and either graph open the same artifact"
+        for path, cpp_image, python_image in zip(DETECT_IMAGES, runs[0]["images"], want):
+            compare(cpp_image["detections"], python_image, f"split {head} {path.name} threshold {threshold:.6g}")
+            total += len(python_image)
+    assert total > 0, "the comparison needs detections to compare"
+
+
+def copy_split(sidecar: Path, folder: Path) -> Path:
+    folder.mkdir()
+    for path in sidecar.parent.iterdir():
+        shutil.copy(path, folder / path.name)
+    return folder / sidecar.name
+
+
+def assert_refused_without_output(result: subprocess.CompletedProcess, folder: Path, before: list[str],
+                                  *fragments: str) -> None:
+    assert_one_line_error(result, *fragments)
+    assert result.stdout == "", "nothing printed but the error"
+    assert sorted(p.name for p in folder.iterdir()) == before, "nothing written"
+
+
+def test_a_split_artifact_with_a_missing_or_foreign_graph_is_refused_in_one_line(tools, split_exports, tmp_path):
+    """A missing decoder graph, or a decoder from another export under the right name: one line naming the file,
+    exit 1, nothing on stdout, no file written, whether the sidecar or the encoder graph is given."""
+    image = DETECT_IMAGES[-1]
+    missing = copy_split(split_exports["raw"], tmp_path / "missing")
+    (missing.parent / "split.decoder.onnx").unlink()
+    before = sorted(p.name for p in missing.parent.iterdir())
+    for opened in (missing, missing.parent / "split.encoder.onnx"):
+        assert_refused_without_output(run_tool(tools.detect, opened, image, "--json"), missing.parent, before,
+                                      "split.decoder.onnx", "decoder graph of split.json is missing")
+
+    foreign = copy_split(split_exports["raw"], tmp_path / "foreign")
+    other = split_exports["detections"].parent / "split.decoder.onnx"  # another export's decoder, same name
+    shutil.copy(other, foreign.parent / "split.decoder.onnx")
+    before = sorted(p.name for p in foreign.parent.iterdir())
+    for opened in (foreign, foreign.parent / "split.encoder.onnx", foreign.parent / "split.decoder.onnx"):
+        assert_refused_without_output(run_tool(tools.detect, opened, image), foreign.parent, before,
+                                      "split.decoder.onnx", "sha256 differs")
+
+    # A sidecar for another host step, and a single file's sidecar given as a split one: one line each.
+    record = json.loads(split_exports["raw"].read_text())
+    newer = copy_split(split_exports["raw"], tmp_path / "newer")
+    newer.write_text(json.dumps(dict(record, host_step={"version": 2})))
+    assert_one_line_error(run_tool(tools.detect, newer, image), "split.json",
+                          "host step version 2 is not the one these engines implement (1)")
+    assert_one_line_error(run_tool(tools.detect, MICRO.with_suffix(".json"), image), "micro_raw_v1.json",
+                          "not the sidecar of a split artifact")
+
+
 # -- fuzzing -------------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_fuzzing_the_file_readers_finds_nothing():
-    """engines/fuzz.sh 20: the sidecar reader and the PNG/JPEG decoders under libFuzzer with AddressSanitizer and
+    """engines/fuzz.sh 20: the sidecar reader, the PNG/JPEG decoders and the ONNX metadata reader under libFuzzer with AddressSanitizer and
     fatal UndefinedBehaviorSanitizer, 20 s each from the committed seed corpus. Any crash, leak, sanitizer report,
     hang or exception other than rtdetr::Error fails it. Skips without clang and its libFuzzer runtime, except
     under CI, whose set-up installs them (engines/fuzz.sh --install-system-packages)."""
@@ -646,7 +889,7 @@ def test_fuzzing_the_file_readers_finds_nothing():
             pytest.fail(f"CI must fuzz the engines: {reason}")
         pytest.skip(reason)
     assert result.returncode == 0, f"fuzzing found a problem:\n{result.stdout}\n{result.stderr[-3000:]}"
-    for target in ("sidecar", "image"):
+    for target in ("sidecar", "image", "onnx"):
         found = re.search(rf"^fuzz {target}: (\d+) executions in \d+ s, cov: (\d+)", result.stdout, re.M)
         assert found, f"no report for {target}:\n{result.stdout}"
         assert int(found[1]) > 1000 and int(found[2]) > 100, found[0]

@@ -16,6 +16,15 @@ struct TensorInfo {
   std::string dtype;                // numpy spelling: "float32", "int64", ...
 };
 
+// One graph of a split artifact (format rtdetr-export/onnx-split): its file name beside the sidecar, the sha256 it
+// was written with, and its own inputs and outputs.
+struct SplitGraphInfo {
+  std::string file;
+  std::string sha256;
+  std::vector<TensorInfo> inputs;
+  std::vector<TensorInfo> outputs;
+};
+
 struct Sidecar {
   std::string path;     // where it was read from
   std::string format;   // "rtdetr-export/onnx", ...
@@ -31,8 +40,15 @@ struct Sidecar {
   // How the graph reads sampling points: "gather-bilinear", "gridsample-bilinear" or "gather-nearest" (always
   // present from schema 4; older sidecars without it: derived from method and export.bilinear_op).
   std::string sampler;
-  std::vector<TensorInfo> inputs;
-  std::vector<TensorInfo> outputs;
+  std::vector<TensorInfo> inputs;   // the whole model's contract (a split artifact: what graph 1 -> host step ->
+  std::vector<TensorInfo> outputs;  // graph 2 takes and gives, as the single file of the same head)
+
+  // A split artifact: two graphs and the host step between them (rtdetr/host_step.hpp); empty otherwise.
+  bool split = false;
+  SplitGraphInfo encoder;  // graph 1: images -> memory, cell_targets, cell_logits, cell_box_logits
+  SplitGraphInfo decoder;  // graph 2: memory, query_targets, reference_logits -> logits, pred_boxes
+  int host_step = 0;       // host_step.version
+  int num_queries = 0;     // model.config.num_queries: the cells the host step selects
 
   bool dynamic_size() const { return max_height > 0; }
   // Run at (height, width) instead of input_size: only a dynamic-size artifact, within its range, multiples of
@@ -45,8 +61,10 @@ struct Sidecar {
   const TensorInfo* output(const std::string& name) const;
 
   // The head's tensor contract (docs/onnx-export.md): input/output names, images = [N, 3, H, W] as input_size
-  // says, the logits' class count. Checked once so that a detector can index the outputs blindly.
+  // says, the logits' class count; for a split artifact also each graph's names and the query count. Checked once
+  // so that a detector can index the outputs blindly.
   void check_contract() const;
+  void check_split_contract() const;
 
   // Reads and validates a sidecar file; throws rtdetr::Error (one line) if it is missing or not ours.
   static Sidecar load(const std::string& sidecar_path);
