@@ -30,7 +30,7 @@ from rtdetr_export.model.query_selection import select_topk  # noqa: E402
 
 # The slow/fast tier rule (tests/tiers.py) is a plugin of its own (its collection hook must run first); the micro
 # artifacts the fast tier reads are tests/micro.py's session fixtures.
-pytest_plugins = ["tiers", "micro"]
+pytest_plugins = ["tiers", "micro", "split_cases"]
 
 # The trained fixture (benchmarks/fixture/): what accuracy, agreement-limit and precision tests run on.
 SHAPES = Path(__file__).parent / "data" / "fixture"

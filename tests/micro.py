@@ -26,7 +26,7 @@ def micro_model(seed: int = 0, **overrides):
     """The seeded micro model (``overrides``: other config fields, e.g. the classes of a dataset)."""
     from rtdetr_export.weights import load_model
 
-    return load_model(preset="tiny", image_size=MICRO_SIZE, seed=seed, **{**MICRO, **overrides})
+    return load_model(preset="tiny", seed=seed, **{"image_size": MICRO_SIZE, **MICRO, **overrides})
 
 
 def _exported(made_once, name: str, options_for) -> Path:
@@ -73,6 +73,6 @@ def micro_split(made_once) -> Path:
     def make(folder: Path) -> None:
         from rtdetr_export.pipeline import OnnxExportOptions, export_split
 
-        export_split(micro_model(), folder / "split.onnx", OnnxExportOptions(dynamic_batch=True, simplify=False))
+        export_split(micro_model(), folder / "micro.onnx", OnnxExportOptions(dynamic_batch=True, simplify=False))
 
-    return made_once("micro-split", make) / "split.json"
+    return made_once("micro-split", make) / "micro.json"

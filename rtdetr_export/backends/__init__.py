@@ -12,6 +12,7 @@ from typing import Any
 # name -> module that defines it (resolved by __getattr__)
 _RUNNERS = {
     "Runner": "rtdetr_export.backends.base",
+    "artifact_runner": "rtdetr_export.backends.artifact",
     "Fp16EmulationRunner": "rtdetr_export.backends.fp16_emulation",
     "OnnxRuntimeRunner": "rtdetr_export.backends.onnxruntime_runner",
     "SplitRunner": "rtdetr_export.backends.split_runner",

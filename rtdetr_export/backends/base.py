@@ -11,6 +11,9 @@ class Runner(ABC):
     """Runs one artifact. Use as a context manager: ``with runner: outputs = runner.infer(feed)``."""
 
     name: str = "runner"
+    # Milliseconds per stage of the last ``infer`` for a runner made of stages (a split artifact's graph 1, host
+    # step, graph 2); empty for one that runs in one piece. Bench reports them beside the total.
+    stage_ms: dict[str, float] = {}
 
     def activate(self) -> None:
         """Load the artifact and allocate what inference needs."""

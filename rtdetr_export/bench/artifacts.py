@@ -6,18 +6,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtdetr_export.artifact import (ENGINE_SUFFIXES, ONNX_SUFFIXES, ArtifactRecord, load_onnx, onnx_record,
-                                    open_artifact)
+from rtdetr_export.artifact import (ENGINE_SUFFIXES, ONNX_SUFFIXES, ArtifactRecord, load_onnx,
+                                    onnx_record, open_artifact, split_sidecar)
+from rtdetr_export.artifact.files import split_part
+from rtdetr_export.backends import Runner, artifact_runner
+from rtdetr_export.backends.split_runner import GraphRunner
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.config import SizeRange, size_text
+
+ONNX_KINDS = ("onnx", "split")  # artifacts whose graphs ONNX Runtime and OpenVINO run
 
 
 @dataclass
 class Artifact:
-    """One file to benchmark: an ONNX graph (ONNX Runtime) or a serialized TensorRT engine."""
+    """One file to benchmark: an ONNX graph, a split artifact (two graphs and the host step) or a serialized TensorRT
+    engine."""
 
     path: Path
-    kind: str  # "onnx" or "tensorrt"
+    kind: str  # "onnx", "split" or "tensorrt"
     label: str  # how report rows name it
     head: str = "raw"
     batches: tuple[int, int] | None = None  # (smallest, largest) batch it takes; None: any (dynamic axis)
@@ -30,6 +36,10 @@ class Artifact:
 
     def supports(self, batch: int) -> bool:
         return self.batches is None or self.batches[0] <= batch <= self.batches[1]
+
+    def runner(self, graph: GraphRunner) -> Runner:
+        """What runs this ONNX file or split artifact, each ONNX graph opened by ``graph``."""
+        return artifact_runner(self.path, self.record, graph)
 
     def check_size(self, size: tuple[int, int]) -> None:
         """One-line error unless the artifact takes (height, width) images."""
@@ -55,6 +65,8 @@ class Artifact:
 
 def _onnx_artifact(path: Path, label: str) -> Artifact:
     model = load_onnx(path)
+    if split_part(model, str(path)) is not None:  # one graph of a split artifact: the artifact is the pair
+        return _split_artifact(path, label)
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     names = [i.name for i in inputs]
@@ -71,6 +83,15 @@ def _onnx_artifact(path: Path, label: str) -> Artifact:
                     record.input_size_range if record else None)
 
 
+def _split_artifact(path: Path, label: str) -> Artifact:
+    record = open_artifact(path)  # one-line error unless both graphs are there and come from one export
+    folder = split_sidecar(path).parent
+    batch = record.static_batch
+    return Artifact(path, "split", label, record.head, None if batch is None else (batch, batch), record.precision,
+                    record, record.input_size, sum((folder / g.file).stat().st_size for g in record.graphs.values()),
+                    sum(sum(g.op_census.values()) for g in record.graphs.values()))
+
+
 def _engine_artifact(path: Path, label: str) -> Artifact:
     # An engine is opaque here; the record `rtdetr-export trt` writes beside it (OUT.engine.json) says its
     # head, batch profile, precision and the model it came from. A foreign engine has none: it still runs.
@@ -84,7 +105,8 @@ def _engine_artifact(path: Path, label: str) -> Artifact:
 
 
 def check_artifact(path: str | Path, label: str | None = None) -> Artifact:
-    """Check that ``path`` exists and is a readable ONNX file or a TensorRT engine; one-line error if not."""
+    """Check that ``path`` exists and is a readable ONNX file, split artifact (its sidecar or either graph) or
+    TensorRT engine; one-line error if not."""
     path = Path(path)
     if not path.is_file():
         raise RTDetrExportError(f"{path}: no such file")
@@ -94,9 +116,11 @@ def check_artifact(path: str | Path, label: str | None = None) -> Artifact:
     except OSError as exc:
         raise RTDetrExportError(f"{path}: cannot read it ({exc.strerror})") from None
     suffix = path.suffix.lower()
+    if suffix == ".json":
+        return _split_artifact(path, label or path.name)
     if suffix in ONNX_SUFFIXES:
         return _onnx_artifact(path, label or path.name)
     if suffix in ENGINE_SUFFIXES:
         return _engine_artifact(path, label or path.name)
-    raise RTDetrExportError(f"{path}: unknown artifact type; benchmark .onnx files or TensorRT engines "
-                            f"({', '.join(ENGINE_SUFFIXES)})")
+    raise RTDetrExportError(f"{path}: unknown artifact type; benchmark .onnx files, split artifacts (.json) or "
+                            f"TensorRT engines ({', '.join(ENGINE_SUFFIXES)})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rtdetr_export.backends.split_runner import SPLIT_STAGES
 from rtdetr_export.bench.parity import headline
 
 
@@ -51,6 +52,18 @@ def _settings_line(report: dict[str, Any]) -> str:
             f"{s['head']} head, end-to-end inputs: {s['inputs']}.")
 
 
+def _stage_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Split artifacts: graph 1, host step and graph 2 of the same timed calls (p50 each; their sum is near the
+    total's p50, not equal to it: medians do not add)."""
+    split = [r for r in rows if r.get("stages_ms")]
+    if not split:
+        return []
+    return ["", "Split artifacts, per stage (ms, p50 over the same calls; graph 1 -> host step -> graph 2):", ""] + \
+        _table(["backend", "total", "graph 1", "host step", "graph 2"],
+               [[r["target"], _ms(r["latency_ms"]["p50"])]
+                + [_ms(r["stages_ms"][stage]["p50"]) for stage in SPLIT_STAGES] for r in split])
+
+
 def bench_markdown(report: dict[str, Any]) -> str:
     """The whole report.md text."""
     model = report["model"]
@@ -77,6 +90,7 @@ def bench_markdown(report: dict[str, Any]) -> str:
                          + [str(r["latency_ms"]["n"]), f"{r['throughput_ips']:.2f}", _ms(r.get("cold_ms")),
                             f"{r['memory']['peak_mb']:.0f} (+{r['memory']['delta_mb'] or 0:.0f})"]
                          for r in rows])
+        lines += _stage_lines(rows)
         e2e = [r for r in rows if "e2e_ms" in r]
         if e2e:
             lines += ["", "End to end (ms: decode + preprocess + infer + postprocess, from image files):", ""]

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from rtdetr_export.bench import report as report_module
-from rtdetr_export.bench.artifacts import check_artifact
+from rtdetr_export.bench.artifacts import ONNX_KINDS, check_artifact
 from rtdetr_export.bench.machine import load_average, machine_info
 from rtdetr_export.artifact import make_feed
 from rtdetr_export.bench.memory import PeakMemory
@@ -53,12 +53,12 @@ def build_targets(options: BenchOptions, models: BenchModels, head: str) -> list
     targets = torch_targets(names, models.model, head, options.top_k, options.device)
     targets += models.peer_targets(names, options.device, head)
     if "onnxruntime" in names:
-        onnx_files = [a for a in models.artifacts if a.kind == "onnx"]
+        onnx_files = [a for a in models.artifacts if a.kind in ONNX_KINDS]
         targets += [onnxruntime_target(a, options.device, options.threads, "peer" if a.label == "peer" else "ours")
                     for a in onnx_files]
     if "openvino" in names:
         targets += [openvino_target(a, hint, options.device, options.threads, "peer" if a.label == "peer" else "ours")
-                    for a in models.artifacts if a.kind == "onnx" for hint in options.openvino]
+                    for a in models.artifacts if a.kind in ONNX_KINDS for hint in options.openvino]
     if "tensorrt" in names:
         targets += tensorrt_targets([a for a in models.artifacts if a.kind == "tensorrt"], options.device)
     return targets
@@ -167,8 +167,10 @@ def _measure(options: BenchOptions, models: BenchModels, targets: list[Target], 
             results += list(entries.values())
             continue
         log(f"[bench] batch {batch}: timing {', '.join(active)} in interleaved rounds")
+        stages: dict[str, dict[str, list[float]]] = {}
         samples = interleaved(active, feed, Rounds(options.iters, options.seconds), sync,
-                              progress=lambda done: log(f"  round {done}") if done % 10 == 0 else None)
+                              progress=lambda done: log(f"  round {done}") if done % 10 == 0 else None,
+                              stages=stages)
         rounds_done[batch] = len(next(iter(samples.values())))
         e2e_count = options.e2e_iters if options.e2e_iters is not None else max(2, rounds_done[batch] // 3)
         e2e_done[batch] = e2e_count
@@ -179,6 +181,8 @@ def _measure(options: BenchOptions, models: BenchModels, targets: list[Target], 
             entry = entries[name]
             entry["latency_ms"] = summarize(samples[name])
             entry["samples_ms"] = [round(v, 4) for v in samples[name]]
+            if name in stages:  # a split artifact: graph 1, host step, graph 2 of the same calls
+                entry["stages_ms"] = {stage: summarize(values) for stage, values in stages[name].items()}
             if name in e2e:
                 entry["e2e_ms"] = summarize(e2e[name].e2e_ms)
                 entry["e2e_stages_ms"] = {s: float(np.mean(e2e[name].stages_ms[s])) for s in STAGES}

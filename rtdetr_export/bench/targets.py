@@ -107,7 +107,7 @@ def onnxruntime_target(artifact: Artifact, device: str, threads: int | None, rol
             return target
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     target.info["providers"] = providers
-    target.make = lambda: OnnxRuntimeRunner(artifact.path, providers=providers, threads=threads)
+    target.make = lambda: artifact.runner(lambda path: OnnxRuntimeRunner(path, providers=providers, threads=threads))
     return target
 
 
@@ -124,7 +124,7 @@ def openvino_target(artifact: Artifact, hint: str, device: str, threads: int | N
     elif importlib.util.find_spec("openvino") is None:
         target.skipped = "openvino is not installed (pip install openvino)"
     else:
-        target.make = lambda: OpenVinoRunner(artifact.path, hint, threads)
+        target.make = lambda: artifact.runner(lambda path: OpenVinoRunner(path, hint, threads))
     return target
 
 

@@ -76,8 +76,10 @@ class Samples:
 
 
 def interleaved(runners: dict[str, Runner], feed: dict[str, np.ndarray], rounds: Rounds, sync=None,
-                progress: Callable[[int], None] = lambda done: None) -> dict[str, list[float]]:
-    """Model-only latencies (ms) per runner name, one call per runner per round, order rotated each round."""
+                progress: Callable[[int], None] = lambda done: None,
+                stages: dict[str, dict[str, list[float]]] | None = None) -> dict[str, list[float]]:
+    """Model-only latencies (ms) per runner name, one call per runner per round, order rotated each round.
+    ``stages`` collects, per runner made of stages (``Runner.stage_ms``), each call's milliseconds per stage."""
     names = list(runners)
     samples: dict[str, list[float]] = {name: [] for name in names}
     done = 0
@@ -86,6 +88,9 @@ def interleaved(runners: dict[str, Runner], feed: dict[str, np.ndarray], rounds:
             if len(names) > 1 and rounds.settle_ms > 0:
                 time.sleep(rounds.settle_ms / 1000)
             samples[name].append(timed(lambda: runners[name].infer(feed), sync)[0])
+            if stages is not None and runners[name].stage_ms:
+                for stage, ms in runners[name].stage_ms.items():
+                    stages.setdefault(name, {}).setdefault(stage, []).append(ms)
         done += 1
         progress(done)
     return samples

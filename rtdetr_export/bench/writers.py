@@ -33,6 +33,8 @@ def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         for key in ("p50", "mean", "min", "max"):
             row[f"e2e_{key}_ms"] = e2e.get(key)
         row["e2e_throughput_ips"] = r.get("e2e_throughput_ips")
+        for stage, stats in (r.get("stages_ms") or {}).items():  # a split artifact's graph 1, host step, graph 2
+            row[f"{stage}_p50_ms"] = stats["p50"]
         row["cold_ms"] = r.get("cold_ms")
         row["peak_memory_mb"] = (r.get("memory") or {}).get("peak_mb")
         row["memory_kind"] = (r.get("memory") or {}).get("kind")

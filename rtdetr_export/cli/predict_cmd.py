@@ -25,7 +25,8 @@ class Source:
 
 source_options = option_group("source", Source, [
     click.option("--artifact", type=click.Path(dir_okay=False, path_type=str), default=None,
-                 help="An .onnx file (or TensorRT .engine) exported by rtdetr-export."),
+                 help="An .onnx file, a split artifact (its .json or either graph) or a TensorRT .engine made by "
+                      "rtdetr-export."),
     click.option("--triton", "triton_url", default=None, metavar="URL",
                  help="Run on a Triton server instead (http://host:8000 or grpc://host:8001); needs --triton-model."),
     click.option("--triton-model", default=None, metavar="NAME",
@@ -56,14 +57,15 @@ def predict_command(images: tuple[str, ...], source: Source, model: ModelChoice,
                                                          source.openvino_hint)
     model_path, preset, method, image_size = model.model_path, model.preset, model.method, model.image_size
     force, quiet, as_json = out.force, out.quiet, out.as_json
+    from rtdetr_export.artifact import ENGINE_SUFFIXES
     from rtdetr_export.pipeline import Detector, reference_model
     from rtdetr_export.predict import predict_images
 
     reference = None
     if (triton_url is None) != (triton_model is None):
         raise RTDetrExportError("--triton URL and --triton-model NAME go together")
-    if openvino_hint is not None and (artifact is None or not artifact.lower().endswith(".onnx")):
-        raise RTDetrExportError("--openvino runs an ONNX file: give --artifact FILE.onnx")
+    if openvino_hint is not None and (artifact is None or artifact.lower().endswith(ENGINE_SUFFIXES)):
+        raise RTDetrExportError("--openvino runs an ONNX file or a split artifact: give --artifact FILE.onnx")
     if triton_url is not None:
         if artifact or show_reference or model_path or preset or method or image_size:
             raise RTDetrExportError("--triton runs the served model: drop --artifact, --show-reference and the model "
@@ -81,12 +83,12 @@ def predict_command(images: tuple[str, ...], source: Source, model: ModelChoice,
             raise RTDetrExportError("--preset and --method come from the artifact; with --artifact, --model only "
                                     "names the checkpoint for --show-reference and --image-size picks a "
                                     "dynamic-size file's input size")
-        runner = None
+        graph = None
         if openvino_hint is not None:
             from rtdetr_export.backends.openvino_runner import OpenVinoRunner
 
-            runner = OpenVinoRunner(artifact, openvino_hint)
-        detector = Detector.from_artifact(artifact, runner, image_size)
+            graph = lambda path: OpenVinoRunner(path, openvino_hint)  # noqa: E731
+        detector = Detector.from_artifact(artifact, graph, image_size)
         if show_reference:
             loaded = reference_model(detector.record, model_path, log)
             loaded.set_image_size(*detector.input_size)  # compare at the size the artifact runs at

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rtdetr_export import __version__
+from rtdetr_export.artifact import ENGINE_SUFFIXES
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.eval.dataset import CocoDataset, map_categories, read_coco
 from rtdetr_export.eval.metrics import STAT_NAMES, CocoMetrics, coco_metrics
@@ -126,9 +127,9 @@ def evaluate(artifacts: list[str | Path], options: EvalOptions, model: RTDETRv2 
     size = options.image_size
     detectors = [(open_detector(path, size), str(path)) for path in artifacts]
     for path in artifacts:
-        if Path(path).suffix == ".onnx":
-            detectors += [(Detector.from_artifact(path, OpenVinoRunner(path, hint), size), str(path))
-                          for hint in options.openvino]
+        if not str(path).lower().endswith(ENGINE_SUFFIXES):  # an ONNX file or a split artifact's graphs
+            detectors += [(Detector.from_artifact(path, lambda graph, h=hint: OpenVinoRunner(graph, h), size),
+                           str(path)) for hint in options.openvino]
     if model is None and detectors:
         model = reference_model(detectors[0][0].record, model_path, log)
         # A dynamic-size artifact runs at its opt size unless one is asked for: the reference runs where it runs.

@@ -1,8 +1,8 @@
 """``Detector``: one object for the PyTorch model and every artifact alike, image in, ``Detections`` out.
 
 A detector is a runner plus the facts of the tensor contract it needs (head, input size, class names), read
-from the artifact's provenance, so an ONNX file, a TensorRT engine and the reference model all turn an image
-into the same ``Detections``. predict, eval and bench's end-to-end rows use it.
+from the artifact's provenance, so an ONNX file, a split artifact, a TensorRT engine and the reference model all
+turn an image into the same ``Detections``. predict, eval and bench's end-to-end rows use it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rtdetr_export.artifact import ENGINE_SUFFIXES, ArtifactRecord, make_feed, open_artifact
-from rtdetr_export.backends import OnnxRuntimeRunner, Runner, TorchRunner
+from rtdetr_export.artifact import ArtifactRecord, make_feed, open_artifact
+from rtdetr_export.backends import OnnxRuntimeRunner, Runner, TorchRunner, artifact_runner
+from rtdetr_export.backends.split_runner import GraphRunner
 from rtdetr_export.imaging import Detections, postprocess, preprocess_batch
 from rtdetr_export.model import RTDETRv2
 from rtdetr_export.model.heads import INPUTS, OUTPUTS, wrap
@@ -43,20 +44,17 @@ class Detector:
         return cls(runner, "raw", tuple(model.config.image_size), model.config.class_names, name)
 
     @classmethod
-    def from_artifact(cls, path: str | Path, runner: Runner | None = None,
+    def from_artifact(cls, path: str | Path, graph: GraphRunner | None = None,
                       image_size: tuple[int, int] | None = None) -> "Detector":
-        """One of our artifacts: an ONNX file (ONNX Runtime unless ``runner`` is given) or a TensorRT engine.
+        """One of our artifacts: an ONNX file, a split artifact (its sidecar or either graph) or a TensorRT engine.
+        ``graph`` runs each ONNX graph (default ONNX Runtime; e.g. OpenVINO under a hint).
 
         Images are resized to the artifact's size: a fixed-size file's own; for a dynamic-size file
         ``image_size`` if given (one-line error outside its range), else its opt size."""
         path = Path(path)
         record = open_artifact(path)
         size = record.run_size(image_size, path.name)
-        if runner is None and path.suffix.lower() in ENGINE_SUFFIXES:
-            from rtdetr_export.backends.tensorrt import TensorRTRunner
-
-            runner = TensorRTRunner(path)
-        runner = runner or OnnxRuntimeRunner(path)
+        runner = artifact_runner(path, record, graph or OnnxRuntimeRunner)
         return cls(runner, record.head, size, record.classes, f"{runner.name} ({path.name}, {record.precision})",
                    record.static_batch, record)
 
@@ -112,5 +110,6 @@ class Detector:
 def open_detector(source: RTDETRv2 | str | Path, image_size: tuple[int, int] | None = None) -> Detector:
     """A Detector for a model or an artifact path: the one entry point predict, eval and users call.
     ``image_size`` picks a dynamic-size artifact's input size within its range (a model is run at its own)."""
-    return Detector.from_model(source) if isinstance(source, RTDETRv2) else Detector.from_artifact(source, None,
-                                                                                                    image_size)
+    if isinstance(source, RTDETRv2):
+        return Detector.from_model(source)
+    return Detector.from_artifact(source, image_size=image_size)

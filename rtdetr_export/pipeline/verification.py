@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Callable
 
 from rtdetr_export.artifact import ArtifactRecord, OnnxRecord, SplitRecord, open_artifact, split_sidecar
-from rtdetr_export.backends.split_runner import SplitRunner
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model import RTDETRv2
-from rtdetr_export.verify import Verification, VerificationPlan, verify_candidate, verify_onnx
+from rtdetr_export.verify import Verification, VerificationPlan, verify_onnx, verify_split_graphs
 from rtdetr_export.weights import load_model
 from rtdetr_export.weights.random_init import seeded_model
 
@@ -61,16 +60,16 @@ def verify_split(path: str | Path, record: SplitRecord, model_path: str | Path |
                  images: str | Path | None = None, log: Callable[[str], None] = lambda message: None,
                  openvino: str | None = None) -> Verification:
     """Verify a split artifact (``path``: its sidecar or either graph): graph 1 -> host step -> graph 2 on ONNX
-    Runtime against its PyTorch reference, by the plan its export was verified with."""
-    if openvino is not None:
-        raise RTDetrExportError(f"{path} is a split artifact: verify runs it on ONNX Runtime only (drop --openvino)")
+    Runtime (or OpenVINO under the hint ``openvino``) against its PyTorch reference, by the plan and at the
+    precision its export was verified with."""
     folder = split_sidecar(path).parent
     model = reference_model(record, model_path, log)
     plan = VerificationPlan.for_graph(record.graph_options(), model.config.image_size, images)
+    runtime = f"OpenVINO CPU, precision hint {openvino}" if openvino else "ONNX Runtime CPU"
     log(f"verifying the split artifact {record.encoder.file} -> host step v{record.host_step} -> "
-        f"{record.decoder.file} ({record.head} head, {record.sampler}) on ONNX Runtime CPU at {plan.summary()}")
-    runner = SplitRunner(folder / record.encoder.file, folder / record.decoder.file, model.config.num_queries,
-                         record.head, record.top_k)
-    verification = verify_candidate(model, runner, plan, "fp32", name="onnxruntime-cpu-split")
+        f"{record.decoder.file} ({record.head} head, {record.precision}, {record.sampler}) on {runtime} at "
+        f"{plan.summary()}")
+    verification = verify_split_graphs(model, folder / record.encoder.file, folder / record.decoder.file, plan,
+                                       record.precision, openvino)
     verification.artifact = str(path)
     return verification

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import onnx
 
 from rtdetr_export.artifact.options import INT8_FLOATS, INT8_TARGETS, PRECISIONS, PrecisionOptions
@@ -31,13 +32,20 @@ def apply_precision(model: onnx.ModelProto, head: str, size: tuple[int, int], op
     if options.target == "fp32":
         return PrecisionResult(model, {})
     calibration = calibration_set(size, options.calib_count, options.calib_images)
-    _announce(calibration, options, log)
+    announce(calibration, options, log)
+    return convert_precision(model, calibration, calibration.feeds(head), options, log)
+
+
+def convert_precision(model: onnx.ModelProto, calibration: CalibrationSet, feeds: list[dict[str, np.ndarray]],
+                      options: PrecisionOptions, log: Callable[[str], None] = lambda message: None) -> PrecisionResult:
+    """Convert an FP32 graph to ``options.target`` (FP16 or INT8), its ranges and scales measured on ``feeds``
+    (the graph's own inputs for each of ``calibration``'s images)."""
     if options.target == "fp16":
-        return _to_fp16(model, head, calibration, options)
-    return _to_int8(model, head, calibration, options, log)
+        return _to_fp16(model, feeds, calibration, options)
+    return _to_int8(model, feeds, calibration, options, log)
 
 
-def _announce(calibration: CalibrationSet, options: PrecisionOptions, log: Callable[[str], None]) -> None:
+def announce(calibration: CalibrationSet, options: PrecisionOptions, log: Callable[[str], None]) -> None:
     what = "activation ranges" if options.target == "fp16" else f"INT8 scales ({options.calib_method})"
     if calibration.source == "synthetic":
         log(f"note: no --calib-images: measuring {what} on {len(calibration.images)} synthetic scenes; "
@@ -46,7 +54,7 @@ def _announce(calibration: CalibrationSet, options: PrecisionOptions, log: Calla
         log(f"measuring {what} on {len(calibration.images)} images from {calibration.source}")
 
 
-def _to_fp16(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
+def _to_fp16(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], calibration: CalibrationSet,
              options: PrecisionOptions) -> PrecisionResult:
     from rtdetr_export.precision import fp16
     from rtdetr_export.precision.ranges import activation_ranges
@@ -55,20 +63,19 @@ def _to_fp16(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
     work.CopyFrom(model)
     fp16.name_nodes(work)
     fp16.constants_to_initializers(work)
-    ranges = activation_ranges(work, calibration.feeds(head))
+    ranges = activation_ranges(work, feeds)
     plan = fp16.plan_fp16(work, ranges, options.keep_fp32)
     converted = fp16.convert_fp16(work, plan)
     return PrecisionResult(converted, fp16.fp16_recipe(plan, work, converted, calibration.to_json()))
 
 
-def _to_int8(model: onnx.ModelProto, head: str, calibration: CalibrationSet, options: PrecisionOptions,
-             log: Callable[[str], None]) -> PrecisionResult:
+def _to_int8(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], calibration: CalibrationSet,
+             options: PrecisionOptions, log: Callable[[str], None]) -> PrecisionResult:
     from rtdetr_export.precision.int8 import int8_recipe, qdq_coverage, quantize_int8
 
     int8 = Int8Options(options.calib_method, tuple(options.int8_exclude), options.int8_default_exclusions)
     if options.int8_target == "cpu":
-        return _to_int8_cpu(model, head, calibration, int8)
-    feeds = calibration.feeds(head)
+        return _to_int8_cpu(model, feeds, calibration, int8)
     quantized, excluded = quantize_int8(model, feeds, int8)
     missing = [name for name in qdq_coverage(quantized)["float"] if name not in excluded]
     if missing:
@@ -96,12 +103,12 @@ def qdq_coverage_counts(model: onnx.ModelProto) -> dict[str, int]:
     return {"quantized": len(coverage["quantized"]), "float": len(coverage["float"])}
 
 
-def _to_int8_cpu(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
+def _to_int8_cpu(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], calibration: CalibrationSet,
                  int8: Int8Options) -> PrecisionResult:
     from rtdetr_export.precision.int8_cpu import (CPU_QUANTIZED_OPS, cpu_int8_recipe, fused_integer_ops,
                                                   quantize_int8_cpu)
 
-    quantized, excluded = quantize_int8_cpu(model, calibration.feeds(head), int8)
+    quantized, excluded = quantize_int8_cpu(model, feeds, int8)
     fused = fused_integer_ops(quantized)
     # The point of this layout is integer kernels; a file ONNX Runtime would run in float must not be written.
     if not fused:
@@ -110,4 +117,5 @@ def _to_int8_cpu(model: onnx.ModelProto, head: str, calibration: CalibrationSet,
                                                       CPU_QUANTIZED_OPS, fused))
 
 
-__all__ = ["INT8_FLOATS", "INT8_TARGETS", "PRECISIONS", "PrecisionOptions", "PrecisionResult", "apply_precision"]
+__all__ = ["INT8_FLOATS", "INT8_TARGETS", "PRECISIONS", "PrecisionOptions", "PrecisionResult", "apply_precision",
+           "convert_precision"]

@@ -5,8 +5,9 @@ from rtdetr_export.verify.compare import PRECISION_THRESHOLDS, Thresholds, compa
     judged_precision, thresholds_for
 from rtdetr_export.artifact.verification import BatchComparison, Check, Verification
 from rtdetr_export.verify.verification import (VerificationPlan, compare_outputs, compare_runners, verify_candidate,
-                                              verify_onnx)
+                                              verify_onnx, verify_split_graphs)
 
 __all__ = ["AgreementThresholds", "BatchComparison", "Check", "PRECISION_THRESHOLDS", "Thresholds", "Verification", "VerificationPlan",
            "compare_agreement", "compare_detections", "compare_outputs", "compare_raw", "compare_runners",
-           "judged_precision", "thresholds_for", "verify_candidate", "verify_onnx"]
+           "judged_precision", "thresholds_for", "verify_candidate", "verify_onnx",
+           "verify_split_graphs"]

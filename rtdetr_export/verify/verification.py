@@ -12,7 +12,7 @@ from rtdetr_export.artifact.verification import BatchComparison, Verification
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner
 from rtdetr_export.backends.fp16_emulation import Fp16EmulationRunner
 from rtdetr_export.backends.openvino_runner import OpenVinoRunner
-from rtdetr_export.backends.split_runner import SplitRunner
+from rtdetr_export.backends.split_runner import GraphRunner, SplitRunner
 from rtdetr_export.imaging.inputs import verification_images
 from rtdetr_export.model import RTDETRv2, SizeRange
 from rtdetr_export.model.config import size_text
@@ -169,21 +169,35 @@ def verify_candidate(model: RTDETRv2, candidate: Runner, plan: VerificationPlan,
     return verification
 
 
+def candidate_graphs(precision: str, graphs: list[Path], openvino: str | None = None) -> tuple[GraphRunner, str]:
+    """How verification runs each ONNX graph of an artifact of ``precision`` made of ``graphs`` (one file, or a
+    split's two), and the name its candidate reports: OpenVINO CPU under the hint ``openvino``; an FP16 graph (and
+    an INT8 graph whose float layers are FP16) as FP32 compute with FP16 storage (backends/fp16_emulation.py): ONNX
+    Runtime's CPU provider lacks most FP16 kernels and would otherwise skip most of the rounding; else ONNX
+    Runtime."""
+    if openvino is not None:
+        return (lambda path: OpenVinoRunner(path, openvino)), f"openvino-cpu-{openvino}"
+    if precision == "fp16" or (precision != "fp32" and any(stores_fp16(load_onnx(path)) for path in graphs)):
+        return Fp16EmulationRunner, "onnxruntime-cpu-fp16-emulated"
+    return OnnxRuntimeRunner, "onnxruntime-cpu"
+
+
 def verify_onnx(model: RTDETRv2, onnx_path: str | Path, plan: VerificationPlan, precision: str = "fp32",
                 thresholds: Thresholds | AgreementThresholds | None = None,
                 openvino: str | None = None) -> Verification:
-    """ONNX Runtime (CPU), or OpenVINO CPU under the precision hint ``openvino``, vs the PyTorch reference.
-    An FP32 file under the bf16 hint is judged by the bf16 (agreement) limits.
-
-    An FP16 file (and an INT8 file whose float layers are FP16) runs on ONNX Runtime as FP32 compute with FP16
-    storage (backends/fp16_emulation.py): its CPU provider lacks most FP16 kernels and would otherwise skip most
-    of the rounding.
-    """
+    """ONNX Runtime (CPU), or OpenVINO CPU under the precision hint ``openvino``, vs the PyTorch reference
+    (``candidate_graphs`` says how each precision runs). An FP32 file under the bf16 hint is judged by the bf16
+    (agreement) limits."""
     thresholds = thresholds or thresholds_for(judged_precision(precision, openvino))
-    if openvino is not None:
-        candidate, name = OpenVinoRunner(onnx_path, openvino), f"openvino-cpu-{openvino}"
-    elif precision == "fp16" or (precision != "fp32" and stores_fp16(load_onnx(onnx_path))):
-        candidate, name = Fp16EmulationRunner(onnx_path), "onnxruntime-cpu-fp16-emulated"
-    else:
-        candidate, name = OnnxRuntimeRunner(onnx_path), "onnxruntime-cpu"
-    return verify_candidate(model, candidate, plan, precision, thresholds, name)
+    graph, name = candidate_graphs(precision, [Path(onnx_path)], openvino)
+    return verify_candidate(model, graph(Path(onnx_path)), plan, precision, thresholds, name)
+
+
+def verify_split_graphs(model: RTDETRv2, encoder: Path, decoder: Path, plan: VerificationPlan,
+                        precision: str = "fp32", openvino: str | None = None) -> Verification:
+    """A split artifact's graph 1 -> host step -> graph 2 vs the PyTorch reference, each graph run and judged as
+    ``verify_onnx`` runs and judges one file (ONNX Runtime CPU, or OpenVINO CPU under the hint ``openvino``)."""
+    graph, name = candidate_graphs(precision, [encoder, decoder], openvino)
+    runner = SplitRunner(encoder, decoder, model.config.num_queries, plan.head, plan.top_k, graph)
+    return verify_candidate(model, runner, plan, precision, thresholds_for(judged_precision(precision, openvino)),
+                            name=f"{name}-split")

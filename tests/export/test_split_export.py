@@ -7,6 +7,7 @@ artifact is one record whose files must all be there and belong together.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -230,7 +231,7 @@ def test_a_failed_export_writes_nothing(model, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise RTDetrExportError("verification failed: planted")
 
-    monkeypatch.setattr(split_pipeline, "verify_candidate", fail)
+    monkeypatch.setattr(split_pipeline, "verify_split_graphs", fail)
     with pytest.raises(RTDetrExportError, match="planted"):
         export_split(model, tmp_path / "m.onnx", OnnxExportOptions())
     assert list(tmp_path.iterdir()) == []
@@ -249,8 +250,8 @@ def test_files_written_together_are_all_put_back_when_one_fails(tmp_path):
 
 
 @pytest.mark.parametrize("options, why", [
-    (OnnxExportOptions(precision=PrecisionOptions("fp16")), "FP32 graphs only"),
     (OnnxExportOptions(size_range=SizeRange((96, 96), (128, 128), (160, 160))), "fixed input size"),
+    (OnnxExportOptions(precision=PrecisionOptions("fp32", calib_images="calib")), "--calib-images needs"),
 ])
 def test_what_a_split_cannot_take_is_refused_before_any_work(model, tmp_path, options, why):
     with pytest.raises(RTDetrExportError, match=why):
@@ -267,6 +268,10 @@ def test_verify_and_inspect_take_a_split_artifact(artifact):
         result = CliRunner().invoke(main, ["verify", str(opened)])
         assert result.exit_code == 0, result.output
         assert "onnxruntime-cpu-split" in result.output and result.output.rstrip().endswith("PASS")
+    if importlib.util.find_spec("openvino") is not None:  # both graphs on OpenVINO, FP32 limits under f32
+        result = CliRunner().invoke(main, ["verify", str(artifact.sidecar), "--openvino", "f32"])
+        assert result.exit_code == 0, result.output
+        assert "openvino-cpu-f32-split" in result.output and result.output.rstrip().endswith("PASS")
     result = CliRunner().invoke(main, ["inspect", str(artifact.encoder)])
     assert result.exit_code == 0, result.output
     assert "query selection on the host (host step v1)" in result.output
@@ -359,3 +364,20 @@ def test_verify_proves_a_split_artifact_again_from_its_sidecar(micro_split):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["passed"] is True and report["candidate"] == "onnxruntime-cpu-split", report
+
+
+@pytest.mark.parametrize("command", ["verify", "inspect"])
+@pytest.mark.parametrize("case", ["missing", "mixed"])
+def test_verify_and_inspect_refuse_a_split_whose_files_do_not_belong_together(broken_split, command, case):
+    from click.testing import CliRunner
+
+    from rtdetr_export.cli.main import main
+    from split_cases import one_line_error
+
+    sidecar, why = broken_split[case]
+    before = sorted(p.name for p in sidecar.parent.iterdir())
+    result = CliRunner().invoke(main, [command, str(sidecar.parent / "micro.encoder.onnx")])
+    assert result.exit_code != 0
+    line = one_line_error(result.output)
+    assert str(sidecar.parent / "micro.decoder.onnx") in line and why in line
+    assert sorted(p.name for p in sidecar.parent.iterdir()) == before

@@ -6,28 +6,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtdetr_export.artifact.records.fields import (SPLIT_FORMAT, SPLIT_PART_FORMAT, SPLIT_PARTS, RecordError, IODescription, _may, _need)
-from rtdetr_export.artifact.records.contract import ArtifactRecord
+from rtdetr_export.artifact.records.fields import (SPLIT_FORMAT, SPLIT_PART_FORMAT, SPLIT_PARTS, IODescription,
+                                                   RecordError, _may, _need)
+from rtdetr_export.artifact.records.contract import ArtifactRecord, PrecisionRecipe
 
 
 @dataclass(frozen=True)
 class SplitGraph:
-    """One graph of a split artifact: its file name (beside the sidecar), sha256, I/O and op census."""
+    """One graph of a split artifact: its file name (beside the sidecar), sha256, I/O and op census, and how its
+    precision was made (``recipe``: None for FP32; each graph of an FP16/INT8 split has its own, calibrated on its
+    own inputs)."""
 
     file: str
     sha256: str
     io: IODescription
     op_census: dict[str, int] = field(default_factory=dict)
+    recipe: PrecisionRecipe | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "sha256": self.sha256, "io": self.io.to_json(), "op_census": dict(self.op_census)}
+        out = {"file": self.file, "sha256": self.sha256, "io": self.io.to_json(), "op_census": dict(self.op_census)}
+        if self.recipe is not None:
+            out["precision_recipe"] = self.recipe.details
+        return out
 
     @classmethod
-    def from_json(cls, data: Any, where: str) -> "SplitGraph":
+    def from_json(cls, data: Any, where: str, precision: str = "fp32") -> "SplitGraph":
         census = _may(data, "op_census", dict, where, {})
+        recipe = _may(data, "precision_recipe", dict, where)
         return cls(Path(_need(data, "file", str, where)).name, _need(data, "sha256", str, where),
                    IODescription.from_json(_need(data, "io", dict, where), where),
-                   {str(k): int(v) for k, v in census.items() if isinstance(v, int)})
+                   {str(k): int(v) for k, v in census.items() if isinstance(v, int)},
+                   PrecisionRecipe(precision, recipe) if recipe else None)
 
 
 @dataclass
@@ -58,8 +67,8 @@ class SplitRecord(ArtifactRecord):
             raise RecordError(f"{where} is not the sidecar of a split artifact (`rtdetr-export onnx --split`)")
         fields = cls._contract_fields(data, where)
         graphs = _need(data, "graphs", dict, where)
-        parts = {name: SplitGraph.from_json(_need(graphs, name, dict, f"{where} graphs"), f"{where} graphs.{name}")
-                 for name in SPLIT_PARTS}
+        parts = {name: SplitGraph.from_json(_need(graphs, name, dict, f"{where} graphs"), f"{where} graphs.{name}",
+                                            fields["precision"]) for name in SPLIT_PARTS}
         return cls(**fields, **parts, host_step=_need(_need(data, "host_step", dict, where), "version", int, where))
 
 
