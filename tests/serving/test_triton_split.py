@@ -168,6 +168,7 @@ def test_a_split_is_served_as_the_ensemble_of_its_graphs_and_host_step(splits, t
         assert _parameters(detections)["top_k"] == TOP_K and _tensors(detections.output) == outputs
 
 
+@pytest.mark.slow  # its own static-batch split export
 def test_a_static_batch_split_gets_max_batch_size_0_in_every_step_and_a_warning(model, tmp_path):
     export_split(model, tmp_path / "fixed.onnx", OnnxExportOptions(head="detections", top_k=TOP_K, verify=False))
     repo = tmp_path / "repo"
