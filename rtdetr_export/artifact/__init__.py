@@ -12,13 +12,14 @@ from rtdetr_export.artifact.records import (ENGINE_FORMAT, ONNX_FORMAT, READABLE
                                             Latency, ModelRecord, OnnxRecord, OnnxSource, PrecisionRecipe,
                                             ProfileShape, RecordError, SourceRecord, SplitGraph, SplitPart,
                                             SplitRecord, TensorSpec, record_from_json)
-from rtdetr_export.artifact.verification import BatchComparison, Check, Verification
+from rtdetr_export.artifact.verification import BatchComparison, Check, Verification, VerificationInputs
 
 __all__ = ["ArtifactRecord", "BatchComparison", "Check", "ENGINE_FORMAT", "ENGINE_SUFFIXES", "EngineRecord",
            "ExportRecord", "GraphOptions", "Header", "IODescription", "Latency", "ModelRecord", "ONNX_FORMAT",
            "ONNX_SUFFIXES", "OnnxRecord", "OnnxSource", "PREFIX", "PrecisionOptions", "PrecisionRecipe",
            "ProfileShape", "READABLE_SCHEMAS", "RecordError", "SCHEMA_VERSION", "SPLIT_FORMAT", "SourceRecord",
-           "SplitGraph", "SplitPart", "SplitRecord", "TensorSpec", "Verification", "embed_metadata",
+           "SplitGraph", "SplitPart", "SplitRecord", "TensorSpec", "Verification", "VerificationInputs",
+           "embed_metadata",
            "embed_split_part", "io_description", "load_onnx", "make_feed", "onnx_record", "open_artifact",
            "read_metadata", "read_sidecar", "record_from_json", "sidecar_path", "split_paths", "split_sidecar",
            "write_sidecar"]

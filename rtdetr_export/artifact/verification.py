@@ -1,5 +1,5 @@
 """The verification record, typed: the results of comparing two runners: one ``Check`` per output, a ``BatchComparison`` per batch of inputs,
-a ``Verification`` over all of them. Each serialises itself (``to_json``) and reads itself back (``from_json``),
+a ``Verification`` over all of them, and the ``VerificationInputs`` that judged it. Each serialises itself (``to_json``) and reads itself back (``from_json``),
 also from the version-1 sidecars written before the judged metric was recorded.
 """
 
@@ -102,6 +102,54 @@ class BatchComparison:
                    input_size=data.get("input_size"), reselected_queries=int(data.get("reselected_queries", 0)))
 
 
+@dataclass(frozen=True)
+class VerificationInputs:
+    """What a verification judged on: seeded synthetic scenes (``folder`` None), or a folder of the user's images:
+    all of it (``--images``), or the part calibration did not read (``calibration``: how many images, first by file
+    name, calibration read; imaging/inputs.py ``calibration_split``). ``total``: images in the folder then;
+    ``used``: distinct images judged. The sidecar keeps the sentence ``str()`` gives in ``inputs`` (what people
+    read) and these fields in ``input_images`` (what ``verify`` re-judges with later)."""
+
+    folder: str | None = None
+    calibration: int | None = None
+    total: int = 0
+    used: int = 0
+
+    @property
+    def synthetic(self) -> bool:
+        return self.folder is None
+
+    @property
+    def held_out(self) -> bool:
+        return self.folder is not None and self.calibration is not None
+
+    def __str__(self) -> str:
+        if self.folder is None:
+            return "synthetic"
+        if self.calibration is not None:
+            return (f"user images: {self.folder} ({self.used} held out of {self.total}; calibration read the first "
+                    f"{self.calibration} by file name)")
+        return f"user images: {self.folder} ({self.used} of {self.total})" if self.total else \
+            f"user images: {self.folder}"
+
+    def to_json(self) -> dict[str, Any] | None:
+        if self.folder is None:
+            return None
+        return {"folder": self.folder, "calibration": self.calibration, "total": self.total, "used": self.used}
+
+    @classmethod
+    def from_json(cls, text: Any, detail: Any) -> "VerificationInputs":
+        """From a record's ``inputs`` sentence and ``input_images`` fields; records from before ``input_images``
+        named a ``--images`` folder by its path alone in ``inputs`` ("synthetic", or nothing, otherwise)."""
+        if isinstance(detail, dict):
+            calibration = detail.get("calibration")
+            return cls(str(detail["folder"]), int(calibration) if calibration is not None else None,
+                       int(detail.get("total") or 0), int(detail.get("used") or 0))
+        if not text or text == "synthetic" or not isinstance(text, str):
+            return cls()
+        return cls(text)
+
+
 @dataclass
 class Verification:
     """A candidate runner against the reference over several batches: the verdict and every number behind it."""
@@ -112,7 +160,7 @@ class Verification:
     reference: str = "torch-fp32-cpu"
     candidate: str = ""
     precision: str = "fp32"
-    inputs: str = "synthetic"
+    inputs: VerificationInputs = field(default_factory=VerificationInputs)
     artifact: str | None = None
 
     @property
@@ -140,7 +188,9 @@ class Verification:
         out = {"passed": self.passed, "head": self.head, "thresholds": self.thresholds,
                "runs": [run.to_json() for run in self.runs], "failures": self.failures,
                "reference": self.reference, "candidate": self.candidate, "precision": self.precision,
-               "inputs": self.inputs}
+               "inputs": str(self.inputs)}
+        if not self.inputs.synthetic:
+            out["input_images"] = self.inputs.to_json()
         if self.artifact is not None:
             out["artifact"] = self.artifact
         return out
@@ -149,4 +199,5 @@ class Verification:
     def from_json(cls, data: dict[str, Any]) -> "Verification":
         return cls(data.get("head", "raw"), [BatchComparison.from_json(run) for run in data.get("runs", [])],
                    data.get("thresholds", {}), data.get("reference", ""), data.get("candidate", ""),
-                   data.get("precision", "fp32"), data.get("inputs", ""), data.get("artifact"))
+                   data.get("precision", "fp32"),
+                   VerificationInputs.from_json(data.get("inputs"), data.get("input_images")), data.get("artifact"))

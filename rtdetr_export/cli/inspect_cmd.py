@@ -50,11 +50,15 @@ def _provenance_lines(record, census_matches: bool) -> list[str]:
     return lines
 
 
+def _inputs(v: Verification) -> str:
+    return "synthetic inputs" if v.inputs.synthetic else f"on {v.inputs}"
+
+
 def _verification_lines(v: Verification | None) -> list[str]:
     if v is None:
         return ["  verification  none (exported with --no-verify)"]
     verdict = "PASSED" if v.passed else "FAILED"
-    lines = [f"  verification  {verdict}: {v.candidate} vs {v.reference}, {v.inputs} inputs, "
+    lines = [f"  verification  {verdict}: {v.candidate} vs {v.reference}, {_inputs(v)}, "
              f"batch {', '.join(map(str, v.batches))}"]
     for name, check in v.worst().items():
         mark = "ok" if check.passed else "FAIL"

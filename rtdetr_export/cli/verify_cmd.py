@@ -15,7 +15,8 @@ from rtdetr_export.verify import Verification
 def format_report(report: Verification) -> list[str]:
     """Human-readable lines: one per output per batch size (its judged metric, then the other numbers), then
     PASS/FAIL."""
-    lines = [f"{report.candidate} vs {report.reference} ({report.precision}, {report.inputs} inputs)"]
+    inputs = "synthetic inputs" if report.inputs.synthetic else f"on {report.inputs}"
+    lines = [f"{report.candidate} vs {report.reference} ({report.precision}, {inputs})"]
     for run in report.runs:
         moved = f", {run.reordered_rows} rows re-paired" if run.reordered_rows else ""
         flipped = f", {run.flipped_rows} rows excused as rounding-boundary flips" if run.flipped_rows else ""

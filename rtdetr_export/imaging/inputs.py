@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -44,13 +45,25 @@ def synthetic_images(count: int, size: tuple[int, int], seed: int = 0, noise: fl
     return out
 
 
-def verification_images(count: int, size: tuple[int, int], images_dir: str | Path | None = None,
-                        seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """(batch [count, 3, H, W], original (height, width) of each image); real images are cycled if too few."""
-    if images_dir is None:
+def calibration_split(folder: str | Path, count: int) -> tuple[list[Path], list[Path]]:
+    """A calibration folder's images in sorted file-name order, split once for everything that reads it: the first
+    ``count`` calibrate, the rest are held out for verification.
+
+    The first N by name is what calibration has always read, so a recipe calibrated before the split existed is
+    made again from the same images; what it never read is the only part that judges the result out of sample.
+    """
+    paths = list_images(folder)
+    return paths[:count], paths[count:]
+
+
+def verification_images(count: int, size: tuple[int, int], images: str | Path | Sequence[Path] | None = None,
+                        seed: int = 0, start: int = 0) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """(batch [count, 3, H, W], original (height, width) of each image). ``images``: a folder, or the image files
+    to draw from, taken from index ``start`` on and cycled if too few; None: synthetic scenes drawn with ``seed``."""
+    if images is None:
         batch = synthetic_images(count, size, seed, noise=VERIFICATION_NOISE)
         return batch, [size] * count
-    paths = list_images(images_dir)
-    pictures = [load_image(paths[i % len(paths)]) for i in range(count)]
+    paths = list_images(images) if isinstance(images, (str, Path)) else list(images)
+    pictures = [load_image(paths[(start + i) % len(paths)]) for i in range(count)]
     batch = np.concatenate([preprocess(p, size) for p in pictures], axis=0)
     return batch, [(p.height, p.width) for p in pictures]

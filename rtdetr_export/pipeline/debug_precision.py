@@ -32,7 +32,7 @@ from rtdetr_export.export.torch_export import ExportedGraph, export_graph
 from rtdetr_export.pipeline.verification import reference_model
 from rtdetr_export.precision import apply_precision
 from rtdetr_export.precision.calibration import calibration_set
-from rtdetr_export.verify import Verification, VerificationPlan, thresholds_for, verify_onnx
+from rtdetr_export.verify import Verification, VerificationPlan, choose_inputs, thresholds_for, verify_onnx
 from rtdetr_export.verify.layerwise import LayerError, first_jump, layer_errors
 
 Log = Callable[[str], None]
@@ -153,7 +153,11 @@ def debug_precision(artifact: str | Path, model_path: str | None = None, calib_i
     rows = layer_errors(fp32.graph, load_onnx(artifact), calibration.feeds(head))
     reduced = sorted((r for r in rows if r.precision != "fp32"), key=lambda r: -r.introduced)
     ranked = rank_parts(rows, max_parts)
-    plan = VerificationPlan.for_graph(record.graph_options(), size, images)
+    # Judged as `verify` judges: --images, else the held-out part of --calib-images (the trials calibrate on its
+    # first images), else what judged the artifact when it was made.
+    recorded = record.verification.inputs if record.verification else None
+    inputs = choose_inputs(images, calib_images, base.calib_count, recorded, precision, log)
+    plan = VerificationPlan.for_graph(record.graph_options(), size, inputs)
 
     def verify(model_proto: onnx.ModelProto) -> Verification:
         with tempfile.TemporaryDirectory(prefix="rtdetr-export-debug-") as tmp:

@@ -22,7 +22,7 @@ from rtdetr_export.imaging.inputs import verification_images
 from rtdetr_export.model import RTDETRv2, SizeRange
 from rtdetr_export.model.config import size_text
 from rtdetr_export.pipeline.onnx import OnnxExportOptions, export_onnx
-from rtdetr_export.pipeline.verification import reference_model
+from rtdetr_export.pipeline.verification import recorded_or, reference_model
 from rtdetr_export.verify import Verification, VerificationPlan, verify_candidate
 
 Log = Callable[[str], None]
@@ -106,7 +106,7 @@ def build_engine_artifact(onnx_path: str | Path, output: str | Path, model: RTDE
     build_seconds = time.perf_counter() - started
     size = options.size_range.opt if options.size_range else onnx.input_size
     graph = replace(onnx.graph_options(), size_range=options.size_range)
-    plan = VerificationPlan.for_graph(graph, size, images, engine_batches(options))
+    plan = VerificationPlan.for_graph(graph, size, recorded_or(images, onnx, log), engine_batches(options))
     with atomic_output(output) as tmp:
         tmp.write_bytes(serialized)
         runner = TensorRTRunner(serialized, device=device.index or 0, cuda_graph=timing.cuda_graph)

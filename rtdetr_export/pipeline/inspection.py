@@ -20,7 +20,7 @@ NO_PROVENANCE = "not exported by rtdetr-export: no provenance"
 def verification_summary(verification: Verification) -> dict[str, Any]:
     """passed/failed, what was compared, and per output its judged metric's worst value over all batches."""
     return {"passed": verification.passed, "reference": verification.reference,
-            "candidate": verification.candidate, "inputs": verification.inputs, "batches": verification.batches,
+            "candidate": verification.candidate, "inputs": str(verification.inputs), "batches": verification.batches,
             "failures": verification.failures,
             "outputs": {name: {"metric": check.metric, "value": check.value, "threshold": check.threshold,
                                "passed": check.passed} for name, check in verification.worst().items()}}

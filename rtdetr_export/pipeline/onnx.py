@@ -18,7 +18,7 @@ from rtdetr_export.export.torch_export import ExportedGraph, GraphOptions, expor
 from rtdetr_export.files import atomic_output, check_output
 from rtdetr_export.model import RTDETRv2
 from rtdetr_export.precision import apply_precision
-from rtdetr_export.verify import Verification, VerificationPlan, verify_onnx
+from rtdetr_export.verify import Verification, VerificationInputs, VerificationPlan, choose_inputs, verify_onnx
 
 Log = Callable[[str], None]
 
@@ -37,6 +37,13 @@ class OnnxExportOptions(GraphOptions):
         config = model.config
         self.validate(config.decoder_method, config.num_queries, config.num_classes)
         self.precision.validate()
+
+    def verification_inputs(self, log: Log = lambda message: None) -> VerificationInputs:
+        """What this export is verified on (verify/inputs.py): ``images``, else the held-out part of the
+        calibration folder, else synthetic scenes (FP16/INT8: with a note)."""
+        precision = self.precision
+        return choose_inputs(self.images, precision.calib_images, precision.calib_count, precision=precision.target,
+                             log=log)
 
 
 @dataclass
@@ -101,7 +108,7 @@ def export_onnx(model: RTDETRv2, output: str | Path, options: OnnxExportOptions 
         onnx.save(graph, str(tmp))
         verification = None
         if options.verify:
-            plan = VerificationPlan.for_graph(options, model.config.image_size, options.images)
+            plan = VerificationPlan.for_graph(options, model.config.image_size, options.verification_inputs(log))
             stage(f"verifying on ONNX Runtime against PyTorch ({plan.summary()})")
             verification = verify_onnx(model, tmp, plan, precision)
             if not verification.passed:

@@ -117,7 +117,7 @@ def _verify(model: RTDETRv2, encoder: Path, decoder: Path, options: OnnxExportOp
     if not options.verify:
         log("verification skipped (--no-verify)")
         return None
-    plan = VerificationPlan.for_graph(options, model.config.image_size, options.images)
+    plan = VerificationPlan.for_graph(options, model.config.image_size, options.verification_inputs(log))
     precision = options.precision.target
     judged = "tensor limits" if precision == "fp32" else "detection agreement"
     log(f"verifying graph 1 -> host step -> graph 2 ({precision}) on ONNX Runtime against PyTorch by {judged} "

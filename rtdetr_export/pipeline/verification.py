@@ -10,7 +10,8 @@ from typing import Callable
 from rtdetr_export.artifact import ArtifactRecord, OnnxRecord, SplitRecord, open_artifact, split_sidecar
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model import RTDETRv2
-from rtdetr_export.verify import Verification, VerificationPlan, verify_onnx, verify_split_graphs
+from rtdetr_export.verify import (Verification, VerificationInputs, VerificationPlan, choose_inputs, verify_onnx,
+                                  verify_split_graphs)
 from rtdetr_export.weights import load_model
 from rtdetr_export.weights.random_init import seeded_model
 
@@ -34,6 +35,14 @@ def reference_model(record: ArtifactRecord, model_path: str | Path | None = None
     raise RTDetrExportError(f"this artifact was exported from {what}; pass that checkpoint with --model to verify it")
 
 
+def recorded_or(images: str | Path | None, record: ArtifactRecord,
+                log: Callable[[str], None] = lambda message: None) -> VerificationInputs:
+    """What a made artifact is judged on again: ``images`` if given, else the inputs its record says judged it when
+    it was made, while their folder is there (verify/inputs.py)."""
+    return choose_inputs(images, recorded=record.verification.inputs if record.verification else None,
+                         precision=record.precision, log=log)
+
+
 def verify_artifact(onnx_path: str | Path, model_path: str | Path | None = None,
                     images: str | Path | None = None,
                     log: Callable[[str], None] = lambda message: None,
@@ -47,7 +56,8 @@ def verify_artifact(onnx_path: str | Path, model_path: str | Path | None = None,
         raise RTDetrExportError(f"{onnx_path} is a TensorRT engine: `rtdetr-export verify` takes ONNX files (an "
                                 "engine is verified when `rtdetr-export trt` builds it)")
     model = reference_model(record, model_path, log)
-    plan = VerificationPlan.for_graph(record.graph_options(), model.config.image_size, images)
+    plan = VerificationPlan.for_graph(record.graph_options(), model.config.image_size,
+                                      recorded_or(images, record, log))
     runtime = f"OpenVINO CPU, precision hint {openvino}" if openvino else "ONNX Runtime CPU"
     log(f"verifying {onnx_path} ({record.head} head, {record.precision}, {record.sampler}) on {runtime} at "
         f"{plan.summary()}")
@@ -64,7 +74,8 @@ def verify_split(path: str | Path, record: SplitRecord, model_path: str | Path |
     precision its export was verified with."""
     folder = split_sidecar(path).parent
     model = reference_model(record, model_path, log)
-    plan = VerificationPlan.for_graph(record.graph_options(), model.config.image_size, images)
+    plan = VerificationPlan.for_graph(record.graph_options(), model.config.image_size,
+                                      recorded_or(images, record, log))
     runtime = f"OpenVINO CPU, precision hint {openvino}" if openvino else "ONNX Runtime CPU"
     log(f"verifying the split artifact {record.encoder.file} -> host step v{record.host_step} -> "
         f"{record.decoder.file} ({record.head} head, {record.precision}, {record.sampler}) on {runtime} at "

@@ -11,8 +11,8 @@ import numpy as np
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.artifact import make_feed
 from rtdetr_export.artifact.options import DEFAULT_CALIBRATION_COUNT
-from rtdetr_export.imaging import list_images, load_image, preprocess
-from rtdetr_export.imaging.inputs import synthetic_images
+from rtdetr_export.imaging import load_image, preprocess
+from rtdetr_export.imaging.inputs import calibration_split, synthetic_images
 
 # Verification draws synthetic scenes with seeds 0, 1, ...; calibrating on other scenes keeps the parity
 # report an out-of-sample measurement.
@@ -44,13 +44,14 @@ class CalibrationSet:
 
 def calibration_set(size: tuple[int, int], count: int = DEFAULT_COUNT,
                     images_dir: str | Path | None = None) -> CalibrationSet:
-    """``count`` calibration images at the model's input ``size``; a folder with fewer images uses them all."""
+    """``count`` calibration images at the model's input ``size``: the first ``count`` of the folder by file name
+    (``calibration_split``: verification judges on the rest); a folder with fewer images uses them all."""
     if count < 1:
         raise RTDetrExportError(f"--calib-count must be at least 1, got {count}")
     if images_dir is None:
         images = synthetic_images(count, size, seed=SYNTHETIC_SEED)
         return CalibrationSet(images, [tuple(size)] * count, "synthetic", [])
-    paths = list_images(images_dir)[:count]
+    paths, _ = calibration_split(images_dir, count)
     pictures = [load_image(path) for path in paths]
     images = np.concatenate([preprocess(picture, size) for picture in pictures], axis=0)
     return CalibrationSet(images, [(p.height, p.width) for p in pictures], str(images_dir),

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from rtdetr_export.artifact import GraphOptions, load_onnx, make_feed
-from rtdetr_export.artifact.verification import BatchComparison, Verification
+from rtdetr_export.artifact.verification import BatchComparison, Verification, VerificationInputs
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner
 from rtdetr_export.backends.fp16_emulation import Fp16EmulationRunner
 from rtdetr_export.backends.openvino_runner import OpenVinoRunner
 from rtdetr_export.backends.split_runner import GraphRunner, SplitRunner
-from rtdetr_export.imaging.inputs import verification_images
+from rtdetr_export.imaging import list_images
+from rtdetr_export.imaging.inputs import calibration_split, verification_images
 from rtdetr_export.model import RTDETRv2, SizeRange
 from rtdetr_export.model.config import size_text
 from rtdetr_export.onnx_graph import stores_fp16
@@ -96,7 +97,7 @@ def compare_with_candidate_selection(head: str, feed: dict[str, np.ndarray], tes
 
 def compare_runners(reference: ReferenceRunner, candidate: Runner, head: str, feeds: list[dict[str, np.ndarray]],
                     thresholds: Thresholds | AgreementThresholds, candidate_name: str | None = None,
-                    precision: str = "fp32", inputs: str = "synthetic") -> Verification:
+                    precision: str = "fp32", inputs: VerificationInputs | None = None) -> Verification:
     """Run every feed through both runners and compare: FP32 by tensor limits, FP16/INT8 by agreement."""
     runs = []
     with reference, candidate:
@@ -110,29 +111,30 @@ def compare_runners(reference: ReferenceRunner, candidate: Runner, head: str, fe
                     run = compare_with_candidate_selection(head, feed, test, thresholds, reference, candidate, run)
                 runs.append(run)
     return Verification(head, runs, asdict(thresholds), candidate=candidate_name or candidate.name,
-                        precision=precision, inputs=inputs)
+                        precision=precision, inputs=inputs or VerificationInputs())
 
 
 @dataclass(frozen=True)
 class VerificationPlan:
     """What an artifact is verified on, by the one rule every artifact follows: each batch at ``size``; a
     dynamic-size artifact also at its range's min and max (at the first batch), the two ends a runtime's shape
-    handling can get wrong. ``images``: a folder of the user's images (None: seeded synthetic scenes)."""
+    handling can get wrong. ``inputs``: synthetic scenes or a folder of the user's images (verify/inputs.py
+    ``choose_inputs`` decides which); successive runs take successive images of the folder."""
 
     head: str
     top_k: int
     batches: tuple[int, ...]
     size: tuple[int, int]
     size_range: SizeRange | None = None
-    images: str | None = None
+    inputs: VerificationInputs = field(default_factory=VerificationInputs)
 
     @classmethod
-    def for_graph(cls, options: GraphOptions, size: tuple[int, int], images: str | Path | None = None,
+    def for_graph(cls, options: GraphOptions, size: tuple[int, int], inputs: VerificationInputs | None = None,
                   batches: list[int] | None = None) -> "VerificationPlan":
         """The plan for a graph exported with ``options`` (``batches``: in place of its own rule, e.g. an
         engine profile's ends)."""
         return cls(options.head, options.top_k, tuple(batches or options.verification_batches), tuple(size),
-                   options.size_range, str(images) if images else None)
+                   options.size_range, inputs or VerificationInputs())
 
     @property
     def runs(self) -> list[tuple[int, tuple[int, int]]]:
@@ -143,15 +145,36 @@ class VerificationPlan:
                      if end != self.size]
         return plan
 
+    def _paths(self) -> list[Path] | None:
+        """The image files the runs draw from, in order (None: synthetic scenes)."""
+        if self.inputs.synthetic:
+            return None
+        if self.inputs.held_out:
+            return calibration_split(self.inputs.folder, self.inputs.calibration)[1]
+        return list_images(self.inputs.folder)
+
     def feeds(self) -> list[dict[str, np.ndarray]]:
-        return [make_feed(self.head, *verification_images(batch, size, self.images, seed=i))
-                for i, (batch, size) in enumerate(self.runs)]
+        paths, feeds, start = self._paths(), [], 0
+        for i, (batch, size) in enumerate(self.runs):
+            feeds.append(make_feed(self.head, *verification_images(batch, size, paths, seed=i, start=start)))
+            start += batch  # the next run judges the next images, so a folder's images are each judged once
+        return feeds
+
+    def recorded_inputs(self) -> VerificationInputs:
+        """``inputs`` as the record states them: with the number of distinct images the runs judged."""
+        if self.inputs.synthetic:
+            return self.inputs
+        available = len(self._paths())
+        return replace(self.inputs, used=min(available, sum(batch for batch, _ in self.runs)))
 
     def summary(self) -> str:
-        """How progress lines name the plan: "batch 1, 4" or "batch 1 at 640x640, batch 1 at 320x320"."""
+        """How progress lines name the plan: "batch 1, 4" or "batch 1 at 640x640, batch 1 at 320x320", then the
+        inputs when they are the user's images."""
         if self.size_range is None:
-            return "batch " + ", ".join(map(str, self.batches))
-        return ", ".join(f"batch {b} at {size_text(s)}" for b, s in self.runs)
+            text = "batch " + ", ".join(map(str, self.batches))
+        else:
+            text = ", ".join(f"batch {b} at {size_text(s)}" for b, s in self.runs)
+        return text if self.inputs.synthetic else f"{text}, on {self.recorded_inputs()}"
 
 
 def verify_candidate(model: RTDETRv2, candidate: Runner, plan: VerificationPlan, precision: str = "fp32",
@@ -162,7 +185,7 @@ def verify_candidate(model: RTDETRv2, candidate: Runner, plan: VerificationPlan,
     detection agreement). A dynamic-size artifact's runs each record their input size."""
     thresholds = thresholds or thresholds_for(precision)
     verification = compare_runners(ReferenceRunner(model, plan.head, plan.top_k), candidate, plan.head, plan.feeds(),
-                                   thresholds, name, precision, plan.images or "synthetic")
+                                   thresholds, name, precision, plan.recorded_inputs())
     if plan.size_range is not None:
         for run, (_, size) in zip(verification.runs, plan.runs):
             run.input_size = list(size)
