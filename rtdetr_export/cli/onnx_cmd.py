@@ -17,7 +17,8 @@ from rtdetr_export.pipeline import OnnxExportOptions, export_onnx, export_split
 @size_request
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check parity on ONNX Runtime.")
 @click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Folder of real images for verification (default: synthetic scenes).")
+              help="Folder of real images for verification (default: the part of --calib-images calibration did not "
+                   "read, else synthetic scenes).")
 @onnx_precision_options
 @click.option("--split", is_flag=True, default=False,
               help="Write two graphs with query selection on the host between them (no TopK/GatherElements, for "

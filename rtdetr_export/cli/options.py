@@ -228,7 +228,8 @@ engine_graph_options = option_group("graph", _onnx_graph, [BILINEAR_OP_OPTION, *
 
 CALIBRATION_OPTIONS = [
         click.option("--calib-images", type=click.Path(path_type=str), default=None,
-                     help="Folder of real images for calibration (default: synthetic scenes, with a notice)."),
+                     help="Folder of real images: the first --calib-count by file name calibrate, the rest verify "
+                          "(default: synthetic scenes, with a notice)."),
         click.option("--calib-count", type=int, default=DEFAULT_COUNT, show_default=True,
                      help="Calibration images used (fewer if the folder has fewer)."),
         click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS), default="minmax",

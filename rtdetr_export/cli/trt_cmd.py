@@ -49,7 +49,8 @@ timing_options = option_group("timing", lambda cuda_graph, warmup, iterations: T
 @size_request
 @timing_options
 @click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Folder of real images for verification (default: synthetic scenes).")
+              help="Folder of real images for verification (default: the part of --calib-images calibration did not "
+                   "read, else synthetic scenes).")
 @click.option("--onnx-only", is_flag=True, help="Stop after the verified precision ONNX (no TensorRT needed).")
 @output_flags("existing outputs")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .engine file to write.")

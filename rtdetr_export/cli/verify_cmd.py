@@ -35,7 +35,8 @@ def format_report(report: Verification) -> list[str]:
 @click.option("--model", "model_path", type=click.Path(), default=None,
               help="Checkpoint the artifact came from (not needed for random-weight presets).")
 @click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Folder of real images to compare on (default: synthetic scenes).")
+              help="Folder of real images to compare on (default: the images that verified it when it was made, "
+                   "while their folder is there; else synthetic scenes).")
 @openvino_option
 @click.option("--json", "as_json", is_flag=True, help="Print the verification report as JSON.")
 @click.option("--quiet", is_flag=True, help="Only the verdict.")

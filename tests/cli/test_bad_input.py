@@ -277,6 +277,13 @@ WRITES_NOTHING = {
     "serve-bench-folder-without-images": (["serve-bench", "http://127.0.0.1:9", "--model", "m", "--images",
                                            "{tmp}/empty", "--report", "{out}"], "contains no images"),
     "onnx-opset-too-old": (["onnx", "--preset", "tiny", "--opset", "9", "-o", "{out}"], "opset"),
+    # the calibration folder also supplies the verification images (its held-out part): checked before any work
+    "onnx-calib-images-empty": (["onnx", "--preset", "tiny", "--precision", "int8", "--calib-images", "{tmp}/empty",
+                                 "-o", "{out}"], "contains no images"),
+    "onnx-calib-images-missing": (["onnx", "--preset", "tiny", "--precision", "fp16", "--calib-images",
+                                   "{tmp}/missing", "-o", "{out}"], "is not a folder of images"),
+    "trt-calib-images-missing": (["trt", "--preset", "tiny", "--int8", "--calib-images", "{tmp}/missing", "-o",
+                                  "{tmp}/model.engine"], "is not a folder of images"),
 }
 
 
