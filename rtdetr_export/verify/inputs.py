@@ -11,7 +11,7 @@ First that applies:
    their folder is still there; else synthetic scenes, with a note;
 4. seeded synthetic scenes; FP16/INT8 with a note: a model trained on one domain can react to off-domain scenes
    after quantization quite differently from how it reacts to its own images (issue 25: an INT8 file refused on
-   synthetic scenes that costs 0.005 AP), so the judgement on real images is worth asking for.
+   synthetic scenes that costs 0.0047 AP), so the judgement on real images is worth asking for.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ SYNTHETIC = VerificationInputs()
 
 
 def held_out_inputs(folder: str | Path, calibration: int) -> VerificationInputs:
-    """The part of ``folder`` that calibration on its first ``calibration`` images did not read (``total`` 0 when
-    nothing is left: the caller decides what then)."""
+    """The part of ``folder`` that calibration on its first ``calibration`` images did not read; synthetic scenes
+    when nothing is left (the caller says so, in its own words)."""
     used, held = calibration_split(folder, calibration)
     return VerificationInputs(str(folder), calibration, len(used) + len(held)) if held else SYNTHETIC
 
