@@ -95,7 +95,7 @@ def test_verify_judges_again_on_the_recorded_held_out_images_with_the_same_numbe
 def test_a_file_synthetic_scenes_accept_is_refused_by_the_held_out_images(own_images, tmp_path):
     """The discrete fine-tune, INT8 percentile, calibrated on the same 16 images: on synthetic scenes it reads
     within every INT8 limit (worst mean score difference 0.015 <= 0.025); on the held-out images one image's
-    detections move in score by 0.035 on average (measured on the 2-core machine, docs/precision.md). The
+    detections move in score by 0.035 on average (measured on a 2-core AMD EPYC, docs/precision.md). The
     judgement on the user's images is the one an export given --calib-images now makes, and it refuses."""
     model = load_model(SHAPES_DSP)
     path = tmp_path / "dsp_int8_percentile.onnx"
