@@ -87,6 +87,17 @@ def test_without_any_image_reduced_precision_notes_synthetic_scenes_and_fp32_doe
     assert choose_inputs(precision="fp32", log=notes.append).synthetic and len(notes) == 1
 
 
+def test_an_export_asks_the_rule_with_its_own_flags(tmp_path):
+    calib, mine = _folder(tmp_path / "calib", 6), _folder(tmp_path / "mine", 2)
+    int8 = PrecisionOptions("int8", str(calib), calib_count=4)
+    assert OnnxExportOptions(precision=int8).verification_inputs() == VerificationInputs(str(calib), 4, 6)
+    assert OnnxExportOptions(images=str(mine), precision=int8).verification_inputs() == \
+        VerificationInputs(str(mine), None, 2)
+    notes: list[str] = []
+    assert OnnxExportOptions(precision=PrecisionOptions("int8")).verification_inputs(notes.append).synthetic
+    assert len(notes) == 1 and "synthetic scenes" in notes[0]
+
+
 def test_recorded_inputs_are_used_again_while_their_folder_is_there(tmp_path):
     calib = _folder(tmp_path / "calib", 20)
     notes: list[str] = []
