@@ -647,7 +647,8 @@ def matrix_markdown(data: dict[str, Any]) -> str:
         f"(reference PyTorch fp32: {ref['AP']:.4f}). INT8 calibration: {s['calibration']['count']} images of the "
         f"fixture's {s['calibration']['split']} generator, seed {s['calibration']['seed']} (as the project's INT8 "
         f"exports). Latency: median of {s['runs']} runs after {s['warmup']} warm-up runs of val image 0, "
-        f"{s['threads']} threads, the split's host step included.",
+        f"{s['threads']} threads, the split's host step included. `int8+fp16` / `int8+fp32`: graph 1 in INT8, "
+        f"graph 2 in the runtime's float mode.",
         "",
         "| runtime | artifact | computes in | converts | runs | verdict | logits max abs | pred_boxes max abs | "
         "matched / labels | fixture AP (delta) | latency ms | load |",
