@@ -44,6 +44,8 @@ RESULT_MD = RESULTS / "portability.md"
 PACKAGE_JSON = ROOT / "rtdetr_export" / "export" / "portability_measured.json"
 DOCS = ROOT / "docs" / "portability.md"
 BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
+README = ROOT / "README.md"
+EDGE_BEGIN, EDGE_END = "<!-- edge:begin -->", "<!-- edge:end -->"  # README's fixture table
 
 SCHEMA = 1
 PRESET, IMAGE_SIZE, OPSET = "r18vd", 640, 17
@@ -580,15 +582,34 @@ def matrix_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def full_markdown(data: dict[str, Any]) -> str:
+    """The r18vd matrix and, where measured, the fixture's (single file and split artifact, fp32 and INT8)."""
+    text = matrix_markdown(data)
+    if "fixture" in data:
+        text += "\n### The trained fixture: single file and split artifact, fp32 and INT8\n\n"
+        text += _fixture_module().matrix_markdown(data["fixture"])
+    return text
+
+
+def _fixture_module():
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import portability_fixture
+
+    return portability_fixture
+
+
 def write_outputs(data: dict[str, Any], text: str | None = None) -> None:
     """JSON (results + package copy), the markdown file, and the docs section, all from ``data``."""
     text = text if text is not None else json.dumps(data, indent=2) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     RESULT_JSON.write_text(text)
     PACKAGE_JSON.write_text(text)
-    matrix = matrix_markdown(data)
+    matrix = full_markdown(data)
     RESULT_MD.write_text("# Measured portability\n\n" + matrix)
     DOCS.write_text(replace_docs_section(DOCS.read_text(), matrix))
+    if "fixture" in data:
+        README.write_text(replace_section(README.read_text(), _fixture_module().compact_markdown(data["fixture"]),
+                                          EDGE_BEGIN, EDGE_END))
 
 
 def docs_section(docs: str) -> str:
@@ -598,10 +619,19 @@ def docs_section(docs: str) -> str:
 
 
 def replace_docs_section(docs: str, matrix: str) -> str:
-    if BEGIN not in docs or END not in docs:
-        raise SystemExit(f"{DOCS}: add the {BEGIN} / {END} markers where the matrix belongs")
-    start, end = docs.index(BEGIN) + len(BEGIN), docs.index(END)
-    return docs[:start] + "\n" + matrix + docs[end:]
+    return replace_section(docs, matrix, BEGIN, END)
+
+
+def replace_section(text: str, body: str, begin: str, end: str) -> str:
+    if begin not in text or end not in text:
+        raise SystemExit(f"add the {begin} / {end} markers where the matrix belongs")
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    return text[:start] + "\n" + body + text[stop:]
+
+
+def section(text: str, begin: str, end: str) -> str:
+    """The text between two markers (README's edge table)."""
+    return text[text.index(begin) + len(begin):text.index(end)].strip("\n") + "\n"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -628,6 +658,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--inputs", type=int, default=2, help="synthetic scenes for parity")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per worker")
     parser.add_argument("--note", default="", help="recorded with the machine, e.g. 'quiet machine'")
+    parser.add_argument("--fixture", action="store_true",
+                        help="measure the trained fixture's rows (single file and split artifact, fp32 and INT8; "
+                             "benchmarks/portability_fixture.py) and keep the committed r18vd rows")
+    parser.add_argument("--fixture-runtimes", default="onnxruntime,ncnn,rknn,litert",
+                        help="comma-separated subset of onnxruntime, ncnn, rknn, litert (with --fixture)")
+    parser.add_argument("--fixture-rows", default="",
+                        help="with --fixture: only these rows (RUNTIME/ARTIFACT/PRECISION, comma-separated), merged "
+                             "into the committed fixture rows")
+    parser.add_argument("--val-images", type=int, default=0, help="fixture val images to run (0: all 200)")
+    parser.add_argument("--parity-images", type=int, default=2, help="fixture val images judged for fp32 parity")
     parser.add_argument("--render-only", action="store_true",
                         help="re-render the markdown, the docs section and the package copy from the committed JSON")
     args = parser.parse_args(argv)
@@ -637,6 +677,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         if unknown:
             parser.error(f"unknown runtime(s): {', '.join(sorted(unknown))}")
         args.python = dict(p.split("=", 1) for p in args.python)
+        args.fixture_runtimes = [r.strip() for r in args.fixture_runtimes.split(",") if r.strip()]
+        args.fixture_rows = [r.strip() for r in args.fixture_rows.split(",") if r.strip()]
     return args
 
 
@@ -648,7 +690,19 @@ def main(argv: list[str] | None = None) -> int:
         text = RESULT_JSON.read_text()
         write_outputs(json.loads(text), text)
         return 0
+    if args.fixture:
+        data = json.loads(RESULT_JSON.read_text())
+        fixture = _fixture_module().measure(args, _machine(args.note))
+        if args.fixture_rows:
+            fixture = _fixture_module().merge(data["fixture"], fixture)
+        data["fixture"] = fixture
+        write_outputs(data)
+        print(_fixture_module().matrix_markdown(data["fixture"]))
+        return 0
     data = measure(args)
+    previous = json.loads(RESULT_JSON.read_text()) if RESULT_JSON.exists() else {}
+    if "fixture" in previous:  # measured on its own (--fixture): kept until that is re-run
+        data["fixture"] = previous["fixture"]
     write_outputs(data)
     print(matrix_markdown(data))
     return 0

@@ -81,6 +81,9 @@ def export_split_graphs(model: RTDETRv2, options: GraphOptions | None = None,
     sampler = options.sampler_for(model.config.decoder_method)
     deployed = prepare_for_deploy(copy.deepcopy(model))
     deployed.set_sampler(sampler)
+    # The split is for runtimes like ncnn, which hold at most 4 dimensions: its gridsample-bilinear decoder (the
+    # sampler ncnn runs, having no Gather by index tensor) is written with no tensor above that, same numbers.
+    deployed.set_rank4_layout(True)
     # Tracing at batch 2 keeps the exporter from specialising size-1 dimensions into the graph.
     batch = 2 if options.dynamic_batch else options.batch
     (images,) = example_inputs("raw", batch, model.config.image_size)

@@ -147,10 +147,18 @@ class MSDeformableAttention(nn.Module):
         # and always in exports): sees each level's locations [B, Q, heads, points, 2] and returns the ones to
         # read. Verification measures the discrete sampler's rounding margins and re-rounds flips with it.
         self.location_observer: LocationObserver | None = None
+        # Write the gridsample-bilinear layer with tensors of at most 4 dimensions (``forward_rank4``); set only
+        # through ``RTDETRv2.set_rank4_layout`` by exports for runtimes that need it (the split export: ncnn).
+        self.rank4_layout = False
 
     def forward(self, query: torch.Tensor, reference_boxes: torch.Tensor, memory: torch.Tensor,
                 spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
         """query [B, Q, C]; reference_boxes [B, Q, 4] cxcywh in [0, 1]; memory [B, sum(H*W), C]."""
+        # An observer sees [B, Q, heads, points, 2] locations, which the rank-4 layout never builds; the two
+        # layouts compute the same numbers (tests/model/test_rank4_layout.py), so observing takes this one.
+        rank4 = self.rank4_layout and self.sampler is Sampler.GRIDSAMPLE_BILINEAR
+        if rank4 and self.location_observer is None:
+            return self.output_proj(self.forward_rank4(query, reference_boxes, memory, spatial_shapes))
         batch, num_queries, _ = query.shape
         heads, points = self.num_heads, sum(self.num_points)
 
@@ -259,3 +267,42 @@ class MSDeformableAttention(nn.Module):
         rows = rows.reshape(batch, num_queries, heads, points * 4, self.head_dim)
         out = (weight.unsqueeze(-2) @ rows).squeeze(-2)  # [B, Q, heads, head_dim]
         return out.reshape(batch, num_queries, heads * self.head_dim)
+
+    def forward_rank4(self, query: torch.Tensor, reference_boxes: torch.Tensor, memory: torch.Tensor,
+                      spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """gridsample-bilinear with no tensor above 4 dimensions and the batch always leading -> [B, Q, C] (before
+        ``output_proj``), the numbers of ``forward`` + ``attend_gridsample``.
+
+        ncnn (through pnnx) holds at most 4 dimensions and treats the first as the batch: ``forward`` views the
+        locations as [B, Q, 2, heads, points] and ``attend_gridsample`` folds the heads into the batch
+        ([B*heads, head_dim, Q, points]), and pnnx leaves the first unconverted while ncnn cannot run the second
+        (the weighted sum's Reshape extracts an empty Mat). Here the x and y planes are slices of the offsets, and
+        each head samples its own channels with its own GridSample and sums its points itself: the same
+        elementwise products and the same sum over the points, in another grouping (one op per head and level).
+        """
+        batch, num_queries, _ = query.shape
+        heads, points, head_dim = self.num_heads, sum(self.num_points), self.head_dim
+        planes = heads * points
+        offsets = self.sampling_offsets(query)  # [B, Q, 2 * heads * points]: the x plane, then the y plane
+        weights = self.attention_weights(query).reshape(batch, num_queries, heads, points).softmax(-1)
+        scale = self.num_points_scale.to(query.dtype).repeat(heads)
+        xy = []
+        for axis in range(2):  # forward's centre + offset * scale * size * offset_scale, one plane at a time
+            centre, size = reference_boxes[..., axis:axis + 1], reference_boxes[..., 2 + axis:3 + axis]
+            plane = centre + offsets[..., axis * planes:(axis + 1) * planes] * scale * size * self.offset_scale
+            xy.append(plane.reshape(batch, num_queries, heads, points).split(list(self.num_points), dim=3))
+        value = self.value_proj(memory)
+        level_values = split_levels(value, spatial_shapes)
+        per_head = []
+        for head in range(heads):
+            channels = slice(head * head_dim, (head + 1) * head_dim)
+            sampled = []
+            for level, ((h, w), level_value) in enumerate(zip(spatial_shapes, level_values)):
+                grid = torch.stack([xy[0][level][:, :, head], xy[1][level][:, :, head]], dim=-1)  # [B, Q, P_l, 2]
+                head_value = level_value[:, :, channels].transpose(1, 2).reshape(batch, head_dim, h, w)
+                sampled.append(sample_bilinear(head_value, grid))  # [B, head_dim, Q, P_l]
+            # The weighted sum over the points as a batched MatMul: [B, Q, 1, points] x [B, Q, points, head_dim]
+            # (pnnx writes a ReduceSum over the last of 4 dimensions as an ncnn Reduction with no axes: no sum).
+            rows = torch.cat(sampled, dim=3).permute(0, 2, 3, 1)
+            per_head.append((weights[:, :, head].unsqueeze(2) @ rows).reshape(batch, num_queries, head_dim))
+        return torch.cat(per_head, dim=2)

@@ -67,6 +67,14 @@ class RTDETRv2(nn.Module):
             if isinstance(layer, MSDeformableAttention):
                 layer.set_sampler(sampler)
 
+    def set_rank4_layout(self, enabled: bool = True) -> None:
+        """Write the gridsample-bilinear cross-attention with tensors of at most 4 dimensions, batch leading
+        (``MSDeformableAttention.forward_rank4``): the same numbers, one GridSample per head and level, for
+        runtimes that hold no more dimensions (ncnn). Only exports change it; other samplers ignore it."""
+        for layer in self.decoder.modules():
+            if isinstance(layer, MSDeformableAttention):
+                layer.rank4_layout = enabled
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decoder(self.encoder(self.backbone(images)))
 

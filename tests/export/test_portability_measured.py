@@ -41,7 +41,7 @@ def results(script):
 
 
 def test_docs_section_is_the_scripts_rendering_of_the_committed_json(script, results):
-    rendered = script.matrix_markdown(results)
+    rendered = script.full_markdown(results)
     assert script.docs_section(script.DOCS.read_text()) == rendered, \
         "docs/portability.md is stale: run `python benchmarks/portability.py --render-only`"
     assert script.RESULT_MD.read_text() == "# Measured portability\n\n" + rendered
@@ -119,3 +119,61 @@ def test_openvino_runs_a_tiny_discrete_export_with_parity(tmp_path):
         test = runner.infer({"images": images})
     comparison = compare_raw(ref, test, thresholds_for("fp32"))
     assert not comparison.failures, comparison.failures
+
+
+# -- the trained fixture's rows (benchmarks/portability.py --fixture): single file and split artifact ------------
+@pytest.fixture(scope="module")
+def fixture_results(results):
+    assert "fixture" in results, "the committed matrix has no fixture rows: run benchmarks/run_portability.sh --fixture"
+    return results["fixture"]
+
+
+def test_readme_edge_table_is_the_scripts_rendering_of_the_committed_json(script, fixture_results):
+    readme = script.README.read_text()
+    assert script.section(readme, script.EDGE_BEGIN, script.EDGE_END) == \
+        script._fixture_module().compact_markdown(fixture_results), \
+        "README.md's edge table is stale: run `python benchmarks/portability.py --render-only`"
+
+
+def test_fixture_matrix_has_every_row_once_and_each_row_is_consistent(script, fixture_results):
+    from rtdetr_export.verify import thresholds_for
+
+    module = script._fixture_module()
+    keys = [(row["runtime"], row["artifact"], row["precision"]) for row in fixture_results["results"]]
+    assert keys == [key for key in module.ROWS if key[0] in fixture_results["runtimes"]]
+    assert set(fixture_results["runtimes"]) == {"onnxruntime", "ncnn", "rknn", "litert"}
+    reference_ap = fixture_results["reference"]["AP"]["AP"]
+    for row in fixture_results["results"]:
+        name = f"{row['target']} {row['artifact']} {row['precision']}"
+        if not row["runs"] or not row["converts"]:
+            assert row["error"]["first_line"], f"{name}: a failure needs the tool's error"
+        if not row["runs"]:
+            assert "parity" not in row and "AP" not in row, name
+            continue
+        parity, agreement = row["parity"], row["agreement"]
+        worst = max(parity["logits_max_abs"], parity["pred_boxes_max_abs"])
+        # No discrete sampler here, so no rounding flips: parity passes exactly when both errors are in the limit.
+        assert parity["passed"] == (worst <= parity["threshold"]), name
+        limits = thresholds_for(agreement["limits"])
+        assert agreement["passed"] == (agreement["matched"] >= limits.min_matched
+                                       and agreement["labels"] >= limits.min_label_agreement
+                                       and agreement["boxes"] >= limits.min_mean_iou
+                                       and agreement["scores"] <= limits.max_mean_score_abs), name
+        # RKNN's float mode computes in fp16; fp32 rows show agreement beside parity, judged by parity.
+        assert agreement["limits"] == ("fp16" if row["precision"] == "fp16" else "int8"), name
+        assert abs(row["AP_delta"] - (row["AP"]["AP"] - reference_ap)) <= 1e-4, name
+        assert 0 <= row["AP"]["AP"] <= 1 and row["latency_ms"]["median"] > 0, name
+        assert agreement["images"] == fixture_results["settings"]["val_images"], name
+
+
+def test_fixture_split_artifact_runs_on_ncnn_with_fp32_parity(fixture_results):
+    """Issue 27's claim on the committed numbers: graph 1 -> host step -> graph 2 on ncnn equals PyTorch."""
+    rows = {(r["runtime"], r["artifact"], r["precision"]): r for r in fixture_results["results"]}
+    for key in (("onnxruntime", "single", "fp32"), ("onnxruntime", "split", "fp32"), ("ncnn", "split", "fp32")):
+        row = rows[key]
+        assert row["converts"] and row["runs"] and row["parity"]["passed"], key
+        # fp32 parity on every val image's detections too: the same AP as PyTorch to COCO's 4 decimals.
+        assert abs(row["AP_delta"]) <= 1e-4, key
+    # The single file still holds TopK and GatherElements, which ncnn has no layer for: the split exists for it.
+    single = rows[("ncnn", "single", "fp32")]
+    assert not single["converts"] and "TopK" in single["error"]["first_line"]
