@@ -116,6 +116,25 @@ def format_description(d: OnnxDescription, provenance: bool = True) -> list[str]
                      f"({source.get('date', '?')}; docs/portability.md, \"Measured\")")
     for m in port["measured"]:
         lines.append(f"measured    {m['target']} ({m['sampler']}): {m.get('result')}  {m.get('note', '')}".rstrip())
+    if provenance:  # a split's graphs are not deployed alone: format_split shows the split's own edge lines
+        lines += format_edge(port.get("edge") or [], port.get("edge_source") or {}, "this file")
+    return lines
+
+
+EXPECTED = {True: "expected to run", False: "NOT expected to run", None: "not measured with this sampler"}
+
+
+def format_edge(edge: list[dict], source: dict, what: str) -> list[str]:
+    """Per edge runtime: the verdict for ``what``, the fixture matrix's rows behind it, and the export that runs."""
+    if not edge:
+        return []
+    lines = [f"edge        {what} on edge runtimes (measured on the trained fixture, {source.get('date', '?')}; "
+             "docs/portability.md, \"Deploy to an NPU or phone\")"]
+    for entry in edge:
+        lines.append(f"  {entry['target']:<26} {EXPECTED[entry['expected']]}")
+        lines += [f"    measured: {row}" for row in entry["measured"]]
+        if entry["fix"]:
+            lines.append(f"    make one that runs there: {entry['fix']}")
     return lines
 
 
@@ -125,6 +144,7 @@ def format_split(d: SplitDescription) -> list[str]:
     lines = [f"split       {d.sidecar}: graph 1 {record.encoder.file} -> query selection on the host (host step "
              f"v{record.host_step}) -> graph 2 {record.decoder.file}"]
     lines += _provenance_lines(record, d.census_matches_record)
+    lines += format_edge(d.edge, d.to_json()["edge_source"], "this split artifact")
     for number, (name, graph) in enumerate(d.graphs.items(), start=1):
         lines.append(f"graph {number} ({name})")
         lines += ["  " + line for line in format_description(graph, provenance=False)]

@@ -171,6 +171,15 @@ def _load_measured() -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, A
     return entries, {"date": data.get("date"), "model": data.get("model"), "command": data.get("command")}
 
 
+def _load_fixture_measured() -> dict[str, Any]:
+    """The fixture matrix (single file and split artifact on the edge runtimes) from the same package file."""
+    try:
+        text = resources.files("rtdetr_export.export").joinpath(MEASURED_FILE).read_text(encoding="utf-8")
+    except (FileNotFoundError, ModuleNotFoundError):
+        return {}
+    return json.loads(text).get("fixture") or {}
+
+
 # Results of real conversions, keyed by (target, sampler), e.g. ("OpenVINO CPU (f32)", "gather-nearest"): written by
 # benchmarks/portability.py (never by hand) into portability_measured.json next to this module. Targets here
 # are runtimes as run (a converter + a runtime + its settings), not the documented columns of TABLE.
@@ -178,6 +187,68 @@ def _load_measured() -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, A
 MEASURED: dict[tuple[str, str], dict[str, Any]]
 MEASURED_SOURCE: dict[str, Any]  # date, model and command of the measurement
 MEASURED, MEASURED_SOURCE = _load_measured()
+FIXTURE_MEASURED: dict[str, Any] = _load_fixture_measured()  # date, command, model, results (one row per run)
+
+
+# -- edge runtimes: what the fixture matrix measured per artifact kind -------------------------------------------------
+# benchmarks/portability_fixture.py runs the trained fixture's single file and split artifact on each edge runtime
+# (converter + runtime, FP and INT8) and records the verdicts and AP; that matrix is the evidence `inspect` cites.
+# The split's decoder graph runs on ncnn only in the GridSample layout (ncnn has no Gather by an index tensor; the
+# split export writes that sampler's cross-attention in rank-4 tensors, ncnn's limit), so there the split must be
+# exported with GridSample; the other runtimes take any sampler's split.
+SPLIT_SAMPLER_NEEDED = {"ncnn": "gridsample-bilinear"}
+SAMPLER_FLAG = {"gridsample-bilinear": "--bilinear-op gridsample"}
+
+
+def _row_works(row: dict[str, Any]) -> bool:
+    """A measured row that ran and passed its own test: FP32 parity, or agreement for reduced precision."""
+    if not row.get("runs"):
+        return False
+    check = row.get("parity") if row.get("precision") == "fp32" else row.get("agreement")
+    return bool((check or {}).get("passed"))
+
+
+def _row_summary(row: dict[str, Any]) -> str:
+    if not row.get("converts") or not row.get("runs"):
+        stage = "does not convert" if not row.get("converts") else "does not run"
+        return f"{row.get('precision')}: {stage} ({((row.get('error') or {}).get('first_line') or '')[:120]})"
+    ap = (row.get("AP") or {}).get("AP")
+    tested = "parity" if row.get("precision") == "fp32" else "agreement"
+    return (f"{row.get('precision')}: runs, {tested} {'passed' if _row_works(row) else 'FAILED'}"
+            + (f", fixture AP {ap:.4f} ({row.get('AP_delta', 0.0):+.4f})" if ap is not None else ""))
+
+
+def measured_sampler(kind: str) -> str | None:
+    """The sampler of the fixture matrix's artifact of ``kind`` (its description names the export)."""
+    text = str((FIXTURE_MEASURED.get("model") or {}).get("artifacts", {}).get(kind, ""))
+    if "gridsample" in text:
+        return "gridsample-bilinear"
+    return next((name for name in ("gather-bilinear", "gather-nearest") if name in text), None)
+
+
+def edge_expectations(kind: str, sampler: str | None, model: str = "--model <your model>") -> list[dict[str, Any]]:
+    """Per edge runtime of the fixture matrix: whether an artifact of ``kind`` ("single" or "split") with
+    ``sampler`` is expected to run there (True/False: a measured row of that kind and sampler passed, or the split
+    lacks the sampler the runtime needs; None: measured with another sampler only), the measured rows, and, where
+    it is not known to run, the export that made one that does (``model``: its model arguments)."""
+    rows = FIXTURE_MEASURED.get("results", [])
+    answers = []
+    for runtime in dict.fromkeys(row["runtime"] for row in rows if row.get("runtime") != "onnxruntime"):
+        mine = [row for row in rows if row["runtime"] == runtime and row.get("artifact") == kind]
+        needed = SPLIT_SAMPLER_NEEDED.get(runtime)
+        expected: bool | None = any(_row_works(row) for row in mine)
+        if kind == "split" and needed and sampler != needed:
+            expected = False
+        elif sampler != measured_sampler(kind):
+            expected = None
+        split_works = any(_row_works(row) for row in rows if row["runtime"] == runtime and row["artifact"] == "split")
+        fix = None
+        if expected is not True and split_works:
+            flag = SAMPLER_FLAG.get(needed or measured_sampler("split") or "", "")
+            fix = f"rtdetr-export onnx {model} --split {flag}".rstrip()
+        answers.append({"target": mine[0]["target"] if mine else runtime, "runtime": runtime, "kind": kind,
+                        "expected": expected, "measured": [_row_summary(row) for row in mine], "fix": fix})
+    return answers
 
 
 def verdict(op: str, target: str) -> dict[str, str]:

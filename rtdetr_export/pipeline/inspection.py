@@ -119,9 +119,18 @@ def describe_onnx(path: str | Path) -> OnnxDescription:
             "blockers": portability.blockers(census),
             "opset_warnings": portability.opset_warnings(opset),
             "measured": portability.measured(record.sampler.value if record else None),
+            "edge": portability.edge_expectations("single", record.sampler.value if record else None),
+            "edge_source": _edge_source(),
             "measured_source": portability.MEASURED_SOURCE,
             "sources": portability.SOURCES,
         })
+
+
+def _edge_source() -> dict[str, Any]:
+    """Where the edge rows come from: the fixture matrix's date and command (docs/portability.md)."""
+    fixture = portability.FIXTURE_MEASURED
+    return {"date": fixture.get("date"), "command": fixture.get("command"),
+            "model": (fixture.get("model") or {}).get("path")}
 
 
 @dataclass
@@ -137,9 +146,15 @@ class SplitDescription:
         """Whether both graphs still have the op census recorded at export."""
         return all(self.record.graphs[name].op_census == d.op_census for name, d in self.graphs.items())
 
+    @property
+    def edge(self) -> list[dict[str, Any]]:
+        """Per edge runtime: whether this split is expected to run there, and what was measured."""
+        return portability.edge_expectations("split", self.record.sampler.value)
+
     def to_json(self) -> dict[str, Any]:
         return {"sidecar": self.sidecar, "host_step": {"version": self.record.host_step},
                 "provenance": provenance_summary(self.record, self.census_matches_record),
+                "edge": self.edge, "edge_source": _edge_source(),
                 "graphs": {name: d.to_json() for name, d in self.graphs.items()}}
 
 

@@ -19,7 +19,7 @@ from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
 from rtdetr_export.pipeline.inspection import NO_PROVENANCE, describe_onnx
 from rtdetr_export.weights import load_model
-from paths import ROOT
+from paths import ROOT, TESTS
 from tiers import costly
 
 # One worker runs this module (README: --dist loadgroup): its tests share three exports, one of them verified
@@ -190,3 +190,26 @@ def test_docs_show_the_current_table():
     docs = ROOT / "docs" / "portability.md"
     assert portability.markdown_table() in docs.read_text(), \
         "docs/portability.md is stale: paste `python -m rtdetr_export.export.portability` into it"
+
+
+# -- edge runtimes: expected or not, from the fixture matrix, and the export that runs where a file does not -----------
+def test_a_single_file_that_edge_runtimes_reject_is_told_the_split_export_that_runs_there():
+    from rtdetr_export.export.portability import edge_expectations
+
+    single = TESTS / "data" / "schema_examples" / "micro_raw_v3.onnx"  # gather-bilinear, the matrix's single file
+    edge = {e["runtime"]: e for e in describe_onnx(single).to_json()["portability"]["edge"]}
+    assert edge["ncnn"]["expected"] is False and "does not convert" in edge["ncnn"]["measured"][0]
+    assert edge["ncnn"]["fix"].endswith("--split --bilinear-op gridsample")
+    assert edge["litert"]["expected"] is True and edge["litert"]["fix"] is None
+    # The matrix's split (GridSample layout) ran on every edge runtime; a gather split is unproven on ncnn's layers.
+    assert all(e["expected"] is True for e in edge_expectations("split", "gridsample-bilinear"))
+    assert {e["runtime"]: e["expected"] for e in edge_expectations("split", "gather-bilinear")}["ncnn"] is False
+
+
+def test_inspect_of_a_split_artifact_says_per_edge_runtime_whether_it_runs(micro_split):
+    result = CliRunner().invoke(main, ["inspect", str(micro_split)])
+    assert result.exit_code == 0, result.output
+    assert "this split artifact on edge runtimes" in result.output
+    assert "ncnn (via pnnx)" in result.output and "--split --bilinear-op gridsample" in result.output
+    described = json.loads(CliRunner().invoke(main, ["inspect", str(micro_split), "--json"]).output)
+    assert {e["runtime"] for e in described["edge"]} == {"ncnn", "rknn", "litert"}
