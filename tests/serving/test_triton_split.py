@@ -57,6 +57,13 @@ def model():
     return load_model(preset="tiny", image_size=SIZE, seed=0, **MICRO)
 
 
+def _one_thread(graph):
+    """Each graph of a local split runner on ONNX Runtime with one thread, as the served graphs run."""
+    from rtdetr_export.backends import OnnxRuntimeRunner
+
+    return OnnxRuntimeRunner(graph, threads=1)
+
+
 def _options(head: str) -> OnnxExportOptions:
     # Verification of the split is tests/export/test_split_export.py's; here the files only need to be the export's.
     return OnnxExportOptions(dynamic_batch=True, head=head, top_k=TOP_K, verify=False)
@@ -273,7 +280,7 @@ def test_the_served_split_answers_exactly_as_the_local_split_runner(server, spli
     served = _served(server, f"{head}_split", feed)
     folder = splits[head].parent
     with SplitRunner(folder / record.encoder.file, folder / record.decoder.file, QUERIES, head, TOP_K,
-                     threads=1) as runner:
+                     graph=_one_thread) as runner:
         local = runner.infer(feed)
     assert sorted(local) == sorted(record.io.output_names)
     for name in record.io.output_names:
@@ -315,11 +322,9 @@ def test_a_client_sees_the_single_files_model_config(server, head):
 @pytest.mark.slow
 @pytest.mark.parametrize("served_model", ["raw_split", "raw_split_ensemble"])
 def test_served_split_predictions_equal_local_predict_with_the_split_runner(server, splits, tmp_path, served_model):
-    record = open_artifact(splits["raw"])
-    folder = splits["raw"].parent
-    runner = SplitRunner(folder / record.encoder.file, folder / record.decoder.file, QUERIES, threads=1)
+    assert isinstance(Detector.from_artifact(splits["raw"], _one_thread).runner, SplitRunner)
     photos = [PHOTOS / name for name in PHOTO_NAMES]
-    local = predict_images(photos, Detector.from_artifact(splits["raw"], runner), tmp_path / "local", THRESHOLD)
+    local = predict_images(photos, Detector.from_artifact(splits["raw"], _one_thread), tmp_path / "local", THRESHOLD)
     detector = open_triton_detector(f"grpc://{server.grpc_url}", served_model)
     served = predict_images(photos, detector, tmp_path / "served", THRESHOLD)
     assert served.failures == [] and len(served.predictions["annotations"]) > 0
