@@ -30,19 +30,22 @@ class ConvNormLayer(nn.Module):
 
 
 class MLP(nn.Module):
-    """Linear layers with ReLU between them (box heads and the query position head)."""
+    """Linear layers with an activation between them (box heads and the query position head).
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int):
+    ReLU everywhere in RT-DETR and D-FINE; DEIM trains its MLPs with SiLU (``mlp_act``)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int, act: str = "relu"):
         super().__init__()
         dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.act = activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < last:
-                x = torch.relu(x)
+                x = self.act(x)
         return x
 
 

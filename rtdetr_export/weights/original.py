@@ -38,8 +38,9 @@ def torch_load_weights(path: Path) -> Any:
         raise RTDetrExportError(f"{path} is not a readable PyTorch checkpoint ({why})") from None
 
 
-def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    """The model weights inside an original checkpoint: ``ema.module`` preferred, else ``model``, else bare."""
+def unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The model weights inside an original checkpoint (RT-DETR, D-FINE and DEIM solvers all write the same
+    wrappers): ``ema.module`` preferred, else ``model``, else bare; a ``module.`` prefix (DDP) removed."""
     if isinstance(obj, dict) and isinstance(obj.get("ema"), dict) and isinstance(obj["ema"].get("module"), dict):
         obj = obj["ema"]["module"]
     elif isinstance(obj, dict) and isinstance(obj.get("model"), dict):
@@ -47,7 +48,12 @@ def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise RTDetrExportError(f"{path} holds no state_dict (expected {{'ema': {{'module': ...}}}}, "
                                 "{'model': ...} or a plain state_dict)")
-    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The RT-DETR (v1 or v2) weights inside an original checkpoint; a look-alike's is refused by name."""
+    state = unwrap_state_dict(obj, path)
     refuse_foreign_keys(state, path)
     if not any(k.startswith("decoder.dec_score_head.") for k in state) or \
             not any(k.startswith("backbone.res_layers.") for k in state):
@@ -182,9 +188,11 @@ def _square_size(cells: int, strides: tuple[int, ...]) -> int | None:
     return round(size) if abs(size - round(size)) < 1e-6 else None
 
 
-def read_original_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], str]:
-    """(state dict with our key names and RepVGG-fused blocks normalised, "v1" or "v2") of an original .pth."""
-    state, version = normalise_v1_names(extract_state_dict(torch_load_weights(path), path))
+def read_original_checkpoint(path: Path, loaded: Any = None) -> tuple[dict[str, torch.Tensor], str]:
+    """(state dict with our key names and RepVGG-fused blocks normalised, "v1" or "v2") of an original .pth
+    (``loaded``: what ``torch_load_weights`` already read from it)."""
+    loaded = torch_load_weights(path) if loaded is None else loaded
+    state, version = normalise_v1_names(extract_state_dict(loaded, path))
     # A deploy-converted RepVGG block carries its fused ``conv`` (and maybe the stale branches it was made
     # from); the original forward uses ``conv`` when present, so do we.
     fused = {k[: -len("conv.weight")] for k in state if re.search(r"bottlenecks\.\d+\.conv\.weight$", k)}
