@@ -225,8 +225,7 @@ def perturb_(model: torch.nn.Module, seed: int, calibration: torch.Tensor,
     """Make a freshly initialised model well-conditioned and free of score ties (see the module docstring)."""
     g = torch.Generator().manual_seed(seed)
     for param in model.parameters():
-        if param.is_floating_point():  # the original D-FINE keeps reg_scale as an integer parameter
-            param.add_(0.02 * torch.randn(param.shape, generator=g))
+        param.add_(0.02 * torch.randn(param.shape, generator=g))
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     saved = [(m.momentum, m.training) for m in norms]
     for m in norms:
