@@ -172,3 +172,15 @@ def test_the_upstream_state_dict_is_the_original_layout_of_ours(upstream):
     derived = ("anchors", "valid_mask")
     theirs = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith(derived)}
     assert {k: tuple(v.shape) for k, v in original_layout(ours).items()} == theirs
+
+
+def test_describe_names_a_checkpoints_family_and_size(seeded_n, tmp_path):
+    from click.testing import CliRunner
+
+    from rtdetr_export.cli import main
+
+    path = tmp_path / "dfine_n_coco.pth"
+    torch.save({"ema": {"module": original_layout(seeded_n)}}, path)
+    result = CliRunner().invoke(main, ["describe", "--model", str(path), "--image-size", str(SIZE)])
+    assert result.exit_code == 0, result.output
+    assert "D-FINE-N" in result.output and "HGNetv2" in result.output and "original" in result.output
