@@ -29,6 +29,9 @@ class ConvNormLayer(nn.Module):
         return self.act(self.norm(self.conv(x)))
 
 
+_MLP_ACTIVATIONS = {"relu": torch.relu, "silu": nn.functional.silu}
+
+
 class MLP(nn.Module):
     """Linear layers with an activation between them (box heads and the query position head).
 
@@ -38,14 +41,18 @@ class MLP(nn.Module):
         super().__init__()
         dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        self.act = activation(act)
+        # A function, not a submodule: a module would add an ``act`` scope to exported node names, and RT-DETR's
+        # graphs stay byte-identical to those exported before the activation was configurable.
+        if act not in _MLP_ACTIVATIONS:
+            raise ValueError(f"unsupported MLP activation {act!r}")
+        self.act_name = act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < last:
-                x = self.act(x)
+                x = _MLP_ACTIVATIONS[self.act_name](x)
         return x
 
 
