@@ -37,3 +37,12 @@ def test_every_node_of_a_d_fine_graph_belongs_to_a_named_part():
     assert not unnamed, unnamed[:5]
     assert {"FDR edge distributions (softmax, integral)", "decoder layer 2 LQE (localization quality)",
             "backbone stem (HGNetv2)"} <= parts
+
+    # INT8 keeps D-FINE's heads in float by default: the FDR integral, the LQE and the initial box head.
+    from rtdetr_export.precision.int8 import Int8Options, excluded_nodes
+
+    excluded = excluded_nodes(graph, Int8Options())
+    integrals = [n.name for n in graph.graph.node if n.op_type == "MatMul" and
+                 part_of(n.name).label.startswith("FDR")]
+    assert len(integrals) == model.config.decoder_layers and all(n in excluded for n in integrals)
+    assert any("lqe_layers" in n for n in excluded) and any("pre_bbox_head" in n for n in excluded)

@@ -22,3 +22,13 @@ def test_a_d_fine_preset_exports_from_the_cli_and_verifies_from_its_record(tmp_p
     again = CliRunner().invoke(main, ["verify", str(out), "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.output)["passed"] is True
+
+
+@pytest.mark.slow  # one FP16 export with calibration of the FP16 plan and verification (~40 s)
+def test_a_d_fine_fp16_export_passes_its_verification(tmp_path):
+    out = tmp_path / "dfine_n_fp16.onnx"
+    result = CliRunner().invoke(main, ["onnx", "--preset", "dfine_n", "--image-size", "320", "--precision", "fp16",
+                                       "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["verification"]["passed"] is True and sidecar["model"]["family"] == "dfine"
