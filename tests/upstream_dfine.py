@@ -78,6 +78,11 @@ def build_upstream(size: str, image_size: int, deim: bool = False, method: str =
             HybridEncoder(**encoder_kw, eval_spatial_size=eval_size),
             DFINETransformer(**decoder_kw, **(DEIM_DECODER if deim else {}), num_classes=num_classes,
                              cross_attn_method=method, eval_spatial_size=eval_size))
+    return _condition(model, image_size)
+
+
+def _condition(model: torch.nn.Module, image_size: int) -> torch.nn.Module:
+    """Wake zero-initialised heads, add seeded noise, calibrate and floor BatchNorms, spread encoder scores."""
     model.eval()
     g = torch.Generator().manual_seed(4321)
     with torch.no_grad():
@@ -110,6 +115,35 @@ def calibrate_batchnorm_(model: torch.nn.Module, calibration: torch.Tensor) -> N
     for m in norms:
         m.momentum = 0.1
         m.eval()
+
+
+# DEIM-RT-DETRv2 r18vd: configs/deim_rtdetrv2/deim_r18vd_120e_coco.yml over rtdetrv2_r18vd_120e_coco.yml,
+# ../base/rtdetrv2_r50vd.yml (``version: rt_detrv2`` encoder) and ../base/rt_deim.yml (as_reg, SiLU, unfrozen norms).
+DEIM_RTDETRV2_R18 = (
+    dict(depth=18, variant="d", return_idx=[1, 2, 3], num_stages=4, freeze_at=-1, freeze_norm=False),
+    {**_BASE_ENCODER, "in_channels": [128, 256, 512], "expansion": 0.5, "version": "rt_detrv2"},
+    dict(feat_channels=[256, 256, 256], feat_strides=[8, 16, 32], hidden_dim=256, num_levels=3, num_layers=3,
+         num_queries=300, num_denoising=100, label_noise_ratio=0.5, box_noise_scale=1.0, eval_idx=-1,
+         num_points=[4, 4, 4], query_select_method="default", query_pos_method="as_reg", activation="silu",
+         mlp_act="silu"))
+
+
+def build_upstream_deim_rtdetrv2(image_size: int, num_classes: int = 80) -> torch.nn.Module:
+    """DEIM's RT-DETRv2 (r18vd), perturbed as ``build_upstream``'s models, in eval mode."""
+    _modules(True)
+    from deim_engine.backbone.presnet import PResNet
+    from deim_engine.deim.deim import DEIM
+    from deim_engine.deim.hybrid_encoder import HybridEncoder
+    from deim_engine.deim.rtdetrv2_decoder import RTDETRTransformerv2
+
+    backbone_kw, encoder_kw, decoder_kw = DEIM_RTDETRV2_R18
+    eval_size = [image_size, image_size]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = DEIM(PResNet(**backbone_kw, pretrained=False),
+                     HybridEncoder(**encoder_kw, eval_spatial_size=eval_size),
+                     RTDETRTransformerv2(**decoder_kw, num_classes=num_classes, eval_spatial_size=eval_size))
+    return _condition(model, image_size)
 
 
 def solver_checkpoint(model: torch.nn.Module) -> dict[str, Any]:

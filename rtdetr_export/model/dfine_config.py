@@ -58,7 +58,6 @@ class DFineConfig(ModelConfig):
     size: str | None = None  # "N", "S", "M", "L", "X" when the architecture is a released one
     # "D-FINE" or "DEIM" (ShihuaHuang95/DEIM: D-FINE's architecture, trained with SiLU where D-FINE has ReLU)
     variant: str = "D-FINE"
-    mlp_activation: str = "relu"  # of every MLP head (query position, box heads); DEIM's ``mlp_act``
 
     # HGNetv2 backbone (B4 by default); stage indices in ``backbone_return_stages`` count from 0
     hgnet_stem_channels: tuple[int, ...] = (3, 32, 48)
@@ -113,6 +112,8 @@ class DFineConfig(ModelConfig):
             problems.append("learn_initial_query is not a D-FINE configuration")
         if self.max_num_bins < 4 or self.max_num_bins % 2:
             problems.append(f"max_num_bins must be an even number >= 4, got {self.max_num_bins}")
+        if self.query_pos_layers != 2:
+            problems.append("D-FINE's query position head has 2 layers")
         if self.variant not in VARIANTS:
             problems.append(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.top_prob_values > self.max_num_bins + 1:

@@ -77,7 +77,7 @@ class _Shapes(dict):
 
 # Fields the tensor shapes reveal but a released preset does not fix: a fine-tuned checkpoint may change them.
 FREE_FIELDS = ("num_classes", "num_queries", "learn_initial_query", "num_denoising", "decoder_n_points",
-               "image_size")
+               "image_size", "query_pos_layers", "mlp_activation", "decoder_activation")
 
 
 # v1's unnamed Sequential children -> the names v2 (and our model) give them.
@@ -136,6 +136,10 @@ def infer_config(state: dict[str, torch.Tensor], base: ModelConfig | None = None
         learn_initial_query="decoder.tgt_embed.weight" in state,
         num_denoising=100 if "decoder.denoising_class_embed.weight" in state else 0,
     )
+    if "decoder.query_pos_head.layers.2.weight" in state:
+        # DEIM's RT-DETRv2: its configs pair this head (query_pos_method as_reg) with SiLU heads and FFNs
+        # (configs/base/rt_deim.yml), which the weights cannot show.
+        fields.update(query_pos_layers=3, mlp_activation="silu", decoder_activation="silu")
     if fields["learn_initial_query"]:
         fields["num_queries"] = shape["decoder.tgt_embed.weight"][0]
     explicit = base is not None

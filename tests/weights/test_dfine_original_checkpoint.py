@@ -1,4 +1,5 @@
-"""Checkpoints written by the original D-FINE and DEIM code load as our DFine and compute what their code computes.
+"""Checkpoints written by the original D-FINE and DEIM code load as our DFine (DEIM's RT-DETRv2 as our RTDETRv2) and
+compute what their code computes.
 
 The oracle is the upstream model itself (tests/upstream_dfine.py builds it from the vendored code in
 tests/fixtures/upstream/ with the released configs' arguments), saved the way its solver saves
@@ -184,3 +185,31 @@ def test_describe_names_a_checkpoints_family_and_size(seeded_n, tmp_path):
     result = CliRunner().invoke(main, ["describe", "--model", str(path), "--image-size", str(SIZE)])
     assert result.exit_code == 0, result.output
     assert "D-FINE-N" in result.output and "HGNetv2" in result.output and "original" in result.output
+
+
+# -- DEIM's RT-DETRv2 ----------------------------------------------------------------------------------------------
+def test_a_three_layer_query_position_head_loads_as_deim_rt_detrv2_with_silu_heads(tmp_path):
+    model = load_model(preset="tiny", query_pos_layers=3, mlp_activation="silu", decoder_activation="silu")
+    assert model.decoder.query_pos_head.layers[0].weight.shape == (64, 4)  # as_reg: d_model wide, not 2 * d_model
+    path = tmp_path / "last.pth"  # no "deim" in the name: the head itself says DEIM
+    torch.save({"ema": {"module": model.state_dict()}}, path)
+    loaded = load_model(path, image_size=model.config.image_size)
+    assert loaded.config.model_name == "DEIM-RT-DETRv2"
+    assert (loaded.config.mlp_activation, loaded.config.decoder_activation) == ("silu", "silu")
+    images = make_images(*model.config.image_size)
+    assert compare_detectors(run_ours(model, images), run_ours(loaded, images), SAME_CODE_TOL).matched_max_diff == 0
+
+
+@pytest.mark.slow  # the original r18vd model built and run at 320 px (~15 s)
+def test_a_deim_rt_detrv2_checkpoint_written_by_the_original_code_matches_it(tmp_path):
+    from upstream_dfine import build_upstream_deim_rtdetrv2, run_upstream, solver_checkpoint
+
+    model = build_upstream_deim_rtdetrv2(SIZE)
+    path = tmp_path / "deim_rtdetrv2_r18vd_120e_coco.pth"
+    torch.save(solver_checkpoint(model), path)
+    loaded = load_model(path)
+    assert loaded.config.model_name == "DEIM-RT-DETRv2" and loaded.config.backbone_blocks == (2, 2, 2, 2)
+    images = make_images(SIZE)
+    result = compare_detectors(run_upstream(model, images), run_ours(loaded, images), PARITY_TOL)
+    print(f"DEIM-RT-DETRv2 r18vd: ordered {result.ordered_max_diff:.3g}, matched {result.matched_max_diff:.3g}")
+    assert result.matched_max_diff <= PARITY_TOL
