@@ -141,8 +141,8 @@ def model_options(func: Callable) -> Callable:
 
 MODEL_OPTIONS = [
         click.option("--model", "model_path", type=click.Path(path_type=str), default=None,
-                     help="A transformers model folder, an original RT-DETR (v1 or v2), D-FINE or DEIM-D-FINE .pth "
-                          "checkpoint or a Hub model id ORG/NAME[@REVISION]."),
+                     help="A transformers model folder, an original RT-DETR (v1 or v2), D-FINE or DEIM .pth checkpoint "
+                          "or a Hub model id ORG/NAME[@REVISION]."),
         click.option("--preset", type=click.Choice(list(PRESETS) + list(DFINE_PRESETS)), default=None,
                      help="Architecture preset (RT-DETR r18vd..r101vd; D-FINE dfine_n..dfine_x; DEIM-D-FINE "
                           "deim_dfine_n..deim_dfine_x); with no --model, random weights of this size."),
