@@ -1,8 +1,8 @@
 """The original D-FINE and DEIM models, built from their own code (tests/fixtures/upstream/, vendored unchanged).
 
 Constructor arguments are those of the released configs, written out here from the upstream YAML files (not from
-our presets, so a wrong preset cannot agree with itself): Peterande/D-FINE ``configs/dfine/dfine_hgnetv2_{n,s}_coco.yml``
-over ``include/dfine_hgnetv2.yml``; DEIM's ``configs/deim_dfine/deim_hgnetv2_{n,s}_coco.yml`` adds
+our presets, so a wrong preset cannot agree with itself): Peterande/D-FINE
+``configs/dfine/dfine_hgnetv2_{n,s}_coco.yml`` over ``include/dfine_hgnetv2.yml``; DEIM's ``configs/deim_dfine/deim_hgnetv2_{n,s}_coco.yml`` adds
 ``configs/base/deim.yml`` (``activation: silu``, ``mlp_act: silu``; unfrozen backbone BatchNorms). The random
 init is made well-conditioned much as the transformers oracle's is (dfine_oracle.py): zero-initialised heads get
 unit-scale weights, parameters get seeded noise, BatchNorm statistics are calibrated (not jittered: see

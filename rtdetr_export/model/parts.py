@@ -1,4 +1,5 @@
-"""Which part of RT-DETR (or D-FINE) an exported node belongs to, read from the module scope torch.onnx puts in its name.
+"""Which part of RT-DETR (or D-FINE) an exported node belongs to, read from the module scope torch.onnx puts in
+its name.
 
 It lives with the model because the scopes are this package's module paths (``RTDETRv2.model.decoder...``).
 

@@ -1,7 +1,8 @@
 """One entry point that builds our model from a preset, a transformers folder, an original .pth or a Hub id.
 
-RT-DETR v1 and v2 load alike (``ModelConfig.version`` says which); D-FINE loads from transformers folders
-(``dfine_folder``) and original D-FINE / DEIM-D-FINE checkpoints (``dfine_original``) as a ``DFine``, which keeps RTDETRv2's interface; look-alike detectors are refused by name
+RT-DETR v1 and v2 load alike (``ModelConfig.version`` says which; DEIM's RT-DETRv2 is an RTDETRv2 too); D-FINE
+loads from transformers folders (``dfine_folder``) and original D-FINE / DEIM-D-FINE checkpoints
+(``dfine_original``) as a ``DFine``, which keeps RTDETRv2's interface; look-alike detectors are refused by name
 (``lookalikes``); the class count comes from the score heads (``classes``).
 """
 

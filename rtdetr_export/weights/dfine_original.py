@@ -29,6 +29,7 @@ from rtdetr_export.model.dfine import DFine
 from rtdetr_export.model.dfine_config import DEIM_ACTIVATIONS, DFINE_PRESETS, DFineConfig, dfine_preset
 from rtdetr_export.model.source import WeightSource
 from rtdetr_export.weights.matching import load_strict
+from rtdetr_export.weights.original import _points_from_scale, _square_size
 
 # Keys only D-FINE's decoder has (DEIM-D-FINE's too): LQE heads, FDR's constants, the cross-attention gates.
 _DFINE_KEY = re.compile(r"(^|\.)lqe_layers\.|^decoder\.(up|reg_scale)$|\.gateway\.gate\.")
@@ -119,8 +120,6 @@ def _encoder_fields(state: dict[str, torch.Tensor], shape: _Shapes, stage_out: l
 
 
 def _decoder_fields(state: dict[str, torch.Tensor], shape: _Shapes) -> dict[str, Any]:
-    from rtdetr_export.weights.original import _points_from_scale
-
     layer = "decoder.decoder.layers.0."
     scale = state.get(layer + "cross_attn.num_points_scale")
     if scale is None:
@@ -147,8 +146,6 @@ def _decoder_fields(state: dict[str, torch.Tensor], shape: _Shapes) -> dict[str,
 
 
 def _image_size(state: dict[str, torch.Tensor], strides: list[int]) -> int | None:
-    from rtdetr_export.weights.original import _square_size
-
     anchors = state.get("decoder.anchors")
     return _square_size(anchors.shape[1], tuple(strides)) if anchors is not None else None
 

@@ -21,7 +21,8 @@ from rtdetr_export.errors import RTDetrExportError
 
 SUPPORTED = ("supported are RT-DETR v1 and RT-DETRv2 with a ResNet-vd backbone: transformers rt_detr / rt_detr_v2 "
              "folders, original lyuwenyu/RT-DETR .pth checkpoints, or Hub model ids of those; and D-FINE as "
-             "transformers d_fine folders or original D-FINE / DEIM-D-FINE .pth checkpoints; DEIM-RT-DETRv2 .pth checkpoints")
+             "transformers d_fine folders or original D-FINE / DEIM-D-FINE .pth checkpoints; DEIM-RT-DETRv2 .pth "
+             "checkpoints")
 
 # transformers model_type -> what the folder holds.
 MODEL_TYPES = {
