@@ -20,6 +20,7 @@ from rtdetr_export.artifact.options import (CALIBRATION_METHODS, DEFAULT_CALIBRA
 from rtdetr_export.backends.openvino_runner import PRECISION_HINTS
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.config import METHODS, PRESETS, SizeRange, parse_image_size
+from rtdetr_export.model.dfine_config import DFINE_PRESETS
 from rtdetr_export.model.heads import HEADS
 from rtdetr_export.model.sampler import BILINEAR_OPS, EXPORT_BILINEAR_OP, Sampler
 
@@ -140,10 +141,11 @@ def model_options(func: Callable) -> Callable:
 
 MODEL_OPTIONS = [
         click.option("--model", "model_path", type=click.Path(path_type=str), default=None,
-                     help="A transformers model folder, an original RT-DETR .pth checkpoint (v1 or v2) or a "
-                          "Hub model id ORG/NAME[@REVISION]."),
-        click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
-                     help="Architecture preset; with no --model, random weights of this size."),
+                     help="A transformers model folder, an original RT-DETR (v1 or v2), D-FINE or DEIM .pth checkpoint "
+                          "or a Hub model id ORG/NAME[@REVISION]."),
+        click.option("--preset", type=click.Choice(list(PRESETS) + list(DFINE_PRESETS)), default=None,
+                     help="Architecture preset (RT-DETR r18vd..r101vd; D-FINE dfine_n..dfine_x; DEIM-D-FINE "
+                          "deim_dfine_n..deim_dfine_x); with no --model, random weights of this size."),
         click.option("--method", type=click.Choice(METHODS), default=None,
                      help="Deformable-attention sampling: default (bilinear, as trained; --bilinear-op says how the "
                           "graph writes it) or discrete (the nearest cell, read with gathers)."),

@@ -61,6 +61,10 @@ class ModelConfig:
     decoder_heads: int = 8
     decoder_ffn_dim: int = 1024
     decoder_activation: str = "relu"
+    # DEIM's RT-DETRv2 (ShihuaHuang95/DEIM configs/base/rt_deim.yml): SiLU in every MLP head (``mlp_act``) and a
+    # three-layer query position head of width d_model (``query_pos_method: as_reg``) instead of two of 2 * d_model.
+    mlp_activation: str = "relu"
+    query_pos_layers: int = 2
     num_feature_levels: int = 3
     decoder_n_points: tuple[int, ...] = (4, 4, 4)
     decoder_offset_scale: float = 0.5
@@ -94,6 +98,8 @@ class ModelConfig:
         if self.version == "v1" and len(set(self.decoder_n_points)) > 1:
             problems.append(f"RT-DETR v1 samples the same number of points on every level, got "
                             f"{list(self.decoder_n_points)}")
+        if self.query_pos_layers not in (2, 3):
+            problems.append(f"query_pos_layers must be 2 (RT-DETR) or 3 (DEIM), got {self.query_pos_layers}")
         if self.decoder_method not in METHODS:
             problems.append(f"decoder_method must be one of {METHODS}, got {self.decoder_method!r}")
         if self.backbone_block not in ("basic", "bottleneck"):
@@ -149,8 +155,9 @@ class ModelConfig:
 
     @property
     def model_name(self) -> str:
-        """"RT-DETRv1" or "RT-DETRv2": what the weights were trained as."""
-        return f"RT-DETR{self.version}"
+        """"RT-DETRv1", "RT-DETRv2" or "DEIM-RT-DETRv2": what the weights were trained as (only DEIM trains the
+        three-layer query position head)."""
+        return f"{'DEIM-' if self.query_pos_layers == 3 else ''}RT-DETR{self.version}"
 
     @property
     def class_names(self) -> list[str]:

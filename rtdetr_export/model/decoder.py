@@ -78,13 +78,15 @@ class RTDETRDecoder(nn.Module):
             self.denoising_class_embed = nn.Embedding(config.num_classes + 1, dim, padding_idx=config.num_classes)
         if config.learn_initial_query:
             self.tgt_embed = nn.Embedding(config.num_queries, dim)
-        self.query_pos_head = MLP(4, 2 * dim, dim, 2)
+        act = config.mlp_activation
+        self.query_pos_head = MLP(4, 2 * dim, dim, 2, act) if config.query_pos_layers == 2 else \
+            MLP(4, dim, dim, config.query_pos_layers, act)
         self.enc_output = nn.Sequential(OrderedDict([
             ("proj", nn.Linear(dim, dim)), ("norm", nn.LayerNorm(dim, eps=config.layer_norm_eps))]))
         self.enc_score_head = nn.Linear(dim, config.num_classes)
-        self.enc_bbox_head = MLP(dim, dim, 4, 3)
+        self.enc_bbox_head = MLP(dim, dim, 4, 3, act)
         self.dec_score_head = nn.ModuleList(nn.Linear(dim, config.num_classes) for _ in range(config.decoder_layers))
-        self.dec_bbox_head = nn.ModuleList(MLP(dim, dim, 4, 3) for _ in range(config.decoder_layers))
+        self.dec_bbox_head = nn.ModuleList(MLP(dim, dim, 4, 3, act) for _ in range(config.decoder_layers))
 
         self.register_buffer("anchors", torch.zeros(1, 0, 4), persistent=False)
         self.register_buffer("valid_mask", torch.zeros(1, 0, 1, dtype=torch.bool), persistent=False)

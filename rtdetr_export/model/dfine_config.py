@@ -13,6 +13,8 @@ from typing import Any
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.config import ModelConfig
 
+VARIANTS = ("D-FINE", "DEIM")
+
 # HGNetv2 stage tables, from Peterande/D-FINE src/nn/backbone/hgnetv2.py (``HGNetv2.arch_configs``):
 # stem channels (in, mid, out) and per stage (in, mid, out, blocks, downsample, light block, kernel, layers).
 HGNET_ARCHS: dict[str, dict[str, Any]] = {
@@ -54,6 +56,8 @@ class DFineConfig(ModelConfig):
     """
 
     size: str | None = None  # "N", "S", "M", "L", "X" when the architecture is a released one
+    # "D-FINE" or "DEIM" (ShihuaHuang95/DEIM: D-FINE's architecture, trained with SiLU where D-FINE has ReLU)
+    variant: str = "D-FINE"
 
     # HGNetv2 backbone (B4 by default); stage indices in ``backbone_return_stages`` count from 0
     hgnet_stem_channels: tuple[int, ...] = (3, 32, 48)
@@ -108,6 +112,10 @@ class DFineConfig(ModelConfig):
             problems.append("learn_initial_query is not a D-FINE configuration")
         if self.max_num_bins < 4 or self.max_num_bins % 2:
             problems.append(f"max_num_bins must be an even number >= 4, got {self.max_num_bins}")
+        if self.query_pos_layers != 2:
+            problems.append("D-FINE's query position head has 2 layers")
+        if self.variant not in VARIANTS:
+            problems.append(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.top_prob_values > self.max_num_bins + 1:
             problems.append("top_prob_values exceeds the number of bins")
         if problems:
@@ -125,8 +133,9 @@ class DFineConfig(ModelConfig):
 
     @property
     def model_name(self) -> str:
-        """"D-FINE-N" .. "D-FINE-X" for the released sizes, else "D-FINE"."""
-        return f"D-FINE-{self.size}" if self.size else "D-FINE"
+        """"D-FINE-N" .. "D-FINE-X" (or "DEIM-D-FINE-S" ...) for the released sizes, else "D-FINE"."""
+        name = "DEIM-D-FINE" if self.variant == "DEIM" else "D-FINE"
+        return f"{name}-{self.size}" if self.size else name
 
 
 _THREE_LEVELS = {"backbone_return_stages": (1, 2, 3), "feat_strides": (8, 16, 32), "encode_proj_layers": (2,),
@@ -151,8 +160,16 @@ DFINE_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# DEIM-D-FINE (ShihuaHuang95/DEIM configs/deim_dfine/deim_hgnetv2_{n,s,m,l,x}_coco.yml): D-FINE's sizes, with
+# configs/base/deim.yml's ``activation: silu`` (decoder FFN and LQE) and ``mlp_act: silu`` (every MLP head).
+# Nothing in the weights shows an activation, so these presets are how a DEIM checkpoint is told apart.
+DEIM_ACTIVATIONS = {"variant": "DEIM", "decoder_activation": "silu", "mlp_activation": "silu"}
+DFINE_PRESETS.update({f"deim_{name}": {**fields, **DEIM_ACTIVATIONS} for name, fields in list(DFINE_PRESETS.items())})
+
+
 def dfine_preset(name: str, **overrides: Any) -> DFineConfig:
-    """The config of a released D-FINE size (``dfine_n`` .. ``dfine_x``), with optional overrides."""
+    """The config of a released D-FINE size (``dfine_n`` .. ``dfine_x``, DEIM's ``deim_dfine_n`` ..), with
+    optional overrides."""
     if name not in DFINE_PRESETS:
         raise RTDetrExportError(f"unknown D-FINE preset {name!r}; choose one of: {', '.join(DFINE_PRESETS)}")
     return DFineConfig(**{**DFINE_PRESETS[name], **overrides})

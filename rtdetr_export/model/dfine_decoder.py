@@ -118,8 +118,9 @@ class DFineLayers(nn.Module):
         super().__init__()
         count = config.eval_layer + 1  # later layers never reach the output: not built
         self.layers = nn.ModuleList(DFineDecoderLayer(config) for _ in range(count))
+        # The LQE's MLP takes the decoder's activation (the original passes ``activation`` to it), not mlp_act.
         self.lqe_layers = nn.ModuleList(LQE(config.top_prob_values, config.max_num_bins, config.lqe_hidden_dim,
-                                            config.lqe_layers) for _ in range(count))
+                                            config.lqe_layers, config.decoder_activation) for _ in range(count))
 
 
 class DFineDecoder(nn.Module):
@@ -147,14 +148,16 @@ class DFineDecoder(nn.Module):
         if config.num_denoising > 0:
             # Training-only; kept so checkpoints load strictly.
             self.denoising_class_embed = nn.Embedding(config.num_classes + 1, dim, padding_idx=config.num_classes)
-        self.query_pos_head = MLP(4, 2 * dim, dim, 2)
+        act = config.mlp_activation
+        self.query_pos_head = MLP(4, 2 * dim, dim, 2, act)
         self.enc_output = nn.Sequential(OrderedDict([
             ("proj", nn.Linear(dim, dim)), ("norm", nn.LayerNorm(dim, eps=config.layer_norm_eps))]))
         self.enc_score_head = nn.Linear(dim, config.num_classes)
-        self.enc_bbox_head = MLP(dim, dim, 4, 3)
-        self.pre_bbox_head = MLP(dim, dim, 4, 3)
+        self.enc_bbox_head = MLP(dim, dim, 4, 3, act)
+        self.pre_bbox_head = MLP(dim, dim, 4, 3, act)
         self.dec_score_head = nn.ModuleList(nn.Linear(dim, config.num_classes) for _ in range(count))
-        self.dec_bbox_head = nn.ModuleList(MLP(dim, dim, 4 * (config.max_num_bins + 1), 3) for _ in range(count))
+        self.dec_bbox_head = nn.ModuleList(MLP(dim, dim, 4 * (config.max_num_bins + 1), 3, act)
+                                           for _ in range(count))
 
         self.register_buffer("anchors", torch.zeros(1, 0, 4), persistent=False)
         self.register_buffer("valid_mask", torch.zeros(1, 0, 1, dtype=torch.bool), persistent=False)

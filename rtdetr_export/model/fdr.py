@@ -50,11 +50,11 @@ def edges_to_box(anchor: torch.Tensor, offsets: torch.Tensor, reg_scale: torch.T
 class LQE(nn.Module):
     """Localization-quality estimation: class logits + MLP(top-k bin probabilities of each edge and their mean)."""
 
-    def __init__(self, top_prob_values: int, max_num_bins: int, hidden_dim: int, num_layers: int):
+    def __init__(self, top_prob_values: int, max_num_bins: int, hidden_dim: int, num_layers: int, act: str = "relu"):
         super().__init__()
         self.top_prob_values = top_prob_values
         self.bins = max_num_bins + 1
-        self.reg_conf = MLP(4 * (top_prob_values + 1), hidden_dim, 1, num_layers)
+        self.reg_conf = MLP(4 * (top_prob_values + 1), hidden_dim, 1, num_layers, act)
 
     def forward(self, scores: torch.Tensor, corner_logits: torch.Tensor) -> torch.Tensor:
         batch, queries, _ = corner_logits.shape

@@ -29,20 +29,30 @@ class ConvNormLayer(nn.Module):
         return self.act(self.norm(self.conv(x)))
 
 
-class MLP(nn.Module):
-    """Linear layers with ReLU between them (box heads and the query position head)."""
+_MLP_ACTIVATIONS = {"relu": torch.relu, "silu": nn.functional.silu}
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int):
+
+class MLP(nn.Module):
+    """Linear layers with an activation between them (box heads and the query position head).
+
+    ReLU everywhere in RT-DETR and D-FINE; DEIM trains its MLPs with SiLU (``mlp_act``)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int, act: str = "relu"):
         super().__init__()
         dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        # A function, not a submodule: a module would add an ``act`` scope to exported node names, and RT-DETR's
+        # graphs stay byte-identical to those exported before the activation was configurable.
+        if act not in _MLP_ACTIVATIONS:
+            raise ValueError(f"unsupported MLP activation {act!r}")
+        self.act_name = act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < last:
-                x = torch.relu(x)
+                x = _MLP_ACTIVATIONS[self.act_name](x)
         return x
 
 

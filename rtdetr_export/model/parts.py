@@ -1,4 +1,5 @@
-"""Which part of RT-DETR an exported node belongs to, read from the module scope torch.onnx puts in its name.
+"""Which part of RT-DETR (or D-FINE) an exported node belongs to, read from the module scope torch.onnx puts in
+its name.
 
 It lives with the model because the scopes are this package's module paths (``RTDETRv2.model.decoder...``).
 
@@ -16,6 +17,9 @@ from dataclasses import dataclass
 # (regex on the name, part label with {0}/{1} for the groups, shell pattern with the same groups). First match wins.
 _SCOPES = [
     (r"/model/backbone/conv1/", "backbone stem", "/model/backbone/conv1/*"),
+    # D-FINE's HGNetv2 backbone
+    (r"/model/backbone/stem/", "backbone stem (HGNetv2)", "/model/backbone/stem/*"),
+    (r"/model/backbone/stages\.(\d+)/", "backbone stage {0} (HGNetv2)", "/model/backbone/stages.{0}/*"),
     (r"/model/backbone/res_layers\.(\d+)/", "backbone stage {0}", "/model/backbone/res_layers.{0}/*"),
     (r"/model/encoder/input_proj\.(\d+)/", "encoder input projection {0}", "/model/encoder/input_proj.{0}/*"),
     (r"/model/encoder/encoder\.(\d+)/", "encoder AIFI {0} (intra-scale attention)", "/model/encoder/encoder.{0}/*"),
@@ -34,11 +38,20 @@ _SCOPES = [
      "/model/decoder/layers.{0}/cross_attn/*"),
     (r"/model/decoder/layers\.(\d+)/(linear1|linear2|activation)", "decoder layer {0} FFN",
      "/model/decoder/layers.{0}/linear*"),
+    (r"/model/decoder/layers\.(\d+)/gateway/", "decoder layer {0} gate (D-FINE's cross-attention residual)",
+     "/model/decoder/layers.{0}/gateway/*"),
     (r"/model/decoder/layers\.(\d+)/", "decoder layer {0} norms/residuals", "/model/decoder/layers.{0}/[An]*"),
+    # D-FINE's heads: localization quality (a softmax over each edge's bins, top-k, an MLP), the initial box
+    (r"/model/decoder/lqe_layers\.(\d+)/", "decoder layer {0} LQE (localization quality)",
+     "/model/decoder/lqe_layers.{0}/*"),
+    (r"/model/decoder/pre_bbox_head/", "decoder initial box head (D-FINE)", "/model/decoder/pre_bbox_head/*"),
     (r"/model/decoder/dec_bbox_head\.(\d+)/", "decoder layer {0} box refinement",
      "/model/decoder/dec_bbox_head.{0}/*"),
     (r"/model/decoder/dec_score_head\.(\d+)/", "decoder layer {0} score head", "/model/decoder/dec_score_head.{0}/*"),
     (r"/model/decoder/(TopK|ReduceMax|GatherElements|Gather)", "query selection (top-k)", "/model/decoder/{0}*"),
+    # D-FINE's FDR: each layer's softmax over the edge bins and its integral under W(n) (a MatMul); RT-DETRv2's
+    # decoder has neither op outside a submodule.
+    (r"/model/decoder/(Softmax|MatMul)", "FDR edge distributions (softmax, integral)", "/model/decoder/{0}*"),
     (r"/model/decoder/[A-Z]", "box refinement (inverse sigmoid)", "/model/decoder/[A-Z]*"),
 ]
 _COMPILED = [(re.compile(regex), label, pattern) for regex, label, pattern in _SCOPES]

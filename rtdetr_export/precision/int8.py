@@ -38,6 +38,11 @@ DEFAULT_EXCLUSIONS = {
     "*/query_pos_head*": "reads box coordinates in [0, 1]; INT8 steps would be 1/127 of the image",
     "*/sampling_offsets/*": "deformable attention: sampling locations",
     "*/attention_weights/*": "deformable attention: softmax attention weights",
+    # D-FINE's box and score heads (RT-DETR graphs have no such nodes)
+    "*/pre_bbox_head/*": "box head: D-FINE's initial boxes in logit space",
+    "*/decoder/MatMul*": "FDR integral: edge-bin probabilities x W(n), whose steps near 0 are far below one INT8 step "
+                         "of its range",
+    "*/lqe_layers*": "LQE: reads the top edge-bin probabilities and adds to the output logits",
 }
 ATTENTION_MATMUL = "activation x activation MatMul (QK^T and softmax x V attention-weight paths)"
 

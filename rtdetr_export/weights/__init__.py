@@ -1,7 +1,8 @@
 """One entry point that builds our model from a preset, a transformers folder, an original .pth or a Hub id.
 
-RT-DETR v1 and v2 load alike (``ModelConfig.version`` says which); D-FINE loads from transformers folders
-(``dfine_folder``) as a ``DFine``, which keeps RTDETRv2's interface; look-alike detectors are refused by name
+RT-DETR v1 and v2 load alike (``ModelConfig.version`` says which; DEIM's RT-DETRv2 is an RTDETRv2 too); D-FINE
+loads from transformers folders (``dfine_folder``) and original D-FINE / DEIM-D-FINE checkpoints
+(``dfine_original``) as a ``DFine``, which keeps RTDETRv2's interface; look-alike detectors are refused by name
 (``lookalikes``); the class count comes from the score heads (``classes``).
 """
 
@@ -23,7 +24,8 @@ from rtdetr_export.weights.dfine_folder import load_dfine_folder
 from rtdetr_export.weights.hub import parse_hub_id, resolve_hub_id
 from rtdetr_export.weights.lookalikes import folder_model_type
 from rtdetr_export.weights.matching import load_strict
-from rtdetr_export.weights.original import infer_config, read_original_checkpoint
+from rtdetr_export.weights.dfine_original import is_dfine_state, load_dfine_checkpoint
+from rtdetr_export.weights.original import infer_config, read_original_checkpoint, torch_load_weights, unwrap_state_dict
 from rtdetr_export.weights.random_init import seeded_model
 from rtdetr_export.weights.transformers_folder import (
     config_from_transformers, convert_transformers_state_dict, read_transformers_folder)
@@ -72,7 +74,12 @@ def load_model(model_path: str | Path | None = None, *, preset: str | None = Non
         fmt = "transformers"
     else:
         weights_file = path
-        state, version = read_original_checkpoint(path)
+        loaded = torch_load_weights(path)
+        raw = unwrap_state_dict(loaded, path)
+        if is_dfine_state(raw):
+            source = WeightSource("original", str(path), file_sha256(path), hub=hub)
+            return load_dfine_checkpoint(raw, path, preset, changes, source)
+        state, version = read_original_checkpoint(path, raw)
         config = infer_config(state, preset_config(preset) if preset else None, version)
         fmt = "original"
     config = config.replace(**changes) if changes else config

@@ -1,7 +1,7 @@
 """Detectors that look like RT-DETR but are not, recognised and refused in one line that names them.
 
-D-FINE is converted from transformers folders (``d_fine``), so its folders pass here; its original checkpoints
-(and DEIM's) are still refused by key names until they load. DEIM, RF-DETR, Deformable DETR and DETR share names
+D-FINE loads from transformers folders (``d_fine``) and original D-FINE / DEIM checkpoints, so none of them is
+refused here. DEIMv2, RF-DETR, Deformable DETR and DETR share names
 and parts with RT-DETR (a ``decoder``, deformable attention, ``class_embed``), so loading one as RT-DETR fails late
 with a long key-mismatch list that hides what the file is. Folders are recognised by ``config.json``
 (``model_type`` / ``architectures``); checkpoints by key names only their architecture has. Checkpoints whose
@@ -21,7 +21,8 @@ from rtdetr_export.errors import RTDetrExportError
 
 SUPPORTED = ("supported are RT-DETR v1 and RT-DETRv2 with a ResNet-vd backbone: transformers rt_detr / rt_detr_v2 "
              "folders, original lyuwenyu/RT-DETR .pth checkpoints, or Hub model ids of those; and D-FINE as "
-             "transformers d_fine folders")
+             "transformers d_fine folders or original D-FINE / DEIM-D-FINE .pth checkpoints; DEIM-RT-DETRv2 .pth "
+             "checkpoints")
 
 # transformers model_type -> what the folder holds.
 MODEL_TYPES = {
@@ -68,9 +69,6 @@ def _first(keys: Iterable[str], pattern: str) -> str | None:
 def identify_keys(keys: Iterable[str]) -> tuple[str, str] | None:
     """(what the checkpoint is, a key that shows it) for a look-alike's state-dict keys, else None."""
     keys = {k.removeprefix("module.") for k in keys}
-    # D-FINE's decoder (also DEIM's): localisation-quality heads, the distribution's scale parameters, gates.
-    if found := _first(keys, r"(^|\.)lqe_layers\.|^decoder\.(up|reg_scale)$|\.gateway\.gate\."):
-        return "a D-FINE or DEIM checkpoint", found
     # LW-DETR's query embeddings; RF-DETR is LW-DETR with a DINOv2 backbone (``backbone.0.encoder``).
     if {"refpoint_embed.weight", "query_feat.weight"} <= keys:
         dinov2 = _first(keys, r"^backbone\.0\.encoder\.")

@@ -38,8 +38,9 @@ def torch_load_weights(path: Path) -> Any:
         raise RTDetrExportError(f"{path} is not a readable PyTorch checkpoint ({why})") from None
 
 
-def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    """The model weights inside an original checkpoint: ``ema.module`` preferred, else ``model``, else bare."""
+def unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The model weights inside an original checkpoint (RT-DETR, D-FINE and DEIM solvers all write the same
+    wrappers): ``ema.module`` preferred, else ``model``, else bare; a ``module.`` prefix (DDP) removed."""
     if isinstance(obj, dict) and isinstance(obj.get("ema"), dict) and isinstance(obj["ema"].get("module"), dict):
         obj = obj["ema"]["module"]
     elif isinstance(obj, dict) and isinstance(obj.get("model"), dict):
@@ -47,7 +48,12 @@ def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise RTDetrExportError(f"{path} holds no state_dict (expected {{'ema': {{'module': ...}}}}, "
                                 "{'model': ...} or a plain state_dict)")
-    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The RT-DETR (v1 or v2) weights inside an original checkpoint; a look-alike's is refused by name."""
+    state = unwrap_state_dict(obj, path)
     refuse_foreign_keys(state, path)
     if not any(k.startswith("decoder.dec_score_head.") for k in state) or \
             not any(k.startswith("backbone.res_layers.") for k in state):
@@ -71,7 +77,7 @@ class _Shapes(dict):
 
 # Fields the tensor shapes reveal but a released preset does not fix: a fine-tuned checkpoint may change them.
 FREE_FIELDS = ("num_classes", "num_queries", "learn_initial_query", "num_denoising", "decoder_n_points",
-               "image_size")
+               "image_size", "query_pos_layers", "mlp_activation", "decoder_activation")
 
 
 # v1's unnamed Sequential children -> the names v2 (and our model) give them.
@@ -130,6 +136,10 @@ def infer_config(state: dict[str, torch.Tensor], base: ModelConfig | None = None
         learn_initial_query="decoder.tgt_embed.weight" in state,
         num_denoising=100 if "decoder.denoising_class_embed.weight" in state else 0,
     )
+    if "decoder.query_pos_head.layers.2.weight" in state:
+        # DEIM's RT-DETRv2: its configs pair this head (query_pos_method as_reg) with SiLU heads and FFNs
+        # (configs/base/rt_deim.yml), which the weights cannot show.
+        fields.update(query_pos_layers=3, mlp_activation="silu", decoder_activation="silu")
     if fields["learn_initial_query"]:
         fields["num_queries"] = shape["decoder.tgt_embed.weight"][0]
     explicit = base is not None
@@ -182,9 +192,11 @@ def _square_size(cells: int, strides: tuple[int, ...]) -> int | None:
     return round(size) if abs(size - round(size)) < 1e-6 else None
 
 
-def read_original_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], str]:
-    """(state dict with our key names and RepVGG-fused blocks normalised, "v1" or "v2") of an original .pth."""
-    state, version = normalise_v1_names(extract_state_dict(torch_load_weights(path), path))
+def read_original_checkpoint(path: Path, loaded: Any = None) -> tuple[dict[str, torch.Tensor], str]:
+    """(state dict with our key names and RepVGG-fused blocks normalised, "v1" or "v2") of an original .pth
+    (``loaded``: what ``torch_load_weights`` already read from it)."""
+    loaded = torch_load_weights(path) if loaded is None else loaded
+    state, version = normalise_v1_names(extract_state_dict(loaded, path))
     # A deploy-converted RepVGG block carries its fused ``conv`` (and maybe the stale branches it was made
     # from); the original forward uses ``conv`` when present, so do we.
     fused = {k[: -len("conv.weight")] for k in state if re.search(r"bottlenecks\.\d+\.conv\.weight$", k)}

@@ -1,7 +1,7 @@
 """Detectors that look like RT-DETR are refused in one line that names them and what is supported.
 
 Folders are written with transformers' own config classes; checkpoints are minimal state dicts with each
-architecture's real key names (D-FINE/DEIM: Peterande/D-FINE and ShihuaHuang95/DEIM; RF-DETR: roboflow/rf-detr;
+architecture's real key names (RF-DETR: roboflow/rf-detr;
 DETR / Deformable DETR: the facebookresearch / fundamentalvision releases), wrapped the way each repository saves
 them. RF-DETR and Deformable DETR pickle their ``argparse`` arguments beside the weights, which ``weights_only``
 loading refuses; they must still be named, and nothing in them may run.
@@ -36,9 +36,6 @@ def _tensors(keys: list[str]) -> dict[str, torch.Tensor]:
     return {key: torch.zeros(2, 2) if key.endswith("weight") else torch.zeros(2) for key in keys}
 
 
-DFINE_KEYS = ["backbone.stem.stem1.conv.weight", "encoder.input_proj.0.conv.weight", "decoder.up",
-              "decoder.reg_scale", "decoder.decoder.layers.0.gateway.gate.weight",
-              "decoder.decoder.lqe_layers.0.reg_conf.layers.0.weight", "decoder.dec_score_head.0.weight"]
 RF_DETR_KEYS = ["backbone.0.encoder.encoder.embeddings.cls_token",
                 "backbone.0.encoder.encoder.encoder.layer.0.attention.attention.query.weight",
                 "backbone.0.projector.stages.0.0.cv1.conv.weight",
@@ -53,10 +50,6 @@ DETR_KEYS = ["backbone.0.body.conv1.weight", "transformer.encoder.layers.0.self_
              "class_embed.weight", "bbox_embed.layers.0.weight", "query_embed.weight", "input_proj.weight"]
 
 CHECKPOINTS = {  # name -> (what torch.save writes, what the refusal calls it, the key it cites)
-    "d-fine": ({"ema": {"module": _tensors(DFINE_KEYS), "updates": 1000}, "last_epoch": 71},
-               "a D-FINE or DEIM checkpoint", "decoder.decoder.layers.0.gateway.gate.weight"),
-    "deim": ({"model": {"module." + k: v for k, v in _tensors(DFINE_KEYS).items()}, "date": "2025-01-01"},
-             "a D-FINE or DEIM checkpoint", "decoder.decoder.layers.0.gateway.gate.weight"),
     "rf-detr": ({"model": _tensors(RF_DETR_KEYS),
                  "args": argparse.Namespace(encoder="dinov2_windowed_small", num_classes=90)},
                 "an RF-DETR checkpoint", "backbone.0.encoder.encoder.embeddings.cls_token"),
@@ -89,7 +82,8 @@ def test_a_lookalike_folder_is_refused_by_name_from_the_api_and_the_cli(lookalik
     assert str(info.value) == (f"{folder} holds {what} (config.json model_type {model_type!r}), which rtdetr-export "
                                f"does not convert; {SUPPORTED}: transformers rt_detr / rt_detr_v2 folders, original "
                                "lyuwenyu/RT-DETR .pth checkpoints, or Hub model ids of those; and D-FINE as "
-                               "transformers d_fine folders")
+                               "transformers d_fine folders or original D-FINE / DEIM-D-FINE .pth checkpoints; DEIM-RT-DETRv2 .pth "
+                               "checkpoints")
     assert_one_line_error(CliRunner().invoke(main, ["describe", "--model", str(folder)]), what)
 
 

@@ -10,6 +10,7 @@ from rtdetr_export.artifact.options import DEFAULT_CALIBRATION_COUNT, GraphOptio
 from rtdetr_export.artifact.verification import Verification
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.config import ModelConfig, SizeRange, size_text
+from rtdetr_export.model.dfine_config import DFineConfig
 from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.model.source import HubRevision, WeightSource
 from rtdetr_export.artifact.records.fields import (DEFAULT_TOP_K, ONNX_FORMAT, RecordError, Header, IODescription,
@@ -48,20 +49,35 @@ class SourceRecord:
                                str(hub.get("requested") or "main")) if hub else None)
 
 
+# ``family`` -> the config class that reads ``config``: the family decides which detector the fields build
+# (RT-DETR v1/v2's ``RTDETRv2`` or ``DFine``). Records written before D-FINE existed have no family: RT-DETR.
+FAMILIES: dict[str, type[ModelConfig]] = {"rtdetr": ModelConfig, "dfine": DFineConfig}
+
+
+def family_of(config: ModelConfig) -> str:
+    """The record's ``family`` for ``config``."""
+    return "dfine" if isinstance(config, DFineConfig) else "rtdetr"
+
+
 @dataclass(frozen=True)
 class ModelRecord:
-    """The weights' source and the full architecture (``config.version``: RT-DETR v1 or v2)."""
+    """The weights' source, the detector family and its full architecture (RT-DETR: ``config.version`` v1 or v2;
+    D-FINE: ``config.variant`` D-FINE or DEIM)."""
 
     source: SourceRecord
     config: ModelConfig
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source.to_json(), "config": self.config.to_dict()}
+        return {"source": self.source.to_json(), "family": family_of(self.config), "config": self.config.to_dict()}
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> "ModelRecord":
+        family = _may(data, "family", str, where) or "rtdetr"
+        if family not in FAMILIES:
+            raise RecordError(f"{where}: unknown model family {family!r} (this version reads "
+                              f"{', '.join(FAMILIES)}); it was written by a newer rtdetr-export")
         try:
-            config = ModelConfig.from_dict(_need(data, "config", dict, where))
+            config = FAMILIES[family].from_dict(_need(data, "config", dict, where))
         except RTDetrExportError as exc:
             raise RecordError(f"{where}: model config: {exc}") from None
         except (TypeError, ValueError) as exc:
