@@ -18,10 +18,13 @@ ignored scope held.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import io
+import logging
 from collections import Counter
 from importlib.metadata import version
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -41,6 +44,19 @@ def _nncf():
     except ImportError:
         raise MissingDependencyError("NNCF INT8 needs nncf: pip install nncf (or the openvino extra)") from None
     return nncf
+
+
+@contextlib.contextmanager
+def _quiet(nncf) -> Iterator[None]:
+    """Silence NNCF's log lines and progress bars: stdout may be carrying --json output, and --quiet means quiet."""
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    nncf.set_log_level(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _is_constant(output) -> bool:
@@ -82,7 +98,8 @@ def quantize_nncf(model, feeds: list[dict[str, np.ndarray]], recipe: str = "rtde
     log(f"quantizing with NNCF ({recipe} recipe{f', {len(ignored)} operations kept float' if ignored else ''}) "
         f"on {len(feeds)} calibration images")
     try:
-        quantized = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds), **kwargs)
+        with _quiet(nncf):
+            quantized = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds), **kwargs)
     except (RuntimeError, ValueError) as exc:  # nncf's own errors derive from these
         raise RTDetrExportError(f"NNCF INT8 failed: {str(exc).splitlines()[0][:200]}") from None
     parts = Counter(part_of(name).label for name in ignored)
