@@ -150,7 +150,7 @@ def export_openvino(source: str | Path, output: str | Path, options: OpenVinoExp
     converted = ov.convert_model(str(source))
     precision, recipe = record.precision, record.recipe
     if options.precision == "int8":
-        if model is None and options.verify:
+        if model is None and options.verify:  # a missing checkpoint fails now, not after minutes of NNCF
             model = reference_model(record, model_path, log)
         calibration = calibration_set(record.input_size, options.calib_count, options.calib_images)
         converted, details = quantize_nncf(converted, calibration.feeds(record.head), options.recipe, log)

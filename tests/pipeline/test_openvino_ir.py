@@ -146,3 +146,9 @@ def test_only_an_onnx_file_of_ours_converts(micro_ir, tmp_path):
     error = _one_line_error(["openvino", str(micro_ir), "-o", str(tmp_path / "again.xml")])
     assert "is not a single ONNX file of ours" in error
     assert list(tmp_path.iterdir()) == []
+
+
+def test_triton_refuses_an_ir_in_one_line(micro_ir, tmp_path):
+    error = _one_line_error(["triton", str(micro_ir), "-o", str(tmp_path / "repo")])
+    assert "is an OpenVINO IR" in error and "micro.onnx" in error
+    assert list(tmp_path.iterdir()) == []
