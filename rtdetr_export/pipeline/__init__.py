@@ -1,6 +1,7 @@
 """What a command does end to end, composed from the layers below: export -> precision -> verify -> write
 (``export_onnx``), build engine -> verify -> time -> write (``run_engine_job``), verify a file again
-(``verify_artifact``), an OpenVINO IR from an ONNX file (``export_openvino``), describe a file (``describe_onnx``), and the ``Detector`` that runs a model or any artifact on images."""
+(``verify_artifact``), an OpenVINO IR from an ONNX file (``export_openvino``), describe a file (``describe_onnx``),
+and the ``Detector`` that runs a model or any artifact on images."""
 
 from rtdetr_export.pipeline.detector import Detector, open_detector
 from rtdetr_export.pipeline.inspection import (IrDescription, OnnxDescription, SplitDescription, describe_onnx,

@@ -24,8 +24,8 @@ and reads attributes; ``from_json`` reads every schema written so far:
   verification ran under, the CPU and whether it computes bf16) and ``op_census``.
 
 The record module is this package: fields.py (the field rules, header, I/O), contract.py (the shared contract and
-an ONNX file's record), engine.py, split.py and openvino.py (an engine's, a split artifact's, an OpenVINO IR's). Nothing outside it reads a
-record's JSON by key (tests/test_architecture.py).
+an ONNX file's record), engine.py, split.py and openvino.py (an engine's, a split artifact's, an OpenVINO IR's).
+Nothing outside it reads a record's JSON by key (tests/test_architecture.py).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from rtdetr_export.artifact.records.contract import (ArtifactRecord, ExportRecor
 from rtdetr_export.artifact.records.engine import EngineRecord, Latency, OnnxSource, ProfileShape
 from rtdetr_export.artifact.records.fields import (DEFAULT_TOP_K, ENGINE_FORMAT, LIBRARIES, ONNX_FORMAT,
                                                    OPENVINO_FORMAT, READABLE_SCHEMAS, SCHEMA_VERSION, SPLIT_FORMAT,
-                                                   SPLIT_PART_FORMAT, SPLIT_PARTS, Header, IODescription, RecordError, TensorSpec,
-                                                   library_versions)
+                                                   SPLIT_PART_FORMAT, SPLIT_PARTS, Header, IODescription, RecordError,
+                                                   TensorSpec, library_versions)
 from rtdetr_export.artifact.records.openvino import IR_WEIGHTS, IrFiles, OpenVinoRecord, OpenVinoRuntime
 from rtdetr_export.artifact.records.split import SplitGraph, SplitPart, SplitRecord
 
