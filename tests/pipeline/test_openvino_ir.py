@@ -55,6 +55,7 @@ def test_the_sidecar_reads_back_as_the_record_it_was_written_from(micro_ir):
     assert isinstance(again, OpenVinoRecord) and json.loads(json.dumps(again.to_json())) == data
 
 
+@pytest.mark.slow  # compiles the IR and runs it (and the reference): seconds on 2 cores
 def test_the_ir_detects_what_its_onnx_file_detects(micro_ir, micro_fp32):
     feed = make_feed("raw", synthetic_images(1, (128, 128), seed=5), [(128, 128)])
     with OnnxRuntimeRunner(micro_fp32) as onnx, artifact_runner(micro_ir, open_artifact(micro_ir)) as ir:
@@ -65,6 +66,7 @@ def test_the_ir_detects_what_its_onnx_file_detects(micro_ir, micro_fp32):
     assert compare_agreement(want, got, "raw", thresholds_for("fp16")).passed
 
 
+@pytest.mark.slow  # compiles the IR and runs it (and the reference): seconds on 2 cores
 def test_verify_judges_the_ir_again_on_openvino(micro_ir):
     report = verify_artifact(micro_ir)
     assert report.passed and report.candidate == "openvino-ir-cpu-f32" and report.batches == [1, 4]
@@ -79,6 +81,7 @@ def test_inspect_describes_the_ir_from_its_record(micro_ir):
     assert described["provenance"]["op_census_matches_graph"] and described["runtime"]["weights"] == "fp16"
 
 
+@pytest.mark.slow  # compiles the IR and runs it (and the reference): seconds on 2 cores
 def test_a_detector_and_bench_take_the_ir(micro_ir):
     from rtdetr_export.bench.artifacts import check_artifact
     from rtdetr_export.pipeline import open_detector
