@@ -6,6 +6,7 @@ The public API, importable from here (loaded on first use, so ``import rtdetr_ex
     model = rx.load_model("path/to/hf_folder")            # or rx.load_model(preset="r18vd") for random weights
     result = rx.export_onnx(model, "model.onnx", rx.OnnxExportOptions(dynamic_batch=True))
     report = rx.verify_artifact("model.onnx", "path/to/hf_folder")
+    ir = rx.export_openvino("model.onnx", "model.xml", rx.OpenVinoExportOptions(precision="int8"))  # NNCF INT8
     detector = rx.open_detector("model.onnx")              # or rx.open_detector(model)
     record = rx.open_artifact("model.onnx")                # what the file is: a typed record (its sidecar)
 """
@@ -25,6 +26,8 @@ _API = {
     "OnnxExportOptions": "rtdetr_export.pipeline",
     "ExportResult": "rtdetr_export.pipeline",
     "export_onnx": "rtdetr_export.pipeline",
+    "OpenVinoExportOptions": "rtdetr_export.pipeline",
+    "export_openvino": "rtdetr_export.pipeline",
     "verify_artifact": "rtdetr_export.pipeline",
     "Detector": "rtdetr_export.pipeline",
     "open_detector": "rtdetr_export.pipeline",
@@ -33,6 +36,7 @@ _API = {
     "open_artifact": "rtdetr_export.artifact",
     "OnnxRecord": "rtdetr_export.artifact",
     "EngineRecord": "rtdetr_export.artifact",
+    "OpenVinoRecord": "rtdetr_export.artifact",
     "Sampler": "rtdetr_export.model",
     "Verification": "rtdetr_export.verify",
     "predict_images": "rtdetr_export.predict",

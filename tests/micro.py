@@ -76,3 +76,17 @@ def micro_split(made_once) -> Path:
         export_split(micro_model(), folder / "micro.onnx", OnnxExportOptions(dynamic_batch=True, simplify=False))
 
     return made_once("micro-split", make) / "micro.json"
+
+
+@pytest.fixture(scope="session")
+def micro_ir(made_once, micro_fp32) -> Path:
+    """An OpenVINO IR of ``micro_fp32`` (weights stored fp16, OpenVINO's default), verified on OpenVINO CPU when
+    made; the path of its .xml. Skipped without openvino."""
+    pytest.importorskip("openvino", reason="OpenVINO IR tests need openvino (pip install openvino)")
+
+    def make(folder: Path) -> None:
+        from rtdetr_export.pipeline import export_openvino
+
+        export_openvino(micro_fp32, folder / "micro.xml")
+
+    return made_once("micro-ir", make) / "micro.xml"

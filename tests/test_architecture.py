@@ -130,7 +130,8 @@ RECORD_FIELDS = {"format", "schema_version", "created", "tool", "libraries", "mo
                  "input_size", "input_size_range", "classes", "precision", "precision_recipe", "export", "io",
                  "op_census", "verification", "tensorrt", "gpu", "onnx", "head", "build", "profile", "io_tensors",
                  "latency", "opset", "top_k", "batch", "dynamic_batch", "dynamic_size", "bilinear_op", "simplifier",
-                 "source", "config", "hub", "inputs", "input_images", "outputs", "graphs", "host_step", "part"}
+                 "source", "config", "hub", "inputs", "input_images", "outputs", "graphs", "host_step", "part",
+                 "ir", "runtime"}
 # Names a record's dict goes by when someone reads it by hand (what this test exists to stop).
 RECORD_HOLDERS = ("provenance", "sidecar", "meta", "record", "served", "export", "prov", "onnx_provenance")
 RECORD_PACKAGE = PACKAGE / "artifact" / "records"  # the record module: one package, four short files

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from rtdetr_export.artifact.records import (ArtifactRecord, EngineRecord, IODescription, OnnxRecord, RecordError,
-                                            SplitPart, SplitRecord, TensorSpec)
+from rtdetr_export.artifact.records import (ArtifactRecord, EngineRecord, IODescription, OnnxRecord,
+                                            OpenVinoRecord, RecordError, SplitPart, SplitRecord, TensorSpec)
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.files import file_sha256, write_text_atomic
 from rtdetr_export.model.heads import HEADS, INPUTS
@@ -21,11 +21,13 @@ from rtdetr_export.model.heads import HEADS, INPUTS
 PREFIX = "rtdetr_export."  # ONNX metadata_props keys
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+OPENVINO_SUFFIXES = (".xml",)  # an OpenVINO IR: MODEL.xml, its weights MODEL.bin beside it
 
 
 def sidecar_path(artifact: str | Path) -> Path:
-    """MODEL.onnx -> MODEL.json; an engine (any other suffix) -> MODEL.engine.json, so an engine and the ONNX
-    file it was built from can share a stem. ``engines/src/sidecar.cpp`` implements the same rule."""
+    """MODEL.onnx -> MODEL.json; an engine or an OpenVINO IR (any other suffix) -> MODEL.engine.json,
+    MODEL.xml.json, so either and the ONNX file it was made from can share a stem. ``engines/src/sidecar.cpp``
+    implements the same rule."""
     path = Path(artifact)
     return path.with_suffix(".json") if path.suffix == ".onnx" else Path(str(path) + ".json")
 
@@ -120,11 +122,14 @@ def onnx_record(model: onnx.ModelProto, where: str) -> OnnxRecord | None:
 
 def open_artifact(path: str | Path) -> ArtifactRecord:
     """The record of one of our artifacts: an ONNX file's metadata (``OnnxRecord``), an engine's sidecar
-    (``EngineRecord``), a split artifact's sidecar (``SplitRecord``, given the sidecar or either graph); a one-line
-    error if the file is missing, not ours, or its record is damaged."""
+    (``EngineRecord``), a split artifact's sidecar (``SplitRecord``, given the sidecar or either graph), an OpenVINO
+    IR's sidecar (``OpenVinoRecord``, given the .xml); a one-line error if the file is missing, not ours, or its
+    record is damaged."""
     path = Path(path)
     if path.suffix.lower() in ENGINE_SUFFIXES:
         return open_engine_record(path)
+    if path.suffix.lower() in OPENVINO_SUFFIXES:
+        return open_openvino_record(path)
     sidecar = split_sidecar(path)
     if sidecar is not None:
         return open_split_record(sidecar)
@@ -177,6 +182,36 @@ def open_split_record(sidecar: Path) -> SplitRecord:
         if file_sha256(path) != graph.sha256:
             raise RTDetrExportError(f"{path} is not the {name} graph {sidecar.name} was written with (sha256 "
                                     "differs): both graphs and the sidecar must come from one export")
+    return record
+
+
+def ir_weights_path(xml: str | Path) -> Path:
+    """An OpenVINO IR's weights file: MODEL.xml -> MODEL.bin (where OpenVINO looks for them)."""
+    return Path(xml).with_suffix(".bin")
+
+
+def open_openvino_record(path: Path) -> OpenVinoRecord:
+    """An OpenVINO IR's record from its sidecar (``MODEL.xml.json``), once the .xml and the .bin beside it are the
+    files it recorded (sha256)."""
+    if not path.is_file():
+        raise RTDetrExportError(f"{path}: no such OpenVINO IR file")
+    weights = ir_weights_path(path)
+    if not weights.is_file():
+        raise RTDetrExportError(f"{path}: its weights {weights.name} are not beside it; copy the .xml, the .bin "
+                                "and the .xml.json together")
+    sidecar = sidecar_path(path)
+    try:
+        data = json.loads(sidecar.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise RTDetrExportError(f"{path}: no readable sidecar {sidecar.name} next to it; use an IR written by "
+                                "`rtdetr-export openvino`") from None
+    if not OpenVinoRecord.describes(data):
+        raise RTDetrExportError(f"{sidecar} is not the sidecar of an OpenVINO IR (`rtdetr-export openvino`)")
+    record = OpenVinoRecord.from_json(data, str(sidecar))
+    for file, recorded in ((path, record.ir.xml_sha256), (weights, record.ir.bin_sha256)):
+        if file_sha256(file) != recorded:
+            raise RTDetrExportError(f"{file} is not the file {sidecar.name} was written with (sha256 differs): the "
+                                    ".xml, the .bin and the sidecar must come from one `rtdetr-export openvino`")
     return record
 
 

@@ -18,7 +18,8 @@ PRECISION_HINTS = ("f32", "bf16")
 
 
 class OpenVinoRunner(Runner):
-    """Runs an ONNX file with OpenVINO on the CPU under ``precision_hint`` (f32 or bf16).
+    """Runs an ONNX file, or an OpenVINO IR of ours (MODEL.xml), with OpenVINO on the CPU under ``precision_hint``
+    (f32 or bf16).
 
     ``io_names`` (input names, output names), when the caller knows them, spares reading the file's graph: the
     Triton Python-backend model passes its config's names, which were written from the file's sidecar, and so
@@ -65,10 +66,12 @@ class OpenVinoRunner(Runner):
 
 
 def _graph_io_names(path: Path) -> tuple[list[str], list[str]]:
-    """The ONNX file's input and output names, in order (OpenVINO keeps the graph's order)."""
-    from rtdetr_export.artifact import io_description, load_onnx  # here: see the class docstring (io_names)
+    """The ONNX file's input and output names, in order (OpenVINO keeps the graph's order); an IR's from its
+    record (the ONNX file's names, which OpenVINO's conversion keeps)."""
+    # here: see the class docstring (io_names)
+    from rtdetr_export.artifact import OPENVINO_SUFFIXES, io_description, load_onnx, open_artifact
 
-    io = io_description(load_onnx(path))
+    io = open_artifact(path).io if path.suffix.lower() in OPENVINO_SUFFIXES else io_description(load_onnx(path))
     return io.input_names, io.output_names
 
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtdetr_export.artifact import (ENGINE_SUFFIXES, ONNX_SUFFIXES, ArtifactRecord, load_onnx,
-                                    onnx_record, open_artifact, split_sidecar)
+from rtdetr_export.artifact import (ENGINE_SUFFIXES, ONNX_SUFFIXES, OPENVINO_SUFFIXES, ArtifactRecord, ir_weights_path,
+                                    load_onnx, onnx_record, open_artifact, split_sidecar)
 from rtdetr_export.artifact.files import split_part
 from rtdetr_export.backends import Runner, artifact_runner
 from rtdetr_export.backends.split_runner import GraphRunner
@@ -15,15 +15,16 @@ from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.config import SizeRange, size_text
 
 ONNX_KINDS = ("onnx", "split")  # artifacts whose graphs ONNX Runtime and OpenVINO run
+OPENVINO_KINDS = ONNX_KINDS + ("openvino-ir",)  # artifacts OpenVINO runs: those, and an OpenVINO IR of ours
 
 
 @dataclass
 class Artifact:
-    """One file to benchmark: an ONNX graph, a split artifact (two graphs and the host step) or a serialized TensorRT
-    engine."""
+    """One file to benchmark: an ONNX graph, a split artifact (two graphs and the host step), an OpenVINO IR or a
+    serialized TensorRT engine."""
 
     path: Path
-    kind: str  # "onnx", "split" or "tensorrt"
+    kind: str  # "onnx", "split", "openvino-ir" or "tensorrt"
     label: str  # how report rows name it
     head: str = "raw"
     batches: tuple[int, int] | None = None  # (smallest, largest) batch it takes; None: any (dynamic axis)
@@ -92,6 +93,15 @@ def _split_artifact(path: Path, label: str) -> Artifact:
                     sum(sum(g.op_census.values()) for g in record.graphs.values()))
 
 
+def _openvino_artifact(path: Path, label: str) -> Artifact:
+    record = open_artifact(path)  # one-line error unless the .bin and the sidecar are there and match
+    batch = record.static_batch
+    return Artifact(path, "openvino-ir", label, record.head, None if batch is None else (batch, batch),
+                    record.precision, record, None if record.input_size_range else record.input_size,
+                    path.stat().st_size + ir_weights_path(path).stat().st_size, sum(record.op_census.values()),
+                    record.input_size_range)
+
+
 def _engine_artifact(path: Path, label: str) -> Artifact:
     # An engine is opaque here; the record `rtdetr-export trt` writes beside it (OUT.engine.json) says its
     # head, batch profile, precision and the model it came from. A foreign engine has none: it still runs.
@@ -105,8 +115,8 @@ def _engine_artifact(path: Path, label: str) -> Artifact:
 
 
 def check_artifact(path: str | Path, label: str | None = None) -> Artifact:
-    """Check that ``path`` exists and is a readable ONNX file, split artifact (its sidecar or either graph) or
-    TensorRT engine; one-line error if not."""
+    """Check that ``path`` exists and is a readable ONNX file, split artifact (its sidecar or either graph), OpenVINO
+    IR or TensorRT engine; one-line error if not."""
     path = Path(path)
     if not path.is_file():
         raise RTDetrExportError(f"{path}: no such file")
@@ -122,5 +132,7 @@ def check_artifact(path: str | Path, label: str | None = None) -> Artifact:
         return _onnx_artifact(path, label or path.name)
     if suffix in ENGINE_SUFFIXES:
         return _engine_artifact(path, label or path.name)
-    raise RTDetrExportError(f"{path}: unknown artifact type; benchmark .onnx files, split artifacts (.json) or "
-                            f"TensorRT engines ({', '.join(ENGINE_SUFFIXES)})")
+    if suffix in OPENVINO_SUFFIXES:
+        return _openvino_artifact(path, label or path.name)
+    raise RTDetrExportError(f"{path}: unknown artifact type; benchmark .onnx files, split artifacts (.json), "
+                            f"OpenVINO IRs (.xml) or TensorRT engines ({', '.join(ENGINE_SUFFIXES)})")

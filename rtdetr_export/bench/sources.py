@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from rtdetr_export.bench.artifacts import ONNX_KINDS, Artifact, check_artifact
+from rtdetr_export.bench.artifacts import ONNX_KINDS, OPENVINO_KINDS, Artifact, check_artifact
 from rtdetr_export.bench.options import BenchOptions
 from rtdetr_export.bench.targets import Target
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
@@ -134,7 +134,8 @@ def prepare_models(options: BenchOptions, artifacts: list[Artifact], head: str, 
         artifact.check_size(size)
     models = BenchModels(model, list(artifacts), peer_skipped=peer_skipped)
     wants_onnx = "onnxruntime" in options.backends or "openvino" in options.backends
-    if wants_onnx and not any(a.kind in ONNX_KINDS for a in artifacts):
+    runnable = ONNX_KINDS if "onnxruntime" in options.backends else OPENVINO_KINDS  # an IR runs on OpenVINO only
+    if wants_onnx and not any(a.kind in runnable for a in artifacts):
         path = tmp / "ours.onnx"
         log(f"[bench] exporting {path.name} ({config_text(model)}, {head} head, dynamic batch)")
         start = time.time()

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from rtdetr_export.bench import report as report_module
-from rtdetr_export.bench.artifacts import ONNX_KINDS, check_artifact
+from rtdetr_export.bench.artifacts import ONNX_KINDS, OPENVINO_KINDS, check_artifact
 from rtdetr_export.bench.machine import load_average, machine_info
 from rtdetr_export.artifact import make_feed
 from rtdetr_export.bench.memory import PeakMemory
@@ -58,7 +58,7 @@ def build_targets(options: BenchOptions, models: BenchModels, head: str) -> list
                     for a in onnx_files]
     if "openvino" in names:
         targets += [openvino_target(a, hint, options.device, options.threads, "peer" if a.label == "peer" else "ours")
-                    for a in models.artifacts if a.kind in ONNX_KINDS for hint in options.openvino]
+                    for a in models.artifacts if a.kind in OPENVINO_KINDS for hint in options.openvino]
     if "tensorrt" in names:
         targets += tensorrt_targets([a for a in models.artifacts if a.kind == "tensorrt"], options.device)
     return targets

@@ -113,11 +113,16 @@ def onnxruntime_target(artifact: Artifact, device: str, threads: int | None, rol
 
 def openvino_target(artifact: Artifact, hint: str, device: str, threads: int | None, role: str = "ours") -> Target:
     """OpenVINO on the CPU under the precision ``hint``; its parity is judged as the hint makes it (an FP32 file
-    under bf16 by the bf16 agreement limits). Skipped, with the reason, without the openvino package."""
+    under bf16 by the bf16 agreement limits; an IR as its verification judges it, by how its weights are stored).
+    Skipped, with the reason, without the openvino package."""
+    from rtdetr_export.artifact import OpenVinoRecord
+    from rtdetr_export.pipeline.verification import judged_ir_precision
     from rtdetr_export.verify import judged_precision
 
-    target = Target(f"openvino-{device}-{hint}:{artifact.label}", "openvino",
-                    judged_precision(artifact.precision, hint), device, role, artifact,
+    record = artifact.record
+    judged = judged_ir_precision(artifact.precision, hint, record.runtime.weights) \
+        if isinstance(record, OpenVinoRecord) else judged_precision(artifact.precision, hint)
+    target = Target(f"openvino-{device}-{hint}:{artifact.label}", "openvino", judged, device, role, artifact,
                     info={"precision_hint": hint, "artifact_precision": artifact.precision})
     if device != "cpu":
         target.skipped = "OpenVINO is benchmarked on the CPU only (this run is --device cuda)"

@@ -6,7 +6,8 @@ import click
 
 from rtdetr_export.artifact import Verification
 from rtdetr_export.cli.common import emit_json
-from rtdetr_export.pipeline import OnnxDescription, SplitDescription, describe_onnx, describe_split, is_split
+from rtdetr_export.pipeline import (IrDescription, OnnxDescription, SplitDescription, describe_onnx, describe_openvino,
+                                    describe_split, is_openvino, is_split)
 
 
 def _shape(shape) -> str:
@@ -151,12 +152,42 @@ def format_split(d: SplitDescription) -> list[str]:
     return lines
 
 
+def format_openvino(d: IrDescription) -> list[str]:
+    """The human-readable report of ``describe_openvino``: the IR's files, how it was made and verified, its ops."""
+    record, runtime = d.record, d.record.runtime
+    lines = [f"file        {d.file} + {d.weights} ({_size(d.size_bytes)})",
+             f"format      OpenVINO IR (OpenVINO {runtime.openvino}), weights stored {runtime.weights}",
+             f"runtime     verified on {runtime.cpu or '?'} under the {runtime.inference_precision_hint} precision "
+             f"hint (native bf16: {'yes' if runtime.cpu_bf16 else 'no'})"]
+    if record.onnx:
+        lines.append(f"converted   from {record.onnx.file} (sha256 {record.onnx.sha256[:16]}..., verified: "
+                     f"{record.onnx.verification_passed})")
+    nncf = record.nncf
+    if nncf:
+        lines.append(f"int8        {nncf.library}, recipe {nncf.recipe}: {nncf.quantized} layers quantized, "
+                     f"{nncf.float} float")
+        lines += [f"  kept float  {part}: {count} operations" for part, count in nncf.kept_float.items()]
+    for kind, specs in (("inputs", record.io.inputs), ("outputs", record.io.outputs)):
+        lines.append(kind)
+        lines += [f"  {v.name:<20} {v.dtype:<8} {_shape(v.shape)}" for v in specs]
+    lines += _provenance_lines(record, d.census_matches_record)
+    lines.append("op census   " + ", ".join(f"{op} {n}" for op, n in d.op_census.items()))
+    return lines
+
+
 @click.command("inspect")
 @click.argument("file", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def inspect_command(file: str, as_json: bool) -> None:
     """Describe FILE.onnx: inputs/outputs, opset, op census, provenance, and per-runtime op support. A split
-    artifact (its .json or either graph) is described whole."""
+    artifact (its .json or either graph) is described whole; an OpenVINO IR (FILE.xml) by its record."""
+    if is_openvino(file):
+        description = describe_openvino(file)
+        for line in [] if as_json else format_openvino(description):
+            click.echo(line)
+        if as_json:
+            emit_json(description)
+        return
     split = is_split(file)
     description = describe_split(file) if split else describe_onnx(file)
     if as_json:

@@ -1,4 +1,5 @@
-"""What an ONNX file is: graph facts, our provenance (when it is ours) and where it can be deployed."""
+"""What an ONNX file is: graph facts, our provenance (when it is ours) and where it can be deployed; what a split
+artifact and an OpenVINO IR of ours are."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtdetr_export.artifact import (PREFIX, ArtifactRecord, IODescription, OnnxRecord, SplitRecord, Verification,
-                                    io_description, load_onnx, open_artifact, split_sidecar)
+from rtdetr_export.artifact import (OPENVINO_SUFFIXES, PREFIX, ArtifactRecord, IODescription, OnnxRecord,
+                                    OpenVinoRecord, SplitRecord, Verification, io_description, ir_weights_path,
+                                    load_onnx, open_artifact, split_sidecar)
 from rtdetr_export.artifact import onnx_record as embedded_record
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.export import portability
 from rtdetr_export.export.graph_checks import op_census
+from rtdetr_export.pipeline.openvino import ir_op_census
 from rtdetr_export.files import file_sha256
 
 NO_PROVENANCE = "not exported by rtdetr-export: no provenance"
@@ -171,3 +174,45 @@ def describe_split(path: str | Path) -> SplitDescription:
         raise RTDetrExportError(f"{path} is not a split artifact")
     return SplitDescription(str(sidecar), record, {name: describe_onnx(sidecar.parent / graph.file)
                                                    for name, graph in record.graphs.items()})
+
+
+@dataclass
+class IrDescription:
+    """What ``inspect`` shows of an OpenVINO IR of ours: its files, its record, and its op census as OpenVINO reads
+    the IR now (against the one recorded when it was written)."""
+
+    file: str
+    weights: str
+    size_bytes: int
+    record: OpenVinoRecord
+    op_census: dict[str, int]
+
+    @property
+    def census_matches_record(self) -> bool:
+        return self.record.op_census == self.op_census
+
+    def to_json(self) -> dict[str, Any]:
+        record = self.record
+        return {"file": self.file, "weights": self.weights, "size_bytes": self.size_bytes,
+                "ir": record.ir.to_json(), "onnx": record.onnx.to_json() if record.onnx else None,
+                "runtime": record.runtime.to_json(), "op_census": self.op_census,
+                "precision_recipe": record.recipe.details if record.recipe else None,
+                "provenance": provenance_summary(record, self.census_matches_record)}
+
+
+def is_openvino(path: str | Path) -> bool:
+    """Whether ``path`` names an OpenVINO IR (its .xml)."""
+    return Path(path).suffix.lower() in OPENVINO_SUFFIXES
+
+
+def describe_openvino(path: str | Path) -> IrDescription:
+    """An OpenVINO IR of ours (its .xml), its files checked against its sidecar first."""
+    import openvino as ov
+
+    path = Path(path)
+    record = open_artifact(path)
+    if not isinstance(record, OpenVinoRecord):
+        raise RTDetrExportError(f"{path} is not an OpenVINO IR of ours")
+    weights = ir_weights_path(path)
+    return IrDescription(str(path), weights.name, path.stat().st_size + weights.stat().st_size, record,
+                         ir_op_census(ov.Core().read_model(str(path))))

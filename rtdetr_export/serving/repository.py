@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rtdetr_export.artifact import (ENGINE_SUFFIXES, ArtifactRecord, SplitRecord, open_artifact, sidecar_path,
-                                    split_sidecar)
+from rtdetr_export.artifact import (ENGINE_SUFFIXES, ArtifactRecord, OpenVinoRecord, SplitRecord, open_artifact,
+                                    sidecar_path, split_sidecar)
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.files import file_sha256
 from rtdetr_export.serving.config import (SERVED, TritonOptions, ensemble_configs, model_config, plan_batching,
@@ -72,6 +72,9 @@ def _check_artifact(artifact: Path) -> tuple[Path, ArtifactRecord]:
     if not artifact.is_file():
         raise RTDetrExportError(f"{artifact}: no such file")
     record = open_artifact(artifact)  # a split's sidecar or graph opens the split's record, or a one-line error
+    if isinstance(record, OpenVinoRecord):
+        raise RTDetrExportError(f"{artifact} is an OpenVINO IR: `rtdetr-export triton` serves the ONNX file it was "
+                                f"converted from ({record.onnx.file if record.onnx else 'MODEL.onnx'}) or an engine")
     if isinstance(record, SplitRecord):
         return split_sidecar(artifact), record
     if artifact.suffix.lower() not in ENGINE_SUFFIXES and not sidecar_path(artifact).is_file():

@@ -132,3 +132,41 @@ def test_an_engine_without_its_sidecar_is_a_one_line_error(tmp_path):
     engine.write_bytes(b"\0" * 16)
     with pytest.raises(RTDetrExportError, match="no readable sidecar model.engine.json"):
         open_artifact(engine)
+
+
+def _an_ir_sidecar() -> dict:
+    data = _a_sidecar()
+    data.update(format="rtdetr-export/openvino-ir", schema_version=4,
+                ir={"xml": {"file": "m.xml", "sha256": "a" * 64}, "bin": {"file": "m.bin", "sha256": "b" * 64}},
+                onnx={"file": "m.onnx", "sha256": "c" * 64, "verification_passed": True},
+                runtime={"openvino": "2026.4.1", "weights": "fp16", "inference_precision_hint": "f32",
+                         "cpu": "AMD EPYC", "cpu_bf16": False}, op_census={"MatMul": 3})
+    return data
+
+
+def test_an_openvino_ir_sidecar_is_an_openvino_record():
+    from rtdetr_export.artifact import OpenVinoRecord, record_from_json
+
+    record = record_from_json(_an_ir_sidecar(), "ir")
+    assert isinstance(record, OpenVinoRecord)
+    assert (record.ir.bin, record.onnx.file, record.inference_hint, record.runtime.cpu_bf16) == ("m.bin", "m.onnx",
+                                                                                                "f32", False)
+    assert record.nncf is None  # FP32: no NNCF recipe
+    assert OpenVinoRecord.from_json(record.to_json(), "again").to_json() == record.to_json()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("runtime", None, "missing field 'runtime'"),
+    ("ir", {"xml": {"file": "m.xml"}, "bin": {"file": "m.bin", "sha256": "b" * 64}}, "missing field 'sha256'"),
+    ("runtime", {"openvino": "x", "weights": "int4", "inference_precision_hint": "f32"}, "unknown weights 'int4'"),
+])
+def test_a_damaged_ir_sidecar_is_a_one_line_error(field, value, message):
+    from rtdetr_export.artifact import record_from_json
+
+    data = _an_ir_sidecar()
+    if value is None:
+        del data[field]
+    else:
+        data[field] = value
+    with pytest.raises(RecordError, match=message):
+        record_from_json(data, "ir")

@@ -17,11 +17,15 @@ and reads attributes; ``from_json`` reads every schema written so far:
 - 4: the sampler is one value, top-level ``sampler`` (``export.bilinear_op`` is no longer written). Older files
   name it by ``method`` and ``export.bilinear_op`` (absent: GridSample, the only bilinear op before gathers).
   Split artifacts (format ``rtdetr-export/onnx-split``) first appear in schema 4: the contract plus ``graphs``
-  (``encoder`` and ``decoder``: file, sha256, io, op census) and ``host_step`` (its ``version``).
+  (``encoder`` and ``decoder``: file, sha256, io, op census) and ``host_step`` (its ``version``). OpenVINO IRs
+  (format ``rtdetr-export/openvino-ir``, sidecar ``MODEL.xml.json``) first appear in schema 4 too: the contract
+  of the ONNX file they were converted from plus ``ir`` (the .xml and .bin with their sha256), ``onnx`` (that
+  file's name, sha256 and verdict), ``runtime`` (OpenVINO version, weight storage, the inference-precision hint
+  verification ran under, the CPU and whether it computes bf16) and ``op_census``.
 
 The record module is this package: fields.py (the field rules, header, I/O), contract.py (the shared contract and
-an ONNX file's record), engine.py and split.py (an engine's and a split artifact's). Nothing outside it reads a
-record's JSON by key (tests/test_architecture.py).
+an ONNX file's record), engine.py, split.py and openvino.py (an engine's, a split artifact's, an OpenVINO IR's).
+Nothing outside it reads a record's JSON by key (tests/test_architecture.py).
 """
 
 from __future__ import annotations
@@ -32,22 +36,26 @@ from rtdetr_export.artifact.records.contract import (ArtifactRecord, ExportRecor
                                                      PrecisionRecipe, SourceRecord, sampler_of)
 from rtdetr_export.artifact.records.engine import EngineRecord, Latency, OnnxSource, ProfileShape
 from rtdetr_export.artifact.records.fields import (DEFAULT_TOP_K, ENGINE_FORMAT, LIBRARIES, ONNX_FORMAT,
-                                                   READABLE_SCHEMAS, SCHEMA_VERSION, SPLIT_FORMAT, SPLIT_PART_FORMAT,
-                                                   SPLIT_PARTS, Header, IODescription, RecordError, TensorSpec,
-                                                   library_versions)
+                                                   OPENVINO_FORMAT, READABLE_SCHEMAS, SCHEMA_VERSION, SPLIT_FORMAT,
+                                                   SPLIT_PART_FORMAT, SPLIT_PARTS, Header, IODescription, RecordError,
+                                                   TensorSpec, library_versions)
+from rtdetr_export.artifact.records.openvino import IR_WEIGHTS, IrFiles, OpenVinoRecord, OpenVinoRuntime
 from rtdetr_export.artifact.records.split import SplitGraph, SplitPart, SplitRecord
 
 __all__ = ["ArtifactRecord", "DEFAULT_TOP_K", "ENGINE_FORMAT", "EngineRecord", "ExportRecord", "Header",
-           "IODescription", "LIBRARIES", "Latency", "ModelRecord", "ONNX_FORMAT", "OnnxRecord", "OnnxSource",
+           "IODescription", "IR_WEIGHTS", "IrFiles", "LIBRARIES", "Latency", "ModelRecord", "ONNX_FORMAT",
+           "OPENVINO_FORMAT", "OnnxRecord", "OnnxSource", "OpenVinoRecord", "OpenVinoRuntime",
            "PrecisionRecipe", "ProfileShape", "READABLE_SCHEMAS", "RecordError", "SCHEMA_VERSION", "SPLIT_FORMAT",
            "SPLIT_PARTS", "SPLIT_PART_FORMAT", "SourceRecord", "SplitGraph", "SplitPart", "SplitRecord", "TensorSpec",
            "library_versions", "record_from_json", "sampler_of"]
 
 
 def record_from_json(data: Any, where: str = "record") -> ArtifactRecord:
-    """An ONNX file's, a split artifact's or an engine's record, as its ``format`` says."""
+    """An ONNX file's, a split artifact's, an OpenVINO IR's or an engine's record, as its ``format`` says."""
     if isinstance(data, dict) and data.get("format") == ENGINE_FORMAT:
         return EngineRecord.from_json(data, where)
+    if OpenVinoRecord.describes(data):
+        return OpenVinoRecord.from_json(data, where)
     if SplitRecord.describes(data):
         return SplitRecord.from_json(data, where)
     return OnnxRecord.from_json(data, where)

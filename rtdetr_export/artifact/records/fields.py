@@ -17,9 +17,11 @@ ENGINE_FORMAT = "rtdetr-export/tensorrt-engine"
 SPLIT_FORMAT = "rtdetr-export/onnx-split"
 SPLIT_PART_FORMAT = "rtdetr-export/onnx-split-part"  # each graph's own metadata: which part, which sidecar
 SPLIT_PARTS = ("encoder", "decoder")
+OPENVINO_FORMAT = "rtdetr-export/openvino-ir"  # an OpenVINO IR (MODEL.xml + MODEL.bin), sidecar MODEL.xml.json
 SCHEMA_VERSION = 4
 READABLE_SCHEMAS = (1, 2, 3, 4)
-LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxslim", "numpy", "transformers", "tensorrt", "openvino")
+LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxslim", "numpy", "transformers", "tensorrt", "openvino",
+             "nncf")
 DEFAULT_TOP_K = 300
 
 

@@ -1,0 +1,80 @@
+"""NNCF INT8 on an OpenVINO IR: the rtdetr recipe's ignored scope really keeps its layers float in the written IR
+(read back and walked here, independently of precision/nncf_int8.py), NNCF's default quantizes them, and both
+recipes are recorded. Slow tier: one NNCF run on the micro model takes ~15 s on the 2-core machine."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("openvino", reason="NNCF INT8 tests need openvino (pip install openvino)")
+pytest.importorskip("nncf", reason="NNCF INT8 tests need nncf (pip install nncf)")
+
+from rtdetr_export.artifact import open_artifact
+from rtdetr_export.pipeline import OpenVinoExportOptions, export_openvino
+from tiers import costly
+
+# The heads and selection our INT8 recipes keep float, as node-name patterns written out here (not imported)
+KEPT = ("*/enc_score_head/*", "*/enc_bbox_head/*", "*/dec_score_head*", "*/dec_bbox_head*", "*/enc_output/*",
+        "*/attention_weights/*", "*/sampling_offsets/*")
+LAYERS = ("Convolution", "MatMul")
+
+
+def quantized_inputs(op) -> list[str]:
+    """Which inputs of a layer come from a FakeQuantize or an int8-stored weight, walking back through the
+    decompression and layout operations OpenVINO puts between them."""
+    found = []
+    for index in range(op.get_input_size()):
+        node = op.input_value(index).get_node()
+        while node.get_type_name() in ("Convert", "Reshape", "Transpose", "Multiply", "Subtract", "Unsqueeze"):
+            node = node.input_value(0).get_node()
+        if node.get_type_name() == "FakeQuantize" or (
+                node.get_type_name() == "Constant" and node.get_element_type().get_type_name() in ("i8", "u8")):
+            found.append(f"input {index}: {node.get_type_name()}")
+    return found
+
+
+@pytest.fixture(scope="module")
+@costly
+def nncf_irs(micro_fp32, tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("nncf")
+    out = {}
+    for recipe in ("rtdetr", "default"):
+        # random weights' detections do not survive INT8 (micro_int8 is not verified either): the recipe is judged
+        # on the trained fixture (benchmarks/run_openvino_ir.sh)
+        out[recipe] = export_openvino(micro_fp32, folder / f"{recipe}.xml", OpenVinoExportOptions(
+            precision="int8", recipe=recipe, calib_count=4, verify=False)).path
+    return out
+
+
+def layers(path: Path) -> list:
+    import openvino as ov
+
+    return [op for op in ov.Core().read_model(str(path)).get_ordered_ops() if op.get_type_name() in LAYERS]
+
+
+def test_the_rtdetr_recipe_keeps_the_heads_and_selection_float_in_the_written_ir(nncf_irs):
+    kept = [op for op in layers(nncf_irs["rtdetr"])
+            if any(fnmatch.fnmatchcase(op.get_friendly_name(), p) for p in KEPT)]
+    assert len(kept) >= 10  # both decoder layers' heads, the encoder's heads, the sampling projections
+    assert {op.get_friendly_name(): quantized_inputs(op) for op in kept if quantized_inputs(op)} == {}
+    others = [op for op in layers(nncf_irs["rtdetr"]) if op not in kept and quantized_inputs(op)]
+    assert len(others) >= 40  # the backbone's and encoder's convolutions and the decoder's projections are INT8
+
+
+def test_nncf_default_recipe_quantizes_the_heads_ours_keeps_float(nncf_irs):
+    heads = [op for op in layers(nncf_irs["default"])
+             if fnmatch.fnmatchcase(op.get_friendly_name(), "*/dec_score_head*")]
+    assert heads and all(quantized_inputs(op) for op in heads)
+
+
+def test_the_record_says_which_recipe_and_what_it_kept_float(nncf_irs):
+    ours, default = open_artifact(nncf_irs["rtdetr"]), open_artifact(nncf_irs["default"])
+    assert ours.precision == default.precision == "int8"
+    assert (ours.nncf.recipe, default.nncf.recipe) == ("rtdetr", "default")
+    assert default.nncf.kept_float == {}
+    assert any(part.startswith("query selection") for part in ours.nncf.kept_float)
+    assert any(part.endswith("score head") for part in ours.nncf.kept_float)
+    assert ours.recipe.calibration["count"] == 4 and ours.verification is None
