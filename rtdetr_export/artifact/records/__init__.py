@@ -20,7 +20,8 @@ and reads attributes; ``from_json`` reads every schema written so far:
   (``encoder`` and ``decoder``: file, sha256, io, op census) and ``host_step`` (its ``version``).
 
 The record module is this package: fields.py (the field rules, header, I/O), contract.py (the shared contract and
-an ONNX file's record), engine.py and split.py (an engine's and a split artifact's). Nothing outside it reads a
+an ONNX file's record), engine.py and split.py (an engine's and a split artifact's), selection.py (why
+``rtdetr-export select`` chose a file: only in that file's sidecar, as ``selection``). Nothing outside it reads a
 record's JSON by key (tests/test_architecture.py).
 """
 
@@ -35,12 +36,13 @@ from rtdetr_export.artifact.records.fields import (DEFAULT_TOP_K, ENGINE_FORMAT,
                                                    READABLE_SCHEMAS, SCHEMA_VERSION, SPLIT_FORMAT, SPLIT_PART_FORMAT,
                                                    SPLIT_PARTS, Header, IODescription, RecordError, TensorSpec,
                                                    library_versions)
+from rtdetr_export.artifact.records.selection import CandidateResult, SelectionRecord
 from rtdetr_export.artifact.records.split import SplitGraph, SplitPart, SplitRecord
 
-__all__ = ["ArtifactRecord", "DEFAULT_TOP_K", "ENGINE_FORMAT", "EngineRecord", "ExportRecord", "Header",
+__all__ = ["ArtifactRecord", "CandidateResult", "DEFAULT_TOP_K", "ENGINE_FORMAT", "EngineRecord", "ExportRecord", "Header",
            "IODescription", "LIBRARIES", "Latency", "ModelRecord", "ONNX_FORMAT", "OnnxRecord", "OnnxSource",
            "PrecisionRecipe", "ProfileShape", "READABLE_SCHEMAS", "RecordError", "SCHEMA_VERSION", "SPLIT_FORMAT",
-           "SPLIT_PARTS", "SPLIT_PART_FORMAT", "SourceRecord", "SplitGraph", "SplitPart", "SplitRecord", "TensorSpec",
+           "SPLIT_PARTS", "SPLIT_PART_FORMAT", "SelectionRecord", "SourceRecord", "SplitGraph", "SplitPart", "SplitRecord", "TensorSpec",
            "library_versions", "record_from_json", "sampler_of"]
 
 
