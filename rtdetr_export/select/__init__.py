@@ -7,8 +7,8 @@ from rtdetr_export.select.candidates import (CPU_CANDIDATES, ArtifactRecipe, Bui
 from rtdetr_export.select.pareto import Choice, Point, choose, pareto_front, within_budget
 from rtdetr_export.select.report import SelectReport, SelectRow, select_markdown
 from rtdetr_export.select.writers import write_select_report
-from rtdetr_export.select.run import SelectOptions, select_artifact
+from rtdetr_export.select.run import SelectOptions, measure_latency, select_artifact
 
 __all__ = ["CPU_CANDIDATES", "ArtifactRecipe", "BuildContext", "Candidate", "Choice", "Point", "Runtime",
-           "SelectOptions", "SelectReport", "SelectRow", "choose", "copy_recipe", "export_recipe", "pareto_front",
+           "SelectOptions", "SelectReport", "SelectRow", "choose", "copy_recipe", "export_recipe", "measure_latency", "pareto_front",
            "select_artifact", "select_markdown", "within_budget", "write_select_report"]

@@ -45,14 +45,17 @@ class ArtifactRecipe:
     make: Callable[[BuildContext], Path] = field(repr=False)
 
 
-def export_recipe(name: str, description: str, precision: Callable[[BuildContext], PrecisionOptions]) -> ArtifactRecipe:
+def export_recipe(name: str, description: str, precision: Callable[[BuildContext], PrecisionOptions],
+                  verify: bool = True) -> ArtifactRecipe:
     """A recipe that is one ``export_onnx`` of the model: dynamic batch (both timed batches run one file),
-    verified as every export is (an FP32 file on ``verify_images``; FP16/INT8 on calibration's held-out images)."""
+    verified as every export is (an FP32 file on ``verify_images``; FP16/INT8 on calibration's held-out images)
+    unless ``verify`` is False (a latency-only run on random weights, whose INT8 detections mean nothing)."""
     def make(context: BuildContext) -> Path:
         options = precision(context)
         images = context.verify_images if options.target == "fp32" else None
         path = context.folder / f"{name}.onnx"
-        export_onnx(context.model, path, OnnxExportOptions(dynamic_batch=True, images=images, precision=options),
+        export_onnx(context.model, path, OnnxExportOptions(dynamic_batch=True, verify=verify, images=images,
+                                                           precision=options),
                     log=lambda message: context.log(f"  {message}"))
         return path
 

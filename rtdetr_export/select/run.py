@@ -91,17 +91,9 @@ def select_artifact(model: RTDETRv2, options: SelectOptions, output: str | Path 
     outputs = check_outputs(output, force)
     dataset = options.check_dataset()
     dataset.coco.class_to_category = map_categories(dataset.coco, list(model.config.class_names))
-    rows = [SelectRow(c.name, c.artifact.name, c.runtime.backend, c.runtime.hint) for c in options.candidates]
-    for row, candidate in zip(rows, options.candidates):
-        reason = candidate.runtime.unavailable()
-        if reason:
-            row.status, row.reason = "skipped", reason
-            log(f"[select] skipping {row.name}: {reason}")
     with tempfile.TemporaryDirectory(prefix="rtdetr-select-") as tmp:
-        context = BuildContext(model, Path(tmp), options.calib_images or options.images, options.calib_count,
-                               options.images, log)
-        _build(options.candidates, rows, context, log)
-        _time(model, options, rows, dataset, log)
+        paths = [dataset.coco.image_path(entry) for entry in dataset.images]
+        rows = measure_latency(model, options, paths, Path(tmp), log)
         _evaluate(options, rows, dataset, log)
         report = _report(options, rows, dataset, started, load_before)
         if report.chosen and outputs:
@@ -109,6 +101,23 @@ def select_artifact(model: RTDETRv2, options: SelectOptions, output: str | Path 
             report.written = str(outputs[0])
             log(f"[select] wrote {outputs[0]} and {outputs[1].name}")
     return report
+
+
+def measure_latency(model: RTDETRv2, options: SelectOptions, images: list[Path], folder: Path,
+                    log: Log = lambda message: None) -> list[SelectRow]:
+    """Make every candidate's artifact in ``folder`` and time them all in one interleaved run on ``images`` (the
+    first, and the first ``options.batch``): the rows, with latency and parity but no AP yet."""
+    rows = [SelectRow(c.name, c.artifact.name, c.runtime.backend, c.runtime.hint) for c in options.candidates]
+    for row, candidate in zip(rows, options.candidates):
+        reason = candidate.runtime.unavailable()
+        if reason:
+            row.status, row.reason = "skipped", reason
+            log(f"[select] skipping {row.name}: {reason}")
+    context = BuildContext(model, folder, options.calib_images or options.images, options.calib_count,
+                           options.images, log)
+    _build(options.candidates, rows, context, log)
+    _time(model, options, rows, images, log)
+    return rows
 
 
 def _failure(exc: BaseException) -> str:
@@ -147,7 +156,7 @@ def _runner(row: SelectRow, candidate: Candidate, threads: int | None) -> Runner
     return artifact_runner(path, open_artifact(path), candidate.runtime.graph_runner(threads))
 
 
-def _time(model: RTDETRv2, options: SelectOptions, rows: list[SelectRow], dataset: EvalSet, log: Log) -> None:
+def _time(model: RTDETRv2, options: SelectOptions, rows: list[SelectRow], paths: list[Path], log: Log) -> None:
     """Batch 1 and the throughput batch, every runnable candidate in one interleaved run (bench's loop, its pause
     before each call); each runner's batch-1 outputs are judged against the PyTorch reference on the way."""
     by_name = {c.name: c for c in options.candidates}
@@ -165,7 +174,6 @@ def _time(model: RTDETRv2, options: SelectOptions, rows: list[SelectRow], datase
     opened = dict(runners)
     head = open_artifact(next(r.path for r in rows if r.name in runners)).head
     size = tuple(model.config.image_size)
-    paths = [dataset.coco.image_path(entry) for entry in dataset.images]
     reference = ReferenceRunner(model, head)
     reference.activate()
     row_of = {r.name: r for r in rows}
