@@ -46,7 +46,8 @@ select_options = option_group("select", _select, [
 @model_choice
 @select_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="Write the chosen .onnx file here, with its sidecar (the file's record plus the selection).")
+              help="Write the chosen .onnx file here, with its sidecar (the file's record plus the selection); an "
+                   "existing one needs --force.")
 @report_flags("report.json, report.md, report.csv and latency_vs_ap.png")
 def select_command(model: ModelChoice, select: Any, output: str | None, report: ReportFlags) -> None:
     """Pick the fastest CPU artifact within --max-ap-drop AP of ONNX Runtime FP32, measured on this machine.

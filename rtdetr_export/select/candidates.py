@@ -100,6 +100,19 @@ class Runtime:
             return f"{module} is not installed (pip install {module})"
         return None
 
+    def note(self) -> str | None:
+        """What a reader must know about this runtime's numbers here: OpenVINO's bf16 hint on a CPU without BF16
+        (what its CPU plugin reports) runs float32, so its row measures f32 again."""
+        if self.backend != "openvino" or self.hint != "bf16":
+            return None
+        import openvino as ov
+
+        capabilities = list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        if "BF16" in capabilities:
+            return None
+        return (f"this CPU has no BF16 (OpenVINO's CPU capabilities: {', '.join(capabilities)}): the bf16 hint "
+                "runs float32 here")
+
     def graph_runner(self, threads: int | None) -> GraphRunner:
         """The factory that opens one ONNX graph on this runtime (what ``artifact_runner`` takes)."""
         if self.backend == "openvino":

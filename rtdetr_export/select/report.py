@@ -26,6 +26,7 @@ class SelectRow:
     hint: str | None
     status: str = "ok"  # "ok", "skipped" (its runtime is missing here) or "failed" (with the reason)
     reason: str = ""
+    note: str = ""  # what a reader must know about its numbers (Runtime.note)
     path: str | None = None
     size_bytes: int | None = None
     latency_ms: dict[int, dict[str, float]] = field(default_factory=dict)  # batch -> stats.summarize
@@ -72,8 +73,8 @@ class SelectRow:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "artifact": self.artifact, "backend": self.backend, "precision_hint": self.hint,
-                "status": self.status, "reason": self.reason, "file": Path(self.path).name if self.path else None,
-                "size_bytes": self.size_bytes,
+                "status": self.status, "reason": self.reason, "note": self.note,
+                "file": Path(self.path).name if self.path else None, "size_bytes": self.size_bytes,
                 "latency_ms": {str(b): s for b, s in self.latency_ms.items()},
                 "samples_ms": {str(b): [round(v, 4) for v in s] for b, s in self.samples_ms.items()},
                 "throughput_ips": {str(b): v for b, v in self.throughput_ips.items()}, "ap": self.ap,
@@ -167,6 +168,9 @@ def select_markdown(report: SelectReport) -> str:
                      f"{_number(r.ap_delta, '+.4f')} | {_number((r.size_bytes or 0) / 1e6, '.2f')} | {r.verdict} | "
                      f"{'yes' if r.within_budget else 'no'} |")
     lines.append("")
+    notes = [f"- {r.name}: {r.note}" for r in report.rows if r.note]
+    if notes:
+        lines += ["Notes:", "", *notes, ""]
     if report.chosen:
         speedup = report.speedup(report.chosen)
         lines.append(f"Chosen: **{report.chosen}**, {_number(speedup, '.2f')}x {report.baseline} at batch {b1} "

@@ -91,6 +91,9 @@ def select_artifact(model: RTDETRv2, options: SelectOptions, output: str | Path 
     outputs = check_outputs(output, force)
     dataset = options.check_dataset()
     dataset.coco.class_to_category = map_categories(dataset.coco, list(model.config.class_names))
+    if dataset.skipped:  # as eval: measured on the rest, and said (the report's dataset counts both)
+        log(f"warning: {len(dataset.skipped)} annotated image(s) are not in {options.images} (first: "
+            f"{dataset.skipped[0]}); AP is measured on the other {len(dataset.images)}")
     with tempfile.TemporaryDirectory(prefix="rtdetr-select-") as tmp:
         paths = [dataset.coco.image_path(entry) for entry in dataset.images]
         rows = measure_latency(model, options, paths, Path(tmp), log)
@@ -113,6 +116,8 @@ def measure_latency(model: RTDETRv2, options: SelectOptions, images: list[Path],
         if reason:
             row.status, row.reason = "skipped", reason
             log(f"[select] skipping {row.name}: {reason}")
+        else:
+            row.note = candidate.runtime.note() or ""
     context = BuildContext(model, folder, options.calib_images or options.images, options.calib_count,
                            options.images, log)
     _build(options.candidates, rows, context, log)
