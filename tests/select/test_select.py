@@ -185,3 +185,18 @@ def test_bad_input_is_one_line_and_writes_nothing(coco, tmp_path, case, message)
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], result.output
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_the_command_refuses_in_one_line_and_exits_1_when_nothing_is_chosen(chosen_run, coco, tmp_path, monkeypatch):
+    import dataclasses
+
+    import rtdetr_export.select as select_package
+
+    report, _ = chosen_run
+    refused = dataclasses.replace(report, chosen=None, closest="ort-fp32", shortfall=0.01, written=None)
+    monkeypatch.setattr(select_package, "select_artifact", lambda *args, **kwargs: refused)
+    result = _select("--image-size", "128", "--coco", coco[0], "--images", coco[1], "-o", tmp_path / "best.onnx",
+                     "--quiet")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.splitlines() == [f"error: {refused.refusal}"]
+    assert not (tmp_path / "best.onnx").exists()
