@@ -12,6 +12,7 @@ from typing import Any
 from rtdetr_export import __version__
 from rtdetr_export.artifact.records import CandidateResult
 from rtdetr_export.bench.parity import Parity
+from rtdetr_export.stats import paired_speedup
 
 SCHEMA = "rtdetr-export/select"
 
@@ -129,13 +130,23 @@ class SelectReport:
             return None
         return base.p50(1) / row.p50(1)
 
+    def paired_speedup(self, name: str | None) -> float | None:
+        """Median over rounds of baseline / this row at batch 1, the two samples of each round taken seconds apart
+        (what keeps the least of a shared machine's drifting load)."""
+        row, base = self.row(name), self.row(self.baseline)
+        if row is None or base is None or 1 not in row.samples_ms or 1 not in base.samples_ms:
+            return None
+        return paired_speedup(base.samples_ms[1], row.samples_ms[1])
+
     def to_json(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "schema_version": 1, "created": self.created,
                 "tool": {"name": "rtdetr-export", "version": __version__}, "machine": self.machine,
                 "settings": self.settings, "dataset": self.dataset, "max_ap_drop": self.max_ap_drop,
                 "baseline": self.baseline, "baseline_ap": self.baseline_ap, "batches": list(self.batches),
                 "rows": [r.to_json() for r in self.rows], "pareto_front": self.front, "chosen": self.chosen,
-                "speedup_vs_baseline_b1": self.speedup(self.chosen), "closest": self.closest,
+                "speedup_vs_baseline_b1": self.speedup(self.chosen),
+                "paired_speedup_vs_baseline_b1": {r.name: self.paired_speedup(r.name) for r in self.rows if r.measured},
+                "closest": self.closest,
                 "written": self.written, "timing": self.timing}
 
 
@@ -154,17 +165,17 @@ def select_markdown(report: SelectReport) -> str:
              f"AP on {report.dataset.get('images')} images of {report.dataset.get('annotations')}; "
              f"{report.settings.get('iters')} interleaved rounds per batch, {report.settings.get('settle_ms')} ms "
              "pause before each call.", "",
-             f"| front | candidate | artifact | runtime | p50 b{b1} ms | img/s b{bn} | AP | AP vs {report.baseline} | "
-             "size MB | verdict | within budget |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"| front | candidate | artifact | runtime | p50 b{b1} ms | vs {report.baseline} b{b1} (paired) | "
+             f"img/s b{bn} | AP | AP vs {report.baseline} | size MB | verdict | within budget |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in report.rows:
         if r.status != "ok":
-            lines.append(f"| | {r.name} | {r.artifact} | {r.runtime} | {r.status}: {r.reason} | | | | | | |")
+            lines.append(f"| | {r.name} | {r.artifact} | {r.runtime} | {r.status}: {r.reason} | | | | | | | |")
             continue
         mark = "*" if r.on_front else ""
         chosen = " (chosen)" if r.name == report.chosen else ""
         lines.append(f"| {mark} | {r.name}{chosen} | {r.artifact} | {r.runtime} | {_number(r.p50(b1), '.1f')} | "
-                     f"{_number(r.throughput_ips.get(bn), '.1f')} | {_number(r.ap, '.4f')} | "
+                     f"{_number(report.paired_speedup(r.name), '.2f')}x | {_number(r.throughput_ips.get(bn), '.1f')} | {_number(r.ap, '.4f')} | "
                      f"{_number(r.ap_delta, '+.4f')} | {_number((r.size_bytes or 0) / 1e6, '.2f')} | {r.verdict} | "
                      f"{'yes' if r.within_budget else 'no'} |")
     lines.append("")
@@ -174,7 +185,8 @@ def select_markdown(report: SelectReport) -> str:
     if report.chosen:
         speedup = report.speedup(report.chosen)
         lines.append(f"Chosen: **{report.chosen}**, {_number(speedup, '.2f')}x {report.baseline} at batch {b1} "
-                     f"(p50, same run)" + (f", written to {report.written}" if report.written else "") + ".")
+                     f"(p50; paired {_number(report.paired_speedup(report.chosen), '.2f')}x; same run)"
+                     + (f", written to {report.written}" if report.written else "") + ".")
     else:
         lines.append(f"Nothing chosen: {report.refusal}.")
     lines += ["", "`*`: on the Pareto front of batch-1 p50 latency against AP (no other row is both faster and more "
