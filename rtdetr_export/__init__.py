@@ -43,6 +43,8 @@ _API = {
     "load_image": "rtdetr_export.imaging",
     "BenchOptions": "rtdetr_export.bench",
     "run_benchmark": "rtdetr_export.bench",
+    "SelectOptions": "rtdetr_export.select",
+    "select_artifact": "rtdetr_export.select",
 }
 
 __all__ = ["RTDetrExportError", "__version__", *_API]

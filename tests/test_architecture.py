@@ -26,6 +26,7 @@ LAYERS = [
     ["export", "precision", "verify"],
     ["pipeline"],
     ["predict", "bench", "eval"],
+    ["select"],  # the fastest CPU artifact within an AP budget: bench's timing and eval's AP over the candidates
     ["serving"],  # Triton: repositories from artifacts, a client through the Detector, load reports (bench's machine)
     ["cli"],
     ["__main__"],
@@ -131,7 +132,7 @@ RECORD_FIELDS = {"format", "schema_version", "created", "tool", "libraries", "mo
                  "op_census", "verification", "tensorrt", "gpu", "onnx", "head", "build", "profile", "io_tensors",
                  "latency", "opset", "top_k", "batch", "dynamic_batch", "dynamic_size", "bilinear_op", "simplifier",
                  "source", "config", "hub", "inputs", "input_images", "outputs", "graphs", "host_step", "part",
-                 "ir", "runtime"}
+                 "ir", "runtime", "selection"}
 # Names a record's dict goes by when someone reads it by hand (what this test exists to stop).
 RECORD_HOLDERS = ("provenance", "sidecar", "meta", "record", "served", "export", "prov", "onnx_provenance")
 RECORD_PACKAGE = PACKAGE / "artifact" / "records"  # the record module: one package, four short files

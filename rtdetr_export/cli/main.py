@@ -51,6 +51,7 @@ def _register() -> None:
     from rtdetr_export.cli.onnx_cmd import onnx_command
     from rtdetr_export.cli.openvino_cmd import openvino_command
     from rtdetr_export.cli.predict_cmd import predict_command
+    from rtdetr_export.cli.select_cmd import select_command
     from rtdetr_export.cli.serve_bench_cmd import serve_bench_command
     from rtdetr_export.cli.serve_cmd import serve_command
     from rtdetr_export.cli.triton_cmd import triton_command
@@ -58,8 +59,8 @@ def _register() -> None:
     from rtdetr_export.cli.verify_cmd import verify_command
 
     for command in (describe, onnx_command, verify_command, inspect_command, predict_command, bench_command,
-                    eval_command, trt_command, openvino_command, triton_command, serve_bench_command,
-                    debug_precision_command, serve_command):
+                    eval_command, trt_command, openvino_command, select_command, triton_command,
+                    serve_bench_command, debug_precision_command, serve_command):
         main.add_command(command)
 
 

@@ -114,6 +114,54 @@ def predict_dataset(detector: Detector, dataset: CocoDataset, images: list[dict[
     return results
 
 
+@dataclass
+class EvalSet:
+    """The images a run evaluates on (those of the annotations the folder has, up to the limit), their ground
+    truth, and the paths of the annotated images the folder lacks."""
+
+    coco: CocoDataset
+    images: list[dict[str, Any]]
+    skipped: list[str]
+    ground_truth: dict[str, Any] = field(repr=False)
+    category_names: dict[int, str] = field(repr=False)
+
+    def info(self, limit: int | None = None) -> dict[str, Any]:
+        """The dataset as a report describes it."""
+        return {"annotations": str(self.coco.annotations), "images_dir": str(self.coco.images_dir),
+                "images": len(self.images), "annotated_images": len(self.coco.images),
+                "categories": [c["name"] for c in self.coco.categories], "limit": limit}
+
+
+def prepare_eval_set(options: EvalOptions, class_names: list[str] | None) -> EvalSet:
+    """Read and check the annotations and the folder for a model with ``class_names``; one-line errors for an
+    unusable file, unknown categories, or a folder with none of the annotated images. With ``class_names`` None
+    the categories are left unmapped (a check before the model is loaded: map them with ``map_categories``)."""
+    dataset = read_coco(options.annotations, options.images)
+    if class_names is not None:
+        dataset.class_to_category = map_categories(dataset, class_names)
+    present, skipped = [], []
+    for entry in dataset.images:
+        if dataset.image_path(entry).is_file():
+            present.append(entry)
+        else:
+            skipped.append(str(dataset.image_path(entry)))
+    if options.limit:
+        present = present[:options.limit]
+    if not present:
+        raise RTDetrExportError(f"none of the annotated images is in {dataset.images_dir}")
+    kept = {entry["id"] for entry in present}
+    ground_truth = {**dataset.data, "images": present,
+                    "annotations": [a for a in dataset.data["annotations"] if a["image_id"] in kept]}
+    return EvalSet(dataset, present, skipped, ground_truth, {int(c["id"]): c["name"] for c in dataset.categories})
+
+
+def detector_metrics(detector: Detector, dataset: EvalSet, batch: int = 1,
+                     log: Log = lambda message: None) -> CocoMetrics:
+    """COCO metrics of one detector on the set's images."""
+    predictions = predict_dataset(detector, dataset.coco, dataset.images, batch, log)
+    return coco_metrics(dataset.ground_truth, predictions, dataset.category_names)
+
+
 def _delta(row: CocoMetrics, reference: CocoMetrics) -> dict[str, float]:
     return {name: row.stats[name] - reference.stats[name] for name in STAT_NAMES}
 
@@ -144,35 +192,15 @@ def evaluate(artifacts: list[str | Path], options: EvalOptions, model: RTDETRv2 
         if list(detector.class_names) != list(names):
             raise RTDetrExportError(f"{detector.name} has other classes than the reference model; evaluate "
                                     "artifacts of one model together")
-    dataset = read_coco(options.annotations, options.images)
-    dataset.class_to_category = map_categories(dataset, names)
-    present, skipped = [], []
-    for entry in dataset.images:
-        if dataset.image_path(entry).is_file():
-            present.append(entry)
-        else:
-            skipped.append(str(dataset.image_path(entry)))
-    if options.limit:
-        present = present[:options.limit]
-    if not present:
-        raise RTDetrExportError(f"none of the annotated images is in {dataset.images_dir}")
-    kept = {entry["id"] for entry in present}
-    ground_truth = {**dataset.data, "images": present,
-                    "annotations": [a for a in dataset.data["annotations"] if a["image_id"] in kept]}
-    category_names = {int(c["id"]): c["name"] for c in dataset.categories}
-
+    dataset = prepare_eval_set(options, names)
     rows = []
     for detector, source in [(reference, "reference"), *detectors]:
-        log(f"[eval] {detector.name} on {len(present)} images")
+        log(f"[eval] {detector.name} on {len(dataset.images)} images")
         started = time.perf_counter()
-        predictions = predict_dataset(detector, dataset, present, options.batch, log)
-        metrics = coco_metrics(ground_truth, predictions, category_names)
+        metrics = detector_metrics(detector, dataset, options.batch, log)
         precision = detector.precision
         rows.append(EvalRow(detector.name, source, precision, detector.runner.name, metrics,
                             seconds=time.perf_counter() - started))
     for row in rows:
         row.delta = _delta(row.metrics, rows[0].metrics)
-    info = {"annotations": str(dataset.annotations), "images_dir": str(dataset.images_dir),
-            "images": len(present), "annotated_images": len(dataset.images),
-            "categories": [c["name"] for c in dataset.categories], "limit": options.limit}
-    return EvalReport(info, rows, skipped)
+    return EvalReport(dataset.info(options.limit), rows, dataset.skipped)

@@ -170,3 +170,38 @@ def test_a_damaged_ir_sidecar_is_a_one_line_error(field, value, message):
         data[field] = value
     with pytest.raises(RecordError, match=message):
         record_from_json(data, "ir")
+
+
+def _a_selection() -> dict:
+    from rtdetr_export.artifact.records import CandidateResult, SelectionRecord
+
+    rows = [CandidateResult("ort-fp32", "fp32", "onnxruntime", None, "ok", p50_ms=80.0, throughput_ips=12.5, ap=0.64,
+                            ap_delta=0.0, size_bytes=5_000_000, verdict="export: pass (fp32); here: pass (fp32)",
+                            on_front=False, within_budget=True),
+            CandidateResult("ov-bf16:int8", "int8_cpu", "openvino", "bf16", "skipped",
+                            "openvino is not installed (pip install openvino)")]
+    return SelectionRecord("ort-fp32", "onnxruntime", None, 0.005, "ort-fp32", 0.64, "val.json", 200, (1, 4), 2,
+                           "AMD EPYC", "2026-12-07T12:00:00+00:00", rows).to_json()
+
+
+def test_a_chosen_file_s_sidecar_carries_its_selection_and_writes_back_what_it_read():
+    data = {**_a_sidecar(), "selection": _a_selection()}
+    record = OnnxRecord.from_json(data, "chosen.json")
+    assert record.selection.chosen == "ort-fp32" and record.selection.batches == (1, 4)
+    assert [c.status for c in record.selection.candidates] == ["ok", "skipped"]
+    assert record.selection.candidates[1].p50_ms is None and record.selection.candidates[1].precision_hint == "bf16"
+    assert OnnxRecord.from_json(record.to_json(), "again").to_json() == record.to_json()
+    assert record.to_json()["selection"] == data["selection"]
+    assert OnnxRecord.from_json(_a_sidecar(), "plain").selection is None  # every other sidecar: no selection
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda s: s.pop("chosen"), "missing field 'chosen'"),
+    (lambda s: s.update(batches=[1]), "batches must be [latency batch, throughput batch]"),
+    (lambda s: s["candidates"][0].update(p50_ms="fast"), "field 'p50_ms' has the wrong type"),
+])
+def test_a_damaged_selection_is_a_one_line_record_error(damage, message):
+    selection = _a_selection()
+    damage(selection)
+    with pytest.raises(RecordError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        OnnxRecord.from_json({**_a_sidecar(), "selection": selection}, "chosen.json")

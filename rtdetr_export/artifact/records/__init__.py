@@ -24,8 +24,9 @@ and reads attributes; ``from_json`` reads every schema written so far:
   verification ran under, the CPU and whether it computes bf16) and ``op_census``.
 
 The record module is this package: fields.py (the field rules, header, I/O), contract.py (the shared contract and
-an ONNX file's record), engine.py, split.py and openvino.py (an engine's, a split artifact's, an OpenVINO IR's).
-Nothing outside it reads a record's JSON by key (tests/test_architecture.py).
+an ONNX file's record), engine.py, split.py and openvino.py (an engine's, a split artifact's, an OpenVINO IR's),
+selection.py (why ``rtdetr-export select`` chose a file: only in that file's sidecar, as ``selection``). Nothing
+outside it reads a record's JSON by key (tests/test_architecture.py).
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ from rtdetr_export.artifact.records.fields import (DEFAULT_TOP_K, ENGINE_FORMAT,
                                                    SPLIT_PART_FORMAT, SPLIT_PARTS, Header, IODescription, RecordError,
                                                    TensorSpec, library_versions)
 from rtdetr_export.artifact.records.openvino import IR_WEIGHTS, IrFiles, OpenVinoRecord, OpenVinoRuntime
+from rtdetr_export.artifact.records.selection import CandidateResult, SelectionRecord
 from rtdetr_export.artifact.records.split import SplitGraph, SplitPart, SplitRecord
 
-__all__ = ["ArtifactRecord", "DEFAULT_TOP_K", "ENGINE_FORMAT", "EngineRecord", "ExportRecord", "Header",
+__all__ = ["ArtifactRecord", "CandidateResult", "DEFAULT_TOP_K", "ENGINE_FORMAT", "EngineRecord", "ExportRecord", "Header",
            "IODescription", "IR_WEIGHTS", "IrFiles", "LIBRARIES", "Latency", "ModelRecord", "ONNX_FORMAT",
            "OPENVINO_FORMAT", "OnnxRecord", "OnnxSource", "OpenVinoRecord", "OpenVinoRuntime",
            "PrecisionRecipe", "ProfileShape", "READABLE_SCHEMAS", "RecordError", "SCHEMA_VERSION", "SPLIT_FORMAT",
-           "SPLIT_PARTS", "SPLIT_PART_FORMAT", "SourceRecord", "SplitGraph", "SplitPart", "SplitRecord", "TensorSpec",
+           "SPLIT_PARTS", "SPLIT_PART_FORMAT", "SelectionRecord", "SourceRecord", "SplitGraph", "SplitPart", "SplitRecord", "TensorSpec",
            "library_versions", "record_from_json", "sampler_of"]
 
 

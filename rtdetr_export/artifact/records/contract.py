@@ -13,6 +13,7 @@ from rtdetr_export.model.config import ModelConfig, SizeRange, size_text
 from rtdetr_export.model.dfine_config import DFineConfig
 from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.model.source import HubRevision, WeightSource
+from rtdetr_export.artifact.records.selection import SelectionRecord
 from rtdetr_export.artifact.records.fields import (DEFAULT_TOP_K, ONNX_FORMAT, RecordError, Header, IODescription,
                                                    _may, _need, _size)
 
@@ -261,9 +262,15 @@ class OnnxRecord(ArtifactRecord):
     the graph to tell an edited file)."""
 
     op_census: dict[str, int] = field(default_factory=dict)
+    # Only in the sidecar of a file ``rtdetr-export select`` chose (records/selection.py); the ONNX metadata of
+    # that file is the candidate's own record, unchanged. An added key: readers that do not know it ignore it.
+    selection: SelectionRecord | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {**self._contract_json(), "op_census": dict(self.op_census)}
+        out = {**self._contract_json(), "op_census": dict(self.op_census)}
+        if self.selection is not None:
+            out["selection"] = self.selection.to_json()
+        return out
 
     @staticmethod
     def describes(data: dict[str, Any]) -> bool:
@@ -278,4 +285,6 @@ class OnnxRecord(ArtifactRecord):
         if fields["header"].format != ONNX_FORMAT:
             raise RecordError(f"{where} was not written by `rtdetr-export onnx` (format {fields['header'].format!r})")
         census = _may(data, "op_census", dict, where, {})
-        return cls(**fields, op_census={str(k): int(v) for k, v in census.items() if isinstance(v, int)})
+        selection = _may(data, "selection", dict, where)
+        return cls(**fields, op_census={str(k): int(v) for k, v in census.items() if isinstance(v, int)},
+                   selection=SelectionRecord.from_json(selection, f"{where} selection") if selection else None)

@@ -1,0 +1,79 @@
+"""``rtdetr-export select``: the fastest CPU artifact for this machine within an AP budget, written with its record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from rtdetr_export.artifact.options import DEFAULT_CALIBRATION_COUNT
+from rtdetr_export.cli.common import emit_json, progress
+from rtdetr_export.cli.options import ModelChoice, ReportFlags, model_choice, option_group, report_flags
+from rtdetr_export.errors import RTDetrExportError
+
+
+def _select(annotations: str, images: str, max_ap_drop: float, calib_images: str | None, calib_count: int,
+            batch: int, iters: int, warmup: int, threads: int | None, limit: int | None) -> Any:
+    from rtdetr_export.select import SelectOptions
+
+    return SelectOptions(annotations, images, max_ap_drop, calib_images, calib_count, batch, iters, warmup, threads,
+                         limit)
+
+
+select_options = option_group("select", _select, [
+    click.option("--coco", "annotations", required=True, type=click.Path(path_type=str),
+                 help="COCO instances JSON the AP is measured on (categories named like the model's classes)."),
+    click.option("--images", required=True, type=click.Path(path_type=str), help="Folder of the annotated images."),
+    click.option("--max-ap-drop", type=float, default=0.005, show_default=True,
+                 help="AP a candidate may lose against ONNX Runtime FP32 (0.005 = half a point); negative asks "
+                      "for a gain."),
+    click.option("--calib-images", type=click.Path(path_type=str), default=None,
+                 help="Folder INT8 calibrates on (the first --calib-count by name; the rest verify) [default: "
+                      "--images]."),
+    click.option("--calib-count", type=int, default=DEFAULT_CALIBRATION_COUNT, show_default=True,
+                 help="Calibration images used."),
+    click.option("--batch", type=int, default=4, show_default=True,
+                 help="The throughput batch, timed beside batch 1 (latency and the choice are batch 1's)."),
+    click.option("--iters", type=int, default=10, show_default=True, help="Timed interleaved rounds per batch."),
+    click.option("--warmup", type=int, default=2, show_default=True, help="Untimed runs per candidate and batch."),
+    click.option("--threads", type=int, default=None,
+                 help="Intra-op threads of every runtime [default: each runtime's own choice]."),
+    click.option("--limit", type=int, default=None, help="Measure AP on the first N annotated images only."),
+])
+
+
+@click.command("select")
+@model_choice
+@select_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Write the chosen .onnx file here, with its sidecar (the file's record plus the selection); an "
+                   "existing one needs --force.")
+@report_flags("report.json, report.md, report.csv and latency_vs_ap.png")
+def select_command(model: ModelChoice, select: Any, output: str | None, report: ReportFlags) -> None:
+    """Pick the fastest CPU artifact within --max-ap-drop AP of ONNX Runtime FP32, measured on this machine.
+
+    Makes the candidates (FP32 and --int8-target cpu ONNX files; each on ONNX Runtime, and on OpenVINO under the
+    f32 and bf16 hints where openvino is installed), times them in one interleaved run at batch 1 and --batch, scores
+    their AP on --coco/--images, marks the Pareto front and writes the fastest within the budget to --output. Exits
+    1, writing no artifact, when none is within it.
+    """
+    from rtdetr_export.files import check_report_folder
+    from rtdetr_export.select import select_artifact, select_markdown, write_select_report
+    from rtdetr_export.select.run import check_outputs
+
+    log = progress(report.quiet, report.as_json)
+    select.check_dataset()  # a bad annotation file or image folder fails before the model loads
+    check_outputs(output, report.force)
+    if report.report_dir:
+        check_report_folder(report.report_dir, report.force)
+    loaded = model.load(report.quiet or report.as_json)
+    result = select_artifact(loaded, select, output, report.force, log)
+    if report.report_dir:
+        written = write_select_report(result, report.report_dir, report.force)
+        log(f"[select] wrote {', '.join(str(p) for p in written)}")
+    if report.as_json:
+        emit_json(result)
+    elif not report.quiet:
+        click.echo(select_markdown(result), nl=False)
+    if result.chosen is None:
+        raise RTDetrExportError(result.refusal)

@@ -1,0 +1,202 @@
+"""`rtdetr-export select` on the micro model: the run, the written choice and its record, the refusal when nothing
+meets the budget, OpenVINO skipped where it is missing, and one-line errors for bad input with nothing written.
+
+The candidates here take the session's micro files (tests/micro.py) through ``copy_recipe`` instead of exporting
+(the exports are the slow tier's business: tests/select/test_select_fixture.py), and run on ONNX Runtime only, with
+two timed rounds: what is under test is the run's bookkeeping, not any speed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rtdetr_export.artifact import read_sidecar, sidecar_path
+from rtdetr_export.cli import main
+from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.select import (Candidate, Runtime, SelectOptions, copy_recipe, select_artifact, select_markdown,
+                                  write_select_report)
+from micro import MICRO, micro_model
+from paths import DATA
+
+VAL = DATA / "fixture" / "shapes_val"
+CLASSES = [f"class_{i}" for i in range(MICRO["num_classes"])]
+
+
+def tiny_coco(folder: Path, count: int = 3) -> tuple[Path, Path]:
+    """``count`` of the fixture's val images with their boxes, the shapes' categories folded onto the micro model's
+    four class names (random weights score ~0 AP on them anyway: the numbers are not under test)."""
+    data = json.loads((VAL / "instances_val.json").read_text())
+    images = data["images"][:count]
+    ids = {image["id"] for image in images}
+    fold = {c["id"]: i % len(CLASSES) + 1 for i, c in enumerate(data["categories"])}
+    annotations = [{**a, "category_id": fold[a["category_id"]]} for a in data["annotations"] if a["image_id"] in ids]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "images").mkdir(exist_ok=True)
+    for image in images:
+        shutil.copy(VAL / "images" / image["file_name"], folder / "images")
+    path = folder / "instances.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": i + 1, "name": n} for i, n in enumerate(CLASSES)]}))
+    return path, folder / "images"
+
+
+MICRO_FILES: list[Path] = []  # the micro FP32 and INT8 files the candidates copy (set by chosen_run)
+
+
+@pytest.fixture(scope="module")
+def coco(tmp_path_factory):
+    return tiny_coco(tmp_path_factory.mktemp("coco"))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return micro_model()
+
+
+def _candidates(micro_fp32, micro_int8, openvino: bool = False) -> tuple[Candidate, ...]:
+    fp32 = copy_recipe("fp32", "the micro FP32 file", micro_fp32)
+    int8 = copy_recipe("int8", "the micro INT8 file (TensorRT layout, not verified)", micro_int8)
+    ort = Runtime("onnxruntime")
+    out = (Candidate("ort-fp32", fp32, ort), Candidate("ort-int8", int8, ort))
+    return out + ((Candidate("ov-f32:fp32", fp32, Runtime("openvino", "f32")),) if openvino else ())
+
+
+def _options(coco, candidates, **overrides) -> SelectOptions:
+    return SelectOptions(str(coco[0]), str(coco[1]), **{"batch": 2, "iters": 2, "warmup": 0, "threads": 1,
+                                                        "candidates": candidates, **overrides})
+
+
+@pytest.fixture(scope="module")
+def chosen_run(micro_fp32, micro_int8, model, coco, tmp_path_factory):
+    """One run of three candidates, the third on OpenVINO, with openvino made unimportable: what every test below
+    reads, so the fast tier pays for one run."""
+    out = tmp_path_factory.mktemp("chosen")
+    MICRO_FILES[:] = [micro_fp32, micro_int8]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
+        candidates = _candidates(micro_fp32, micro_int8, openvino=True)
+        report = select_artifact(model, _options(coco, candidates), out / "best.onnx")
+    return report, out
+
+
+def test_every_candidate_is_timed_at_both_batches_and_scored(chosen_run):
+    report, _ = chosen_run
+    assert [r.name for r in report.rows] == ["ort-fp32", "ort-int8", "ov-f32:fp32"]
+    for row in report.rows[:2]:
+        assert row.status == "ok", row.reason
+        assert set(row.latency_ms) == {1, 2} and all(len(row.samples_ms[b]) == 2 for b in (1, 2))
+        assert row.throughput_ips[2] == pytest.approx(2000 / row.latency_ms[2]["mean"])
+        assert 0.0 <= row.ap <= 1.0
+    baseline = report.rows[0]
+    assert baseline.ap_delta == 0.0 and report.baseline == "ort-fp32"
+    assert [r.size_bytes for r in report.rows[:2]] == [MICRO_FILES[0].stat().st_size, MICRO_FILES[1].stat().st_size]
+    assert baseline.verified == "pass (fp32)" and baseline.parity.passed  # its record's verification, then here
+    assert report.rows[1].verified == "not verified"  # the micro INT8 file was made with --no-verify
+
+
+def test_the_chosen_row_is_the_fastest_trusted_one_within_the_budget(chosen_run):
+    report, _ = chosen_run
+    chosen = report.row(report.chosen)
+    assert chosen.within_budget and chosen.trusted and chosen.on_front
+    faster = [r for r in report.rows if r.measured and r.p50(1) < chosen.p50(1)]
+    assert all(not r.within_budget for r in faster)
+
+
+def test_the_chosen_file_is_a_copy_and_its_sidecar_records_the_selection(chosen_run):
+    report, out = chosen_run
+    written = out / "best.onnx"
+    assert report.written == str(written)
+    source = MICRO_FILES[[r.name for r in report.rows].index(report.chosen)]
+    assert written.read_bytes() == source.read_bytes()
+    record = read_sidecar(sidecar_path(written))
+    selection = record.selection
+    assert selection.chosen == report.chosen and selection.max_ap_drop == 0.005
+    assert selection.baseline == "ort-fp32" and selection.batches == (1, 2) and selection.images == 3
+    assert [c.name for c in selection.candidates] == ["ort-fp32", "ort-int8", "ov-f32:fp32"]
+    assert selection.candidates[2].status == "skipped"
+    assert [c.p50_ms for c in selection.candidates] == [r.p50(1) for r in report.rows]
+    assert record.verification.passed  # the export's own record, kept
+
+
+def test_the_report_folder_has_bench_s_four_kinds_of_file(chosen_run, tmp_path):
+    report, _ = chosen_run
+    written = write_select_report(report, tmp_path / "report")
+    assert {p.name for p in written} == {"report.json", "report.md", "report.csv", "latency_vs_ap.png"}
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert data["chosen"] == report.chosen and data["pareto_front"] == report.front
+    assert "(chosen)" in (tmp_path / "report" / "report.md").read_text()
+    with pytest.raises(RTDetrExportError, match="already holds a report"):
+        write_select_report(report, tmp_path / "report")
+
+
+def test_a_budget_nothing_meets_writes_nothing_and_names_the_closest(micro_fp32, micro_int8, model, coco, tmp_path):
+    options = _options(coco, _candidates(micro_fp32, micro_int8), max_ap_drop=-0.5, batch=1, iters=1, limit=1)
+    report = select_artifact(model, options, tmp_path / "best.onnx")
+    assert report.chosen is None and report.closest is not None
+    assert list(tmp_path.iterdir()) == []
+    assert report.refusal.startswith("no candidate meets --max-ap-drop -0.5: the closest, ")
+    assert "\n" not in report.refusal and "would need --max-ap-drop" in report.refusal
+
+
+def test_openvino_candidates_are_skipped_without_openvino(chosen_run):
+    report, _ = chosen_run
+    skipped = report.row("ov-f32:fp32")
+    assert skipped.status == "skipped" and skipped.reason == "openvino is not installed (pip install openvino)"
+    assert skipped.latency_ms == {} and skipped.ap is None and not skipped.on_front
+    assert "| ov-f32:fp32 | fp32 | openvino f32 | skipped: openvino is not installed" in select_markdown(report)
+
+
+def _select(*args):
+    return CliRunner().invoke(main, ["select", "--preset", "tiny", *map(str, args)])
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "no such annotation file"),
+    ("empty", "not JSON"),
+    ("no-images", "none of the annotated images is in"),
+    ("exists", "already exists; pass --force"),
+    ("budget", "--max-ap-drop is an AP difference"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(coco, tmp_path, case, message):
+    annotations, images, extra = coco[0], coco[1], []
+    if case == "missing":
+        annotations = tmp_path / "nowhere.json"
+    elif case == "empty":
+        annotations = tmp_path / "empty.json"
+        annotations.write_text("")
+    elif case == "no-images":
+        images = tmp_path / "other"
+        images.mkdir()
+        (images / "unrelated.jpg").write_bytes((VAL / "images" / "000001.jpg").read_bytes())
+    elif case == "exists":
+        (tmp_path / "best.onnx").write_bytes(b"keep me")
+    else:
+        extra = ["--max-ap-drop", "2"]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = _select("--coco", annotations, "--images", images, "-o", tmp_path / "best.onnx",
+                     "--report", tmp_path / "report", *extra)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_the_command_refuses_in_one_line_and_exits_1_when_nothing_is_chosen(chosen_run, coco, tmp_path, monkeypatch):
+    import dataclasses
+
+    import rtdetr_export.select as select_package
+
+    report, _ = chosen_run
+    refused = dataclasses.replace(report, chosen=None, closest="ort-fp32", shortfall=0.01, written=None)
+    monkeypatch.setattr(select_package, "select_artifact", lambda *args, **kwargs: refused)
+    result = _select("--image-size", "128", "--coco", coco[0], "--images", coco[1], "-o", tmp_path / "best.onnx",
+                     "--quiet")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.splitlines() == [f"error: {refused.refusal}"]
+    assert not (tmp_path / "best.onnx").exists()
