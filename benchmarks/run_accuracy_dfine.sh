@@ -51,4 +51,7 @@ evaluate() {  # evaluate GROUP ARGS...: one eval report
 }
 evaluate onnxruntime "${files[@]}"
 evaluate openvino_fp32 "${files[0]}" --openvino f32,bf16
+echo "== verify the FP32 file under OpenVINO's bf16 hint" >&2
+run verify "${files[0]}" --model "$MODEL" --images "$VAL/images" --openvino bf16 --json \
+  > "$OUT/verify_fp32_openvino_bf16.json" || true
 echo "wrote $OUT" >&2
