@@ -35,6 +35,7 @@ pytest_plugins = ["tiers", "micro", "split_cases"]
 # The trained fixture (benchmarks/fixture/): what accuracy, agreement-limit and precision tests run on.
 SHAPES = Path(__file__).parent / "data" / "fixture"
 SHAPES_MODEL, SHAPES_DSP, SHAPES_VAL = SHAPES / "rtdetrv2_shapes", SHAPES / "rtdetrv2_shapes_dsp", SHAPES / "shapes_val"
+SHAPES_DFINE = SHAPES / "dfine_shapes"  # the D-FINE trained on the same set (benchmarks/fixture/README.md)
 
 
 # -- one ONNX Runtime thread per test worker ----------------------------------------------------------------------------------------
