@@ -177,3 +177,25 @@ def test_fixture_split_artifact_runs_on_ncnn_with_fp32_parity(fixture_results):
     # The single file still holds TopK and GatherElements, which ncnn has no layer for: the split exists for it.
     single = rows[("ncnn", "single", "fp32")]
     assert not single["converts"] and "TopK" in single["error"]["first_line"]
+
+
+def test_litert_oiqt_rows_render_with_their_recipe_named(script, fixture_results):
+    """The `int8-oiqt` row kind (LiteRT INT8 with onnx2tf's -oiqt): its rows show that precision in both tables,
+    and the matrix's legend names the recipe only where such a row is present."""
+    import copy
+
+    module = script._fixture_module()
+    assert {("litert", "single", "int8-oiqt"), ("litert", "split", "int8-oiqt"),
+            ("litert", "split", "int8-oiqt+fp32")} <= set(module.ROWS)
+    plain = copy.deepcopy(fixture_results)
+    plain["results"] = [r for r in plain["results"] if not r["precision"].startswith("int8-oiqt")]
+    row = copy.deepcopy(next(r for r in plain["results"] if r["runtime"] == "litert" and r["runs"]))
+    row["precision"] = "int8-oiqt+fp32"
+    with_oiqt = {**plain, "results": plain["results"] + [row]}
+    legend = "`int8-oiqt`: LiteRT's INT8 with onnx2tf's `-oiqt`"
+    assert legend not in module.matrix_markdown(plain)
+    matrix = module.matrix_markdown(with_oiqt)
+    assert legend in matrix
+    rendered = [line for line in matrix.splitlines() if line.startswith("| LiteRT") and "| int8-oiqt+fp32 |" in line]
+    assert len(rendered) == 1 and f"{row['AP']['AP']:.4f}" in rendered[0]
+    assert "| int8-oiqt+fp32 |" in module.compact_markdown(with_oiqt)
