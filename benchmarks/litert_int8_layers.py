@@ -5,7 +5,7 @@ Run it in the LiteRT environment (onnx2tf==1.29.24; benchmarks/run_portability.s
 ``benchmarks/portability.py --fixture`` has written its work folder (graph 1's ONNX, val and calibration images):
 
     PY=build/portability/venv-tf/bin/python
-    $PY benchmarks/litert_int8_layers.py --work build/portability/fixture --out build/litert-int8          # as the matrix's int8
+    $PY benchmarks/litert_int8_layers.py --work build/portability/fixture --out build/litert-int8  # the matrix's int8
     $PY benchmarks/litert_int8_layers.py --work build/portability/fixture --out build/litert-int8-oiqt --oiqt
 
 It converts graph 1 as the fixture's LiteRT worker does (onnx2tf -> Keras -> TFLiteConverter; INT8: full-integer,
@@ -135,7 +135,8 @@ def main() -> int:
     (out / "layers.json").write_text(json.dumps(rows, indent=1) + "\n")
     show = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for r in rows:
-        print(f"{r['op']:4d} {r['type'][:20]:20s} corr {show(r['corr'], '7.4f')} rel_rmse {show(r['rel_rmse'], '7.3f')} "
+        print(f"{r['op']:4d} {r['type'][:20]:20s} corr {show(r['corr'], '7.4f')} "
+              f"rel_rmse {show(r['rel_rmse'], '7.3f')} "
               f"max_abs {r['ref_max_abs']:9.3g} scale {r['scale']:9.3g} {r['dtype']:7s} {r['tensor'][:80]}")
     return 0
 
