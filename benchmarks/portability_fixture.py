@@ -54,7 +54,10 @@ RUNTIMES: dict[str, dict[str, str]] = {
                "how": "onnx2tf (Erf replaced by its builtin approximation, strict mode off, non-image inputs kept "
                       "as they are) -> Keras -> .tflite with builtin ops only; INT8: full-integer quantization "
                       "(TFLITE_BUILTINS_INT8, float input and output) with the calibration set as representative "
-                      "dataset; run by ai_edge_litert's Interpreter (XNNPACK)"},
+                      "dataset; run by ai_edge_litert's Interpreter (XNNPACK). `int8-oiqt`: the same with onnx2tf's "
+                      "output_integer_quantized_tflite (-oiqt) set on graphs that take only images, which makes "
+                      "onnx2tf pad the stem's max pool with 0 (exact after its ReLU) instead of float32's lowest "
+                      "value, a value that sets the quantization range of the whole stem"},
 }
 # (runtime, artifact, precision) in matrix order. ``fp16`` is RKNN's float mode: the NPU computes in fp16.
 ROWS = [
@@ -63,7 +66,14 @@ ROWS = [
     ("rknn", "single", "fp16"), ("rknn", "split", "fp16"), ("rknn", "split", "int8"), ("rknn", "split", "int8+fp16"),
     ("litert", "single", "fp32"), ("litert", "single", "int8"), ("litert", "split", "fp32"),
     ("litert", "split", "int8"), ("litert", "split", "int8+fp32"),
+    ("litert", "single", "int8-oiqt"), ("litert", "split", "int8-oiqt"), ("litert", "split", "int8-oiqt+fp32"),
 ]
+# LiteRT's second INT8 recipe: the same full-integer quantization, with onnx2tf's output_integer_quantized_tflite
+# (-oiqt) set. onnx2tf writes an ONNX MaxPool's padding as an explicit PadV2 with float32's lowest value, and the
+# quantizer gives a Pad the scale of its input: the stem's max pool then gets a range of 3.4e38 and a scale of
+# 1.3e36, which rounds the stem's activations (0..16) to 0 and everything after it is noise. With -oiqt onnx2tf
+# pads with 0 instead, which is exact here: the stem's max pool reads a ReLU (checked by the worker).
+LITERT_INT8 = ("int8", "int8-oiqt")
 ARTIFACTS = {
     "single": "single file, `rtdetr-export onnx` (gather-bilinear)",
     "split": "split artifact, `rtdetr-export onnx --split --bilinear-op gridsample` (rank-4 decoder)",
@@ -217,6 +227,22 @@ class _LiteRtGraph(_Graph):
     # As benchmarks/portability.py's LiteRT worker: Erf has no builtin (FlexErf otherwise), strict mode off.
     onnx2tf_options = {"replace_to_pseudo_operators": ["erf"], "disable_strict_mode": True}
 
+    @staticmethod
+    def _check_zero_padding_is_exact(path: Path) -> None:
+        """-oiqt pads every MaxPool with 0, which equals -inf padding only where the pooled input is >= 0."""
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        producers = {out: node for node in graph.node for out in node.output}
+        for node in graph.node:
+            pads = next((list(a.ints) for a in node.attribute if a.name == "pads"), [])
+            if node.op_type == "MaxPool" and any(pads):
+                source = producers.get(node.input[0])
+                if source is None or source.op_type != "Relu":
+                    raise ConversionError(f"int8-oiqt: MaxPool {node.name} reads "
+                                          f"{source.op_type if source else 'a graph input'}, not a ReLU: onnx2tf's "
+                                          "zero padding would change its output")
+
     def __init__(self, path, work, threads, precision, calib):
         super().__init__(path, work, threads, precision, calib)
         import numpy as np
@@ -234,11 +260,17 @@ class _LiteRtGraph(_Graph):
 
             # Only the image input is NCHW; the split's other inputs ([B, N, C] rows) keep their layout.
             keep = [name for name, shape in self.inputs if len(shape) != 4]
+            options = dict(self.onnx2tf_options)
+            if precision == "int8-oiqt" and not keep:
+                # Only graphs that take images alone: onnx2tf refuses -oiqt for other inputs without its own
+                # calibration files, and graph 2 has no MaxPool for the option to change.
+                self._check_zero_padding_is_exact(path)
+                options["output_integer_quantized_tflite"] = True
             keras_model = onnx2tf.convert(input_onnx_file_path=str(path.resolve()), output_folder_path="tf",
                                           non_verbose=True, disable_model_save=True,
-                                          keep_shape_absolutely_input_names=keep or None, **self.onnx2tf_options)
+                                          keep_shape_absolutely_input_names=keep or None, **options)
             converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-            if precision == "int8":
+            if precision in LITERT_INT8:
                 names = [t.name.split(":")[0] for t in keras_model.inputs]
 
                 # Keyed by input name: the converted model orders its inputs its own way (graph 2: query_targets
@@ -648,7 +680,9 @@ def matrix_markdown(data: dict[str, Any]) -> str:
         f"fixture's {s['calibration']['split']} generator, seed {s['calibration']['seed']} (as the project's INT8 "
         f"exports). Latency: median of {s['runs']} runs after {s['warmup']} warm-up runs of val image 0, "
         f"{s['threads']} threads, the split's host step included. `int8+fp16` / `int8+fp32`: graph 1 in INT8, "
-        f"graph 2 in the runtime's float mode.",
+        f"graph 2 in the runtime's float mode." + (
+            " `int8-oiqt`: LiteRT's INT8 with onnx2tf's `-oiqt` (Runtimes says what it changes)."
+            if any(r["precision"].startswith("int8-oiqt") for r in data["results"]) else ""),
         "",
         "| runtime | artifact | computes in | converts | runs | verdict | logits max abs | pred_boxes max abs | "
         "matched / labels | fixture AP (delta) | latency ms | load |",
@@ -718,7 +752,8 @@ def _parse_worker(argv: list[str]) -> argparse.Namespace:
     w = argparse.ArgumentParser(description="internal: one runtime, one artifact, in the runtime's interpreter")
     w.add_argument("--runtime", choices=sorted(GRAPHS), required=True)
     w.add_argument("--artifact", choices=("single", "split"), required=True)
-    w.add_argument("--precision", choices=("fp32", "fp16", "int8", "int8+fp16", "int8+fp32"), required=True)
+    w.add_argument("--precision", choices=("fp32", "fp16", "int8", "int8+fp16", "int8+fp32", "int8-oiqt",
+                                            "int8-oiqt+fp32"), required=True)
     w.add_argument("--models", nargs="+", required=True)
     w.add_argument("--images", required=True)
     w.add_argument("--calib", required=True)

@@ -177,3 +177,47 @@ def test_fixture_split_artifact_runs_on_ncnn_with_fp32_parity(fixture_results):
     # The single file still holds TopK and GatherElements, which ncnn has no layer for: the split exists for it.
     single = rows[("ncnn", "single", "fp32")]
     assert not single["converts"] and "TopK" in single["error"]["first_line"]
+
+
+def test_litert_oiqt_rows_render_with_their_recipe_named(script, fixture_results):
+    """The `int8-oiqt` row kind (LiteRT INT8 with onnx2tf's -oiqt): its rows show that precision in both tables,
+    and the matrix's legend names the recipe only where such a row is present."""
+    import copy
+
+    module = script._fixture_module()
+    assert {("litert", "single", "int8-oiqt"), ("litert", "split", "int8-oiqt"),
+            ("litert", "split", "int8-oiqt+fp32")} <= set(module.ROWS)
+    plain = copy.deepcopy(fixture_results)
+    plain["results"] = [r for r in plain["results"] if not r["precision"].startswith("int8-oiqt")]
+    row = copy.deepcopy(next(r for r in plain["results"] if r["runtime"] == "litert" and r["runs"]))
+    row["precision"] = "int8-oiqt+fp32"
+    with_oiqt = {**plain, "results": plain["results"] + [row]}
+    legend = "`int8-oiqt`: LiteRT's INT8 with onnx2tf's `-oiqt`"
+    assert legend not in module.matrix_markdown(plain)
+    matrix = module.matrix_markdown(with_oiqt)
+    assert legend in matrix
+    rendered = [line for line in matrix.splitlines() if line.startswith("| LiteRT") and "| int8-oiqt+fp32 |" in line]
+    assert len(rendered) == 1 and f"{row['AP']['AP']:.4f}" in rendered[0]
+    assert "| int8-oiqt+fp32 |" in module.compact_markdown(with_oiqt)
+
+
+def test_litert_oiqt_zero_padding_is_allowed_only_after_a_relu(script, tmp_path):
+    """onnx2tf's -oiqt pads every MaxPool with 0: the worker takes that only where the pooled values are >= 0."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    module = script._fixture_module()
+
+    def graph_with(producer: str) -> Path:
+        nodes = [helper.make_node(producer, ["x"], ["y"]),
+                 helper.make_node("MaxPool", ["y"], ["z"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])]
+        inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])]
+        outputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 1, 4, 4])]
+        graph = helper.make_graph(nodes, producer, inputs, outputs)
+        path = tmp_path / f"{producer}.onnx"
+        onnx.save(helper.make_model(graph), str(path))
+        return path
+
+    module._LiteRtGraph._check_zero_padding_is_exact(graph_with("Relu"))
+    with pytest.raises(module.ConversionError, match="reads Identity, not a ReLU"):
+        module._LiteRtGraph._check_zero_padding_is_exact(graph_with("Identity"))
