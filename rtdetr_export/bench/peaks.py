@@ -26,6 +26,7 @@ import numpy as np
 from rtdetr_export.backends import OnnxRuntimeRunner, Runner
 from rtdetr_export.bench.machine import cpu_flags
 from rtdetr_export.bench.timing import Rounds, timed
+from rtdetr_export.stats import rotated
 
 PRECISIONS = ("fp32", "bf16", "int8")
 # M, K, N: 0.27 GFLOP (2 x 512^3), a few milliseconds per call at 2-core peak, so every sample fits in the quiet
@@ -128,6 +129,7 @@ class PeakProbe:
         self.samples: dict[str, list[float]] = {p: [] for p in PRECISIONS}
         self.notes: dict[str, str | None] = {}
         self.seconds = 0.0  # spent loading and sampling: what the peaks add to a bench's time
+        self.rounds = 0
 
     def activate(self) -> None:
         """Write the graphs, load their runners and run each twice untimed; a runtime that cannot is noted."""
@@ -161,7 +163,9 @@ class PeakProbe:
     def sample(self) -> None:
         """One timed call of each GEMM, each after the pause the bench's rounds make before a call."""
         started = time.perf_counter()
-        for precision, runner in self.runners.items():
+        order = rotated(list(self.runners), self.rounds)  # each GEMM takes each position in turn
+        self.rounds += 1
+        for precision, runner in ((p, self.runners[p]) for p in order):
             if self.settle_ms > 0:
                 time.sleep(self.settle_ms / 1000)
             self.samples[precision].append(timed(lambda: runner.infer(self.feeds[precision]))[0])
