@@ -45,7 +45,9 @@ class Roofline:
         text = f"{self.achieved_gflops:.3g} GFLOP/s"
         fraction = self.fraction
         peak = PEAK_NAMES.get(self.peak_precision, self.peak_precision)
-        return f"{text}, {fraction:.0%} of {peak} peak" if fraction is not None else f"{text}, no {peak} peak"
+        if fraction is None:
+            return f"{text}, no {peak} peak"
+        return f"{text}, {'<1%' if fraction < 0.005 else f'{fraction:.0%}'} of {peak} peak"
 
     def to_json(self) -> dict[str, Any]:
         return {"achieved_gflops": self.achieved_gflops, "peak_precision": self.peak_precision,

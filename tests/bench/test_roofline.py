@@ -44,6 +44,7 @@ def test_achieved_gflops_is_flops_per_image_times_images_per_second_and_the_frac
     assert row.to_json()["fraction_of_peak"] == row.fraction
     assert Roofline.from_json(row.to_json()) == row
     assert row.cell() == "80 GFLOP/s, 75% of FP32 peak"
+    assert _basis().row(target, throughput_ips=0.01).cell() == "0.4 GFLOP/s, <1% of FP32 peak"
 
 
 @pytest.mark.parametrize("target, precision", [
