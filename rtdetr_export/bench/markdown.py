@@ -89,7 +89,8 @@ def _roofline_lines(report: dict[str, Any], ok: list[dict[str, Any]]) -> list[st
                           f"{shape or '?'}; {count['other_outputs'] / count['batch'] / 1e6:.3g} M output elements "
                           "of uncounted ops per image)")
     if basis.get("model_flops_from"):
-        counts.append(f"- rows that run no graph of their own (PyTorch, TensorRT) use {basis['model_flops_from']}'s count")
+        counts.append("- rows that run no graph of their own (PyTorch, TensorRT) use "
+                      f"{basis['model_flops_from']}'s count")
     lines += ["FLOPs (" + basis["method"] + "):", ""] + counts + ["", "Peaks (the best call of one GEMM per precision, "
                                                                   "interleaved with the rounds):", ""]
     peaks = Peaks.from_json(basis["peaks"]).by_precision.values()

@@ -104,7 +104,8 @@ def _gemm_graph(path: Path, precision: str, shape: tuple[int, int, int]) -> np.n
         feed = rng.standard_normal((m, k), dtype=np.float32)
     graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["y"])], f"gemm_{precision}",
                               [helper.make_tensor_value_info("a", a_type, [m, k])],
-                              [helper.make_tensor_value_info("y", y_type, [m, n])], [numpy_helper.from_array(weights, "b")])
+                              [helper.make_tensor_value_info("y", y_type, [m, n])],
+                              [numpy_helper.from_array(weights, "b")])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return feed
 
@@ -146,7 +147,8 @@ class PeakProbe:
                 for _ in range(2):
                     runner.infer({"a": feed})
             except Exception as exc:  # a missing optional runtime costs its peak, not the report
-                self.notes[precision] = f"not measured: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
+                first_line = (str(exc).splitlines() or [""])[0][:160]
+                self.notes[precision] = f"not measured: {type(exc).__name__}: {first_line}"
                 continue
             if precision == "bf16":
                 self.notes[precision] = _executed_note(runner, self.notes[precision])
@@ -179,9 +181,8 @@ class PeakProbe:
             self.sample()
 
     def result(self) -> Peaks:
-        return Peaks({p: Peak(p, RUNTIMES[p], self.shape, self.threads,
-                              min(self.samples[p]) if self.samples[p] else None, len(self.samples[p]), self.notes.get(p))
-                      for p in PRECISIONS})
+        return Peaks({p: Peak(p, RUNTIMES[p], self.shape, self.threads, min(self.samples[p], default=None),
+                              len(self.samples[p]), self.notes.get(p)) for p in PRECISIONS})
 
     def deactivate(self) -> None:
         for runner in self.runners.values():

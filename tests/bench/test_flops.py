@@ -82,7 +82,8 @@ def test_conv_transpose_counts_each_input_element_times_its_kernel_and_groups():
 def test_integer_products_count_as_their_float_ops():
     nodes = [helper.make_node("MatMulInteger", ["a", "w"], ["y"])]
     model = _model(nodes, [helper.make_tensor_value_info("a", TensorProto.UINT8, ["n", 8])],
-                   [helper.make_tensor_value_info("y", TensorProto.INT32, ["n", 3])], [_weights("w", 8, 3, dtype=np.int8)])
+                   [helper.make_tensor_value_info("y", TensorProto.INT32, ["n", 3])],
+                   [_weights("w", 8, 3, dtype=np.int8)])
     assert count_flops(model, {"a": (2, 8)}).multiply_adds == {"MatMulInteger": 2 * 3 * 8}
 
 
