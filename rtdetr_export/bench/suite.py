@@ -33,8 +33,9 @@ from rtdetr_export.verify.reference import ReferenceRunner
 
 Log = Callable[[str], None]
 # Peak GEMM samples (bench/peaks.py): one call per precision after each of a batch's first rounds, and at least
-# PEAK_SAMPLES in all; a few milliseconds each, so about a second per batch with the pauses before the calls.
-PEAK_ROUNDS_PER_BATCH = 5
+# PEAK_SAMPLES in all; a few milliseconds each: about 0.7 s per batch with the pauses before and after the calls,
+# and about 1 s to load the three runners (measured on the 2-core EPYC, docs/benchmarks.md "Roofline").
+PEAK_ROUNDS_PER_BATCH = 3
 PEAK_SAMPLES = 3
 E2E_IMAGE_SIZE = (720, 1280)  # synthetic end-to-end inputs: a camera frame, so decode and resize cost something
 
