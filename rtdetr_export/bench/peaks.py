@@ -48,6 +48,9 @@ class Peak:
     best_ms: float | None  # None: not measured (``note`` says why)
     samples: int = 0
     note: str | None = None
+    # The precision the runtime ran it in where that is not ``precision`` (OpenVINO runs the bf16 hint in f32 on
+    # a CPU without bf16 instructions): rows of ``precision`` are then compared with that precision's peak.
+    executed: str | None = None
 
     @property
     def flops(self) -> int:
@@ -62,12 +65,12 @@ class Peak:
     def to_json(self) -> dict[str, Any]:
         return {"precision": self.precision, "gflops": self.gflops, "runtime": self.runtime, "shape": list(self.shape),
                 "flops": self.flops, "best_ms": self.best_ms, "samples": self.samples, "threads": self.threads,
-                "note": self.note}
+                "note": self.note, "executed": self.executed}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Peak":
         return cls(data["precision"], data["runtime"], tuple(data["shape"]), data.get("threads"), data.get("best_ms"),
-                   int(data.get("samples", 0)), data.get("note"))
+                   int(data.get("samples", 0)), data.get("note"), data.get("executed"))
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ class PeakProbe:
         self.feeds: dict[str, dict[str, np.ndarray]] = {}
         self.samples: dict[str, list[float]] = {p: [] for p in PRECISIONS}
         self.notes: dict[str, str | None] = {}
+        self.executed: dict[str, str] = {}
         self.seconds = 0.0  # spent loading and sampling: what the peaks add to a bench's time
         self.rounds = 0
 
@@ -150,8 +154,9 @@ class PeakProbe:
                 first_line = (str(exc).splitlines() or [""])[0][:160]
                 self.notes[precision] = f"not measured: {type(exc).__name__}: {first_line}"
                 continue
-            if precision == "bf16":
-                self.notes[precision] = _executed_note(runner, self.notes[precision])
+            if precision == "bf16" and _executed(runner) not in (None, "bf16"):
+                self.executed[precision] = "fp32"
+                self.notes[precision] = f"{self.notes[precision] or 'bf16'}: OpenVINO runs the bf16 hint in f32 here"
             self.runners[precision], self.feeds[precision] = runner, {"a": feed}
         self.seconds += time.perf_counter() - started
 
@@ -182,7 +187,7 @@ class PeakProbe:
 
     def result(self) -> Peaks:
         return Peaks({p: Peak(p, RUNTIMES[p], self.shape, self.threads, min(self.samples[p], default=None),
-                              len(self.samples[p]), self.notes.get(p)) for p in PRECISIONS})
+                              len(self.samples[p]), self.notes.get(p), self.executed.get(p)) for p in PRECISIONS})
 
     def deactivate(self) -> None:
         for runner in self.runners.values():
@@ -190,16 +195,13 @@ class PeakProbe:
         self.runners.clear()
 
 
-def _executed_note(runner: Runner, note: str | None) -> str | None:
-    """Add the precision OpenVINO chose for the bf16 hint (f32 on a CPU without bf16 instructions)."""
-    compiled = getattr(runner, "compiled", None)
+def _executed(runner: Runner) -> str | None:
+    """The inference precision OpenVINO chose for the bf16 hint ("bf16", or "f32" on a CPU without bf16
+    instructions); None where it does not say."""
     try:
-        executed = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
-    except Exception:  # older OpenVINO: the property or its type differs; the note stays as it was
-        return note
-    if executed == "bf16":
-        return note
-    return f"{note + ': ' if note else ''}OpenVINO runs the bf16 hint in {executed} here"
+        return runner.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+    except Exception:  # older OpenVINO: the property or its type differs
+        return None
 
 
 def measure_peaks(threads: int | None = None, repeats: int = 5, shape: tuple[int, int, int] = GEMM_SHAPE) -> Peaks:

@@ -69,6 +69,19 @@ def test_an_fp16_file_on_a_cpu_runtime_is_compared_with_fp32_and_says_so():
     assert "FP32 peak" in row.note
 
 
+def test_bf16_rows_are_compared_with_fp32_where_the_bf16_hint_runs_in_f32():
+    # On a CPU without bf16 instructions OpenVINO runs the bf16 hint in f32, the GEMM and the rows alike.
+    peaks = Peaks({**PEAKS.by_precision, "bf16": Peak("bf16", "openvino", (512, 512, 512), 2, 5.0, 3, "no bf16",
+                                                       executed="fp32")})
+    basis = RooflineBasis({"ours": COUNT}, precisions={"ours": "fp32"}, peaks=peaks)
+    target = Target("openvino-cpu-bf16:ours", "openvino", "bf16", "cpu", artifact=_artifact("ours", "fp32"),
+                    info={"precision_hint": "bf16"})
+    row = basis.row(target, 1.0)
+    assert row.peak_precision == "fp32" and row.peak_gflops == PEAKS.get("fp32").gflops
+    assert row.note == "BF16 runs in FP32 on this CPU: compared with the FP32 peak"
+    assert Peaks.from_json(peaks.to_json()) == peaks
+
+
 def test_rows_without_a_graph_use_the_models_fp32_count_and_gpu_rows_have_no_cpu_peak():
     basis = _basis()
     torch_row = basis.row(Target("torch-fp32-cpu", "torch", "fp32", "cpu", role="reference"), 1.0)
@@ -97,5 +110,6 @@ def test_measured_peaks_time_each_precision_and_say_what_this_cpu_lacks():
     flags = cpu_flags()
     if not flags & {"avx512_bf16", "amx_bf16"}:
         assert "no bf16 instructions on this CPU" in bf16.note
+        assert bf16.executed == "fp32" or bf16.gflops is None  # OpenVINO says it ran the hint in f32
     if not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
         assert "no VNNI" in peaks.get("int8").note
