@@ -164,6 +164,9 @@ class RooflineBasis:
             peak_gflops = peak.gflops if peak else None
             if peak_gflops is None:
                 why = (peak.note if peak else None) or f"no {PEAK_NAMES.get(precision, precision)} peak measured"
+        if achieved is not None and peak_gflops and achieved > peak_gflops:
+            # Not a faster-than-peak row: every GEMM call of the run was slowed (a loaded machine), so the peak is low.
+            why = "above the measured peak: every peak GEMM call of this run was slowed, so the peak reads low"
         return Roofline(precision, per_image, label, achieved, peak_gflops, missing or why)
 
     def to_json(self) -> dict[str, Any]:

@@ -45,6 +45,8 @@ def test_achieved_gflops_is_flops_per_image_times_images_per_second_and_the_frac
     assert Roofline.from_json(row.to_json()) == row
     assert row.cell() == "80 GFLOP/s, 75% of FP32 peak"
     assert _basis().row(target, throughput_ips=0.01).cell() == "0.4 GFLOP/s, <1% of FP32 peak"
+    above = _basis().row(target, throughput_ips=3.0)  # 120 GFLOP/s over a 107 GFLOP/s peak: the peak was disturbed
+    assert above.fraction > 1 and above.note.startswith("above the measured peak")
 
 
 @pytest.mark.parametrize("target, precision", [
