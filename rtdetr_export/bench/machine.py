@@ -24,6 +24,17 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> frozenset[str]:
+    """The first CPU's instruction-set flags (/proc/cpuinfo: avx2, avx512_bf16, amx_int8, ...); empty elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 def _physical_cores() -> int | None:
     try:
         text = Path("/proc/cpuinfo").read_text()

@@ -6,6 +6,8 @@ from typing import Any
 
 from rtdetr_export.backends.split_runner import SPLIT_STAGES
 from rtdetr_export.bench.parity import headline
+from rtdetr_export.bench.peaks import Peaks
+from rtdetr_export.bench.roofline import Roofline
 
 
 def _ms(value: float | None) -> str:
@@ -64,6 +66,44 @@ def _stage_lines(rows: list[dict[str, Any]]) -> list[str]:
                 + [_ms(r["stages_ms"][stage]["p50"]) for stage in SPLIT_STAGES] for r in split])
 
 
+def _roofline_cell(row: dict[str, Any]) -> str:
+    return Roofline.from_json(row["roofline"]).cell() if row.get("roofline") else "-"
+
+
+def _roofline_lines(report: dict[str, Any], ok: list[dict[str, Any]]) -> list[str]:
+    """What the roofline column is made of: each graph's FLOP count and the measured peaks (docs/benchmarks.md)."""
+    basis = report.get("roofline")
+    if not basis:
+        return []
+    lines = ["", "## Roofline (compute only)", "",
+             "The roofline column: FLOPs per image x images per second, and its fraction of this machine's peak in "
+             "the row's precision, measured in this run. " + basis["convention"][0].upper() + basis["convention"][1:]
+             + ". A fraction of the compute roof only: memory bandwidth is not measured.", ""]
+    counts = []
+    for label, count in basis["flops"].items():
+        if "error" in count:
+            counts.append(f"- {label}: {count['error']}")
+        else:
+            shape = "x".join(map(str, count["input_shapes"].get("images", [])))
+            counts.append(f"- {label}: {count['flops_per_image'] / 1e9:.4g} GFLOP per image (counted at images "
+                          f"{shape or '?'}; {count['other_outputs'] / count['batch'] / 1e6:.3g} M output elements "
+                          "of uncounted ops per image)")
+    if basis.get("model_flops_from"):
+        counts.append("- rows that run no graph of their own (PyTorch, TensorRT) use "
+                      f"{basis['model_flops_from']}'s count")
+    lines += ["FLOPs (" + basis["method"] + "):", ""] + counts + ["", "Peaks (the best call of one GEMM per precision, "
+                                                                  "interleaved with the rounds):", ""]
+    peaks = Peaks.from_json(basis["peaks"]).by_precision.values()
+    lines += _table(["precision", "GFLOP/s", "GEMM (M x K x N)", "runtime", "threads", "calls", "note"],
+                    [[p.precision.upper(), "-" if p.gflops is None else f"{p.gflops:.1f}", "x".join(map(str, p.shape)),
+                      p.runtime, str(p.threads or "default"), str(p.samples), p.note or ""] for p in peaks])
+    notes = {(r["target"], Roofline.from_json(r["roofline"]).note) for r in ok if r.get("roofline")}
+    notes = sorted((name, note) for name, note in notes if note)
+    if notes:
+        lines += [""] + [f"- {name}: {note}" for name, note in notes]
+    return lines
+
+
 def bench_markdown(report: dict[str, Any]) -> str:
     """The whole report.md text."""
     model = report["model"]
@@ -84,11 +124,11 @@ def bench_markdown(report: dict[str, Any]) -> str:
             continue
         lines += ["", f"## Batch {batch}", "", "Model-only latency (ms; inputs already preprocessed in memory):", ""]
         lines += _table(["backend", "min", "mean", "p50", "p90", "p99", "max", "std", "n", "img/s", "cold",
-                         "peak mem (MB)"],
+                         "peak mem (MB)", "compute (roofline)"],
                         [[r["target"]] + [_ms(r["latency_ms"][k]) for k in ("min", "mean", "p50", "p90", "p99",
                                                                              "max", "std")]
                          + [str(r["latency_ms"]["n"]), f"{r['throughput_ips']:.2f}", _ms(r.get("cold_ms")),
-                            f"{r['memory']['peak_mb']:.0f} (+{r['memory']['delta_mb'] or 0:.0f})"]
+                            f"{r['memory']['peak_mb']:.0f} (+{r['memory']['delta_mb'] or 0:.0f})", _roofline_cell(r)]
                          for r in rows])
         lines += _stage_lines(rows)
         e2e = [r for r in rows if "e2e_ms" in r]
@@ -100,6 +140,7 @@ def bench_markdown(report: dict[str, Any]) -> str:
                               _ms(r["e2e_ms"]["max"]), f"{r['e2e_throughput_ips']:.2f}"]
                              + [_ms(r["e2e_stages_ms"][s]) for s in ("decode", "preprocess", "infer", "postprocess")]
                              for r in e2e])
+    lines += _roofline_lines(report, ok)
     lines += ["", "## Speed-up over PyTorch eager FP32", ""]
     batches = report["settings"]["batches"]
     cell = {(r["target"], r["batch"]): (r.get("speedup_vs_torch") or {}).get("p50") for r in ok}

@@ -7,21 +7,25 @@ from typing import Any
 
 from rtdetr_export import __version__
 from rtdetr_export.stats import paired_speedup, speedup, throughput
+from rtdetr_export.bench.roofline import RooflineBasis
 from rtdetr_export.bench.targets import Target
 
 SCHEMA = "rtdetr-export/bench"
 SCHEMA_VERSION = 1
 
 
-def _derive(results: list[dict[str, Any]], targets: list[Target]) -> None:
-    """Add throughput and the speed-up over PyTorch eager FP32 (same device, same batch) to each result."""
+def _derive(results: list[dict[str, Any]], targets: list[Target], roofline: RooflineBasis) -> None:
+    """Add throughput, the roofline and the speed-up over PyTorch eager FP32 (same device, same batch) to each
+    result."""
     role = {t.name: t.role for t in targets}
+    by_name = {t.name: t for t in targets}
     baseline = {r["batch"]: r for r in results
                 if role.get(r["target"]) == "reference" and r.get("status") == "ok"}
     for r in results:
         if r.get("status") != "ok":
             continue
         r["throughput_ips"] = throughput(r["batch"], r["latency_ms"]["mean"])
+        r["roofline"] = roofline.row(by_name[r["target"]], r["throughput_ips"]).to_json()
         if "e2e_ms" in r:
             r["e2e_throughput_ips"] = throughput(r["batch"], r["e2e_ms"]["mean"])
         base = baseline.get(r["batch"])
@@ -61,9 +65,11 @@ def peer_comparisons(results: list[dict[str, Any]], targets: list[Target]) -> li
 
 
 def assemble(note: str | None, machine: dict[str, Any], settings: dict[str, Any], model: dict[str, Any],
-             targets: list[Target], results: list[dict[str, Any]], timing: dict[str, Any]) -> dict[str, Any]:
+             targets: list[Target], results: list[dict[str, Any]], timing: dict[str, Any],
+             roofline: RooflineBasis | None = None) -> dict[str, Any]:
     """The JSON-ready report that every writer renders."""
-    _derive(results, targets)
+    roofline = roofline or RooflineBasis()
+    _derive(results, targets, roofline)
     return {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -75,5 +81,6 @@ def assemble(note: str | None, machine: dict[str, Any], settings: dict[str, Any]
         "targets": [t.to_json() for t in targets],
         "results": results,
         "peer_comparison": peer_comparisons(results, targets),
+        "roofline": roofline.to_json(),
         "timing": timing,
     }

@@ -19,6 +19,8 @@ from rtdetr_export.artifact import make_feed
 from rtdetr_export.bench.memory import PeakMemory
 from rtdetr_export.bench.options import BenchOptions
 from rtdetr_export.bench.parity import parity
+from rtdetr_export.bench.peaks import PeakProbe
+from rtdetr_export.bench.roofline import count_artifacts
 from rtdetr_export.bench.sources import BenchModels, prepare_models
 from rtdetr_export.bench.targets import (Target, expand_backends, onnxruntime_target, openvino_target,
                                          tensorrt_targets, torch_targets)
@@ -30,6 +32,11 @@ from rtdetr_export.stats import summarize
 from rtdetr_export.verify.reference import ReferenceRunner
 
 Log = Callable[[str], None]
+# Peak GEMM samples (bench/peaks.py): one call per precision after each of a batch's first rounds, and at least
+# PEAK_SAMPLES in all; a few milliseconds each: about 0.7 s per batch with the pauses before and after the calls,
+# and about 1 s to load the three runners (measured on the 2-core EPYC, docs/benchmarks.md "Roofline").
+PEAK_ROUNDS_PER_BATCH = 3
+PEAK_SAMPLES = 3
 E2E_IMAGE_SIZE = (720, 1280)  # synthetic end-to-end inputs: a camera frame, so decode and resize cost something
 
 
@@ -84,7 +91,9 @@ def run_benchmark(options: BenchOptions, log: Log = lambda message: None) -> dic
         with tempfile.TemporaryDirectory(prefix="rtdetr-bench-") as tmp:
             models = prepare_models(options, artifacts, head, Path(tmp), log)
             targets = build_targets(options, models, head)
+            roofline = count_artifacts(models.artifacts, options.batches, models.model.config.image_size, log)
             measured = _measure(options, models, targets, head, Path(tmp), log)
+            roofline.peaks, roofline.peak_seconds = measured["peaks"].result(), measured["peaks"].seconds
     finally:
         torch.set_num_threads(previous_threads)
     settings = {key: value for key, value in dataclasses.asdict(options).items()
@@ -94,7 +103,7 @@ def run_benchmark(options: BenchOptions, log: Log = lambda message: None) -> dic
                     rounds=measured["rounds"], e2e_rounds=measured["e2e_rounds"], inputs=measured["inputs"], reference="torch-fp32-cpu (unfused model, verification's rules)")
     return report_module.assemble(
         note=options.note, machine=machine_info(), settings=settings, model=models.to_json(),
-        targets=targets, results=measured["results"],
+        targets=targets, results=measured["results"], roofline=roofline,
         timing={"wall_s": round(time.time() - started, 1), "load_average_start": load_before,
                 "load_average_end": load_average()})
 
@@ -158,6 +167,9 @@ def _measure(options: BenchOptions, models: BenchModels, targets: list[Target], 
     reference.activate()
     log(f"[bench] loading {sum(1 for t in targets if not t.skipped)} runner(s) on {options.device}")
     runners = _activate(targets, options.device, log)
+    # The peak GEMMs run between the rows' calls, in the first rounds of every batch: same load, same settings.
+    peaks = PeakProbe(tmp / "peaks", options.threads)
+    peaks.activate()
     results, rounds_done, e2e_done = [], {}, {}
     for batch in options.batches:
         pictures = [load_image(p) for p in paths[:batch]]
@@ -169,8 +181,7 @@ def _measure(options: BenchOptions, models: BenchModels, targets: list[Target], 
         log(f"[bench] batch {batch}: timing {', '.join(active)} in interleaved rounds")
         stages: dict[str, dict[str, list[float]]] = {}
         samples = interleaved(active, feed, Rounds(options.iters, options.seconds), sync,
-                              progress=lambda done: log(f"  round {done}") if done % 10 == 0 else None,
-                              stages=stages)
+                              progress=lambda done: _round_done(done, peaks, log), stages=stages)
         rounds_done[batch] = len(next(iter(samples.values())))
         e2e_count = options.e2e_iters if options.e2e_iters is not None else max(2, rounds_done[batch] // 3)
         e2e_done[batch] = e2e_count
@@ -189,4 +200,15 @@ def _measure(options: BenchOptions, models: BenchModels, targets: list[Target], 
         results += list(entries.values())
     for runner in runners.values():
         runner.deactivate()
-    return {"results": results, "rounds": rounds_done, "e2e_rounds": e2e_done, "inputs": source}
+    peaks.sample_until(PEAK_SAMPLES)  # where no batch had a row to time, the peaks are still measured
+    peaks.deactivate()
+    return {"results": results, "rounds": rounds_done, "e2e_rounds": e2e_done, "inputs": source,
+            "peaks": peaks}
+
+
+def _round_done(done: int, peaks: PeakProbe, log: Log) -> None:
+    """After each interleaved round: the peak GEMMs in the first rounds of a batch, progress every tenth."""
+    if done <= PEAK_ROUNDS_PER_BATCH:
+        peaks.sample()
+    if done % 10 == 0:
+        log(f"  round {done}")

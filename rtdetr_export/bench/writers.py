@@ -10,6 +10,7 @@ from typing import Any
 
 from rtdetr_export.bench.markdown import bench_markdown
 from rtdetr_export.bench.parity import Parity
+from rtdetr_export.bench.roofline import Roofline
 from rtdetr_export.files import write_report_files
 
 FILES = ("report.json", "report.md", "report.csv", "latency.png")
@@ -39,6 +40,12 @@ def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         row["peak_memory_mb"] = (r.get("memory") or {}).get("peak_mb")
         row["memory_kind"] = (r.get("memory") or {}).get("kind")
         row["speedup_vs_torch_p50"] = (r.get("speedup_vs_torch") or {}).get("p50")
+        roofline = Roofline.from_json(r["roofline"]) if r.get("roofline") else None
+        row["achieved_gflops"] = roofline.achieved_gflops if roofline else None
+        row["peak_precision"] = roofline.peak_precision if roofline else None
+        row["peak_gflops"] = roofline.peak_gflops if roofline else None
+        row["fraction_of_peak"] = roofline.fraction if roofline else None
+        row["flops_per_image"] = roofline.flops_per_image if roofline else None
         if r.get("parity"):
             parity = Parity.from_json(r["parity"])
             row["parity_passed"] = parity.passed

@@ -130,6 +130,35 @@ def test_speedups_are_relative_to_pytorch_eager_at_the_same_batch(bench_run):
     assert all(ok[("torch-fp32-cpu", b)]["speedup_vs_torch"]["p50"] == 1.0 for b in BATCHES)
 
 
+def _assert_rooflines(report):
+    """Every measured row has its roofline: the model's FLOPs x its throughput, over the measured peak of its
+    precision; the report holds the FLOP counts (and how they were counted) and the peaks."""
+    basis = report["roofline"]
+    assert basis["convention"].startswith("1 multiply-add = 2 FLOPs") and basis["method"]
+    for precision in ("fp32", "bf16", "int8"):
+        peak = basis["peaks"][precision]
+        assert peak["precision"] == precision and peak["runtime"] and len(peak["shape"]) == 3
+        assert peak["gflops"] is None or math.isclose(peak["gflops"], peak["flops"] / peak["best_ms"] / 1e6)
+    assert basis["peaks"]["fp32"]["gflops"] > 0 and basis["peaks"]["int8"]["gflops"] > 0
+    for r in _ok(report):
+        row = r["roofline"]
+        count = basis["flops"][row["counted_from"]]
+        assert row["flops_per_image"] == count["flops_per_image"] == count["flops"] / count["batch"] > 0
+        assert math.isclose(row["achieved_gflops"], row["flops_per_image"] * r["throughput_ips"] / 1e9)
+        assert row["peak_gflops"] == basis["peaks"][row["peak_precision"]]["gflops"]
+        assert math.isclose(row["fraction_of_peak"], row["achieved_gflops"] / row["peak_gflops"])
+
+
+def test_every_row_has_its_roofline_against_the_peak_measured_in_the_same_run(bench_run):
+    folder, report = bench_run
+    _assert_rooflines(report)
+    source = {r["target"]: r["roofline"]["counted_from"] for r in _ok(report)}
+    assert source["torch-fp32-cpu"] == "ours"  # PyTorch runs no graph: our FP32 graph's count
+    if HAS_TRANSFORMERS:  # transformers' model, run eagerly: its own export's graph
+        assert source["torch-fp32-cpu:peer"] == source["onnxruntime-cpu:peer"] == "peer"
+    assert "of FP32 peak" in (folder / "report.md").read_text()
+
+
 def test_unavailable_backends_are_listed_as_skipped_with_a_reason(bench_run):
     folder, report = bench_run
     tensorrt = [t for t in report["targets"] if t["backend"] == "tensorrt"]
@@ -289,6 +318,10 @@ def test_a_bench_of_an_artifact_file_writes_every_report_file_and_passes_parity(
     ours = [r for r in _ok(report) if r["target"] != "torch-fp32-cpu"]
     assert ours and all(r["parity"]["passed"] for r in ours)
     assert all(r["latency_ms"]["n"] == 2 and r["memory"]["peak_mb"] > 0 for r in _ok(report))
+    _assert_rooflines(report)
+    assert "## Roofline (compute only)" in (folder / "report.md").read_text()
+    rows = list(csv.DictReader((folder / "report.csv").open()))
+    assert all(float(row["fraction_of_peak"]) > 0 for row in rows if row["status"] == "ok")
 
 
 @pytest.mark.skipif(not HAS_TRANSFORMERS, reason="the peer path needs transformers")

@@ -53,6 +53,20 @@ def test_bench_times_a_split_and_reports_its_stages(bench_split, micro_split):
         [r["stages_ms"]["graph1"]["p50"] for r in rows]
 
 
+def test_a_splits_flops_are_both_graphs_counted_at_the_timed_batch(bench_split, micro_split):
+    from rtdetr_export.artifact import load_onnx
+    from rtdetr_export.bench.flops import count_flops
+    from rtdetr_export.bench.roofline import graph_input_shapes
+
+    _, report = bench_split
+    count = report["roofline"]["flops"][micro_split.name]
+    assert count["graphs"] == 2 and count["batch"] == 1
+    graphs = [load_onnx(micro_split.parent / graph.file) for graph in open_artifact(micro_split).graphs.values()]
+    each = [count_flops(graph, graph_input_shapes(graph, 1, (SIZE, SIZE))) for graph in graphs]
+    assert count["flops"] == sum(c.flops for c in each) > 0  # the host step's top-k is not counted
+    assert {r["roofline"]["counted_from"] for r in report["results"] if r["status"] == "ok"} == {micro_split.name}
+
+
 def test_a_split_runners_stages_lie_within_its_call(micro_split):
     record = open_artifact(micro_split)
     feed = {"images": np.random.default_rng(0).random((2, 3, SIZE, SIZE), dtype=np.float32)}
