@@ -17,6 +17,7 @@ from rtdetr_export.model.deformable_attention import MSDeformableAttention
 from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.pipeline import OnnxExportOptions
 from rtdetr_export.weights import load_model
+from tiers import costly
 
 SHAPES = [(10, 12), (5, 6), (3, 3)]  # rectangular levels: x and y must not be swapped anywhere
 
@@ -80,6 +81,7 @@ def test_an_observer_reads_through_the_layout_every_other_export_uses():
 
 
 @pytest.fixture(scope="module")
+@costly  # a split export with the GridSample sampler (~5 s); the layout's numbers are checked fast below
 def split_decoder() -> tuple[onnx.ModelProto, int]:
     """The tiny split's decoder graph, shapes inferred, and how many (head, level) reads its layers make."""
     model = load_model(preset="tiny")
