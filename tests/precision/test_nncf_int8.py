@@ -1,6 +1,7 @@
 """NNCF INT8 on an OpenVINO IR: the rtdetr recipe's ignored scope really keeps its layers float in the written IR
 (read back and walked here, independently of precision/nncf_int8.py), NNCF's default quantizes them, and both
-recipes are recorded. Slow tier: one NNCF run on the micro model takes ~15 s on the 2-core machine."""
+recipes are recorded. Slow tier: one NNCF run on the micro model takes ~15 s on the 2-core machine; the fast tests
+read the ignored scope and the float-layer census off the FP32 micro IR."""
 
 from __future__ import annotations
 
@@ -78,3 +79,44 @@ def test_the_record_says_which_recipe_and_what_it_kept_float(nncf_irs):
     assert any(part.startswith("query selection") for part in ours.nncf.kept_float)
     assert any(part.endswith("score head") for part in ours.nncf.kept_float)
     assert ours.recipe.calibration["count"] == 4 and ours.verification is None
+
+
+# Fast: the ignored scope and the float-layer census on the session's FP32 micro IR, without running NNCF.
+
+def test_the_rtdetr_recipes_ignored_scope_names_every_kept_head_and_the_attention_matmuls(micro_ir):
+    import openvino as ov
+
+    from rtdetr_export.precision.nncf_int8 import ignored_layers
+
+    model = ov.Core().read_model(str(micro_ir))
+    scope = ignored_layers(model)
+    kept = [op.get_friendly_name() for op in layers(micro_ir)
+            if any(fnmatch.fnmatchcase(op.get_friendly_name(), p) for p in KEPT)]
+    assert kept and set(kept) <= set(scope)
+    # Activation x activation products (attention scores and their weighted sums) are kept float too; a MatMul
+    # with a weight operand (a projection) is quantized.
+    matmuls = [op for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"]
+    attention = [op.get_friendly_name() for op in matmuls
+                 if not any(quantized_or_weight(op.input_value(i)) for i in range(2))]
+    assert attention and set(attention) <= set(scope)
+    assert any(op.get_friendly_name() not in scope for op in matmuls)
+
+
+def quantized_or_weight(output) -> bool:
+    """Whether a MatMul operand is a stored weight (a Constant, through OpenVINO's decompression ops)."""
+    node = output.get_node()
+    while node.get_type_name() in ("Convert", "Reshape", "Transpose", "Unsqueeze"):
+        node = node.input_value(0).get_node()
+    return node.get_type_name() == "Constant"
+
+
+def test_every_layer_of_an_fp32_ir_is_float_and_an_unknown_recipe_is_one_line(micro_ir):
+    import openvino as ov
+
+    from rtdetr_export.errors import RTDetrExportError
+    from rtdetr_export.precision.nncf_int8 import float_layers, quantize_nncf
+
+    model = ov.Core().read_model(str(micro_ir))
+    assert sorted(float_layers(model)) == sorted(op.get_friendly_name() for op in layers(micro_ir))
+    with pytest.raises(RTDetrExportError, match="unknown NNCF recipe 'fast'"):
+        quantize_nncf(model, [], recipe="fast")
