@@ -200,14 +200,7 @@ def open_openvino_record(path: Path) -> OpenVinoRecord:
         raise RTDetrExportError(f"{path}: its weights {weights.name} are not beside it; copy the .xml, the .bin "
                                 "and the .xml.json together")
     sidecar = sidecar_path(path)
-    try:
-        data = json.loads(sidecar.read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        raise RTDetrExportError(f"{path}: no readable sidecar {sidecar.name} next to it; use an IR written by "
-                                "`rtdetr-export openvino`") from None
-    if not OpenVinoRecord.describes(data):
-        raise RTDetrExportError(f"{sidecar} is not the sidecar of an OpenVINO IR (`rtdetr-export openvino`)")
-    record = OpenVinoRecord.from_json(data, str(sidecar))
+    record = OpenVinoRecord.from_json(_sidecar_json(path, "an IR written by `rtdetr-export openvino`"), str(sidecar))
     for file, recorded in ((path, record.ir.xml_sha256), (weights, record.ir.bin_sha256)):
         if file_sha256(file) != recorded:
             raise RTDetrExportError(f"{file} is not the file {sidecar.name} was written with (sha256 differs): the "
@@ -219,13 +212,17 @@ def open_engine_record(path: Path) -> EngineRecord:
     """An engine's record from its sidecar (``MODEL.engine.json``)."""
     if not path.is_file():
         raise RTDetrExportError(f"{path}: no such engine file")
+    data = _sidecar_json(path, "an engine built by `rtdetr-export trt`")
+    return EngineRecord.from_json(data, str(sidecar_path(path)))
+
+
+def _sidecar_json(path: Path, made_by: str) -> Any:
+    """The JSON of the sidecar next to ``path``; one-line error naming what makes one when it is missing or not JSON."""
     sidecar = sidecar_path(path)
     try:
-        data = json.loads(sidecar.read_text())
+        return json.loads(sidecar.read_text())
     except (OSError, ValueError, UnicodeDecodeError):
-        raise RTDetrExportError(f"{path}: no readable sidecar {sidecar.name} next to it; use an engine built by "
-                                "`rtdetr-export trt`") from None
-    return EngineRecord.from_json(data, str(sidecar))
+        raise RTDetrExportError(f"{path}: no readable sidecar {sidecar.name} next to it; use {made_by}") from None
 
 
 def read_sidecar(path: str | Path) -> OnnxRecord:
