@@ -1,5 +1,5 @@
 """Split artifacts for the tests of the commands that take one (a pytest plugin: conftest.py loads it): the trained
-fixture exported both ways, micro exports, and copies of one whose files do not belong together (the bad input
+fixture exported both ways, and copies of the micro split whose files do not belong together (the bad input
 every such command must refuse in one line, writing nothing)."""
 
 from __future__ import annotations
@@ -9,32 +9,37 @@ from pathlib import Path
 
 import pytest
 
-from rtdetr_export.pipeline import OnnxExportOptions, export_split
-from micro import micro_model
 from tiers import costly
-
-
-def export_micro_split(folder: Path, seed: int = 0, **options) -> Path:
-    """A split export of the micro model (dynamic batch unless told), micro.json in ``folder``; its sidecar."""
-    options = {"dynamic_batch": True, **options}
-    folder.mkdir(parents=True, exist_ok=True)
-    return export_split(micro_model(seed), folder / "micro.onnx", OnnxExportOptions(**options)).sidecar
 
 
 def broken_splits(sidecar: Path, folder: Path) -> None:
     """Copies of the split ``sidecar`` in ``folder``: missing/ (its decoder graph gone) and mixed/ (its decoder
-    graph from another export). A command given either must say, in one line, the graph's path and "missing" or
-    "sha256" (``broken_split`` below)."""
-    other = export_micro_split(folder / "other", seed=1, verify=False)
+    graph from another training of the same architecture: the same graph with other weights). A command given
+    either must say, in one line, the graph's path and "missing" or "sha256" (``broken_split`` below)."""
     for case in ("missing", "mixed"):
         copy = folder / case
         copy.mkdir()
         for path in sidecar.parent.glob(f"{sidecar.stem}.*"):
             shutil.copy(path, copy / path.name)
         decoder = copy / f"{sidecar.stem}.decoder.onnx"
-        decoder.unlink()
         if case == "mixed":
-            shutil.copy(other.parent / "micro.decoder.onnx", decoder)
+            _retrained(decoder)
+        else:
+            decoder.unlink()
+
+
+def _retrained(graph: Path) -> None:
+    """``graph`` with other weights (every float initializer scaled): the decoder of another export of the same
+    architecture, as a user mixing two exports' files has (re-exporting one costs seconds; this, milliseconds)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(graph))
+    for i, tensor in enumerate(model.graph.initializer):
+        values = numpy_helper.to_array(tensor)
+        if values.dtype.kind == "f":
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(values * 1.5, tensor.name))
+    onnx.save(model, str(graph))
 
 
 def one_line_error(output: str) -> str:
