@@ -71,7 +71,25 @@ def trace_to_onnx(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], inp
         warnings.simplefilter("ignore")
         torch.onnx.export(module, inputs, buffer, input_names=input_names, output_names=output_names,
                           opset_version=opset, dynamic_axes=dynamic, do_constant_folding=True, dynamo=False)
-    return onnx.load_from_string(buffer.getvalue())
+    return with_static_output_dims(onnx.load_from_string(buffer.getvalue()))
+
+
+def with_static_output_dims(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with each output's traced placeholder dimensions ("Addlogits_dim_1") replaced by the number ONNX's
+    own shape inference computes for them (with data propagation: the Shape -> Gather -> Reshape arithmetic the
+    tracer records), so an unsimplified graph states [batch, 300, 80] as a simplified one does: Triton configs
+    and engine profiles read the query and class axes from the outputs. Axes that stay symbolic (batch, and what a
+    dynamic-size graph derives from height and width) are left as they are; a graph the inference cannot take is
+    returned unchanged (the shapes are declarations, the graph computes the same either way)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # the inference's own checks; nothing about the graph depends on it
+        return model
+    for output, known in zip(model.graph.output, inferred.graph.output):
+        for dim, value in zip(output.type.tensor_type.shape.dim, known.type.tensor_type.shape.dim):
+            if dim.HasField("dim_param") and value.HasField("dim_value"):
+                dim.dim_value = value.dim_value  # setting the value clears the placeholder name (one field)
+    return model
 
 
 def simplify(model: onnx.ModelProto, dynamic_size: bool = False) -> tuple[onnx.ModelProto, str]:

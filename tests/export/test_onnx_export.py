@@ -150,6 +150,23 @@ def test_anchors_in_the_graph_are_finite(models, tmp_path):
     assert non_finite_initializers(onnx.load(str(out))) == []
 
 
+def _output_dims(model: onnx.ModelProto) -> dict[str, list]:
+    return {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output}
+
+
+def test_an_unsimplified_graph_declares_the_static_axes_of_its_outputs_as_a_simplified_one_does(micro_fp32,
+                                                                                                 micro_fp16):
+    """The tracer names every size it reads ("Addlogits_dim_1"); ONNX's shape inference computes them, so a
+    --no-simplify file (micro_fp16 is one: tests/micro.py) states its query and class axes as a simplified one
+    (micro_fp32) does, and Triton configs, which need them, take it (tests/serving/test_triton_split.py's
+    unsimplified splits)."""
+    from rtdetr_export.artifact import open_artifact
+
+    assert open_artifact(micro_fp16).export.simplifier is None and open_artifact(micro_fp32).export.simplifier
+    assert _output_dims(onnx.load(str(micro_fp16))) == _output_dims(onnx.load(str(micro_fp32))) == {
+        "logits": ["batch", 30, 4], "pred_boxes": ["batch", 30, 4]}
+
+
 @pytest.mark.slow
 def test_existing_output_needs_force_and_is_left_untouched(models, tmp_path):
     out = tmp_path / "m.onnx"
