@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import compare_detectors, run_ours
+from micro import MICRO_SIZE, micro_model
 from rtdetr_export.model import fold_batchnorm, fuse_repvgg, prepare_for_deploy
 from rtdetr_export.model import decoder as decoder_module
 from rtdetr_export.model import aifi as aifi_module
@@ -155,8 +156,8 @@ def _with_layer_weights(model, layer: int, fill):
 
 @pytest.mark.parametrize("eval_idx, layer_1_matters", [(0, False), (-1, True)])
 def test_the_decoder_stops_at_eval_idx(eval_idx, layer_1_matters, images_for):
-    model = load_model(preset="tiny", eval_idx=eval_idx)
-    images = images_for("tiny")
+    model = micro_model(eval_idx=eval_idx)  # the tiny preset's two decoder layers, at the micro's width
+    images = images_for(MICRO_SIZE, MICRO_SIZE)
     with torch.no_grad():
         zeroed = _with_layer_weights(model, 1, "zero")(images)
         random = _with_layer_weights(model, 1, "random")(images)
