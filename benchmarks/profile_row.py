@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Where a bench row's time goes: per-layer profiles of ONNX Runtime FP32 and of the fastest OpenVINO row.
+"""Where a bench row's time goes: per-layer profiles of ONNX Runtime FP32 and of the fastest OpenVINO rows.
 
     python3 benchmarks/profile_row.py --preset r18vd --method discrete --calib-images DIR \\
         --out benchmarks/results/profile/MACHINE/DATE/r18vd_discrete
 
 Makes the files `select` compares (FP32 and --int8-target cpu ONNX, the NNCF INT8 IR of the FP32 file; not
 verified: random weights), times the OpenVINO rows and ONNX Runtime FP32 in one interleaved run (bench's loop and
-pause) to find the fastest OpenVINO row, then profiles ONNX Runtime FP32 and that row (bench/profile.py:
+pause) to find the fastest OpenVINO row, then profiles ONNX Runtime FP32, that row and any OpenVINO row within
+--tie of it (on a shared machine two rows 5 % apart are one speed; bench/profile.py:
 OpenVINO's PERF_COUNT counters, ONNX Runtime's profiler), each summarized by model part (with the FLOPs of each
 part, counted once from the FP32 graph), op type and kernel. Writes profile.json (every node) and profile.md.
 
@@ -26,7 +27,8 @@ from rtdetr_export.backends import OnnxRuntimeRunner
 from rtdetr_export.backends.openvino_runner import OpenVinoRunner
 from rtdetr_export.bench.flops import node_flops
 from rtdetr_export.bench.machine import load_average, machine_info
-from rtdetr_export.bench.profile import group_flops, profile_markdown, profile_onnxruntime, profile_openvino
+from rtdetr_export.bench.profile import (OnnxRuntimeProfiler, OpenVinoProfiler, group_flops, profile_interleaved,
+                                         profile_markdown)
 from rtdetr_export.bench.roofline import graph_input_shapes
 from rtdetr_export.bench.timing import Rounds, interleaved
 from rtdetr_export.imaging import list_images, load_image, preprocess_batch
@@ -56,6 +58,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iters", type=int, default=10, help="interleaved rounds that pick the fastest row")
     parser.add_argument("--runs", type=int, default=10, help="profiled calls per row")
+    parser.add_argument("--tie", type=float, default=0.1, help="OpenVINO rows this close to the fastest's p50 "
+                        "are profiled too (0.1: within 10 %%)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--work", type=Path, required=True, help="where the files are made (reused when present)")
     parser.add_argument("--out", type=Path, required=True)
@@ -89,11 +93,15 @@ def main() -> None:
     timing = {row: {**summarize(values), "paired_vs_ort_fp32": paired_speedup(samples["ort:fp32"], values)}
               for row, values in samples.items()}
     fastest = min((row for row in ROWS if row.startswith("ov-")), key=lambda row: timing[row]["p50"])
+    profiled = ["ort:fp32"] + sorted((row for row in ROWS if row.startswith("ov-") and timing[row]["p50"] <=
+                                      timing[fastest]["p50"] * (1 + args.tie)), key=lambda row: timing[row]["p50"])
     load_timed = load_average()
-    log(f"fastest OpenVINO row: {fastest}; profiling ort:fp32 and {fastest}, {args.runs} calls each")
-    profiles = [profile_onnxruntime(files["fp32"], feed, args.threads, args.runs, args.warmup, "ort:fp32"),
-                profile_openvino(files[ROWS[fastest][1]], feed, "f32", args.threads, args.runs, args.warmup,
-                                 fastest)]
+    log(f"fastest OpenVINO row: {fastest}; profiling {', '.join(profiled)}, {args.runs} calls each")
+    # The profiled rows take turns, as the timed rows did, so their profiles meet the same load.
+    profiles = profile_interleaved([OnnxRuntimeProfiler(files["fp32"], feed, args.threads, args.warmup, row)
+                                    if row == "ort:fp32" else
+                                    OpenVinoProfiler(files[ROWS[row][1]], feed, "f32", args.threads, args.warmup, row)
+                                    for row in profiled], args.runs, Rounds.settle_ms)
     size = tuple(model.config.image_size)
     import onnx
 
@@ -106,7 +114,7 @@ def main() -> None:
              f"Interleaved timing without profiling ({args.iters} rounds, {Rounds.settle_ms:g} ms pause before each "
              "call), to pick the fastest OpenVINO row:", "",
              "| row | p50 ms | min ms | paired vs ort:fp32 |", "| --- | --- | --- | --- |"]
-    lines += [f"| {row}{' (profiled)' if row in ('ort:fp32', fastest) else ''} | {t['p50']:.1f} | {t['min']:.1f} | "
+    lines += [f"| {row}{' (profiled)' if row in profiled else ''} | {t['p50']:.1f} | {t['min']:.1f} | "
               f"{t['paired_vs_ort_fp32']:.2f}x |" for row, t in timing.items()]
     lines += ["", f"FLOPs per part counted once from the FP32 graph (bench/flops.py's convention: Conv/MatMul/Gemm "
               f"multiply-adds x 2), {sum(flops.values()) / 1e9:.1f} GFLOP per image.", "",
@@ -117,7 +125,7 @@ def main() -> None:
         "schema": "rtdetr-export/profile", "preset": args.preset, "method": args.method, "machine": machine,
         "settings": {k: str(v) for k, v in vars(args).items()}, "load_average": {
             "start": load_before, "after_timing": load_timed, "end": load_after},
-        "timing_ms": timing, "fastest_openvino_row": fastest, "flops_per_group": flops,
+        "timing_ms": timing, "fastest_openvino_row": fastest, "profiled": profiled, "flops_per_group": flops,
         "profiles": [p.to_json() for p in profiles]}, indent=1) + "\n")
     print("\n".join(lines))
 
