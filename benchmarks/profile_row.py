@@ -51,6 +51,8 @@ ROWS = {"ort:fp32": ("onnxruntime", "fp32"), "ov-f32:fp32": ("openvino", "fp32")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="r18vd")
+    parser.add_argument("--model", default=None, help="a trained model's folder instead of the preset's seeded "
+                        "weights (e.g. tests/data/fixture/rtdetrv2_shapes)")
     parser.add_argument("--method", default="discrete")
     parser.add_argument("--calib-images", required=True)
     parser.add_argument("--calib-count", type=int, default=16)
@@ -66,7 +68,8 @@ def main() -> None:
     args = parser.parse_args()
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     load_before = load_average()
-    model = load_model(preset=args.preset, method=args.method)
+    model = load_model(args.model, method=args.method) if args.model else load_model(preset=args.preset,
+                                                                                     method=args.method)
     args.work.mkdir(parents=True, exist_ok=True)
     context = BuildContext(model, args.work, args.calib_images, args.calib_count, None, log)
     files = {}
@@ -108,7 +111,9 @@ def main() -> None:
     flops = group_flops(node_flops(files["fp32"], graph_input_shapes(onnx.load(str(files["fp32"])), 1, size)))
     load_after = load_average()
     machine = machine_info()
-    lines = [f"# Per-layer profile: {args.preset} {args.method} (seeded random weights), batch 1", "",
+    what = f"{args.model} ({args.method or 'its'} sampler)" if args.model else \
+        f"{args.preset} {args.method} (seeded random weights)"
+    lines = [f"# Per-layer profile: {what}, batch 1", "",
              f"{machine['cpu']['model']}, {args.threads} threads. Load average {load_before} at the start, "
              f"{load_timed} after the timing, {load_after} at the end.", "",
              f"Interleaved timing without profiling ({args.iters} rounds, {Rounds.settle_ms:g} ms pause before each "

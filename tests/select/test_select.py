@@ -260,3 +260,34 @@ def test_the_command_refuses_in_one_line_and_exits_1_when_nothing_is_chosen(chos
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.splitlines() == [f"error: {refused.refusal}"]
     assert not (tmp_path / "best.onnx").exists()
+
+
+@pytest.mark.slow  # one NNCF run on the micro model (~15 s on the 2-core machine)
+def test_the_nncf_recipe_makes_an_int8_ir_of_the_fp32_file_and_runs_it_under_this_cpu_s_hint(micro_fp32, model, coco):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from rtdetr_export.artifact import OpenVinoRecord, open_artifact
+    from rtdetr_export.files import file_sha256
+    from rtdetr_export.pipeline.openvino import cpu_facts
+    from rtdetr_export.select import measure_latency, openvino_int8_recipe
+    import tempfile
+
+    fp32 = copy_recipe("fp32", "the micro FP32 file", micro_fp32)
+    # random weights' INT8 detections mean nothing: the IR is not verified (the fixture run verifies it)
+    nncf = openvino_int8_recipe("nncf_int8", "NNCF INT8 IR of the micro file", fp32, verify=False)
+    candidates = (Candidate("ort-fp32", fp32, Runtime("onnxruntime")), Candidate("ov-nncf", nncf, OPENVINO_NATIVE))
+    options = _options(coco, candidates, batch=1, iters=1, calib_images=str(coco[1]), calib_count=2)
+    with tempfile.TemporaryDirectory() as folder:
+        rows = measure_latency(model, options, sorted(Path(coco[1]).iterdir()), Path(folder))
+        row = rows[1]
+        assert row.status == "ok", row.reason
+        record = open_artifact(row.path)
+        assert isinstance(record, OpenVinoRecord) and record.precision == "int8"
+        assert record.nncf.recipe == "rtdetr" and record.nncf.kept_float  # the heads stayed float
+        # made from the FP32 recipe's file of the same run (a byte copy of the micro file), not made again
+        assert (record.onnx.file, record.onnx.sha256) == ("fp32.onnx", file_sha256(micro_fp32))
+        xml = Path(row.path)
+        assert row.size_bytes == xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
+    native = cpu_facts()[1]
+    assert row.hint == ("bf16" if native else "f32") == record.runtime.inference_precision_hint
+    assert (row.note == "") == native and 1 in row.latency_ms
