@@ -13,5 +13,5 @@ from rtdetr_export.select.writers import write_select_report
 
 __all__ = ["CPU_CANDIDATES", "ArtifactRecipe", "BuildContext", "Candidate", "Choice", "Point", "Runtime",
            "SelectOptions", "SelectReport", "SelectRow", "choose", "copy_recipe", "export_recipe",
-           "measure_latency", "openvino_int8_recipe", "pareto_front", "select_artifact", "select_markdown", "within_budget",
-           "write_select_report"]
+           "measure_latency", "openvino_int8_recipe", "pareto_front", "select_artifact", "select_markdown",
+           "within_budget", "write_select_report"]
