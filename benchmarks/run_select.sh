@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `rtdetr-export select` on the trained fixture (tests/data/fixture/): every CPU candidate (ONNX Runtime FP32 and
-# INT8 --int8-target cpu, OpenVINO f32/bf16 on each file) timed in one interleaved run at batch 1 and 4, its AP on
+# INT8 --int8-target cpu, OpenVINO f32/bf16 on each file, the NNCF INT8 OpenVINO IR under bf16 where the CPU has
+# it, else f32) timed in one interleaved run at batch 1 and 4, its AP on
 # the 200 val images, the Pareto front, and the fastest file within the AP budget. Report in
 # benchmarks/results/select/<machine>/<date>/fixture/ (the chosen file itself stays in $WORK).
 #
@@ -8,7 +9,8 @@
 #   LIMIT=40 ITERS=3 benchmarks/run_select.sh      # a quick look
 #
 # Calibration reads images of the training split's generator (seed 7, as run_accuracy_cpu.sh), never the val
-# images: the first 64 calibrate, the other 16 verify the INT8 file.
+# images: the first 64 calibrate, the other 16 verify the INT8 files (ONNX and IR). The chosen artifact is
+# $WORK/chosen.onnx, or $WORK/chosen.xml + .bin when the IR wins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-tests/data/fixture/rtdetrv2_shapes}

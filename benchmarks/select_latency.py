@@ -22,14 +22,17 @@ from pathlib import Path
 from rtdetr_export.artifact import PrecisionOptions
 from rtdetr_export.bench.machine import load_average, machine_info
 from rtdetr_export.imaging import list_images
-from rtdetr_export.select import CPU_CANDIDATES, SelectOptions, export_recipe, measure_latency
+from rtdetr_export.select import CPU_CANDIDATES, SelectOptions, export_recipe, measure_latency, openvino_int8_recipe
 from rtdetr_export.stats import paired_speedup
 from rtdetr_export.weights import load_model
 
+_FP32 = export_recipe("fp32", "FP32 ONNX (not verified)", lambda c: PrecisionOptions(), verify=False)
 UNVERIFIED = {
-    "fp32": export_recipe("fp32", "FP32 ONNX (not verified)", lambda c: PrecisionOptions(), verify=False),
+    "fp32": _FP32,
     "int8_cpu": export_recipe("int8_cpu", "INT8 ONNX, --int8-target cpu (not verified)", lambda c: PrecisionOptions(
         "int8", c.calib_images, c.calib_count, int8_target="cpu"), verify=False),
+    "nncf_int8": openvino_int8_recipe("nncf_int8", "INT8 OpenVINO IR, NNCF rtdetr recipe (not verified)", _FP32,
+                                      verify=False),
 }
 
 

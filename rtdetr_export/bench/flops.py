@@ -111,6 +111,18 @@ def count_flops(model: onnx.ModelProto | str | Path, input_shapes: dict[str, tup
                      dict(sorted(not_counted.items())), other)
 
 
+def node_flops(model: onnx.ModelProto | str | Path, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+    """The FLOPs of each counted node (``count_flops``'s convention), by node name: what a per-layer profile sets
+    against each part's time."""
+    if not isinstance(model, onnx.ModelProto):
+        from rtdetr_export.artifact import load_onnx
+
+        model = load_onnx(model)
+    shapes = _inferred_shapes(model, input_shapes)
+    return {node.name: 2 * _FORMULAS[node.op_type](node, shapes) for node in model.graph.node
+            if node.op_type in _FORMULAS}
+
+
 def _inferred_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
     """name -> static shape of every tensor whose shape is known once the inputs have ``input_shapes``."""
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference

@@ -46,16 +46,20 @@ select_options = option_group("select", _select, [
 @model_choice
 @select_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="Write the chosen .onnx file here, with its sidecar (the file's record plus the selection); an "
-                   "existing one needs --force.")
+              help="Where the chosen artifact goes (name ending .onnx or .xml): under this stem with its own "
+                   "format's suffix, so -o best.onnx writes best.onnx + best.json when an ONNX file wins and best.xml "
+                   "+ best.bin + best.xml.json when the OpenVINO IR wins (and says so); the sidecar is the "
+                   "artifact's record plus the selection. Any of these files that exists needs --force.")
 @report_flags("report.json, report.md, report.csv and latency_vs_ap.png")
 def select_command(model: ModelChoice, select: Any, output: str | None, report: ReportFlags) -> None:
     """Pick the fastest CPU artifact within --max-ap-drop AP of ONNX Runtime FP32, measured on this machine.
 
     Makes the candidates (FP32 and --int8-target cpu ONNX files; each on ONNX Runtime, and on OpenVINO under the
-    f32 and bf16 hints where openvino is installed), times them in one interleaved run at batch 1 and --batch, scores
-    their AP on --coco/--images, marks the Pareto front and writes the fastest within the budget to --output. Exits
-    1, writing no artifact, when none is within it.
+    f32 and bf16 hints where openvino is installed; an NNCF INT8 OpenVINO IR of the FP32 file, rtdetr recipe, under
+    the bf16 hint where the CPU has BF16 and f32 otherwise, where openvino and nncf are installed; a candidate whose
+    package is missing is a skipped row with the reason), times them in one interleaved run at batch 1 and --batch,
+    scores their AP on --coco/--images, marks the Pareto front and writes the fastest within the budget to
+    --output. Exits 1, writing no artifact, when none is within it.
     """
     from rtdetr_export.files import check_report_folder
     from rtdetr_export.select import select_artifact, select_markdown, write_select_report
@@ -63,7 +67,7 @@ def select_command(model: ModelChoice, select: Any, output: str | None, report: 
 
     log = progress(report.quiet, report.as_json)
     select.check_dataset()  # a bad annotation file or image folder fails before the model loads
-    check_outputs(output, report.force)
+    check_outputs(output, report.force, tuple(c.artifact.suffix for c in select.candidates))
     if report.report_dir:
         check_report_folder(report.report_dir, report.force)
     loaded = model.load(report.quiet or report.as_json)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 # (regex on the name, part label with {0}/{1} for the groups, shell pattern with the same groups). First match wins.
 _SCOPES = [
     (r"/model/backbone/conv1/", "backbone stem", "/model/backbone/conv1/*"),
+    (r"/model/backbone/pool/", "backbone stem max pool", "/model/backbone/pool/*"),  # ResNet's, after conv1
     # D-FINE's HGNetv2 backbone
     (r"/model/backbone/stem/", "backbone stem (HGNetv2)", "/model/backbone/stem/*"),
     (r"/model/backbone/stages\.(\d+)/", "backbone stage {0} (HGNetv2)", "/model/backbone/stages.{0}/*"),

@@ -5,7 +5,7 @@ Every candidate (an artifact and the runtime that runs it, candidates.py) is mad
 (run.py; report.py, plot.py and writers.py the report)."""
 
 from rtdetr_export.select.candidates import (CPU_CANDIDATES, ArtifactRecipe, BuildContext, Candidate, Runtime,
-                                             copy_recipe, export_recipe)
+                                             copy_recipe, export_recipe, openvino_int8_recipe)
 from rtdetr_export.select.pareto import Choice, Point, choose, pareto_front, within_budget
 from rtdetr_export.select.report import SelectReport, SelectRow, select_markdown
 from rtdetr_export.select.run import SelectOptions, measure_latency, select_artifact
@@ -13,5 +13,5 @@ from rtdetr_export.select.writers import write_select_report
 
 __all__ = ["CPU_CANDIDATES", "ArtifactRecipe", "BuildContext", "Candidate", "Choice", "Point", "Runtime",
            "SelectOptions", "SelectReport", "SelectRow", "choose", "copy_recipe", "export_recipe",
-           "measure_latency", "pareto_front", "select_artifact", "select_markdown", "within_budget",
-           "write_select_report"]
+           "measure_latency", "openvino_int8_recipe", "pareto_front", "select_artifact", "select_markdown",
+           "within_budget", "write_select_report"]

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from rtdetr_export.artifact import make_feed, open_artifact, read_sidecar, sidecar_path, write_sidecar
+from rtdetr_export.artifact import (ArtifactRecord, OpenVinoRecord, ir_weights_path, make_feed, open_artifact,
+                                    read_sidecar, sidecar_path, write_sidecar)
 from rtdetr_export.artifact.options import DEFAULT_CALIBRATION_COUNT
 from rtdetr_export.artifact.records import SelectionRecord
 from rtdetr_export.backends import Runner, artifact_runner
@@ -20,7 +21,7 @@ from rtdetr_export.bench.parity import parity
 from rtdetr_export.bench.timing import Rounds, interleaved, timed
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.eval import EvalOptions, EvalSet, detector_metrics, map_categories, prepare_eval_set
-from rtdetr_export.files import atomic_output, check_output
+from rtdetr_export.files import atomic_outputs, check_output
 from rtdetr_export.imaging import load_image, preprocess_batch
 from rtdetr_export.model import RTDETRv2
 from rtdetr_export.pipeline import Detector
@@ -75,12 +76,29 @@ class SelectOptions:
         return prepare_eval_set(self.eval_options, None)
 
 
-def check_outputs(output: str | Path | None, force: bool) -> tuple[Path, Path] | None:
-    """The chosen file's path and its sidecar's, refused up front if they exist without ``force``."""
+OUTPUT_SUFFIXES = (".onnx", ".xml")
+
+
+def output_files(output: str | Path, suffix: str) -> tuple[Path, ...]:
+    """The files ``-o output`` becomes when the chosen artifact's format has ``suffix``: ``output``'s stem with that
+    suffix, so ``-o best.onnx`` is best.onnx + best.json for an ONNX file and best.xml + best.bin + best.xml.json
+    for an OpenVINO IR (and ``-o best.xml`` the same two sets): the user names where the choice goes, the choice
+    names its format."""
+    path = Path(output).with_suffix(suffix)
+    return (path, ir_weights_path(path), sidecar_path(path)) if suffix == ".xml" else (path, sidecar_path(path))
+
+
+def check_outputs(output: str | Path | None, force: bool,
+                  suffixes: tuple[str, ...] = OUTPUT_SUFFIXES) -> dict[str, tuple[Path, ...]] | None:
+    """Every file the choice may write, per format suffix (``output_files``), refused up front if one exists
+    without ``force`` (which candidate wins is known only at the end)."""
     if output is None:
         return None
-    path = check_output(output, force, suffix=".onnx")
-    return path, check_output(sidecar_path(path), force)
+    if Path(output).suffix not in OUTPUT_SUFFIXES:
+        raise RTDetrExportError(f"{output}: output file name must end in .onnx or .xml (the chosen artifact is "
+                                "written under its stem with its own format's suffix)")
+    return {suffix: tuple(check_output(path, force) for path in output_files(output, suffix))
+            for suffix in dict.fromkeys(suffixes)}
 
 
 def select_artifact(model: RTDETRv2, options: SelectOptions, output: str | Path | None = None, force: bool = False,
@@ -88,7 +106,8 @@ def select_artifact(model: RTDETRv2, options: SelectOptions, output: str | Path 
     """Measure every candidate on this machine and write the fastest within ``options.max_ap_drop`` AP of the
     first (the baseline) to ``output`` with its selection record; ``report.chosen`` is None when none is."""
     started, load_before = time.time(), load_average()
-    outputs = check_outputs(output, force)
+    outputs = check_outputs(output, force, tuple(c.artifact.suffix for c in options.candidates))
+    options = resolved(options)
     dataset = options.check_dataset()
     dataset.coco.class_to_category = map_categories(dataset.coco, list(model.config.class_names))
     if dataset.skipped:  # as eval: measured on the rest, and said (the report's dataset counts both)
@@ -100,19 +119,29 @@ def select_artifact(model: RTDETRv2, options: SelectOptions, output: str | Path 
         _evaluate(options, rows, dataset, log)
         report = _report(options, rows, dataset, started, load_before)
         if report.chosen and outputs:
-            _write_chosen(report, options, outputs)
-            report.written = str(outputs[0])
-            log(f"[select] wrote {outputs[0]} and {outputs[1].name}")
+            written = _write_chosen(report, options, outputs)
+            report.written = str(written[0])
+            log(f"[select] wrote {', '.join(str(p) for p in written)}"
+                + (f" (an OpenVINO IR won: -o {output} names its stem)" if written[0].suffix != Path(output or "")
+                   .suffix else ""))
     return report
+
+
+def resolved(options: SelectOptions) -> SelectOptions:
+    """``options`` with each available candidate's runtime hint as used on this CPU (Runtime.resolved): the rows,
+    the runners and the records then name the hint that ran."""
+    candidates = tuple(c if c.unavailable() else c.resolved() for c in options.candidates)
+    return dataclasses.replace(options, candidates=candidates)
 
 
 def measure_latency(model: RTDETRv2, options: SelectOptions, images: list[Path], folder: Path,
                     log: Log = lambda message: None) -> list[SelectRow]:
     """Make every candidate's artifact in ``folder`` and time them all in one interleaved run on ``images`` (the
     first, and the first ``options.batch``): the rows, with latency and parity but no AP yet."""
+    options = resolved(options)
     rows = [SelectRow(c.name, c.artifact.name, c.runtime.backend, c.runtime.hint) for c in options.candidates]
     for row, candidate in zip(rows, options.candidates):
-        reason = candidate.runtime.unavailable()
+        reason = candidate.unavailable()
         if reason:
             row.status, row.reason = "skipped", reason
             log(f"[select] skipping {row.name}: {reason}")
@@ -148,7 +177,8 @@ def _build(candidates: tuple[Candidate, ...], rows: list[SelectRow], context: Bu
             row.status, row.reason = "failed", f"making {row.artifact}: {result}"
             continue
         record = open_artifact(result)
-        row.path, row.size_bytes = str(result), result.stat().st_size
+        files = (result, ir_weights_path(result)) if isinstance(record, OpenVinoRecord) else (result,)
+        row.path, row.size_bytes = str(result), sum(f.stat().st_size for f in files)
         if record.verification is None:
             row.verified = "not verified"
         else:
@@ -256,16 +286,30 @@ def _report(options: SelectOptions, rows: list[SelectRow], dataset: EvalSet, sta
                         front, choice.chosen, choice.closest, choice.shortfall)
 
 
-def _write_chosen(report: SelectReport, options: SelectOptions, outputs: tuple[Path, Path]) -> None:
-    """A copy of the chosen file, and its sidecar: the export's record plus the selection."""
+def _sidecar_record(source: Path) -> ArtifactRecord:
+    """The record in the artifact's sidecar: an IR's (its only record), or an ONNX file's sidecar copy of the one in
+    its metadata."""
+    return open_artifact(source) if source.suffix == ".xml" else read_sidecar(sidecar_path(source))
+
+
+def _write_chosen(report: SelectReport, options: SelectOptions,
+                  outputs: dict[str, tuple[Path, ...]]) -> tuple[Path, ...]:
+    """A copy of the chosen artifact (an ONNX file, or an IR's .xml and .bin) under the output's stem with its
+    format's suffix, and its sidecar: the artifact's record plus the selection; the written paths."""
     row = report.row(report.chosen)
     assert row is not None and row.path is not None
     source = Path(row.path)
+    paths = outputs[source.suffix]
     selection = SelectionRecord(
         row.name, row.backend, row.hint, options.max_ap_drop, report.baseline, report.baseline_ap or 0.0,
         str(options.annotations), int(report.dataset["images"]), report.batches, options.threads,
         str(report.machine["cpu"]["model"]), report.created, [r.result(options.batch) for r in report.rows])
-    record = dataclasses.replace(read_sidecar(sidecar_path(source)), selection=selection)
-    with atomic_output(outputs[0]) as tmp:
-        shutil.copyfile(source, tmp)
-        write_sidecar(outputs[1], record)
+    record = dataclasses.replace(_sidecar_record(source), selection=selection)
+    if isinstance(record, OpenVinoRecord) and record.ir is not None:  # the sidecar names the IR's files
+        record.ir = dataclasses.replace(record.ir, xml=paths[0].name, bin=paths[1].name)
+    sources = (source, ir_weights_path(source)) if len(paths) == 3 else (source,)
+    with atomic_outputs(list(paths)) as temps:
+        for copied, temp in zip(sources, temps):
+            shutil.copyfile(copied, temp)
+        write_sidecar(temps[-1], record)
+    return paths

@@ -14,7 +14,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch.utils.flop_counter import FlopCounterMode
 
-from rtdetr_export.bench.flops import FlopCount, count_flops
+from rtdetr_export.bench.flops import FlopCount, count_flops, node_flops
 
 
 def _weights(name: str, *shape: int, dtype=np.float32):
@@ -62,6 +62,17 @@ def test_a_hand_built_graph_counts_each_conv_matmul_and_gemm_by_hand():
     assert count.other_outputs == batch * 6 * 8 * 8
     assert FlopCount.from_json(count.to_json()) == count
     assert "1 multiply-add = 2 FLOPs" in count.to_json()["convention"]
+
+
+def test_each_counted_node_has_its_own_flops_by_name_and_they_sum_to_the_graph_s():
+    model = _conv_matmul_gemm_graph()
+    for index, node in enumerate(model.graph.node):
+        node.name = f"/model/n{index}/{node.op_type}"
+    per_node = node_flops(model, {"x": (3, 4, 8, 8)})
+    # the same hand counts as above, per node: only Conv, the two MatMuls and Gemm are counted
+    assert per_node == {"/model/n0/Conv": 2 * 3 * 6 * 8 * 8 * 18, "/model/n3/MatMul": 2 * 3 * 6 * 5 * 64,
+                        "/model/n5/MatMul": 2 * 3 * 6 * 6 * 5, "/model/n7/Gemm": 2 * 3 * 7 * 36}
+    assert sum(per_node.values()) == count_flops(model, {"x": (3, 4, 8, 8)}).flops
 
 
 def test_conv_transpose_counts_each_input_element_times_its_kernel_and_groups():

@@ -19,6 +19,7 @@ from paths import TESTS
 
 @pytest.mark.parametrize("node, label, pattern", [
     ("/model/backbone/res_layers.2/blocks.0/branch2b/conv/Conv", "backbone stage 2", "/model/backbone/res_layers.2/*"),
+    ("/model/backbone/pool/MaxPool", "backbone stem max pool", "/model/backbone/pool/*"),
     ("/model/encoder/encoder.0/layers.0/self_attn/MatMul", "encoder AIFI 0 (intra-scale attention)",
      "/model/encoder/encoder.0/*"),
     ("/model/encoder/pan_blocks.1/conv1/conv/Conv", "encoder CCFM bottom-up pan_blocks.1",

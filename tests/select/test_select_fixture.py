@@ -30,7 +30,7 @@ def test_select_on_the_trained_fixture(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     rows = {row["name"]: row for row in report["rows"]}
-    expected = ["ort-fp32", "ort-int8", "ov-f32:fp32", "ov-bf16:fp32", "ov-f32:int8", "ov-bf16:int8"]
+    expected = ["ort-fp32", "ort-int8", "ov-f32:fp32", "ov-bf16:fp32", "ov-f32:int8", "ov-bf16:int8", "ov-nncf"]
     assert list(rows) == expected
     assert rows["ort-fp32"]["status"] == "ok" and rows["ort-fp32"]["verified"] == "pass (fp32)"
     if importlib.util.find_spec("openvino") is None:

@@ -10,6 +10,7 @@ from typing import Any
 from rtdetr_export.artifact.records.contract import ArtifactRecord, OnnxRecord, PrecisionRecipe
 from rtdetr_export.artifact.records.engine import OnnxSource
 from rtdetr_export.artifact.records.fields import OPENVINO_FORMAT, Header, RecordError, _may, _need
+from rtdetr_export.artifact.records.selection import SelectionRecord
 
 # How the IR stores its weights: "fp16" is what ``openvino.save_model`` writes by default (compress_to_fp16; the
 # CPU plugin computes in f32 from them), "fp32" keeps the ONNX file's float32 weights bit for bit.
@@ -98,6 +99,8 @@ class OpenVinoRecord(ArtifactRecord):
     onnx: OnnxSource | None = None
     runtime: OpenVinoRuntime | None = None
     op_census: dict[str, int] = field(default_factory=dict)  # the IR's op types, as OpenVINO names them
+    # Only in the sidecar of an IR ``rtdetr-export select`` chose (records/selection.py), as in OnnxRecord's.
+    selection: SelectionRecord | None = None
 
     @classmethod
     def converted_from(cls, source: OnnxRecord, /, **fields: Any) -> "OpenVinoRecord":
@@ -119,7 +122,8 @@ class OpenVinoRecord(ArtifactRecord):
     def to_json(self) -> dict[str, Any]:
         return {**self._contract_json(), "ir": self.ir.to_json() if self.ir else None,
                 "onnx": self.onnx.to_json() if self.onnx else None,
-                "runtime": self.runtime.to_json() if self.runtime else None, "op_census": dict(self.op_census)}
+                "runtime": self.runtime.to_json() if self.runtime else None, "op_census": dict(self.op_census),
+                **({"selection": self.selection.to_json()} if self.selection is not None else {})}
 
     @staticmethod
     def describes(data: Any) -> bool:
@@ -132,8 +136,10 @@ class OpenVinoRecord(ArtifactRecord):
         fields = cls._contract_fields(data, where)
         onnx = _may(data, "onnx", dict, where)
         census = _may(data, "op_census", dict, where, {})
+        selection = _may(data, "selection", dict, where)
         return cls(**fields, ir=IrFiles.from_json(_need(data, "ir", dict, where), f"{where} ir"),
                    onnx=OnnxSource(str(onnx.get("file")), str(onnx.get("sha256")), onnx.get("verification_passed"))
                    if onnx else None,
                    runtime=OpenVinoRuntime.from_json(_need(data, "runtime", dict, where), f"{where} runtime"),
-                   op_census={str(k): int(v) for k, v in census.items() if isinstance(v, int)})
+                   op_census={str(k): int(v) for k, v in census.items() if isinstance(v, int)},
+                   selection=SelectionRecord.from_json(selection, f"{where} selection") if selection else None)
