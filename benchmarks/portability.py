@@ -379,12 +379,20 @@ def _reference(method: str, images, preset: str) -> tuple[Any, list[dict[str, An
     return runner, [runner.infer({"images": image}) for image in images]
 
 
-def _parity(reference: tuple[Any, list[dict]], images, outputs_file: Path) -> dict[str, Any]:
+def _parity(reference: tuple[Any, list[dict]], images, outputs_file: Path, onnx_file: Path | None = None
+            ) -> dict[str, Any]:
+    """``onnx_file``: the ONNX file the row ran as it is (ONNX Runtime's row); a failed image is then judged again
+    with the cells that file's query selection kept among tied scores, as verification does
+    (verify/selection.py). Other runtimes' choices cannot be read from their graphs: no re-selection for them."""
     import numpy as np
 
+    from rtdetr_export.backends import OnnxRuntimeRunner
     from rtdetr_export.verify import compare_outputs, thresholds_for
+    from rtdetr_export.verify.verification import compare_with_candidate_selection
 
     runner, refs = reference
+    candidate = OnnxRuntimeRunner(onnx_file) if onnx_file is not None else None
+    reselected = 0
     thresholds = thresholds_for("fp32")
     data = np.load(outputs_file)
     worst = {name: 0.0 for name in OUTPUTS}
@@ -396,6 +404,11 @@ def _parity(reference: tuple[Any, list[dict]], images, outputs_file: Path) -> di
             shapes = ", ".join(f"{n} {list(test[n].shape)}" for n in OUTPUTS)
             return {"passed": False, "failures": [f"output shapes differ from the reference: {shapes}"]}
         run = compare_outputs("raw", {"images": image}, ref, test, thresholds, runner)
+        if run.failures and candidate is not None:
+            with candidate:
+                run = compare_with_candidate_selection("raw", {"images": image}, test, thresholds, runner, candidate,
+                                                       run)
+            reselected += run.reselected_queries or 0
         for name in OUTPUTS:
             worst[name] = max(worst[name], run.outputs[name].stats["max_abs"])
             unflipped[name] = max(unflipped[name], run.outputs[name].value)  # the judged max_abs_unflipped
@@ -405,7 +418,8 @@ def _parity(reference: tuple[Any, list[dict]], images, outputs_file: Path) -> di
     return {"passed": not failures, "threshold": thresholds.max_abs,
             **{f"{name}_max_abs": float(f"{worst[name]:.4g}") for name in OUTPUTS},
             **{f"{name}_max_abs_unflipped": float(f"{unflipped[name]:.4g}") for name in OUTPUTS},
-            "flipped_rows": flipped, "reordered_rows": reordered, "failures": failures}
+            "flipped_rows": flipped, "reordered_rows": reordered, "failures": failures,
+            **({"reselected_queries": reselected} if reselected else {})}
 
 
 def _median(values: list[float]) -> float:
@@ -504,7 +518,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if raw.get("run_error"):
                 row["run_error"] = raw["run_error"]
             if raw["runs"]:
-                row["parity"] = _parity(reference, images, work / f"{key}_{sampler}" / "outputs.npz")
+                row["parity"] = _parity(reference, images, work / f"{key}_{sampler}" / "outputs.npz",
+                                        model if key == "onnxruntime" else None)
                 times = raw["latency_ms"]
                 row["latency_ms"] = {"median": round(_median(times), 1), "min": round(min(times), 1),
                                      "max": round(max(times), 1), "runs": len(times), "threads": args.threads,
@@ -581,6 +596,10 @@ def matrix_markdown(data: dict[str, Any]) -> str:
             parity += f" [{len(notes)}]" if not row["runs"] else ""
             if row["runs"]:
                 latency += f" [{len(notes)}]"
+        if row["runs"] and row["parity"].get("reselected_queries"):
+            notes.append(f"{row['target']}, {_sampler(row)}: passed with {row['parity']['reselected_queries']} "
+                         "queries re-selected among tied scores (the cells its graph kept; verify/selection.py)")
+            parity += f" [{len(notes)}]"
         precision = row.get("precision")
         if precision and precision != "f32":
             notes.append(f"{row['target']}, {_sampler(row)}: the CPU plugin ran in {precision}")
