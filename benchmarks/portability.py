@@ -17,6 +17,10 @@ Run it through ``benchmarks/run_portability.sh``, which installs the runtimes wi
 
 ``--render-only`` rewrites the last three from the committed JSON without measuring anything.
 
+``--preset dfine_n`` (any preset other than r18vd) measures that model instead and writes only
+``benchmarks/results/portability/<preset>/portability.{json,md}``: the package copy, the docs section and
+``inspect`` stay r18vd's.
+
 Each (runtime, method) runs in its own worker process (``portability.py worker ...``): a converter that
 crashes or leaks cannot take the others down, and the LiteRT worker runs in a separate interpreter because
 onnx2tf pins numpy/onnx/onnxruntime versions the project's environment does not have. Workers import only
@@ -349,7 +353,7 @@ def _machine(note: str) -> dict[str, Any]:
             "load_average_start": [round(x, 2) for x in os.getloadavg()], "note": note}
 
 
-def _export(sampler: str, models: Path) -> Path:
+def _export(sampler: str, models: Path, preset: str) -> Path:
     from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
     from rtdetr_export.weights import load_model
 
@@ -358,29 +362,37 @@ def _export(sampler: str, models: Path) -> Path:
     method, bilinear_op = SAMPLERS[sampler]
     choice = Sampler.parse(method, bilinear_op)
     assert choice.value == sampler, f"{sampler}: --method {method} --bilinear-op {bilinear_op} writes {choice}"
-    path = models / f"{PRESET}_{sampler.replace('-', '_')}.onnx"  # pnnx names its outputs after the file: no '-'
-    model = load_model(preset=PRESET, method=method, image_size=IMAGE_SIZE)
+    path = models / f"{preset}_{sampler.replace('-', '_')}.onnx"  # pnnx names its outputs after the file: no '-'
+    model = load_model(preset=preset, method=method, image_size=IMAGE_SIZE)
     export_onnx(model, path, OnnxExportOptions(opset=OPSET, head="raw", batch=1, sampler=choice), force=True)
     return path
 
 
-def _reference(method: str, images) -> tuple[Any, list[dict[str, Any]]]:
+def _reference(method: str, images, preset: str) -> tuple[Any, list[dict[str, Any]]]:
     """The active reference runner (it re-runs to prove discrete rounding flips) and its outputs per image."""
     from rtdetr_export.verify.reference import ReferenceRunner
     from rtdetr_export.weights import load_model
 
-    model = load_model(preset=PRESET, method=method, image_size=IMAGE_SIZE)
+    model = load_model(preset=preset, method=method, image_size=IMAGE_SIZE)
     runner = ReferenceRunner(model, "raw")
     runner.activate()
     return runner, [runner.infer({"images": image}) for image in images]
 
 
-def _parity(reference: tuple[Any, list[dict]], images, outputs_file: Path) -> dict[str, Any]:
+def _parity(reference: tuple[Any, list[dict]], images, outputs_file: Path, onnx_file: Path | None = None
+            ) -> dict[str, Any]:
+    """``onnx_file``: the ONNX file the row ran as it is (ONNX Runtime's row); a failed image is then judged again
+    with the cells that file's query selection kept among tied scores, as verification does
+    (verify/selection.py). Other runtimes' choices cannot be read from their graphs: no re-selection for them."""
     import numpy as np
 
+    from rtdetr_export.backends import OnnxRuntimeRunner
     from rtdetr_export.verify import compare_outputs, thresholds_for
+    from rtdetr_export.verify.verification import compare_with_candidate_selection
 
     runner, refs = reference
+    candidate = OnnxRuntimeRunner(onnx_file) if onnx_file is not None else None
+    reselected = 0
     thresholds = thresholds_for("fp32")
     data = np.load(outputs_file)
     worst = {name: 0.0 for name in OUTPUTS}
@@ -392,6 +404,11 @@ def _parity(reference: tuple[Any, list[dict]], images, outputs_file: Path) -> di
             shapes = ", ".join(f"{n} {list(test[n].shape)}" for n in OUTPUTS)
             return {"passed": False, "failures": [f"output shapes differ from the reference: {shapes}"]}
         run = compare_outputs("raw", {"images": image}, ref, test, thresholds, runner)
+        if run.failures and candidate is not None:
+            with candidate:
+                run = compare_with_candidate_selection("raw", {"images": image}, test, thresholds, runner, candidate,
+                                                       run)
+            reselected += run.reselected_queries or 0
         for name in OUTPUTS:
             worst[name] = max(worst[name], run.outputs[name].stats["max_abs"])
             unflipped[name] = max(unflipped[name], run.outputs[name].value)  # the judged max_abs_unflipped
@@ -401,7 +418,8 @@ def _parity(reference: tuple[Any, list[dict]], images, outputs_file: Path) -> di
     return {"passed": not failures, "threshold": thresholds.max_abs,
             **{f"{name}_max_abs": float(f"{worst[name]:.4g}") for name in OUTPUTS},
             **{f"{name}_max_abs_unflipped": float(f"{unflipped[name]:.4g}") for name in OUTPUTS},
-            "flipped_rows": flipped, "reordered_rows": reordered, "failures": failures}
+            "flipped_rows": flipped, "reordered_rows": reordered, "failures": failures,
+            **({"reselected_queries": reselected} if reselected else {})}
 
 
 def _median(values: list[float]) -> float:
@@ -444,9 +462,10 @@ def _run_worker(key: str, sampler: str, python: str, model: Path, inputs: Path, 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
+    from rtdetr_export.errors import RTDetrExportError
     from rtdetr_export.imaging.inputs import synthetic_images
 
-    work = Path(args.work)
+    work, preset = Path(args.work), args.preset
     models = work / "models"
     models.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc)
@@ -454,11 +473,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "schema": SCHEMA,
         "date": started.strftime("%Y-%m-%d"),
         "started_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": "benchmarks/run_portability.sh",
+        "command": "benchmarks/run_portability.sh" + ("" if preset == PRESET else f" --preset {preset}"),
+        "json": str(results_json(preset).relative_to(ROOT)),
         "machine": _machine(args.note),
-        "model": {"preset": PRESET, "weights": "seeded random (seed 0)", "input": [IMAGE_SIZE, IMAGE_SIZE],
+        "model": {"preset": preset, "weights": "seeded random (seed 0)", "input": [IMAGE_SIZE, IMAGE_SIZE],
                   "head": "raw", "batch": 1, "opset": OPSET, "precision": "fp32",
-                  "export": f"rtdetr-export onnx --preset {PRESET} --method METHOD [--bilinear-op OP] --opset "
+                  "export": f"rtdetr-export onnx --preset {preset} --method METHOD [--bilinear-op OP] --opset "
                             f"{OPSET} (verified)"},
         "settings": {"threads": args.threads, "runs": args.runs, "warmup": args.warmup,
                      "parity_inputs": args.inputs, "timed_input": 0,
@@ -474,9 +494,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     np.savez(inputs, **{f"{i:02d}": image for i, image in enumerate(images)})
     np.save(work / "onnx2tf_samples.npy", synthetic_images(20, (128, 128), seed=100).transpose(0, 2, 3, 1))
     for sampler, (method, _) in SAMPLERS.items():
-        print(f"[{sampler}] exporting {PRESET}", flush=True)
-        model = _export(sampler, models)
-        reference = _reference(method, images)
+        print(f"[{sampler}] exporting {preset}", flush=True)
+        try:
+            model = _export(sampler, models, preset)
+        except RTDetrExportError as exc:  # our own export refused (its verification failed): no file to convert
+            print(f"    export refused: {exc}", flush=True)
+            data["results"] += [{"target": RUNTIMES[key]["target"], "runtime": key, "method": method,
+                                 "sampler": sampler, "tools": {}, "converts": False, "runs": False,
+                                 "error": {"stage": "export", "first_line": _first_line(str(exc)),
+                                           "detail": str(exc)}, "details": {}} for key in args.runtimes]
+            continue
+        reference = _reference(method, images, preset)
         for key in args.runtimes:
             python = args.python.get(key, sys.executable)
             print(f"[{sampler}] {RUNTIMES[key]['target']}", flush=True)
@@ -490,7 +518,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if raw.get("run_error"):
                 row["run_error"] = raw["run_error"]
             if raw["runs"]:
-                row["parity"] = _parity(reference, images, work / f"{key}_{sampler}" / "outputs.npz")
+                row["parity"] = _parity(reference, images, work / f"{key}_{sampler}" / "outputs.npz",
+                                        model if key == "onnxruntime" else None)
                 times = raw["latency_ms"]
                 row["latency_ms"] = {"median": round(_median(times), 1), "min": round(min(times), 1),
                                      "max": round(max(times), 1), "runs": len(times), "threads": args.threads,
@@ -535,7 +564,7 @@ def matrix_markdown(data: dict[str, Any]) -> str:
     m, s, model = data["machine"], data["settings"], data["model"]
     load = m.get("load_average_start")
     lines = [
-        f"Measured {data['date']} by `{data['command']}` (`benchmarks/results/portability/portability.json` "
+        f"Measured {data['date']} by `{data['command']}` (`{data.get('json', str(RESULT_JSON.relative_to(ROOT)))}` "
         f"has every number). {model['preset']}, {model['weights']} weights, {model['input'][0]}x{model['input'][1]}, "
         f"{model['head']} head, batch {model['batch']}, opset {model['opset']}, exported in {model['precision']}.",
         "",
@@ -567,6 +596,10 @@ def matrix_markdown(data: dict[str, Any]) -> str:
             parity += f" [{len(notes)}]" if not row["runs"] else ""
             if row["runs"]:
                 latency += f" [{len(notes)}]"
+        if row["runs"] and row["parity"].get("reselected_queries"):
+            notes.append(f"{row['target']}, {_sampler(row)}: passed with {row['parity']['reselected_queries']} "
+                         "queries re-selected among tied scores (the cells its graph kept; verify/selection.py)")
+            parity += f" [{len(notes)}]"
         precision = row.get("precision")
         if precision and precision != "f32":
             notes.append(f"{row['target']}, {_sampler(row)}: the CPU plugin ran in {precision}")
@@ -610,6 +643,20 @@ def write_outputs(data: dict[str, Any], text: str | None = None) -> None:
     if "fixture" in data:
         README.write_text(replace_section(README.read_text(), _fixture_module().compact_markdown(data["fixture"]),
                                           EDGE_BEGIN, EDGE_END))
+
+
+def results_json(preset: str) -> Path:
+    """Where a preset's measured matrix is kept: r18vd's is the project's (docs, inspect), others sit beside it."""
+    return RESULT_JSON if preset == PRESET else RESULTS / preset / RESULT_JSON.name
+
+
+def write_preset_outputs(data: dict[str, Any]) -> None:
+    """Another preset's matrix (``--preset``): its JSON and markdown only."""
+    path = results_json(data["model"]["preset"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    path.with_suffix(".md").write_text(f"# Measured portability: {data['model']['preset']}\n\n"
+                                       + matrix_markdown(data))
 
 
 def docs_section(docs: str) -> str:
@@ -658,6 +705,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--inputs", type=int, default=2, help="synthetic scenes for parity")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per worker")
     parser.add_argument("--note", default="", help="recorded with the machine, e.g. 'quiet machine'")
+    parser.add_argument("--preset", default=PRESET,
+                        help=f"the model measured (default {PRESET}, the project's matrix); another preset, e.g. "
+                             "dfine_n, writes benchmarks/results/portability/PRESET/ only")
     parser.add_argument("--fixture", action="store_true",
                         help="measure the trained fixture's rows (single file and split artifact, fp32 and INT8; "
                              "benchmarks/portability_fixture.py) and keep the committed r18vd rows")
@@ -700,6 +750,10 @@ def main(argv: list[str] | None = None) -> int:
         print(_fixture_module().matrix_markdown(data["fixture"]))
         return 0
     data = measure(args)
+    if args.preset != PRESET:
+        write_preset_outputs(data)
+        print(matrix_markdown(data))
+        return 0
     previous = json.loads(RESULT_JSON.read_text()) if RESULT_JSON.exists() else {}
     if "fixture" in previous:  # measured on its own (--fixture): kept until that is re-run
         data["fixture"] = previous["fixture"]

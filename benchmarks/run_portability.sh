@@ -12,6 +12,8 @@
 #   wheel without dependencies, then these), and imports pkg_resources at start (setuptools<70, after torch,
 #   which pulls a newer one).
 # About 10 minutes on 2 cores, most of it the two TensorFlow Lite conversions; about 3.5 GB of disk.
+# --preset dfine_n (any preset but r18vd) measures that model and writes benchmarks/results/portability/dfine_n/
+# only (docs/portability.md "D-FINE-N").
 # --fixture measures the trained fixture's rows instead (single file and split artifact, fp32 and INT8, on ncnn,
 # RKNN's simulator and LiteRT; benchmarks/portability_fixture.py): about 35 minutes, and 2 GB more for RKNN.
 set -euo pipefail

@@ -21,6 +21,15 @@ MICRO = dict(num_classes=4, backbone_stem_channels=16, backbone_widths=(16, 32, 
              encoder_ffn_dim=64, d_model=32, decoder_ffn_dim=64, num_queries=30)
 MICRO_SIZE = 128
 
+# The micro D-FINE: D-FINE-N's layout (HGNetv2 with learnable affine blocks returning its last two stages, strides
+# 16/32, RepNCSPELAN4 fusion, FDR over 32 bins, the LQE head) narrowed as MICRO narrows RT-DETRv2: ~0.15 M
+# parameters, 80 encoder cells at 128 px, 30 queries, 4 classes. ``size=None``: it is no released size.
+MICRO_DFINE = dict(num_classes=4, size=None, hgnet_stem_channels=(3, 8, 16),
+                   hgnet_stage_in_channels=(16, 32, 64, 96), hgnet_stage_mid_channels=(8, 16, 32, 48),
+                   hgnet_stage_out_channels=(32, 64, 96, 128), hgnet_stage_num_blocks=(1, 1, 1, 1),
+                   hgnet_stage_layers=(2, 2, 2, 2), encoder_hidden_dim=32, encoder_ffn_dim=64, d_model=32,
+                   decoder_ffn_dim=64, decoder_n_points=(2, 2), decoder_layers=2, num_queries=30, lqe_hidden_dim=16)
+
 
 def micro_model(seed: int = 0, **overrides):
     """The seeded micro model (``overrides``: other config fields, e.g. the classes of a dataset)."""
@@ -29,11 +38,18 @@ def micro_model(seed: int = 0, **overrides):
     return load_model(preset="tiny", seed=seed, **{"image_size": MICRO_SIZE, **MICRO, **overrides})
 
 
-def _exported(made_once, name: str, options_for) -> Path:
+def micro_dfine_model(seed: int = 0, **overrides):
+    """The seeded micro D-FINE (a ``DFine``; ``overrides``: other DFineConfig fields)."""
+    from rtdetr_export.weights import load_model
+
+    return load_model(preset="dfine_n", seed=seed, **{"image_size": MICRO_SIZE, **MICRO_DFINE, **overrides})
+
+
+def _exported(made_once, name: str, options_for, model_for=micro_model) -> Path:
     def make(folder: Path) -> None:
         from rtdetr_export.pipeline import export_onnx
 
-        export_onnx(micro_model(), folder / f"{name}.onnx", options_for())
+        export_onnx(model_for(), folder / f"{name}.onnx", options_for())
 
     return made_once(f"micro-{name}", make) / f"{name}.onnx"
 
@@ -90,3 +106,23 @@ def micro_ir(made_once, micro_fp32) -> Path:
         export_openvino(micro_fp32, folder / "micro.xml")
 
     return made_once("micro-ir", make) / "micro.xml"
+
+
+@pytest.fixture(scope="session")
+def micro_dfine_fp32(made_once) -> Path:
+    """The micro D-FINE as ``micro_fp32``: raw head, dynamic batch, FP32, simplified, verified when made."""
+    from rtdetr_export.pipeline import OnnxExportOptions
+
+    return _exported(made_once, "dfine_fp32", lambda: OnnxExportOptions(dynamic_batch=True), micro_dfine_model)
+
+
+@pytest.fixture(scope="session")
+def micro_dfine_int8(made_once) -> Path:
+    """The micro D-FINE as ``micro_int8``: INT8 for TensorRT, two calibration images, not verified (random weights'
+    detections do not survive INT8)."""
+    from rtdetr_export.artifact import PrecisionOptions
+    from rtdetr_export.pipeline import OnnxExportOptions
+
+    return _exported(made_once, "dfine_int8", lambda: OnnxExportOptions(
+        dynamic_batch=True, simplify=False, verify=False, precision=PrecisionOptions("int8", calib_count=2)),
+        micro_dfine_model)

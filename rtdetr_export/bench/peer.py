@@ -1,9 +1,9 @@
 """The natural alternative export path, run beside ours on the same weights: the peer row of a benchmark.
 
-transformers' ``RTDetrV2ForObjectDetection`` -> ``torch.onnx.export`` (the TorchScript exporter, the same opset
-and dynamic batch axis as ours) -> onnxslim, as a user would do without this tool. Both models come from one
-transformers folder (``save_pretrained``), so they compute the same function and the report's parity numbers
-check that.
+transformers' ``RTDetrV2ForObjectDetection`` (``DFineForObjectDetection`` for a D-FINE) -> ``torch.onnx.export``
+(the TorchScript exporter, the same opset and dynamic batch axis as ours) -> onnxslim, as a user would do without
+this tool. Both models come from one transformers folder (``save_pretrained``), so they compute the same function
+and the report's parity numbers check that.
 
 transformers is a test dependency, not a runtime one: importing this module without it raises
 MissingDependencyError, and nothing else in the package imports it at module level.
@@ -24,7 +24,7 @@ from torch import nn
 
 from rtdetr_export.backends.base import Runner
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
-from rtdetr_export.model import ModelConfig
+from rtdetr_export.model import DFineConfig, ModelConfig
 from rtdetr_export.export.torch_export import simplify as slim, trace_to_onnx
 from rtdetr_export.imaging.inputs import synthetic_images
 
@@ -34,12 +34,20 @@ except ImportError:
     raise MissingDependencyError("the peer comparison needs transformers: pip install transformers") from None
 
 PEER_OPSET = 17
+DFINE_VARIANCE_FLOOR = 0.1  # random_transformers_model: the smallest BatchNorm variance of a D-FINE peer
 
 
 def unsupported_reason(config: ModelConfig) -> str | None:
     """Why transformers cannot express ``config`` (None when it can)."""
     if config.eval_layer != config.decoder_layers - 1:
         return f"transformers always outputs the last decoder layer; this model outputs layer {config.eval_layer}"
+    if isinstance(config, DFineConfig):
+        # transformers' D-FINE takes per-level point counts, but its MLP heads are ReLU only (no ``mlp_act``), and
+        # a D-FINE folder says nothing of the variant: a DEIM-D-FINE saved there would load back as D-FINE.
+        if config.variant != "D-FINE" or config.mlp_activation != "relu":
+            return f"transformers' D-FINE has ReLU MLP heads; this model ({config.model_name}) has " \
+                   f"{config.mlp_activation}"
+        return None
     if len(set(config.decoder_n_points)) != 1:
         return "transformers has one point count for all levels; this model has " \
                f"{list(config.decoder_n_points)}"
@@ -48,11 +56,56 @@ def unsupported_reason(config: ModelConfig) -> str | None:
     return None
 
 
+def peer_class(config: Any) -> Any:
+    """transformers' detector class for a transformers config (ours or one read from a folder)."""
+    if isinstance(config, DFineConfig) or getattr(config, "model_type", None) == "d_fine":
+        return transformers.DFineForObjectDetection
+    return transformers.RTDetrV2ForObjectDetection
+
+
+def transformers_dfine_config(config: DFineConfig) -> Any:
+    """A transformers ``DFineConfig`` (with its ``HGNetV2Config``) with the architecture of our ``config``.
+
+    The backbone's BatchNorms are ordinary ones (``freeze_backbone_batch_norms=False``): the frozen kind computes
+    the same in eval mode and saves the same keys, but random_transformers_model could not calibrate it.
+    """
+    backbone = transformers.HGNetV2Config(
+        stem_channels=list(config.hgnet_stem_channels), stage_in_channels=list(config.hgnet_stage_in_channels),
+        stage_mid_channels=list(config.hgnet_stage_mid_channels),
+        stage_out_channels=list(config.hgnet_stage_out_channels),
+        stage_num_blocks=list(config.hgnet_stage_num_blocks), stage_downsample=list(config.hgnet_stage_downsample),
+        stage_light_block=list(config.hgnet_stage_light_block),
+        stage_kernel_size=list(config.hgnet_stage_kernel_size), stage_numb_of_layers=list(config.hgnet_stage_layers),
+        use_learnable_affine_block=config.hgnet_use_lab, hidden_sizes=list(config.hgnet_stage_out_channels),
+        depths=list(config.hgnet_stage_num_blocks), embedding_size=config.hgnet_stem_channels[-1],
+        out_indices=[i + 1 for i in config.backbone_return_stages])  # transformers counts the stem as stage 0
+    return transformers.DFineConfig(
+        backbone_config=backbone, freeze_backbone_batch_norms=False, id2label=dict(enumerate(config.class_names)),
+        encoder_in_channels=list(config.backbone_out_channels), feat_strides=list(config.feat_strides),
+        encoder_hidden_dim=config.encoder_hidden_dim, encoder_layers=config.encoder_layers,
+        encoder_attention_heads=config.encoder_heads, encoder_ffn_dim=config.encoder_ffn_dim,
+        encoder_activation_function=config.encoder_activation, encode_proj_layers=list(config.encode_proj_layers),
+        positional_encoding_temperature=int(config.pe_temperature), normalize_before=config.normalize_before,
+        hidden_expansion=config.hidden_expansion, activation_function=config.activation,
+        depth_mult=config.depth_mult, d_model=config.d_model,
+        decoder_in_channels=list(config.resolved_decoder_in_channels), num_queries=config.num_queries,
+        decoder_layers=config.decoder_layers, decoder_attention_heads=config.decoder_heads,
+        decoder_ffn_dim=config.decoder_ffn_dim, decoder_activation_function=config.decoder_activation,
+        num_feature_levels=config.num_feature_levels, decoder_n_points=list(config.decoder_n_points),
+        decoder_offset_scale=config.decoder_offset_scale, decoder_method=config.decoder_method,
+        eval_idx=config.eval_idx, num_denoising=config.num_denoising, anchor_image_size=list(config.image_size),
+        layer_scale=config.layer_scale, max_num_bins=config.max_num_bins, reg_scale=config.reg_scale, up=config.up,
+        top_prob_values=config.top_prob_values, lqe_hidden_dim=config.lqe_hidden_dim, lqe_layers=config.lqe_layers,
+        layer_norm_eps=config.layer_norm_eps, batch_norm_eps=config.batch_norm_eps)
+
+
 def transformers_config(config: ModelConfig) -> Any:
-    """A transformers ``RTDetrV2Config`` with the architecture of our ``config``."""
+    """A transformers ``RTDetrV2Config`` (``DFineConfig`` for a D-FINE) with the architecture of our ``config``."""
     reason = unsupported_reason(config)
     if reason:
         raise RTDetrExportError(f"no transformers equivalent: {reason}")
+    if isinstance(config, DFineConfig):
+        return transformers_dfine_config(config)
     expansion = config.backbone_expansion
     backbone = transformers.RTDetrResNetConfig(
         depths=list(config.backbone_blocks), hidden_sizes=[w * expansion for w in config.backbone_widths],
@@ -81,12 +134,19 @@ def random_transformers_model(config: ModelConfig, seed: int = 1234) -> Any:
     """A transformers model with well-conditioned seeded random weights (as the tests' oracles have).
 
     transformers' own init ties class scores (query selection would be arbitrary), so every parameter gets
-    N(0, 0.02) noise, BatchNorm statistics are calibrated on a synthetic batch, then jittered.
+    N(0, 0.02) noise, BatchNorm statistics are calibrated on a synthetic batch, then jittered. D-FINE's
+    zero-initialised weight matrices (the last layers of its box and LQE heads, the gates, the sampling offsets
+    and weights) first get N(0, 1 / fan_in): with the noise alone every edge distribution would be nearly uniform
+    and FDR, LQE and the gates would barely change the outputs the parity rows compare.
     """
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = transformers.RTDetrV2ForObjectDetection(transformers_config(config)).eval()
+        model = peer_class(config)(transformers_config(config)).eval()
     g = torch.Generator().manual_seed(seed)
+    if isinstance(config, DFineConfig):
+        for param in model.parameters():
+            if param.dim() == 2 and not param.any():
+                param.copy_(torch.randn(param.shape, generator=g) / param.shape[1] ** 0.5)
     for param in model.parameters():
         param.add_(0.02 * torch.randn(param.shape, generator=g))
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -101,6 +161,11 @@ def random_transformers_model(config: ModelConfig, seed: int = 1234) -> Any:
         m.eval()
         m.running_var.mul_(0.5 + torch.rand(m.running_var.shape, generator=g))
         m.running_mean.add_(0.1 * m.running_var.sqrt() * torch.randn(m.running_mean.shape, generator=g))
+        if isinstance(config, DFineConfig):
+            # HGNetv2 leaves channels nearly dead after ReLU (calibrated variances down to ~2e-4); normalising one
+            # multiplies the float32 rounding behind it ~70-fold, past the FP32 parity limit between two correct
+            # runs of the same weights. Floored at 0.1, the gain is at most ~3.
+            m.running_var.clamp_(min=DFINE_VARIANCE_FLOOR)
     return model.eval()
 
 
@@ -125,14 +190,16 @@ def save_transformers_model(model: Any, folder: str | Path) -> Path:
 
 
 def load_transformers_model(folder: str | Path, method: str | None = None) -> Any:
-    """``RTDetrV2ForObjectDetection.from_pretrained(folder)`` in eval mode, with sampler ``method`` if given.
+    """``RTDetrV2ForObjectDetection.from_pretrained(folder)`` (``DFineForObjectDetection`` for a D-FINE folder) in
+    eval mode, with sampler ``method`` if given.
 
     The sampler is not a weight: the folder's config names one, and the peer must run the one ours runs.
     """
     overrides = {"decoder_method": method} if method else {}
     try:
         with _no_progress_bars():
-            return transformers.RTDetrV2ForObjectDetection.from_pretrained(str(folder), **overrides).eval()
+            detector = peer_class(transformers.AutoConfig.from_pretrained(str(folder)))
+            return detector.from_pretrained(str(folder), **overrides).eval()
     except (OSError, ValueError) as exc:
         raise RTDetrExportError(f"{folder}: transformers cannot load it ({str(exc).splitlines()[0][:160]})") \
             from None

@@ -48,7 +48,7 @@ class BenchModels:
         targets = []
         for _name, precision in wanted:
             target = Target(f"torch-{precision}-{device}:peer", "torch", precision, device, "peer",
-                            info={"model": "transformers RTDetrV2ForObjectDetection (eager)"})
+                            info={"model": f"transformers {type(self.peer_model).__name__} (eager)"})
             if precision == "fp16" and device != "cuda":
                 target.skipped = "FP16 PyTorch is benchmarked on CUDA only"
             else:
@@ -95,12 +95,14 @@ def _peer_source(options: BenchOptions, artifacts: list[Artifact], tmp: Path, lo
     elif artifacts:
         raise RTDetrExportError("--peer with artifacts needs --model: the transformers folder they came from")
     else:
-        from rtdetr_export.model import preset as preset_config
+        from rtdetr_export.model import DFINE_PRESETS, dfine_preset, preset as preset_config
 
-        config = preset_config(options.preset or "r18vd", decoder_method=options.method or "default",
-                               **({"image_size": options.image_size} if options.image_size else {}))
-        log(f"[bench] --peer: building transformers' RTDetrV2ForObjectDetection ({options.preset or 'r18vd'}, "
-            "seeded random weights) and loading ours from its save_pretrained folder")
+        name = options.preset or "r18vd"
+        make_config = dfine_preset if name in DFINE_PRESETS else preset_config
+        config = make_config(name, decoder_method=options.method or "default",
+                             **({"image_size": options.image_size} if options.image_size else {}))
+        log(f"[bench] --peer: building transformers' {peer.peer_class(config).__name__} ({name}, seeded random "
+            "weights) and loading ours from its save_pretrained folder")
         hf = peer.random_transformers_model(config)
         folder = peer.save_transformers_model(hf, tmp / "transformers_model")
     model = load_model(folder, method=options.method or hf.config.decoder_method, image_size=options.image_size)

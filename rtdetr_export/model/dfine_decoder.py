@@ -30,7 +30,7 @@ from rtdetr_export.model.dfine_config import DFineConfig
 from rtdetr_export.model.fdr import LQE, distribution_offsets, edges_to_box, weighting_function
 from rtdetr_export.model.hybrid_encoder import conv_bn
 from rtdetr_export.model.layers import MLP, SelfAttention, activation
-from rtdetr_export.model.query_selection import gather_rows, generate_anchors, select_topk
+from rtdetr_export.model.query_selection import SelectionObserver, gather_rows, generate_anchors, select_topk
 from rtdetr_export.model.sampler import Sampler
 
 FP16_MAX = 65504.0  # the FFN clamps its sum to this before normalising, as trained
@@ -163,6 +163,9 @@ class DFineDecoder(nn.Module):
         self.register_buffer("valid_mask", torch.zeros(1, 0, 1, dtype=torch.bool), persistent=False)
         self.anchor_shapes: list[tuple[int, int]] = []
         self.sizes_in_graph = False  # as RTDETRDecoder: anchors from the traced shapes in dynamic-size exports
+        # As RTDETRDecoder: set only through ``RTDETRv2.observe_selection`` (verification's re-run with the cells an
+        # artifact kept among tied scores); None otherwise, and in every export.
+        self.selection_observer: SelectionObserver | None = None
 
     def spatial_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
         return [(height // s, width // s) for s in self.level_strides]
@@ -190,7 +193,10 @@ class DFineDecoder(nn.Module):
 
         # Query selection, as in RT-DETRv2.
         output_memory = self.enc_output(valid.to(memory.dtype) * memory)
-        topk = select_topk(self.enc_score_head(output_memory), self.num_queries)
+        enc_logits = self.enc_score_head(output_memory)
+        topk = select_topk(enc_logits, self.num_queries)
+        if self.selection_observer is not None:
+            topk = self.selection_observer(enc_logits.max(-1).values, topk)
         target = gather_rows(output_memory, topk)
         ref_logits = self.enc_bbox_head(target) + gather_rows(anchors.expand(memory.shape[0], -1, -1), topk)
 

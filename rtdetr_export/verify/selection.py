@@ -20,16 +20,20 @@ import torch
 from rtdetr_export.artifact import load_onnx
 from rtdetr_export.backends import OnnxRuntimeRunner
 from rtdetr_export.backends.split_runner import SplitRunner
+from rtdetr_export.model.parts import part_of
 
 # Selection scores this close to the k-th are tied: float32 runtimes computing the same cell differ by ~5e-7 on
 # them (measured on a v1 model with a dead coarse level, ONNX Runtime vs PyTorch), real score gaps are far larger.
 TIE_TOLERANCE = 1e-5
+QUERY_SELECTION_TOPK = "query selection (top-k)"  # model/parts.py's label of the selection's TopK
 
 
 def selection_graph(model: onnx.ModelProto) -> onnx.ModelProto | None:
     """A copy of ``model`` that also outputs the decoder's query-selection indices as ``_selected``, or None
-    where the graph has no single decoder TopK."""
-    nodes = [node for node in model.graph.node if node.op_type == "TopK" and "decoder" in node.name]
+    where the graph has no single query-selection TopK."""
+    # By part, not by "decoder" in the name: D-FINE's LQE heads have TopKs of their own in the decoder's scope.
+    nodes = [node for node in model.graph.node
+             if node.op_type == "TopK" and part_of(node.name).label == QUERY_SELECTION_TOPK]
     if len(nodes) != 1:
         return None
     copy = onnx.ModelProto()

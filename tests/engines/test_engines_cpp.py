@@ -3,8 +3,9 @@
 - pre-processing: PIL-exact bilinear resize (both pass orders, up/down, odd sizes), PNG decoding identical to
   PIL for every colour type and bit depth, JPEG decoding compared separately, and the model input tensor
   bit-identical to ``rtdetr_export.imaging.preprocess``;
-- detections: ``rtdetr_detect --json`` on tiny-preset exports (raw head, detections head, dynamic batch) gives the
-  same labels, scores within 1e-5 and boxes within 1e-3 px as ``OnnxRuntimeRunner`` + ``postprocess``;
+- detections: ``rtdetr_detect --json`` on exports of the trained RT-DETRv2 and D-FINE fixtures (raw head, detections
+  head, dynamic batch; the micro D-FINE in the fast tier) gives the same labels, scores within 1e-5 and boxes within
+  1e-3 px as ``OnnxRuntimeRunner`` + ``postprocess``;
 - Exif orientation: decoded JPEGs equal PIL's ``ImageOps.exif_transpose``; planted score ties are ordered as
   numpy's stable argsort orders them; older sidecars name their sampler as the exporter does;
 - split artifacts: the C++ host step selects the cells, rows and detections the in-graph TopK does (50 seeded
@@ -437,22 +438,27 @@ def thresholds_for(python_all: list[list[dict]]) -> list[float]:
     return [0.5, (scores[middle - 1] + scores[middle]) / 2] if len(scores) > 2 else [0.5]
 
 
-@pytest.mark.parametrize("head", ["raw", "detections"])
-def test_detections_equal_the_python_pipeline(tools, exports, head):
-    onnx_path = exports[head]
-    for threshold in thresholds_for(python_detections(onnx_path, DETECT_IMAGES, 0.0)):
-        want = python_detections(onnx_path, DETECT_IMAGES, threshold)
-        got = cpp_detections(tools, onnx_path, DETECT_IMAGES, threshold)
+def assert_detections_equal(tools: Tools, onnx_path: Path, head: str, images: list[Path] = DETECT_IMAGES) -> int:
+    """rtdetr_detect on ``images`` equals the Python pipeline at each of thresholds_for's thresholds; returns how
+    many detections were compared."""
+    compared = 0
+    for threshold in thresholds_for(python_detections(onnx_path, images, 0.0)):
+        want = python_detections(onnx_path, images, threshold)
+        got = cpp_detections(tools, onnx_path, images, threshold)
         assert got["backend"] == "onnxruntime" and got["head"] == head
         assert got["sampler"] == json.loads(onnx_path.with_suffix(".json").read_text())["sampler"]
-        assert [Path(i["image"]) for i in got["images"]] == DETECT_IMAGES and len(want) == len(DETECT_IMAGES)
-        total = 0
-        for path, cpp_image, python_image in zip(DETECT_IMAGES, got["images"], want):
+        assert [Path(i["image"]) for i in got["images"]] == images and len(want) == len(images)
+        for path, cpp_image, python_image in zip(images, got["images"], want):
             with Image.open(path) as image:
                 assert (cpp_image["width"], cpp_image["height"]) == image.size
             compare(cpp_image["detections"], python_image, f"{head} {path.name} threshold {threshold:.6g}")
-            total += len(python_image)
-        assert total > 0, "the comparison needs detections to compare"
+            compared += len(python_image)
+    return compared
+
+
+@pytest.mark.parametrize("head", ["raw", "detections"])
+def test_detections_equal_the_python_pipeline(tools, exports, head):
+    assert assert_detections_equal(tools, exports[head], head) > 0, "the comparison needs detections to compare"
 
 
 def test_dynamic_batch_runs_in_chunks_like_the_python_pipeline(tools, exports):
@@ -463,6 +469,34 @@ def test_dynamic_batch_runs_in_chunks_like_the_python_pipeline(tools, exports):
     assert len(got["images"]) == len(want) == len(images)
     for path, cpp_image, python_image in zip(images, got["images"], want):
         compare(cpp_image["detections"], python_image, f"dynamic {path.name}")
+
+
+# -- D-FINE: the same file contract (sidecar, raw or detections head), so the same sample runs it --------------------
+@pytest.fixture(scope="module")
+@costly
+def dfine_exports(tmp_path_factory) -> dict[str, Path]:
+    """Exports of the trained D-FINE fixture (tests/data/fixture/dfine_shapes): detections head, raw head."""
+    out = tmp_path_factory.mktemp("engines_dfine")
+    model = load_model(FIXTURE / "dfine_shapes")
+    variants = {"detections": OnnxExportOptions(head="detections", top_k=100, simplify=False, verify=False),
+                "raw": OnnxExportOptions(head="raw", simplify=False, verify=False)}
+    return {name: export_onnx(model, out / f"dfine_{name}.onnx", options).path for name, options in variants.items()}
+
+
+@pytest.mark.parametrize("head", ["detections", "raw"])
+def test_d_fine_detections_equal_the_python_pipeline(tools, dfine_exports, head):
+    assert json.loads(dfine_exports[head].with_suffix(".json").read_text())["model"]["family"] == "dfine"
+    assert assert_detections_equal(tools, dfine_exports[head], head) > 0, "the comparison needs detections"
+
+
+def test_a_micro_d_fine_file_runs_in_batches_like_the_python_pipeline(tools, micro_dfine_fp32):
+    """The fast tier's D-FINE check: the micro D-FINE (raw head, dynamic batch), --batch 2 on five images."""
+    images = DETECT_IMAGES[:5]
+    want = python_detections(micro_dfine_fp32, images, 0.0, batch=2)
+    got = cpp_detections(tools, micro_dfine_fp32, images, 0.0, "--batch", "2")
+    assert len(got["images"]) == len(want) == len(images) and sum(map(len, want)) > 0
+    for path, cpp_image, python_image in zip(images, got["images"], want):
+        compare(cpp_image["detections"], python_image, f"micro D-FINE {path.name}")
 
 
 @pytest.fixture(scope="module")

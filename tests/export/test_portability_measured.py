@@ -221,3 +221,17 @@ def test_litert_oiqt_zero_padding_is_allowed_only_after_a_relu(script, tmp_path)
     module._LiteRtGraph._check_zero_padding_is_exact(graph_with("Relu"))
     with pytest.raises(module.ConversionError, match="reads Identity, not a ReLU"):
         module._LiteRtGraph._check_zero_padding_is_exact(graph_with("Identity"))
+
+
+def test_another_presets_matrix_is_kept_beside_the_projects_and_rendered_from_its_json(script):
+    """--preset dfine_n wrote benchmarks/results/portability/dfine_n/ only: its markdown is the script's rendering
+    of its JSON, every row a failure with its error or a run with parity and latency."""
+    path = script.results_json("dfine_n")
+    assert path.parent.name == "dfine_n" and script.results_json(script.PRESET) == script.RESULT_JSON
+    data = json.loads(path.read_text())
+    assert data["model"]["preset"] == "dfine_n" and data["command"].endswith("--preset dfine_n")
+    assert path.with_suffix(".md").read_text() == "# Measured portability: dfine_n\n\n" + script.matrix_markdown(data)
+    for row in data["results"]:
+        assert row["runs"] or row["error"]["first_line"]
+        if row["runs"]:
+            assert row["latency_ms"]["median"] > 0 and "passed" in row["parity"]

@@ -174,3 +174,51 @@ def test_an_untrained_v1_with_noise_tied_selection_verifies_at_batch_4(head, tmp
     run = json.loads(out.with_suffix(".json").read_text())["verification"]["runs"][0]
     assert run["passed"] and run["batch"] == 4
     assert run["reselected_queries"] > 0  # ONNX Runtime did keep other tied cells; the re-run proved them
+
+
+# -- D-FINE: the same proof (its decoder honours the observer; its LQE's TopKs are not the selection's) ---------------
+def test_a_d_fine_decoder_selects_the_cells_the_observer_returns():
+    from micro import MICRO_SIZE, micro_dfine_model
+
+    model = micro_dfine_model()
+    images = torch.from_numpy(verification_images(1, (MICRO_SIZE, MICRO_SIZE), seed=0)[0])
+    with torch.no_grad():
+        logits, boxes = model(images)
+        # The same cells in reverse order: the decoder is equivariant to the order of its queries.
+        with model.observe_selection(lambda scores, topk: topk.flip(1)):
+            flipped_logits, flipped_boxes = model(images)
+    assert float((flipped_logits - logits.flip(1)).abs().max()) <= 1e-5
+    assert float((flipped_boxes - boxes.flip(1)).abs().max()) <= 1e-5
+    assert model.decoder.selection_observer is None
+
+
+def test_the_cells_a_d_fine_graph_selected_are_read_from_its_selection_top_k(micro_dfine_fp32):
+    from micro import MICRO_SIZE, micro_dfine_model
+    from rtdetr_export.backends import OnnxRuntimeRunner
+    from rtdetr_export.verify.selection import candidate_selection
+
+    graph = onnx.load(str(micro_dfine_fp32))
+    assert sum(node.op_type == "TopK" for node in graph.graph.node) > 1  # the LQE's too
+    images = verification_images(2, (MICRO_SIZE, MICRO_SIZE), seed=0)[0]
+    model = micro_dfine_model()
+    captured = {}
+    model.decoder.enc_score_head.register_forward_hook(lambda m, i, o: captured.update(scores=o))
+    with torch.no_grad():
+        model(torch.from_numpy(images))
+    with OnnxRuntimeRunner(micro_dfine_fp32) as runner:
+        chosen = candidate_selection(runner, {"images": images})
+    assert chosen is not None
+    assert chosen.tolist() == select_topk(captured["scores"], model.config.num_queries).tolist()
+
+
+@pytest.mark.slow  # one D-FINE-N export at 640 and its verification: ~15 s
+def test_a_seeded_d_fine_n_at_640_with_tied_selection_verifies_by_re_selection(tmp_path):
+    """D-FINE-N's seeded weights score many flat-background cells alike at 640 (40x40 + 20x20 cells): ONNX Runtime
+    kept 7 other tied cells than PyTorch, and the export was refused (boxes 0.23 apart) until the verification
+    could read the graph's selection and re-run D-FINE with it."""
+    from rtdetr_export.pipeline import OnnxExportOptions, export_onnx
+
+    record = export_onnx(load_model(preset="dfine_n", image_size=640), tmp_path / "dfine_n.onnx",
+                         OnnxExportOptions(simplify=False)).record
+    [run] = record.verification.runs
+    assert record.verification.passed and run.reselected_queries > 0

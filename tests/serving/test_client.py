@@ -1,7 +1,8 @@
 """The client side of a served model (serving/client.py) against a real Triton server: the contract it reads from
 the served config, and predictions through the JPEG-in ensemble equal to local predict.
 
-The fast tier's one server: the micro artifact (tests/micro.py), Python backend with ONNX Runtime, one thread. The
+The fast tier's one server: the micro artifacts (tests/micro.py: RT-DETRv2 and D-FINE), Python backend with ONNX
+Runtime, one thread. The
 tiny-preset server tests (load, bad requests, dying clients, shutdown) are test_triton_server.py's, slow tier.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from rtdetr_export.errors import MissingDependencyError
+from rtdetr_export.model import DFineConfig
 from rtdetr_export.pipeline import Detector
 from rtdetr_export.predict import predict_images
 from paths import TESTS
@@ -27,14 +29,14 @@ PHOTOS = [TESTS / "data" / "images" / name for name in ("astronaut.jpg", "cat_ch
 
 
 @pytest.fixture(scope="module")
-def server(micro_fp32, tmp_path_factory):
+def server(micro_fp32, micro_dfine_fp32, tmp_path_factory):
     try:
         bundled_server()
         stub_site()
     except MissingDependencyError as exc:
         pytest.skip(f"no usable tritonserver: {exc}")
     repository = tmp_path_factory.mktemp("client") / "repo"
-    write_repository([micro_fp32], repository, TritonOptions(backend="python", ensemble=True, threads=1))
+    write_repository([micro_fp32, micro_dfine_fp32], repository, TritonOptions(backend="python", ensemble=True, threads=1))
     local = LocalTriton(repository, stop_with_parent=True).start()
     yield local
     local.stop()
@@ -56,3 +58,13 @@ def test_predictions_through_the_served_ensemble_equal_local_predict(server, mic
                             tmp_path / "served", 0.0)
     assert served.failures == [] and len(served.predictions["annotations"]) > 0
     assert served.predictions["annotations"] == local.predictions["annotations"]
+
+
+def test_a_d_fine_served_through_the_ensemble_equals_local_predict(server, micro_dfine_fp32, tmp_path):
+    local = predict_images(PHOTOS, Detector.from_artifact(micro_dfine_fp32), tmp_path / "local", 0.0)
+    served = predict_images(PHOTOS, open_triton_detector(f"grpc://{server.grpc_url}", "dfine_fp32_ensemble"),
+                            tmp_path / "served", 0.0)
+    assert served.failures == [] and len(served.predictions["annotations"]) > 0
+    assert served.predictions["annotations"] == local.predictions["annotations"]
+    with TritonRunner(server.http_url, "dfine_fp32") as runner:
+        assert isinstance(served_model(runner).record.model.config, DFineConfig)  # the contract names D-FINE

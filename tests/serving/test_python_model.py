@@ -19,6 +19,7 @@ import pytest
 
 from rtdetr_export.backends import OnnxRuntimeRunner
 from rtdetr_export.imaging import load_image, postprocess, preprocess
+from rtdetr_export.pipeline import Detector
 from paths import TESTS
 
 pytest.importorskip("tritonclient.grpc", reason="needs tritonclient: pip install -e '.[triton]'")
@@ -78,31 +79,41 @@ def _request(**arrays: np.ndarray) -> dict:
 
 
 @pytest.fixture
-def served(micro_fp32, tmp_path, monkeypatch):
-    """``served(name)``: the initialized Python-backend model NAME of a repository written for the micro artifact
-    (python backend, ONNX Runtime, JPEG-in ensemble)."""
+def served_from(tmp_path, monkeypatch):
+    """``served_from(artifact)(name)``: the initialized Python-backend model NAME of a repository written for
+    ``artifact`` (python backend, ONNX Runtime, JPEG-in ensemble)."""
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", PythonBackendUtils())
-    repository = tmp_path / "repo"
-    write_repository([micro_fp32], repository, TritonOptions(backend="python", ensemble=True, threads=1))
     loaded = []
 
-    def load(name: str):
-        folder = repository / name
-        config = parse_config((folder / "config.pbtxt").read_text())
-        # The repository's model.py is the package's file, byte for byte; run the package's (coverage sees it).
-        assert (folder / "1" / "model.py").read_bytes() == SOURCE.read_bytes()
-        spec = importlib.util.spec_from_file_location(f"served_{name}", SOURCE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        model = module.TritonPythonModel()
-        model.initialize({"model_config": json_format.MessageToJson(config, preserving_proto_field_name=True),
-                          "model_repository": str(folder), "model_version": "1"})
-        loaded.append(model)
-        return model
+    def repository_of(artifact: Path):
+        repository = tmp_path / f"repo_{artifact.stem}"
+        write_repository([artifact], repository, TritonOptions(backend="python", ensemble=True, threads=1))
 
-    yield load
+        def load(name: str):
+            folder = repository / name
+            config = parse_config((folder / "config.pbtxt").read_text())
+            # The repository's model.py is the package's file, byte for byte; run the package's (coverage sees it).
+            assert (folder / "1" / "model.py").read_bytes() == SOURCE.read_bytes()
+            spec = importlib.util.spec_from_file_location(f"served_{name}", SOURCE)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            model = module.TritonPythonModel()
+            model.initialize({"model_config": json_format.MessageToJson(config, preserving_proto_field_name=True),
+                              "model_repository": str(folder), "model_version": "1"})
+            loaded.append(model)
+            return model
+
+        return load
+
+    yield repository_of
     for model in loaded:
         model.finalize()
+
+
+@pytest.fixture
+def served(served_from, micro_fp32):
+    """``served(name)``: the model NAME of the micro artifact's repository."""
+    return served_from(micro_fp32)
 
 
 def test_the_model_role_batches_requests_and_answers_each_with_its_own_rows(served, micro_fp32):
@@ -144,3 +155,21 @@ def test_postprocess_is_the_detections_head_of_predict_over_every_query(served):
     np.testing.assert_array_equal(outputs["labels"][0], expected.labels)
     np.testing.assert_allclose(outputs["boxes"][0], expected.boxes, rtol=0, atol=1e-4)
     np.testing.assert_allclose(outputs["scores"][0], expected.scores, rtol=0, atol=1e-7)
+
+
+def test_a_d_fine_ensemble_chain_gives_local_predicts_detections(served_from, micro_dfine_fp32):
+    """D-FINE's raw head has RT-DETRv2's contract, so the same three roles serve it: JPEG bytes -> preprocess ->
+    the model -> postprocess gives what a local Detector on the file finds in the same photo."""
+    load = served_from(micro_dfine_fp32)
+    stages = [load(f"dfine_fp32{suffix}") for suffix in ("_preprocess", "", "_postprocess")]
+    [pre] = stages[0].execute([_request(image=np.array([PHOTO.read_bytes()], dtype=np.object_))])
+    [raw] = stages[1].execute([_request(images=pre.outputs()["images"])])
+    [post] = stages[2].execute([_request(**raw.outputs(), orig_target_sizes=pre.outputs()["orig_target_sizes"])])
+    assert [r.error for r in (pre, raw, post)] == [None, None, None]
+    with Detector.from_artifact(micro_dfine_fp32) as detector:
+        [expected] = detector.detect_batch([load_image(PHOTO)], threshold=-1.0)
+    served_out = post.outputs()
+    assert len(expected.scores) == 30  # every query, as the detections head answers
+    np.testing.assert_array_equal(served_out["labels"][0], expected.labels)
+    np.testing.assert_array_equal(served_out["scores"][0], expected.scores)
+    np.testing.assert_array_equal(served_out["boxes"][0], expected.boxes)

@@ -249,3 +249,20 @@ def test_the_served_model_role_imports_its_runners_without_torch_or_onnx():
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_triton_command_serves_a_d_fine_artifact_as_its_record_states(micro_dfine_fp32, tmp_path):
+    """A D-FINE file (the micro D-FINE, tests/micro.py) through the command line: every role written, the model's
+    config stating the D-FINE record's tensors (30 queries, 4 classes, 128x128, dynamic batch)."""
+    result = triton(micro_dfine_fp32, "-o", tmp_path / "repo", "--backend", "python", "--ensemble", "--json")
+    assert result.exit_code == 0, result.output
+    assert [m["name"] for m in json.loads(result.stdout)["models"]] == [
+        "dfine_fp32", "dfine_fp32_preprocess", "dfine_fp32_postprocess", "dfine_fp32_ensemble"]
+    config = parse_config((tmp_path / "repo" / "dfine_fp32" / "config.pbtxt").read_text())
+    record = open_artifact(micro_dfine_fp32)
+    assert record.model.config.model_name == "D-FINE"
+    assert [(t.name, list(t.dims)) for t in config.output] == [
+        (spec.name, list(spec.shape[1:])) for spec in record.io.outputs] == [("logits", [30, 4]),
+                                                                             ("pred_boxes", [30, 4])]
+    assert [(t.name, list(t.dims)) for t in config.input] == [("images", [3, 128, 128])]
+    assert config.max_batch_size == 8
