@@ -1,9 +1,10 @@
 """The client side of a served model (serving/client.py) against a real Triton server: the contract it reads from
 the served config, and predictions through the JPEG-in ensemble equal to local predict.
 
-The fast tier's one server: the micro artifacts (tests/micro.py: RT-DETRv2 and D-FINE), Python backend with ONNX
-Runtime, one thread. The
-tiny-preset server tests (load, bad requests, dying clients, shutdown) are test_triton_server.py's, slow tier.
+The fast tier's one server: the micro artifact (tests/micro.py), Python backend with ONNX Runtime, one thread; the
+micro D-FINE's server is the slow tier's (its Python-backend chain is tested in process, fast:
+test_python_model.py). The tiny-preset server tests (load, bad requests, dying clients, shutdown) are
+test_triton_server.py's, slow tier.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rtdetr_export.model import DFineConfig
 from rtdetr_export.pipeline import Detector
 from rtdetr_export.predict import predict_images
 from paths import TESTS
+from tiers import costly
 
 pytest.importorskip("tritonclient.grpc", reason="needs tritonclient: pip install -e '.[triton]'")
 
@@ -28,16 +30,28 @@ pytestmark = pytest.mark.xdist_group("triton_server")  # one server at a time on
 PHOTOS = [TESTS / "data" / "images" / name for name in ("astronaut.jpg", "cat_chelsea.jpg")]
 
 
-@pytest.fixture(scope="module")
-def server(micro_fp32, micro_dfine_fp32, tmp_path_factory):
+def _serve(artifacts, folder):
     try:
         bundled_server()
         stub_site()
     except MissingDependencyError as exc:
         pytest.skip(f"no usable tritonserver: {exc}")
-    repository = tmp_path_factory.mktemp("client") / "repo"
-    write_repository([micro_fp32, micro_dfine_fp32], repository, TritonOptions(backend="python", ensemble=True, threads=1))
-    local = LocalTriton(repository, stop_with_parent=True).start()
+    repository = folder / "repo"
+    write_repository(artifacts, repository, TritonOptions(backend="python", ensemble=True, threads=1))
+    return LocalTriton(repository, stop_with_parent=True).start()
+
+
+@pytest.fixture(scope="module")
+def server(micro_fp32, tmp_path_factory):
+    local = _serve([micro_fp32], tmp_path_factory.mktemp("client"))
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="module")
+@costly  # a second server (every ensemble step of a model is a Python-backend process: ~2.5 s to start and stop)
+def dfine_server(micro_dfine_fp32, tmp_path_factory):
+    local = _serve([micro_dfine_fp32], tmp_path_factory.mktemp("client_dfine"))
     yield local
     local.stop()
 
@@ -60,11 +74,11 @@ def test_predictions_through_the_served_ensemble_equal_local_predict(server, mic
     assert served.predictions["annotations"] == local.predictions["annotations"]
 
 
-def test_a_d_fine_served_through_the_ensemble_equals_local_predict(server, micro_dfine_fp32, tmp_path):
+def test_a_d_fine_served_through_the_ensemble_equals_local_predict(dfine_server, micro_dfine_fp32, tmp_path):
     local = predict_images(PHOTOS, Detector.from_artifact(micro_dfine_fp32), tmp_path / "local", 0.0)
-    served = predict_images(PHOTOS, open_triton_detector(f"grpc://{server.grpc_url}", "dfine_fp32_ensemble"),
+    served = predict_images(PHOTOS, open_triton_detector(f"grpc://{dfine_server.grpc_url}", "dfine_fp32_ensemble"),
                             tmp_path / "served", 0.0)
     assert served.failures == [] and len(served.predictions["annotations"]) > 0
     assert served.predictions["annotations"] == local.predictions["annotations"]
-    with TritonRunner(server.http_url, "dfine_fp32") as runner:
+    with TritonRunner(dfine_server.http_url, "dfine_fp32") as runner:
         assert isinstance(served_model(runner).record.model.config, DFineConfig)  # the contract names D-FINE
