@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +22,12 @@ from typing import Any, Callable
 # threads need (measured: an r18vd forward at 640 took 4.5 s with spinning, 2.7 s with waiting threads asleep,
 # next to another busy process). Outputs are bit-identical: the thread count and the split of the work are unchanged.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# Cache compiled modules (__pycache__, git-ignored) even where the environment says not to: the project's machines
+# set PYTHONDONTWRITEBYTECODE=1, so every run compiled the package again and pytest rewrote the asserts of every test
+# module again (measured on the 2-core EPYC: the fast tier's collection 8.9 s without the cache, 3.9 s with it).
+# Only writing is affected; a module is compiled from its source whenever the source changed, as always.
+sys.dont_write_bytecode = False
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
