@@ -56,6 +56,14 @@ def engines_build_cached() -> bool:
     return (build / "rtdetr_detect").is_file()
 
 
+def bytecode_cached() -> bool:
+    """Whether the package's and the tests' compiled modules are cached (__pycache__, written by an earlier run:
+    tests/conftest.py caches them although the machine sets PYTHONDONTWRITEBYTECODE=1); without them the run
+    compiles the package and rewrites every test module's asserts first (about 5 s on 2 cores)."""
+    return any((ROOT / "rtdetr_export" / "__pycache__").glob("*.pyc")) and any((ROOT / "tests" / "__pycache__").glob(
+        "*.pyc"))
+
+
 def timed_run() -> dict:
     """The README's fast-tier command, timed; its summary line (`N passed, M skipped in T s`)."""
     start = time.perf_counter()
@@ -123,7 +131,9 @@ def write_report(report: dict, folder: Path) -> None:
              f"Load average before the run: {report['load_before']} (other work on the machine makes the time an "
              "upper bound).",
              "C++ engines build: " + ("cached in engines/build before the run." if report["engines_build_cached"]
-                                      else "compiled during the run (a first run; later runs reuse it)."), "",
+                                      else "compiled during the run (a first run; later runs reuse it)."),
+             "Compiled Python modules: " + ("cached (__pycache__) before the run." if report["bytecode_cached"]
+                                            else "compiled during the run (a first run; later runs reuse them)."), "",
              f"- wall time: **{timed['wall_s']} s** (limit {LIMIT_S:.0f} s), exit code {timed['exit_code']}",
              f"- pytest: {timed['summary']}"]
     if "reach" in report:
@@ -145,7 +155,8 @@ def main() -> int:
     today = dt.date.today().isoformat()
     report = {"date": today, "machine": f"{cpu_model()}, {os.cpu_count()} cores",
               "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()), "limit_s": LIMIT_S,
-              "engines_build_cached": engines_build_cached(), "timed": timed_run()}
+              "engines_build_cached": engines_build_cached(), "bytecode_cached": bytecode_cached(),
+              "timed": timed_run()}
     print(f"fast tier: {report['timed']['wall_s']} s ({report['timed']['summary']})", flush=True)
     if not args.no_coverage:
         with tempfile.TemporaryDirectory() as work:
