@@ -8,6 +8,7 @@ import torch
 
 from rtdetr_export.backends.openvino_runner import PRECISION_HINTS
 from rtdetr_export.bench.targets import BACKENDS, DEFAULT_BACKENDS, DEVICES
+from rtdetr_export.bench.timing import Rounds
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.heads import HEADS
 
@@ -35,6 +36,7 @@ class BenchOptions:
     peer: bool = False
     note: str | None = None
     openvino: list[str] = field(default_factory=lambda: ["f32", "bf16"])  # precision hints of the openvino rows
+    settle_ms: float = Rounds.settle_ms  # pause before each call while several runners take turns (bench/timing.py)
 
     def validate(self) -> None:
         """Raise RTDetrExportError for values no benchmark can use."""
@@ -60,6 +62,8 @@ class BenchOptions:
             raise RTDetrExportError(f"--e2e-iters must be >= 0, got {self.e2e_iters}")
         if self.threads is not None and self.threads < 1:
             raise RTDetrExportError(f"--threads must be >= 1, got {self.threads}")
+        if self.settle_ms < 0:
+            raise RTDetrExportError(f"--settle-ms must be >= 0, got {self.settle_ms}")
         if self.head not in HEADS:
             raise RTDetrExportError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
         if self.device == "cuda" and not torch.cuda.is_available():

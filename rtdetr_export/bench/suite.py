@@ -98,7 +98,7 @@ def run_benchmark(options: BenchOptions, log: Log = lambda message: None) -> dic
         torch.set_num_threads(previous_threads)
     settings = {key: value for key, value in dataclasses.asdict(options).items()
                 if key not in ("artifacts", "model_path", "preset", "method", "image_size", "note")}
-    settings.update(head=head, interleaved=True, settle_ms=Rounds.settle_ms,
+    settings.update(head=head, interleaved=True, settle_ms=options.settle_ms,
                     torch_threads=torch.get_num_threads() if not options.threads else options.threads,
                     rounds=measured["rounds"], e2e_rounds=measured["e2e_rounds"], inputs=measured["inputs"], reference="torch-fp32-cpu (unfused model, verification's rules)")
     return report_module.assemble(
@@ -168,7 +168,7 @@ def _measure(options: BenchOptions, models: BenchModels, targets: list[Target], 
     log(f"[bench] loading {sum(1 for t in targets if not t.skipped)} runner(s) on {options.device}")
     runners = _activate(targets, options.device, log)
     # The peak GEMMs run between the rows' calls, in the first rounds of every batch: same load, same settings.
-    peaks = PeakProbe(tmp / "peaks", options.threads)
+    peaks = PeakProbe(tmp / "peaks", options.threads, settle_ms=options.settle_ms)
     peaks.activate()
     results, rounds_done, e2e_done = [], {}, {}
     for batch in options.batches:
@@ -180,7 +180,7 @@ def _measure(options: BenchOptions, models: BenchModels, targets: list[Target], 
             continue
         log(f"[bench] batch {batch}: timing {', '.join(active)} in interleaved rounds")
         stages: dict[str, dict[str, list[float]]] = {}
-        samples = interleaved(active, feed, Rounds(options.iters, options.seconds), sync,
+        samples = interleaved(active, feed, Rounds(options.iters, options.seconds, settle_ms=options.settle_ms), sync,
                               progress=lambda done: _round_done(done, peaks, log), stages=stages)
         rounds_done[batch] = len(next(iter(samples.values())))
         e2e_count = options.e2e_iters if options.e2e_iters is not None else max(2, rounds_done[batch] // 3)

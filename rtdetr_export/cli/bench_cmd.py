@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from rtdetr_export.bench.targets import BACKENDS, DEVICES
+from rtdetr_export.bench.timing import Rounds
 from rtdetr_export.cli.common import emit_json, progress
 from rtdetr_export.cli.options import ModelChoice, ReportFlags, model_choice, option_group, report_flags
 from rtdetr_export.errors import RTDetrExportError
@@ -16,7 +17,7 @@ from rtdetr_export.model.heads import HEADS
 
 def _bench(backends: str, openvino_hints: str, device: str, batch_text: str, warmup: int, iters: int | None,
            seconds: float | None, e2e_iters: int | None, threads: int | None, images: str | None, head: str,
-           peer: bool, note: str | None) -> Any:
+           peer: bool, note: str | None, settle_ms: float) -> Any:
     """BenchOptions of the timing flags (the artifacts and the model are filled in by the command)."""
     from rtdetr_export.bench import BenchOptions, parse_backends, parse_batches
 
@@ -25,6 +26,7 @@ def _bench(backends: str, openvino_hints: str, device: str, batch_text: str, war
     return BenchOptions(backends=parse_backends(backends), device=device, batches=parse_batches(batch_text),
                         warmup=warmup, iters=10 if iters is None and seconds is None else iters, seconds=seconds,
                         e2e_iters=e2e_iters, threads=threads, images=images, head=head, peer=peer, note=note,
+                        settle_ms=settle_ms,
                         openvino=[hint.strip() for hint in openvino_hints.split(",") if hint.strip()])
 
 
@@ -53,6 +55,8 @@ bench_options = option_group("bench", _bench, [
                  help="Add the transformers path (RTDetrV2ForObjectDetection -> torch.onnx -> onnxslim) on the same "
                       "weights; needs transformers."),
     click.option("--note", default=None, help="A line shown at the top of the report (e.g. 'draft, noisy machine')."),
+    click.option("--settle-ms", type=float, default=Rounds.settle_ms, show_default=True,
+                 help="Pause before each timed call while several runners take turns, so the last runtime's spinning threads settle (docs/benchmarks.md); 0 where the timing is not the point."),
 ])
 
 

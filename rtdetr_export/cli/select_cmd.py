@@ -7,17 +7,18 @@ from typing import Any
 import click
 
 from rtdetr_export.artifact.options import DEFAULT_CALIBRATION_COUNT
+from rtdetr_export.bench.timing import Rounds
 from rtdetr_export.cli.common import emit_json, progress
 from rtdetr_export.cli.options import ModelChoice, ReportFlags, model_choice, option_group, report_flags
 from rtdetr_export.errors import RTDetrExportError
 
 
 def _select(annotations: str, images: str, max_ap_drop: float, calib_images: str | None, calib_count: int,
-            batch: int, iters: int, warmup: int, threads: int | None, limit: int | None) -> Any:
+            batch: int, iters: int, warmup: int, threads: int | None, limit: int | None, settle_ms: float) -> Any:
     from rtdetr_export.select import SelectOptions
 
     return SelectOptions(annotations, images, max_ap_drop, calib_images, calib_count, batch, iters, warmup, threads,
-                         limit)
+                         limit, settle_ms)
 
 
 select_options = option_group("select", _select, [
@@ -39,6 +40,8 @@ select_options = option_group("select", _select, [
     click.option("--threads", type=int, default=None,
                  help="Intra-op threads of every runtime [default: each runtime's own choice]."),
     click.option("--limit", type=int, default=None, help="Measure AP on the first N annotated images only."),
+    click.option("--settle-ms", type=float, default=Rounds.settle_ms, show_default=True,
+                 help="Pause before each timed call while several runners take turns, so the last runtime's spinning threads settle (docs/benchmarks.md); 0 where the timing is not the point."),
 ])
 
 

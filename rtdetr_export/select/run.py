@@ -49,6 +49,7 @@ class SelectOptions:
     warmup: int = 2
     threads: int | None = None
     limit: int | None = None  # AP on the first N annotated images only
+    settle_ms: float = Rounds.settle_ms  # pause before each call while the candidates take turns (bench/timing.py)
     candidates: tuple[Candidate, ...] = CPU_CANDIDATES
 
     def validate(self) -> None:
@@ -62,6 +63,8 @@ class SelectOptions:
             raise RTDetrExportError(f"--warmup must be >= 0, got {self.warmup}")
         if self.threads is not None and self.threads < 1:
             raise RTDetrExportError(f"--threads must be >= 1, got {self.threads}")
+        if self.settle_ms < 0:
+            raise RTDetrExportError(f"--settle-ms must be >= 0, got {self.settle_ms}")
         if not self.candidates:
             raise RTDetrExportError("no candidate to compare")
 
@@ -232,7 +235,7 @@ def _time(model: RTDETRv2, options: SelectOptions, rows: list[SelectRow], paths:
                 row.parity = parity(head, feed, want, got, precision, reference)
             active[name] = runner
         log(f"[select] batch {batch}: timing {', '.join(active)} in {options.iters} interleaved rounds")
-        samples = interleaved(active, feed, Rounds(options.iters),
+        samples = interleaved(active, feed, Rounds(options.iters, settle_ms=options.settle_ms),
                               progress=lambda done: log(f"  round {done}") if done % 5 == 0 else None)
         for name, values in samples.items():
             row = row_of[name]
@@ -275,7 +278,7 @@ def _report(options: SelectOptions, rows: list[SelectRow], dataset: EvalSet, sta
         row.within_budget = within_budget(point, baseline.ap or 0.0, options.max_ap_drop)
     choice = choose(points, baseline.ap or 0.0, options.max_ap_drop)
     settings = {"threads": options.threads, "iters": options.iters, "warmup": options.warmup,
-                "settle_ms": Rounds.settle_ms, "calib_images": options.calib_images or options.images,
+                "settle_ms": options.settle_ms, "calib_images": options.calib_images or options.images,
                 "calib_count": options.calib_count, "eval_batch": 1,
                 "candidates": [{"name": c.name, "artifact": c.artifact.name, "artifact_description":
                                 c.artifact.description, "runtime": c.runtime.label} for c in options.candidates]}

@@ -188,10 +188,12 @@ def test_peer_rows_run_the_same_weights_and_are_compared_with_ours(bench_run):
     (["--batch", "1,x"], "--batch takes comma-separated positive integers"),
     (["--iters", "0"], "--iters must be >= 1"),
     (["--iters", "5", "--seconds", "2"], "give --iters or --seconds, not both"),
+    (["--settle-ms", "-1"], "--settle-ms must be >= 0"),
     (["missing.onnx"], "missing.onnx: no such file"),
     (["notes.txt"], "unknown artifact type"),
     (["garbage.onnx"], "is not an ONNX file"),
-], ids=["unknown-backend", "batch-0", "batch-not-int", "iters-0", "iters-and-seconds", "missing-artifact",
+], ids=["unknown-backend", "batch-0", "batch-not-int", "iters-0", "iters-and-seconds", "settle-negative",
+        "missing-artifact",
         "unknown-artifact", "unreadable-artifact"])
 def test_bad_input_gives_a_one_line_error(args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -309,11 +311,13 @@ def test_shortcut_pool_equals_ceil_mode_average_pooling(height, width):
 # -- the fast tier's bench: a micro artifact file (tests/micro.py), no export, no peer ------------------------------------
 def test_a_bench_of_an_artifact_file_writes_every_report_file_and_passes_parity(micro_fp32, tmp_path):
     folder = tmp_path / "report"
+    # No pause between calls (--settle-ms 0): the report's files are under test here, not the timing.
     result = CliRunner().invoke(main, ["bench", str(micro_fp32), "--batch", "1", "--iters", "2", "--warmup", "1",
-                                       "--e2e-iters", "1", "--threads", "1", "--report", str(folder), "--json",
-                                       "--quiet"])
+                                       "--e2e-iters", "1", "--threads", "1", "--settle-ms", "0", "--report",
+                                       str(folder), "--json", "--quiet"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    assert report["settings"]["settle_ms"] == 0
     assert {p.name for p in folder.iterdir()} == {"report.json", "report.md", "report.csv", "latency.png"}
     ours = [r for r in _ok(report) if r["target"] != "torch-fp32-cpu"]
     assert ours and all(r["parity"]["passed"] for r in ours)

@@ -27,7 +27,7 @@ def bench_split(micro_split, tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench_split") / "report"
     result = CliRunner().invoke(main, ["bench", str(micro_split), "--backends", "onnxruntime", "--batch",
                                        "1,2", "--iters", str(ITERS), "--warmup", "1", "--e2e-iters", "1", "--threads",
-                                       "1", "--report", str(folder), "--json", "--quiet"])
+                                       "1", "--settle-ms", "0", "--report", str(folder), "--json", "--quiet"])
     assert result.exit_code == 0, result.output
     return folder, json.loads(result.stdout)
 
