@@ -379,19 +379,30 @@ def _reference(method: str, images, preset: str) -> tuple[Any, list[dict[str, An
     return runner, [runner.infer({"images": image}) for image in images]
 
 
-def _parity(reference: tuple[Any, list[dict]], images, outputs_file: Path, onnx_file: Path | None = None
-            ) -> dict[str, Any]:
-    """``onnx_file``: the ONNX file the row ran as it is (ONNX Runtime's row); a failed image is then judged again
-    with the cells that file's query selection kept among tied scores, as verification does
-    (verify/selection.py). Other runtimes' choices cannot be read from their graphs: no re-selection for them."""
+def _selection_runner(key: str, onnx_file: Path, threads: int) -> Any:
+    """A runner of the row's runtime on the ONNX file as it ran it, whose query selection verify/selection.py can
+    read (ONNX Runtime's, and OpenVINO's under the f32 hint), or None: the converters' graphs (ncnn, LiteRT, RKNN)
+    and OpenVINO without a hint (its precision is the plugin's choice) do not say which cells they kept."""
+    from rtdetr_export.backends import OnnxRuntimeRunner
+    from rtdetr_export.backends.openvino_runner import OpenVinoRunner
+
+    if key == "onnxruntime":
+        return OnnxRuntimeRunner(onnx_file, threads=threads)
+    if key == "openvino":
+        return OpenVinoRunner(onnx_file, "f32", threads)
+    return None
+
+
+def _parity(reference: tuple[Any, list[dict]], images, outputs_file: Path, candidate: Any = None) -> dict[str, Any]:
+    """``candidate``: a runner of the row's runtime on its ONNX file (``_selection_runner``); a failed image is then
+    judged again with the cells that runtime's query selection kept among tied scores, as verification does
+    (verify/selection.py). Without one, no re-selection."""
     import numpy as np
 
-    from rtdetr_export.backends import OnnxRuntimeRunner
     from rtdetr_export.verify import compare_outputs, thresholds_for
     from rtdetr_export.verify.verification import compare_with_candidate_selection
 
     runner, refs = reference
-    candidate = OnnxRuntimeRunner(onnx_file) if onnx_file is not None else None
     reselected = 0
     thresholds = thresholds_for("fp32")
     data = np.load(outputs_file)
@@ -519,7 +530,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 row["run_error"] = raw["run_error"]
             if raw["runs"]:
                 row["parity"] = _parity(reference, images, work / f"{key}_{sampler}" / "outputs.npz",
-                                        model if key == "onnxruntime" else None)
+                                        _selection_runner(key, model, args.threads))
                 times = raw["latency_ms"]
                 row["latency_ms"] = {"median": round(_median(times), 1), "min": round(min(times), 1),
                                      "max": round(max(times), 1), "runs": len(times), "threads": args.threads,

@@ -39,6 +39,16 @@ class OpenVinoRunner(Runner):
         self.compiled = None
 
     def activate(self) -> None:
+        self.compiled = self.compile(str(self.path))
+        # A port can carry several tensor names: when OpenVINO folds an FP16 file's first or last Cast, the tensor
+        # behind it names the port too, and ``get_any_name`` may return that one. So ports keep the file's names.
+        inputs, outputs = self.io_names or _graph_io_names(self.path)
+        self.inputs = _by_name(list(self.compiled.inputs), inputs)
+        self.outputs = _by_name(list(self.compiled.outputs), outputs)
+
+    def compile(self, model):
+        """``model`` (a file's path, or an ``openvino.Model`` read from it) compiled for the CPU with this runner's
+        precision hint and threads: what ``infer`` runs, or a copy of it with more outputs (verify/selection.py)."""
         try:
             import openvino as ov
         except ImportError:
@@ -47,15 +57,10 @@ class OpenVinoRunner(Runner):
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
         try:
-            self.compiled = ov.Core().compile_model(str(self.path), "CPU", config)
+            return ov.Core().compile_model(model, "CPU", config)
         except RuntimeError as exc:
             raise RTDetrExportError(f"{self.path}: OpenVINO cannot compile it ({str(exc).splitlines()[0][:160]})") \
                 from None
-        # A port can carry several tensor names: when OpenVINO folds an FP16 file's first or last Cast, the tensor
-        # behind it names the port too, and ``get_any_name`` may return that one. So ports keep the file's names.
-        inputs, outputs = self.io_names or _graph_io_names(self.path)
-        self.inputs = _by_name(list(self.compiled.inputs), inputs)
-        self.outputs = _by_name(list(self.compiled.outputs), outputs)
 
     def deactivate(self) -> None:
         self.compiled = None

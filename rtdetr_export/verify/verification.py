@@ -76,7 +76,7 @@ def compare_outputs(head: str, feed: dict[str, np.ndarray], ref: dict[str, np.nd
 
 def compare_with_candidate_selection(head: str, feed: dict[str, np.ndarray], test: dict[str, np.ndarray],
                                      thresholds: Thresholds, reference: ReferenceRunner,
-                                     candidate: OnnxRuntimeRunner | SplitRunner,
+                                     candidate: OnnxRuntimeRunner | OpenVinoRunner | SplitRunner,
                                      plain: BatchComparison) -> BatchComparison:
     """``plain`` again, unless the candidate kept other encoder cells than the reference only among tied scores
     and the reference re-run with its cells matches (verify/selection.py)."""
@@ -107,7 +107,8 @@ def compare_runners(reference: ReferenceRunner, candidate: Runner, head: str, fe
                 runs.append(compare_agreement(ref, test, head, thresholds))
             else:
                 run = compare_outputs(head, feed, ref, test, thresholds, reference)
-                if run.failures and (type(candidate) is OnnxRuntimeRunner or isinstance(candidate, SplitRunner)):
+                if run.failures and (type(candidate) in (OnnxRuntimeRunner, OpenVinoRunner)
+                                     or isinstance(candidate, SplitRunner)):
                     run = compare_with_candidate_selection(head, feed, test, thresholds, reference, candidate, run)
                 runs.append(run)
     return Verification(head, runs, asdict(thresholds), candidate=candidate_name or candidate.name,

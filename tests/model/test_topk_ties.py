@@ -211,7 +211,7 @@ def test_the_cells_a_d_fine_graph_selected_are_read_from_its_selection_top_k(mic
     assert chosen.tolist() == select_topk(captured["scores"], model.config.num_queries).tolist()
 
 
-@pytest.mark.slow  # one D-FINE-N export at 640 and its verification: ~15 s
+@pytest.mark.slow  # one D-FINE-N export at 640 and its verification on ONNX Runtime and OpenVINO: ~30 s
 def test_a_seeded_d_fine_n_at_640_with_tied_selection_verifies_by_re_selection(tmp_path):
     """D-FINE-N's seeded weights score many flat-background cells alike at 640 (40x40 + 20x20 cells): ONNX Runtime
     kept 7 other tied cells than PyTorch, and the export was refused (boxes 0.23 apart) until the verification
@@ -222,3 +222,31 @@ def test_a_seeded_d_fine_n_at_640_with_tied_selection_verifies_by_re_selection(t
                          OnnxExportOptions(simplify=False)).record
     [run] = record.verification.runs
     assert record.verification.passed and run.reselected_queries > 0
+    # OpenVINO keeps tied cells of its own (8 where ONNX Runtime kept 7, measured): read from the model it read,
+    # proven the same way (it was refused before: logits 0.0065, boxes 0.099 apart).
+    pytest.importorskip("openvino", reason="the OpenVINO half needs openvino (pip install openvino)")
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "dfine_n.onnx"), "--openvino", "f32", "--json"])
+    assert result.exit_code == 0, result.output
+    [ov_run] = json.loads(result.stdout)["runs"]
+    assert ov_run["passed"] and ov_run["reselected_queries"] > 0
+
+
+@pytest.mark.parametrize("artifact", ["micro_dfine_fp32", "micro_ir"])
+def test_the_cells_an_openvino_candidate_selected_are_read_from_the_model_it_read(artifact, request):
+    """OpenVINO's choice is read as ONNX Runtime's (the selection TopK's indices, an output added to the model
+    OpenVINO read, compiled under the candidate's hint), from an ONNX file and from an IR alike."""
+    from micro import MICRO_SIZE, micro_dfine_model, micro_model
+    from rtdetr_export.backends.openvino_runner import OpenVinoRunner
+    from rtdetr_export.verify.selection import candidate_selection
+
+    path = request.getfixturevalue(artifact)
+    model = micro_dfine_model() if "dfine" in artifact else micro_model()
+    images = verification_images(2, (MICRO_SIZE, MICRO_SIZE), seed=0)[0]
+    captured = {}
+    model.decoder.enc_score_head.register_forward_hook(lambda m, i, o: captured.update(scores=o))
+    with torch.no_grad():
+        model(torch.from_numpy(images))
+    with OpenVinoRunner(path, "f32") as runner:
+        chosen = candidate_selection(runner, {"images": images})
+    assert chosen is not None and chosen.dtype == np.int64
+    assert chosen.tolist() == select_topk(captured["scores"], model.config.num_queries).tolist()
