@@ -257,21 +257,32 @@ class _LiteRT:
         from ai_edge_litert.interpreter import Interpreter
 
         self.interpreter = Interpreter(model_path=str(tflite), num_threads=threads)
-        signature = self.interpreter.get_signature_list()["serving_default"]
-        self.input_name = signature["inputs"][0]
+        signature = self.interpreter.get_signature_list().get("serving_default")
         self.input_shape = [int(d) for d in self.interpreter.get_input_details()[0]["shape"]]
-        self.runner = self.interpreter.get_signature_runner()
+        if signature is not None:
+            self.input_name, self.runner = signature["inputs"][0], self.interpreter.get_signature_runner()
+            outputs = signature["outputs"]
+        else:  # the Keras model of D-FINE converts without a signature: the tensors in the graph's output order
+            self.input_name, self.runner = None, None
+            self.interpreter.allocate_tensors()
+            outputs = [f"{d['name']} (position {i})" for i, d in enumerate(self.interpreter.get_output_details())]
         self.details = {"tflite_bytes": tflite.stat().st_size, "input_shape": self.input_shape,
-                        "outputs": signature["outputs"], "onnx2tf_options": self.onnx2tf_options,
+                        "outputs": outputs, "signature": signature is not None,
+                        "onnx2tf_options": self.onnx2tf_options,
                         "inference_precision": "f32"}  # a float32 .tflite; XNNPACK stays f32 unless asked
 
     def infer(self, images):
         import numpy as np
 
         # onnx2tf turns NCHW image inputs into NHWC.
-        feed = images if self.input_shape == list(images.shape) else images.transpose(0, 2, 3, 1)
-        outputs = self.runner(**{self.input_name: np.ascontiguousarray(feed)})
-        return {name: outputs[name] for name in OUTPUTS}
+        feed = np.ascontiguousarray(images if self.input_shape == list(images.shape) else images.transpose(0, 2, 3, 1))
+        if self.runner is not None:
+            outputs = self.runner(**{self.input_name: feed})
+            return {name: outputs[name] for name in OUTPUTS}
+        self.interpreter.set_tensor(self.interpreter.get_input_details()[0]["index"], feed)
+        self.interpreter.invoke()
+        details = self.interpreter.get_output_details()
+        return {name: self.interpreter.get_tensor(d["index"]).copy() for name, d in zip(OUTPUTS, details)}
 
 
 class ConversionError(RuntimeError):
