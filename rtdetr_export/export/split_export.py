@@ -16,7 +16,8 @@ import torch
 from rtdetr_export.artifact.options import GraphOptions
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.export.graph_checks import check_graph
-from rtdetr_export.export.torch_export import ExportedGraph, example_inputs, export_record, simplify, trace_to_onnx
+from rtdetr_export.export.torch_export import (ExportedGraph, example_inputs, export_record, simplify, trace_to_onnx,
+                                               with_static_output_dims)
 from rtdetr_export.imaging.host_step import select_queries
 from rtdetr_export.model import RTDETRv2, prepare_for_deploy
 from rtdetr_export.model.config import ModelConfig, size_text
@@ -69,6 +70,8 @@ def _finish(graph: onnx.ModelProto, options: GraphOptions, sampler: Sampler, whi
     if options.simplify:
         log(f"simplifying the {which} graph with onnxslim")
         graph, simplifier = simplify(graph)
+    else:
+        graph = with_static_output_dims(graph)
     census = check_split_graph(graph, sampler, which)
     return ExportedGraph(graph, census, export_record(options, simplifier), sampler)
 
