@@ -8,9 +8,9 @@ from typing import Any
 import click
 
 from rtdetr_export.bench.targets import BACKENDS, DEVICES
-from rtdetr_export.bench.timing import Rounds
 from rtdetr_export.cli.common import emit_json, progress
-from rtdetr_export.cli.options import ModelChoice, ReportFlags, model_choice, option_group, report_flags
+from rtdetr_export.cli.options import (SETTLE_MS_OPTION, ModelChoice, ReportFlags, model_choice, option_group,
+                                       report_flags)
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.heads import HEADS
 
@@ -55,8 +55,7 @@ bench_options = option_group("bench", _bench, [
                  help="Add the transformers path (RTDetrV2ForObjectDetection -> torch.onnx -> onnxslim) on the same "
                       "weights; needs transformers."),
     click.option("--note", default=None, help="A line shown at the top of the report (e.g. 'draft, noisy machine')."),
-    click.option("--settle-ms", type=float, default=Rounds.settle_ms, show_default=True,
-                 help="Pause before each timed call while several runners take turns, so the last runtime's spinning threads settle (docs/benchmarks.md); 0 where the timing is not the point."),
+    SETTLE_MS_OPTION,
 ])
 
 

@@ -18,6 +18,7 @@ import click
 from rtdetr_export.artifact.options import (CALIBRATION_METHODS, DEFAULT_CALIBRATION_COUNT, DEFAULT_OPSET,
                                             INT8_FLOATS, INT8_TARGETS, PRECISIONS, GraphOptions, PrecisionOptions)
 from rtdetr_export.backends.openvino_runner import PRECISION_HINTS
+from rtdetr_export.bench.timing import Rounds
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.config import METHODS, PRESETS, SizeRange, parse_image_size
 from rtdetr_export.model.dfine_config import DFINE_PRESETS
@@ -201,6 +202,11 @@ HEAD_OPTIONS = [
                  help="raw: logits + pred_boxes; detections: labels, boxes (px), scores with orig_target_sizes."),
     click.option("--top-k", type=int, default=300, show_default=True, help="Detections kept by the detections head."),
 ]
+# bench's and select's pause between timed calls (bench/timing.py Rounds.settle_ms)
+SETTLE_MS_OPTION = click.option(
+    "--settle-ms", type=float, default=Rounds.settle_ms, show_default=True,
+    help="Pause before each timed call while several runners take turns, so the last runtime's spinning threads "
+         "settle (docs/benchmarks.md); 0 where the timing is not the point.")
 OPSET_OPTION = click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True,
                             help="ONNX opset (13-20; 16+ with --bilinear-op gridsample).")
 

@@ -7,9 +7,9 @@ from typing import Any
 import click
 
 from rtdetr_export.artifact.options import DEFAULT_CALIBRATION_COUNT
-from rtdetr_export.bench.timing import Rounds
 from rtdetr_export.cli.common import emit_json, progress
-from rtdetr_export.cli.options import ModelChoice, ReportFlags, model_choice, option_group, report_flags
+from rtdetr_export.cli.options import (SETTLE_MS_OPTION, ModelChoice, ReportFlags, model_choice, option_group,
+                                       report_flags)
 from rtdetr_export.errors import RTDetrExportError
 
 
@@ -40,8 +40,7 @@ select_options = option_group("select", _select, [
     click.option("--threads", type=int, default=None,
                  help="Intra-op threads of every runtime [default: each runtime's own choice]."),
     click.option("--limit", type=int, default=None, help="Measure AP on the first N annotated images only."),
-    click.option("--settle-ms", type=float, default=Rounds.settle_ms, show_default=True,
-                 help="Pause before each timed call while several runners take turns, so the last runtime's spinning threads settle (docs/benchmarks.md); 0 where the timing is not the point."),
+    SETTLE_MS_OPTION,
 ])
 
 
