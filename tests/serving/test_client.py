@@ -66,19 +66,19 @@ def test_the_served_contract_is_the_artifacts_record(server, micro_fp32):
     assert served.record.to_json() == record.to_json() | {"op_census": served.record.to_json()["op_census"]}
 
 
-def test_predictions_through_the_served_ensemble_equal_local_predict(server, micro_fp32, tmp_path):
-    local = predict_images(PHOTOS, Detector.from_artifact(micro_fp32), tmp_path / "local", 0.0)
-    served = predict_images(PHOTOS, open_triton_detector(f"grpc://{server.grpc_url}", "fp32_ensemble"),
+def _assert_served_ensemble_equals_local_predict(server, artifact, tmp_path) -> None:
+    local = predict_images(PHOTOS, Detector.from_artifact(artifact), tmp_path / "local", 0.0)
+    served = predict_images(PHOTOS, open_triton_detector(f"grpc://{server.grpc_url}", f"{artifact.stem}_ensemble"),
                             tmp_path / "served", 0.0)
     assert served.failures == [] and len(served.predictions["annotations"]) > 0
     assert served.predictions["annotations"] == local.predictions["annotations"]
+
+
+def test_predictions_through_the_served_ensemble_equal_local_predict(server, micro_fp32, tmp_path):
+    _assert_served_ensemble_equals_local_predict(server, micro_fp32, tmp_path)
 
 
 def test_a_d_fine_served_through_the_ensemble_equals_local_predict(dfine_server, micro_dfine_fp32, tmp_path):
-    local = predict_images(PHOTOS, Detector.from_artifact(micro_dfine_fp32), tmp_path / "local", 0.0)
-    served = predict_images(PHOTOS, open_triton_detector(f"grpc://{dfine_server.grpc_url}", "dfine_fp32_ensemble"),
-                            tmp_path / "served", 0.0)
-    assert served.failures == [] and len(served.predictions["annotations"]) > 0
-    assert served.predictions["annotations"] == local.predictions["annotations"]
+    _assert_served_ensemble_equals_local_predict(dfine_server, micro_dfine_fp32, tmp_path)
     with TritonRunner(dfine_server.http_url, "dfine_fp32") as runner:
         assert isinstance(served_model(runner).record.model.config, DFineConfig)  # the contract names D-FINE
