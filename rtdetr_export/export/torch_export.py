@@ -18,6 +18,7 @@ import torch
 from rtdetr_export.artifact.options import DEFAULT_OPSET, MAX_OPSET, GraphOptions
 from rtdetr_export.artifact.records import ExportRecord
 from rtdetr_export.errors import RTDetrExportError
+from rtdetr_export.export import trace_cache
 from rtdetr_export.export.graph_checks import check_graph
 from rtdetr_export.model import RTDETRv2, SizeRange, prepare_for_deploy
 from rtdetr_export.model.config import size_text
@@ -63,15 +64,22 @@ def trace_to_onnx(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], inp
 
     The tracer records every size read from a tensor's shape, so values derived from a dynamic axis stay graph
     computations as long as the model does not turn them into Python ints (``RTDETRv2.compute_sizes_in_graph``).
-    Also the peer path's export (bench/peer.py), so both sides of that comparison are traced alike.
+    Also the peer path's export (bench/peer.py), so both sides of that comparison are traced alike. A module
+    and inputs this process traced before are not traced again (trace_cache.py).
     """
     dynamic = dynamic_axes(input_names, output_names, dynamic_batch, dynamic_size)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, inputs, buffer, input_names=input_names, output_names=output_names,
-                          opset_version=opset, dynamic_axes=dynamic, do_constant_folding=True, dynamo=False)
-    return onnx.load_from_string(buffer.getvalue())
+
+    def trace() -> onnx.ModelProto:
+        buffer = io.BytesIO()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, inputs, buffer, input_names=input_names, output_names=output_names,
+                              opset_version=opset, dynamic_axes=dynamic, do_constant_folding=True, dynamo=False)
+        return onnx.load_from_string(buffer.getvalue())
+
+    # The same module and inputs trace to the same graph: select's candidates, a precision export and its FP32
+    # sibling, or an API user's several files from one model trace it once per process (trace_cache.py).
+    return trace_cache.traced((input_names, output_names, opset, dynamic), module, inputs, trace)
 
 
 def with_static_output_dims(model: onnx.ModelProto) -> onnx.ModelProto:
