@@ -42,6 +42,7 @@ def hf_deimv2_config(ours: Deimv2Config, method: str = "default", num_labels: in
         decoder_method=method, encoder_type=ours.encoder_type, encoder_in_channels=list(ours.backbone_out_channels),
         feat_strides=list(ours.feat_strides), encode_proj_layers=list(ours.encode_proj_layers) or [0],
         encoder_layers=ours.encoder_layers, encoder_hidden_dim=ours.encoder_hidden_dim,
+        encoder_attention_heads=ours.encoder_heads, decoder_attention_heads=ours.decoder_heads,
         encoder_ffn_dim=ours.encoder_ffn_dim, hidden_expansion=ours.hidden_expansion, depth_mult=ours.depth_mult,
         d_model=ours.d_model, decoder_in_channels=list(ours.resolved_decoder_in_channels),
         num_feature_levels=ours.num_feature_levels, decoder_n_points=list(ours.decoder_n_points),

@@ -24,7 +24,7 @@ from torch import nn
 
 from rtdetr_export.backends.base import Runner
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
-from rtdetr_export.model import DFineConfig, ModelConfig
+from rtdetr_export.model import Deimv2Config, DFineConfig, ModelConfig
 from rtdetr_export.export.torch_export import simplify as slim, trace_to_onnx
 from rtdetr_export.imaging.inputs import synthetic_images
 
@@ -41,6 +41,9 @@ def unsupported_reason(config: ModelConfig) -> str | None:
     """Why transformers cannot express ``config`` (None when it can)."""
     if config.eval_layer != config.decoder_layers - 1:
         return f"transformers always outputs the last decoder layer; this model outputs layer {config.eval_layer}"
+    if isinstance(config, Deimv2Config):
+        return "the transformers peer path builds RT-DETRv2 and D-FINE; DEIMv2's (Deimv2ForObjectDetection) is not " \
+               "wired in yet"
     if isinstance(config, DFineConfig):
         # transformers' D-FINE takes per-level point counts, but its MLP heads are ReLU only (no ``mlp_act``), and
         # a D-FINE folder says nothing of the variant: a DEIM-D-FINE saved there would load back as D-FINE.
