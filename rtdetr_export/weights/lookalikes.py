@@ -52,7 +52,7 @@ def folder_model_type(config: dict[str, Any]) -> str | None:
 
 
 def refuse_foreign_config(config: dict[str, Any], where: Path) -> None:
-    """Raise the one-line refusal if ``config.json`` describes anything but RT-DETR v1/v2, D-FINE or DEIMv2 (HGNetv2)."""
+    """Raise the one-line refusal if ``config.json`` is anything but RT-DETR v1/v2, D-FINE or DEIMv2 (HGNetv2)."""
     model_type = folder_model_type(config)
     backbone = (config.get("backbone_config") or {}).get("model_type")
     if model_type == "deimv2" and backbone == "dinov3_vit":
