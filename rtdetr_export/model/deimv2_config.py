@@ -34,7 +34,8 @@ LITE_HGNET_ARCHS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class Deimv2Config(DFineConfig):
-    """Architecture of one DEIMv2 detector with an HGNetv2 backbone. Defaults are DEIMv2-N's."""
+    """Architecture of one DEIMv2 detector with an HGNetv2 backbone. Fields DEIMv2 shares with D-FINE default to
+    D-FINE-L's (as transformers' ``Deimv2Config`` does); ``deimv2_preset`` gives the released sizes."""
 
     variant: str = "DEIMv2"
     size: str | None = None  # "Atto", "Femto", "Pico", "N" when the architecture is a released one
@@ -42,7 +43,8 @@ class Deimv2Config(DFineConfig):
     use_gateway: bool = True
     share_bbox_head: bool = False
     # transformers' Deimv2 runs its LQE, box and encoder-box MLPs with ReLU and only the query position head with
-    # ``decoder_activation`` (SiLU in the converted checkpoints); the original trains all of them with SiLU.
+    # ``decoder_activation`` (SiLU in the converted checkpoints, hence this default; transformers' own is ReLU); the
+    # original trains all of them with SiLU.
     lqe_activation: str = "relu"
     decoder_activation: str = "silu"
 
