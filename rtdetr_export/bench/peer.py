@@ -24,7 +24,7 @@ from torch import nn
 
 from rtdetr_export.backends.base import Runner
 from rtdetr_export.errors import MissingDependencyError, RTDetrExportError
-from rtdetr_export.model import DFineConfig, ModelConfig
+from rtdetr_export.model import Deimv2Config, DFineConfig, ModelConfig
 from rtdetr_export.export.torch_export import simplify as slim, trace_to_onnx
 from rtdetr_export.imaging.inputs import synthetic_images
 
@@ -41,6 +41,16 @@ def unsupported_reason(config: ModelConfig) -> str | None:
     """Why transformers cannot express ``config`` (None when it can)."""
     if config.eval_layer != config.decoder_layers - 1:
         return f"transformers always outputs the last decoder layer; this model outputs layer {config.eval_layer}"
+    if isinstance(config, Deimv2Config):
+        if config.share_bbox_head:
+            # save_pretrained keeps the shared head under one index and from_pretrained leaves the shared module at
+            # other values (transformers 5.25): the peer would not compute what the folder holds.
+            return "transformers cannot read back a DEIMv2 with a shared FDR head (share_bbox_head: the Lite sizes " \
+                   f"Atto, Femto, Pico) from its own folder; this model is {config.model_name}"
+        if config.mlp_activation != "relu" or config.lqe_activation != "relu":
+            return f"transformers' DEIMv2 has ReLU box and LQE heads; this model ({config.model_name}) has " \
+                   f"{config.mlp_activation} / {config.lqe_activation}"
+        return None
     if isinstance(config, DFineConfig):
         # transformers' D-FINE takes per-level point counts, but its MLP heads are ReLU only (no ``mlp_act``), and
         # a D-FINE folder says nothing of the variant: a DEIM-D-FINE saved there would load back as D-FINE.
@@ -58,6 +68,8 @@ def unsupported_reason(config: ModelConfig) -> str | None:
 
 def peer_class(config: Any) -> Any:
     """transformers' detector class for a transformers config (ours or one read from a folder)."""
+    if isinstance(config, Deimv2Config) or getattr(config, "model_type", None) == "deimv2":
+        return transformers.Deimv2ForObjectDetection
     if isinstance(config, DFineConfig) or getattr(config, "model_type", None) == "d_fine":
         return transformers.DFineForObjectDetection
     return transformers.RTDetrV2ForObjectDetection
@@ -99,11 +111,26 @@ def transformers_dfine_config(config: DFineConfig) -> Any:
         layer_norm_eps=config.layer_norm_eps, batch_norm_eps=config.batch_norm_eps)
 
 
+def transformers_deimv2_config(config: Deimv2Config) -> Any:
+    """A transformers ``Deimv2Config`` with the architecture of our ``config``: D-FINE's fields (the same
+    ``HGNetV2Config``) plus DEIMv2's encoder type, gate and shared-head switches."""
+    dfine = transformers_dfine_config(config).to_dict()
+    fields = {key: dfine[key] for key in dfine if key not in ("model_type", "transformers_version", "architectures")}
+    return transformers.Deimv2Config(**{
+        **fields, "backbone_config": transformers_dfine_config(config).backbone_config,
+        "encoder_type": config.encoder_type, "use_gateway": config.use_gateway,
+        "share_bbox_head": config.share_bbox_head,
+        # the Lite encoder has no AIFI; transformers reads encode_proj_layers only when encoder_layers > 0
+        "encode_proj_layers": list(config.encode_proj_layers) or [0]})
+
+
 def transformers_config(config: ModelConfig) -> Any:
     """A transformers ``RTDetrV2Config`` (``DFineConfig`` for a D-FINE) with the architecture of our ``config``."""
     reason = unsupported_reason(config)
     if reason:
         raise RTDetrExportError(f"no transformers equivalent: {reason}")
+    if isinstance(config, Deimv2Config):
+        return transformers_deimv2_config(config)
     if isinstance(config, DFineConfig):
         return transformers_dfine_config(config)
     expansion = config.backbone_expansion

@@ -95,12 +95,16 @@ def _peer_source(options: BenchOptions, artifacts: list[Artifact], tmp: Path, lo
     elif artifacts:
         raise RTDetrExportError("--peer with artifacts needs --model: the transformers folder they came from")
     else:
-        from rtdetr_export.model import DFINE_PRESETS, dfine_preset, preset as preset_config
+        from rtdetr_export.model import DEIMV2_PRESETS, DFINE_PRESETS, deimv2_preset, dfine_preset, \
+            preset as preset_config
 
         name = options.preset or "r18vd"
-        make_config = dfine_preset if name in DFINE_PRESETS else preset_config
+        make_config = dfine_preset if name in DFINE_PRESETS else deimv2_preset if name in DEIMV2_PRESETS \
+            else preset_config
         config = make_config(name, decoder_method=options.method or "default",
                              **({"image_size": options.image_size} if options.image_size else {}))
+        if reason := peer.unsupported_reason(config):
+            raise RTDetrExportError(reason)
         log(f"[bench] --peer: building transformers' {peer.peer_class(config).__name__} ({name}, seeded random "
             "weights) and loading ours from its save_pretrained folder")
         hf = peer.random_transformers_model(config)

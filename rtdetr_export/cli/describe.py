@@ -8,6 +8,7 @@ import click
 
 from rtdetr_export.cli.common import build_model, emit_json
 from rtdetr_export.cli.options import model_options
+from rtdetr_export.model.deimv2_config import Deimv2Config
 from rtdetr_export.model.dfine_config import DFineConfig
 
 
@@ -38,7 +39,9 @@ def describe(model_path: str | None, preset: str | None, method: str | None, ima
                    f"{list(config.hgnet_stage_num_blocks)}")
     else:
         click.echo(f"backbone    ResNet-vd {config.backbone_block} blocks {list(config.backbone_blocks)}")
-    click.echo(f"encoder     hidden {config.encoder_hidden_dim}, expansion {config.hidden_expansion}")
+    lite = isinstance(config, Deimv2Config) and config.encoder_type == "lite"
+    click.echo(f"encoder     {'Lite (no AIFI), ' if lite else ''}hidden {config.encoder_hidden_dim}, "
+               f"expansion {config.hidden_expansion}")
     click.echo(f"decoder     {config.decoder_layers} layers (output from layer {config.eval_layer}), "
                f"points {list(config.decoder_n_points)}, method {config.decoder_method}")
     click.echo(f"input       {config.image_size[0]}x{config.image_size[1]}, {config.num_queries} queries, "

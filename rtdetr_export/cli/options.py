@@ -21,6 +21,7 @@ from rtdetr_export.backends.openvino_runner import PRECISION_HINTS
 from rtdetr_export.bench.timing import Rounds
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.config import METHODS, PRESETS, SizeRange, parse_image_size
+from rtdetr_export.model.deimv2_config import DEIMV2_PRESETS
 from rtdetr_export.model.dfine_config import DFINE_PRESETS
 from rtdetr_export.model.heads import HEADS
 from rtdetr_export.model.sampler import BILINEAR_OPS, EXPORT_BILINEAR_OP, Sampler
@@ -144,9 +145,11 @@ MODEL_OPTIONS = [
         click.option("--model", "model_path", type=click.Path(path_type=str), default=None,
                      help="A transformers model folder, an original RT-DETR (v1 or v2), D-FINE or DEIM .pth checkpoint "
                           "or a Hub model id ORG/NAME[@REVISION]."),
-        click.option("--preset", type=click.Choice(list(PRESETS) + list(DFINE_PRESETS)), default=None,
+        click.option("--preset", type=click.Choice(list(PRESETS) + list(DFINE_PRESETS) + list(DEIMV2_PRESETS)),
+                     default=None,
                      help="Architecture preset (RT-DETR r18vd..r101vd; D-FINE dfine_n..dfine_x; DEIM-D-FINE "
-                          "deim_dfine_n..deim_dfine_x); with no --model, random weights of this size."),
+                          "deim_dfine_n..deim_dfine_x; DEIMv2 deimv2_atto, deimv2_femto, deimv2_pico, deimv2_n); "
+                          "with no --model, random weights of this size."),
         click.option("--method", type=click.Choice(METHODS), default=None,
                      help="Deformable-attention sampling: default (bilinear, as trained; --bilinear-op says how the "
                           "graph writes it) or discrete (the nearest cell, read with gathers)."),

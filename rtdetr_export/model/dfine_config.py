@@ -37,9 +37,9 @@ HGNET_ARCHS: dict[str, dict[str, Any]] = {
 }
 
 
-def hgnet(name: str, use_lab: bool) -> dict[str, Any]:
-    """DFineConfig fields of an HGNetv2 variant ("B0".."B5")."""
-    arch = HGNET_ARCHS[name]
+def hgnet(name: str, use_lab: bool, archs: dict[str, dict[str, Any]] = HGNET_ARCHS) -> dict[str, Any]:
+    """DFineConfig fields of an HGNetv2 variant ("B0".."B5", or one of ``archs``)."""
+    arch = archs[name]
     columns = list(zip(*arch["stages"]))
     return {"hgnet_stem_channels": arch["stem"], "hgnet_stage_in_channels": columns[0],
             "hgnet_stage_mid_channels": columns[1], "hgnet_stage_out_channels": columns[2],
@@ -104,22 +104,28 @@ class DFineConfig(ModelConfig):
         if any(not 0 <= i < stages for i in self.backbone_return_stages):
             problems.append(f"backbone_return_stages {list(self.backbone_return_stages)} name stages outside "
                             f"0..{stages - 1}")
-        # Extra decoder levels (a strided conv on the coarsest map) exist in no released D-FINE.
-        if self.num_feature_levels != len(self.feat_strides):
-            problems.append("D-FINE needs one decoder level per encoder level "
-                            "(num_feature_levels == len(feat_strides))")
+        problems.extend(self.level_problems())
         if self.learn_initial_query:
             problems.append("learn_initial_query is not a D-FINE configuration")
         if self.max_num_bins < 4 or self.max_num_bins % 2:
             problems.append(f"max_num_bins must be an even number >= 4, got {self.max_num_bins}")
         if self.query_pos_layers != 2:
             problems.append("D-FINE's query position head has 2 layers")
-        if self.variant not in VARIANTS:
-            problems.append(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.variant not in self.variants:
+            problems.append(f"variant must be one of {self.variants}, got {self.variant!r}")
         if self.top_prob_values > self.max_num_bins + 1:
             problems.append("top_prob_values exceeds the number of bins")
         if problems:
             raise RTDetrExportError("invalid D-FINE config: " + "; ".join(problems))
+
+    variants = VARIANTS  # what ``variant`` may say for this family
+
+    def level_problems(self) -> list[str]:
+        """What is wrong with the feature levels: extra decoder levels (a strided conv on the coarsest map) exist in
+        no released D-FINE."""
+        if self.num_feature_levels != len(self.feat_strides):
+            return ["D-FINE needs one decoder level per encoder level (num_feature_levels == len(feat_strides))"]
+        return []
 
     @property
     def backbone_out_channels(self) -> tuple[int, ...]:

@@ -126,6 +126,8 @@ class DFineLayers(nn.Module):
 class DFineDecoder(nn.Module):
     """From the encoder's maps to class logits [B, Q, C] and boxes [B, Q, 4] (cxcywh in [0, 1])."""
 
+    layers_type: type[nn.Module] = DFineLayers  # the decoder layers and their LQE heads (a variant swaps them)
+
     def __init__(self, config: DFineConfig):
         super().__init__()
         dim, eps = config.d_model, config.batch_norm_eps
@@ -140,7 +142,7 @@ class DFineDecoder(nn.Module):
         self.input_proj = nn.ModuleList(
             nn.Identity() if in_channels[-1] == dim else conv_bn(in_channels[-1], dim, eps) for _ in in_channels)
 
-        self.decoder = DFineLayers(config)
+        self.decoder = self.layers_type(config)
         # FDR's two constants, stored in checkpoints (weighting function and box scale): loaded, never trained.
         self.register_buffer("up", torch.tensor([config.up]))
         self.register_buffer("reg_scale", torch.tensor([config.reg_scale]))
@@ -166,6 +168,10 @@ class DFineDecoder(nn.Module):
         # As RTDETRDecoder: set only through ``RTDETRv2.observe_selection`` (verification's re-run with the cells an
         # artifact kept among tied scores); None otherwise, and in every export.
         self.selection_observer: SelectionObserver | None = None
+
+    def bbox_head(self, layer: int) -> nn.Module:
+        """Layer ``layer``'s FDR head (one per layer in D-FINE)."""
+        return self.dec_bbox_head[layer]
 
     def spatial_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
         return [(height // s, width // s) for s in self.level_strides]
@@ -207,10 +213,10 @@ class DFineDecoder(nn.Module):
             update = layer(target, boxes, memory, shapes, self.query_pos_head(boxes).clamp(-10, 10))
             if i == 0:
                 initial = torch.sigmoid(self.pre_bbox_head(update) + inverse_sigmoid(boxes))
-                corners = self.dec_bbox_head[0](update)
+                corners = self.bbox_head(0)(update)
             else:
                 # Each layer's head reads its output plus the previous layer's and adds to its bin logits.
-                corners = corners + self.dec_bbox_head[i](update + target)
+                corners = corners + self.bbox_head(i)(update + target)
             boxes = edges_to_box(initial, distribution_offsets(corners, project), self.reg_scale)
             target = update
         logits = layers.lqe_layers[self.eval_layer](self.dec_score_head[self.eval_layer](target), corners)

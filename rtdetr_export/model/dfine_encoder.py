@@ -27,14 +27,17 @@ class RepNCSPELAN4(nn.Module):
     """Split a 1x1 conv's output in two halves; run one half through two (CSP + 3x3 conv) stages in a row; then
     concatenate both halves and both stages' outputs and merge them with a 1x1 conv."""
 
-    def __init__(self, dim: int, expansion: float, units: int, act: str, eps: float):
+    def __init__(self, dim: int, expansion: float, units: int, act: str, eps: float, ch_in: int | None = None,
+                 csp: type[nn.Module] = CSPRepLayer):
+        # ``ch_in``: 2 * dim after D-FINE's concatenating fusion (DEIMv2 sums: dim); ``csp``: the CSP block type,
+        # built as ``csp(ch_in, ch_out, units, expansion, act, eps)``.
         super().__init__()
         branch = round(expansion * dim // 2)
         self.half = dim
-        self.cv1 = ConvNormLayer(2 * dim, 2 * dim, 1, 1, act=act, eps=eps)
-        self.cv2 = nn.Sequential(CSPRepLayer(dim, branch, units, 1.0, act, eps),
+        self.cv1 = ConvNormLayer(2 * dim if ch_in is None else ch_in, 2 * dim, 1, 1, act=act, eps=eps)
+        self.cv2 = nn.Sequential(csp(dim, branch, units, 1.0, act, eps),
                                  ConvNormLayer(branch, branch, 3, 1, act=act, eps=eps))
-        self.cv3 = nn.Sequential(CSPRepLayer(branch, branch, units, 1.0, act, eps),
+        self.cv3 = nn.Sequential(csp(branch, branch, units, 1.0, act, eps),
                                  ConvNormLayer(branch, branch, 3, 1, act=act, eps=eps))
         self.cv4 = ConvNormLayer(2 * dim + 2 * branch, dim, 1, 1, act=act, eps=eps)
 
@@ -72,13 +75,19 @@ class DFineHybridEncoder(nn.Module):
                  config.encoder_layers, config.normalize_before, config.layer_norm_eps, config.pe_temperature)
             for _ in config.encode_proj_layers)
 
-        def fusion() -> RepNCSPELAN4:
-            return RepNCSPELAN4(dim, config.hidden_expansion, config.csp_units, config.activation, eps)
-
         self.lateral_convs = nn.ModuleList(ConvNormLayer(dim, dim, 1, 1, eps=eps) for _ in range(levels - 1))
-        self.fpn_blocks = nn.ModuleList(fusion() for _ in range(levels - 1))
+        self.fpn_blocks = nn.ModuleList(self.fusion_block(config) for _ in range(levels - 1))
         self.downsample_convs = nn.ModuleList(SCDown(dim, eps) for _ in range(levels - 1))
-        self.pan_blocks = nn.ModuleList(fusion() for _ in range(levels - 1))
+        self.pan_blocks = nn.ModuleList(self.fusion_block(config) for _ in range(levels - 1))
+
+    def fusion_block(self, config: DFineConfig) -> nn.Module:
+        """One fusion block of the top-down and bottom-up paths; it reads what ``fuse`` makes of two maps."""
+        return RepNCSPELAN4(config.encoder_hidden_dim, config.hidden_expansion, config.csp_units, config.activation,
+                            config.batch_norm_eps)
+
+    def fuse(self, coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
+        """Two maps of one size -> a fusion block's input: D-FINE concatenates them."""
+        return torch.cat([coarse, fine], dim=1)
 
     def set_image_size(self, height: int, width: int) -> None:
         """Precompute AIFI position embeddings for this input size."""
@@ -96,10 +105,10 @@ class DFineHybridEncoder(nn.Module):
         for step, (lateral, fpn) in enumerate(zip(self.lateral_convs, self.fpn_blocks)):
             inner[0] = lateral(inner[0])
             up = nn.functional.interpolate(inner[0], scale_factor=2.0, mode="nearest")
-            inner.insert(0, fpn(torch.cat([up, proj[-2 - step]], dim=1)))
+            inner.insert(0, fpn(self.fuse(up, proj[-2 - step])))
 
         # Bottom-up: each fused map is downsampled and fused with the next coarser one.
         outs = [inner[0]]
         for step, (down, pan) in enumerate(zip(self.downsample_convs, self.pan_blocks)):
-            outs.append(pan(torch.cat([down(outs[-1]), inner[step + 1]], dim=1)))
+            outs.append(pan(self.fuse(down(outs[-1]), inner[step + 1])))
         return outs

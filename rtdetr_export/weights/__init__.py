@@ -2,7 +2,8 @@
 
 RT-DETR v1 and v2 load alike (``ModelConfig.version`` says which; DEIM's RT-DETRv2 is an RTDETRv2 too); D-FINE
 loads from transformers folders (``dfine_folder``) and original D-FINE / DEIM-D-FINE checkpoints
-(``dfine_original``) as a ``DFine``, which keeps RTDETRv2's interface; look-alike detectors are refused by name
+(``dfine_original``) as a ``DFine``, which keeps RTDETRv2's interface, and DEIMv2 from transformers folders
+(``deimv2_folder``) as a ``Deimv2``, a DFine with DEIMv2's parts; look-alike detectors are refused by name
 (``lookalikes``); the class count comes from the score heads (``classes``).
 """
 
@@ -17,8 +18,10 @@ from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.files import file_sha256
 from rtdetr_export.model import (HubRevision, ModelConfig, RTDETRv2, WeightSource, fuse_repvgg,
                                  preset as preset_config)
+from rtdetr_export.model.deimv2_config import DEIMV2_PRESETS, deimv2_preset
 from rtdetr_export.model.dfine import DFine
 from rtdetr_export.model.dfine_config import DFINE_PRESETS, dfine_preset
+from rtdetr_export.weights.deimv2_folder import load_deimv2_folder
 from rtdetr_export.weights.classes import reconcile_classes
 from rtdetr_export.weights.dfine_folder import load_dfine_folder
 from rtdetr_export.weights.hub import parse_hub_id, resolve_hub_id
@@ -41,7 +44,7 @@ def load_model(model_path: str | Path | None = None, *, preset: str | None = Non
     ``preset`` (required then) with seeded random weights. ``method`` picks the deformable-attention sampler,
     ``image_size`` the deploy input size, ``overrides`` any other ModelConfig field. The model's ``.source``
     says where weights came from. A D-FINE folder or a ``dfine_*`` preset gives a ``DFine``, an RTDETRv2 with
-    D-FINE's parts.
+    D-FINE's parts; a DEIMv2 folder or a ``deimv2_*`` preset a ``Deimv2``, a DFine with DEIMv2's.
     """
     changes = dict(overrides)
     if method is not None:
@@ -54,17 +57,22 @@ def load_model(model_path: str | Path | None = None, *, preset: str | None = Non
                                     "ORG/NAME), or preset=NAME for seeded random weights")
         if preset in DFINE_PRESETS:
             return seeded_model(dfine_preset(preset, **changes), seed)
+        if preset in DEIMV2_PRESETS:
+            return seeded_model(deimv2_preset(preset, **changes), seed)
         return seeded_model(preset_config(preset, **changes), seed)
 
     path, hub = _locate(model_path)
     if path.is_dir():
         raw_config, raw_state, weights_file = read_transformers_folder(path)
-        if folder_model_type(raw_config) == "d_fine":
+        family = folder_model_type(raw_config)
+        if family in ("d_fine", "deimv2"):
+            name = "D-FINE" if family == "d_fine" else "DEIMv2"
             if preset is not None:
-                raise RTDetrExportError("--preset does not apply to a D-FINE folder: its config.json says the size")
+                raise RTDetrExportError(f"--preset does not apply to a {name} folder: its config.json says the size")
             source = WeightSource("transformers", str(weights_file), file_sha256(weights_file), hub=hub)
-            return load_dfine_folder(raw_config, raw_state, weights_file, source,
-                                     str(path if hub is None else hub.pinned_id), changes)
+            load = load_dfine_folder if family == "d_fine" else load_deimv2_folder
+            return load(raw_config, raw_state, weights_file, source, str(path if hub is None else hub.pinned_id),
+                        changes)
         config = config_from_transformers(raw_config, where=path)
         state = convert_transformers_state_dict(raw_state)
         config = reconcile_classes(config, state, str(path if hub is None else hub.pinned_id))

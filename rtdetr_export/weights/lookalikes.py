@@ -1,7 +1,8 @@
 """Detectors that look like RT-DETR but are not, recognised and refused in one line that names them.
 
-D-FINE loads from transformers folders (``d_fine``) and original D-FINE / DEIM checkpoints, so none of them is
-refused here. DEIMv2, RF-DETR, Deformable DETR and DETR share names
+D-FINE loads from transformers folders (``d_fine``) and original D-FINE / DEIM checkpoints, and DEIMv2's HGNetv2
+sizes from transformers folders (``deimv2``), so none of them is refused here; DEIMv2's DINOv3 sizes are, by name.
+RF-DETR, Deformable DETR and DETR share names
 and parts with RT-DETR (a ``decoder``, deformable attention, ``class_embed``), so loading one as RT-DETR fails late
 with a long key-mismatch list that hides what the file is. Folders are recognised by ``config.json``
 (``model_type`` / ``architectures``); checkpoints by key names only their architecture has. Checkpoints whose
@@ -22,11 +23,10 @@ from rtdetr_export.errors import RTDetrExportError
 SUPPORTED = ("supported are RT-DETR v1 and RT-DETRv2 with a ResNet-vd backbone: transformers rt_detr / rt_detr_v2 "
              "folders, original lyuwenyu/RT-DETR .pth checkpoints, or Hub model ids of those; and D-FINE as "
              "transformers d_fine folders or original D-FINE / DEIM-D-FINE .pth checkpoints; DEIM-RT-DETRv2 .pth "
-             "checkpoints")
+             "checkpoints; DEIMv2's HGNetv2 sizes (Atto, Femto, Pico, N) as transformers deimv2 folders")
 
 # transformers model_type -> what the folder holds.
 MODEL_TYPES = {
-    "deimv2": "a DEIMv2 model",
     "deformable_detr": "a Deformable DETR model",
     "detr": "a DETR model",
     "conditional_detr": "a Conditional DETR model",
@@ -40,7 +40,7 @@ ARCHITECTURES = {
     "ConditionalDetrForObjectDetection": "conditional_detr", "DabDetrForObjectDetection": "dab-detr",
     "RfDetrForObjectDetection": "rf_detr", "LwDetrForObjectDetection": "lw_detr",
 }
-OURS = ("rt_detr", "rt_detr_v2", "d_fine")
+OURS = ("rt_detr", "rt_detr_v2", "d_fine", "deimv2")
 
 
 def folder_model_type(config: dict[str, Any]) -> str | None:
@@ -52,8 +52,12 @@ def folder_model_type(config: dict[str, Any]) -> str | None:
 
 
 def refuse_foreign_config(config: dict[str, Any], where: Path) -> None:
-    """Raise the one-line refusal if ``config.json`` describes anything but RT-DETR v1/v2 or D-FINE."""
+    """Raise the one-line refusal if ``config.json`` is anything but RT-DETR v1/v2, D-FINE or DEIMv2 (HGNetv2)."""
     model_type = folder_model_type(config)
+    backbone = (config.get("backbone_config") or {}).get("model_type")
+    if model_type == "deimv2" and backbone == "dinov3_vit":
+        raise RTDetrExportError(f"{where} holds a DEIMv2 model with a DINOv3 backbone (DEIMv2-S, M, L or X), which "
+                                f"rtdetr-export does not convert; {SUPPORTED}")
     if model_type is None or model_type in OURS:
         return
     what = MODEL_TYPES.get(model_type, f"a {model_type!r} model")

@@ -13,7 +13,7 @@ import zlib
 import torch
 from torch import nn
 
-from rtdetr_export.model import DFine, DFineConfig, ModelConfig, RTDETRv2, WeightSource
+from rtdetr_export.model import Deimv2, Deimv2Config, DFine, DFineConfig, ModelConfig, RTDETRv2, WeightSource
 
 
 def seeded_tensor(key: str, shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -43,5 +43,5 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
 def seeded_model(config: ModelConfig, seed: int = 0) -> RTDETRv2:
     """The model of ``config`` with seeded random weights: the same numbers for the same config and seed, so an
     artifact exported from it is verified later against the very same reference."""
-    detector = DFine if isinstance(config, DFineConfig) else RTDETRv2
+    detector = Deimv2 if isinstance(config, Deimv2Config) else DFine if isinstance(config, DFineConfig) else RTDETRv2
     return randomize_(detector(config, WeightSource("random", seed=seed)), seed)

@@ -24,8 +24,8 @@ transformers = pytest.importorskip("transformers")
 
 SUPPORTED = "supported are RT-DETR v1 and RT-DETRv2 with a ResNet-vd backbone"
 
-FOLDERS = {  # transformers config class -> what the refusal calls it (D-FINE folders load: test_dfine_parity.py)
-    "Deimv2Config": "a DEIMv2 model",
+FOLDERS = {  # transformers config class -> what the refusal calls it (D-FINE and DEIMv2 HGNetv2 folders load:
+    # test_dfine_parity.py, test_deimv2_parity.py)
     "DeformableDetrConfig": "a Deformable DETR model",
     "DetrConfig": "a DETR model",
     "RfDetrConfig": "an RF-DETR model",
@@ -83,8 +83,20 @@ def test_a_lookalike_folder_is_refused_by_name_from_the_api_and_the_cli(lookalik
                                f"does not convert; {SUPPORTED}: transformers rt_detr / rt_detr_v2 folders, original "
                                "lyuwenyu/RT-DETR .pth checkpoints, or Hub model ids of those; and D-FINE as "
                                "transformers d_fine folders or original D-FINE / DEIM-D-FINE .pth checkpoints; DEIM-RT-DETRv2 .pth "
-                               "checkpoints")
+                               "checkpoints; DEIMv2's HGNetv2 sizes (Atto, Femto, Pico, N) as transformers deimv2 "
+                               "folders")
     assert_one_line_error(CliRunner().invoke(main, ["describe", "--model", str(folder)]), what)
+
+
+def test_a_deimv2_folder_with_a_dinov3_backbone_is_refused_by_name(tmp_path):
+    """DEIMv2-S and up put a DINOv3 ViT where the HGNetv2 sizes have HGNetv2: named, before any weight is read."""
+    transformers.Deimv2Config(backbone_config=transformers.DINOv3ViTConfig(out_indices=[5, 8, 11])).save_pretrained(
+        tmp_path)
+    with pytest.raises(RTDetrExportError) as info:
+        load_model(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path} holds a DEIMv2 model with a DINOv3 backbone (DEIMv2-S, M, L or X)")
+    assert SUPPORTED in str(info.value)
+    assert_one_line_error(CliRunner().invoke(main, ["describe", "--model", str(tmp_path)]), "DINOv3")
 
 
 def test_a_lookalike_checkpoint_is_refused_by_name_from_the_api_and_the_cli(lookalike_checkpoint):

@@ -10,6 +10,7 @@ from rtdetr_export.artifact.options import DEFAULT_CALIBRATION_COUNT, GraphOptio
 from rtdetr_export.artifact.verification import Verification
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.config import ModelConfig, SizeRange, size_text
+from rtdetr_export.model.deimv2_config import Deimv2Config
 from rtdetr_export.model.dfine_config import DFineConfig
 from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.model.source import HubRevision, WeightSource
@@ -51,19 +52,20 @@ class SourceRecord:
 
 
 # ``family`` -> the config class that reads ``config``: the family decides which detector the fields build
-# (RT-DETR v1/v2's ``RTDETRv2`` or ``DFine``). Records written before D-FINE existed have no family: RT-DETR.
-FAMILIES: dict[str, type[ModelConfig]] = {"rtdetr": ModelConfig, "dfine": DFineConfig}
+# (RT-DETR v1/v2's ``RTDETRv2``, ``DFine`` or ``Deimv2``). Records written before D-FINE existed have no family:
+# RT-DETR.
+FAMILIES: dict[str, type[ModelConfig]] = {"rtdetr": ModelConfig, "dfine": DFineConfig, "deimv2": Deimv2Config}
 
 
 def family_of(config: ModelConfig) -> str:
-    """The record's ``family`` for ``config``."""
-    return "dfine" if isinstance(config, DFineConfig) else "rtdetr"
+    """The record's ``family`` for ``config`` (a Deimv2Config is a DFineConfig: asked first)."""
+    return "deimv2" if isinstance(config, Deimv2Config) else "dfine" if isinstance(config, DFineConfig) else "rtdetr"
 
 
 @dataclass(frozen=True)
 class ModelRecord:
     """The weights' source, the detector family and its full architecture (RT-DETR: ``config.version`` v1 or v2;
-    D-FINE: ``config.variant`` D-FINE or DEIM)."""
+    D-FINE: ``config.variant`` D-FINE or DEIM; DEIMv2: ``config.size``)."""
 
     source: SourceRecord
     config: ModelConfig
