@@ -20,6 +20,7 @@ from rtdetr_export.cli import main
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.imaging import load_image
 from rtdetr_export.weights import load_model
+from cli_errors import assert_one_line_error
 from paths import TESTS
 
 
@@ -160,19 +161,6 @@ PARAMS = [pytest.param(build, marks=marks, id=name) for name, (build, marks) in 
 def ctx(tmp_path, hf_case, tiny_state, request):
     return {"tiny_folder": hf_case("tiny", "default").folder, "tiny_state": tiny_state,
             "marker": tmp_path / "MARKER", "r18vd_checkpoint": lambda: request.getfixturevalue("r18vd_checkpoint")}
-
-
-def assert_one_line_error(result, fragment: str | None = None) -> str:
-    assert result.exit_code != 0, f"exit code 0; output:\n{result.output}"
-    assert isinstance(result.exception, SystemExit), f"uncaught {type(result.exception).__name__}: {result.exception}"
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one stderr line, got {lines}"
-    assert lines[0].startswith("error: ")
-    assert result.stdout == ""
-    if fragment:
-        assert fragment in lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize("build", PARAMS)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from rtdetr_export.cli import main
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.weights import load_model
-from test_bad_input import assert_one_line_error
+from cli_errors import assert_one_line_error
 
 transformers = pytest.importorskip("transformers")
 
