@@ -35,7 +35,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE_MODEL = ROOT / "tests" / "data" / "fixture" / "rtdetrv2_shapes"
+# ``--fixture-model`` -> the trained fixture measured: RT-DETRv2's (the project's matrix) or D-FINE's, trained on the
+# same shapes set (benchmarks/fixture/README.md), whose rows are kept apart (portability.py ``fixture_json``).
+FIXTURE_MODELS = {"rtdetrv2": ROOT / "tests" / "data" / "fixture" / "rtdetrv2_shapes",
+                  "dfine": ROOT / "tests" / "data" / "fixture" / "dfine_shapes"}
 FIXTURE_VAL = ROOT / "tests" / "data" / "fixture" / "shapes_val"
 OUTPUTS = ("logits", "pred_boxes")
 CALIB = {"split": "train", "count": 64, "seed": 7}  # benchmarks/run_accuracy_cpu.sh's calibration set
@@ -455,7 +458,7 @@ def _prepare(work: Path, args) -> dict[str, Any]:
     from rtdetr_export.verify.reference import ReferenceRunner
     from rtdetr_export.weights import load_model
 
-    model = load_model(FIXTURE_MODEL)
+    model = load_model(FIXTURE_MODELS[args.fixture_model])
     size = tuple(model.config.image_size)
     models = work / "models"
     models.mkdir(parents=True, exist_ok=True)
@@ -586,8 +589,10 @@ def measure(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, Any]
     reference_ap = _coco(prepared, prepared["reference"])
     data: dict[str, Any] = {
         "date": started.strftime("%Y-%m-%d"), "started_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": "benchmarks/run_portability.sh --fixture", "machine": machine,
-        "model": {"path": "tests/data/fixture/rtdetrv2_shapes", "input": list(prepared["model"].config.image_size),
+        "command": "benchmarks/run_portability.sh --fixture" + (
+            "" if args.fixture_model == "rtdetrv2" else f" --fixture-model {args.fixture_model}"),
+        "machine": machine,
+        "model": {"path": str(FIXTURE_MODELS[args.fixture_model].relative_to(ROOT)), "input": list(prepared["model"].config.image_size),
                   "head": "raw", "batch": 1, "artifacts": ARTIFACTS},
         "settings": {"threads": args.threads, "runs": args.runs, "warmup": args.warmup,
                      "val_images": len(prepared["images"]), "parity_images": args.parity_images,
