@@ -310,14 +310,22 @@ class _LiteRtGraph(_Graph):
             self.interpreter = Interpreter(
                 model_path=str(tflite), num_threads=threads,
                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        signature = self.interpreter.get_signature_list()["serving_default"]
-        self.signature_inputs, self.signature_outputs = signature["inputs"], signature["outputs"]
-        self.runner = self.interpreter.get_signature_runner()
+        signature = self.interpreter.get_signature_list().get("serving_default")
+        if signature is not None:
+            self.signature_inputs, self.signature_outputs = signature["inputs"], signature["outputs"]
+            self.runner = self.interpreter.get_signature_runner()
+        else:
+            # D-FINE's Keras model converts without a signature (benchmarks/portability.py says so too): its tensors
+            # are fed and read through the interpreter, outputs in the graph's order (``run`` checks their shapes).
+            self.runner = None
+            self.notes.append(f"{tflite.name}: no signature; tensors read in the graph's order")
         self.notes.append(f"{tflite.name}: {tflite.stat().st_size} bytes")
 
     def run(self, feeds):
         import numpy as np
 
+        if self.runner is None:
+            return self._run_without_signature(feeds)
         call = {}
         for sig in self.signature_inputs:
             name = _match(sig, feeds)
@@ -329,6 +337,27 @@ class _LiteRtGraph(_Graph):
             value = np.asarray(result[_match(name, result)])
             if list(value.shape) != shape:
                 raise RuntimeError(f"LiteRT output {name} has shape {list(value.shape)}, the graph {shape}")
+            outputs[name] = value
+        return outputs
+
+
+    def _run_without_signature(self, feeds):
+        import numpy as np
+
+        details = self.interpreter.get_input_details()
+        for detail in details:
+            # onnx2tf names a tensor "serving_default_NAME:0" or NAME; with one input the name does not matter.
+            plain = detail["name"].removeprefix("serving_default_").split(":")[0]
+            value = feeds[self.inputs[0][0]] if len(details) == 1 else feeds[_match(plain, feeds)]
+            value = value.transpose(0, 2, 3, 1) if value.ndim == 4 else value
+            self.interpreter.set_tensor(detail["index"], np.ascontiguousarray(value))
+        self.interpreter.invoke()
+        outputs = {}
+        for (name, shape), detail in zip(self.outputs, self.interpreter.get_output_details()):
+            value = self.interpreter.get_tensor(detail["index"]).copy()
+            if list(value.shape) != shape:
+                raise RuntimeError(f"LiteRT output {detail['name']} has shape {list(value.shape)}, the graph's "
+                                   f"{name} {shape}")
             outputs[name] = value
         return outputs
 

@@ -1,8 +1,9 @@
 """PyTorch -> the two graphs of a split artifact: cell scoring (graph 1) and query decoding (graph 2).
 
 Query selection runs on the host between them (imaging/host_step.py), so neither graph holds TopK or
-GatherElements (D-FINE's graph 2 writes its LQE's top-k with Max/Min: model/split.py says why); both are traced from the model's own parts (model/split.py), simplified and checked like every
-graph, then checked for the ops edge runtimes lack. Writing and verification are pipeline/split.py's.
+GatherElements (D-FINE's graph 2 writes its LQE's top-k with Max/Min: model/split.py says why); both are traced
+from the model's own parts (model/split.py), simplified and checked like every graph, then checked for the ops
+edge runtimes lack. Writing and verification are pipeline/split.py's.
 """
 
 from __future__ import annotations
