@@ -281,7 +281,10 @@ class _LiteRtGraph(_Graph):
                 def representative():
                     for feed in calib:
                         values = {name: feed[_match(name, feed)] for name in names}
-                        yield {name: v.transpose(0, 2, 3, 1) if v.ndim == 4 else v for name, v in values.items()}
+                        values = {name: v.transpose(0, 2, 3, 1) if v.ndim == 4 else v for name, v in values.items()}
+                        # One input: a list, which the calibrator feeds by position; a dict needs a signature, and
+                        # D-FINE's Keras model converts without one ("model has 0 Signatures").
+                        yield values if len(values) > 1 else list(values.values())
 
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
                 converter.representative_dataset = representative
