@@ -688,12 +688,17 @@ def fixture_json(fixture_model: str) -> Path:
 
 
 def write_fixture_outputs(path: Path, data: dict[str, Any]) -> None:
-    """Another trained fixture's rows (``--fixture-model``): its JSON and markdown only."""
+    """Another trained fixture's rows (``--fixture-model``): its JSON, its markdown and its copy in docs/portability.md
+    (between ``<!-- NAME-fixture:begin -->`` and ``<!-- NAME-fixture:end -->``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
     fixture = data["fixture"]
+    matrix = _fixture_module().matrix_markdown(fixture)
     path.with_suffix(".md").write_text(f"# Measured portability: the trained fixture `{fixture['model']['path']}`\n\n"
-                                       + _fixture_module().matrix_markdown(fixture))
+                                       + matrix)
+    marker = path.parent.name.replace("_", "-")  # dfine_fixture -> <!-- dfine-fixture:begin -->
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    DOCS.write_text(replace_section(DOCS.read_text(), matrix, begin, end))  # docs/portability.md's copy
 
 
 def docs_section(docs: str) -> str:
