@@ -626,6 +626,9 @@ def matrix_markdown(data: dict[str, Any]) -> str:
         if precision and precision != "f32":
             notes.append(f"{row['target']}, {_sampler(row)}: the CPU plugin ran in {precision}")
             parity += f" [{len(notes)}]"
+        if row.get("diagnosis"):  # why a row failed, found after the run (written into the JSON by hand, dated)
+            notes.append(f"{row['target']}, {_sampler(row)}: {row['diagnosis']}")
+            parity += f" [{len(notes)}]"
         lines.append(f"| {row['target']} | {_sampler(row)} | {_yes(row['converts'])} | {_yes(row['runs'])} | "
                      f"{parity} | {logits} | {boxes} | {latency} | {load} |")
     lines += ["", "Runtimes:", ""]
