@@ -30,7 +30,7 @@ def _provenance_lines(record, census_matches: bool) -> list[str]:
         model = f"random weights (seed {src.seed})"
     else:
         model = f"{src.format} {src.file or '?'}  sha256 {src.sha256 or '?'}"
-    lines.append(f"  model         RT-DETR{record.model.config.version}, {model}")
+    lines.append(f"  model         {record.model.config.model_name}, {model}")
     if src.hub:
         lines.append(f"  hub           {src.hub.pinned_id} (asked for {src.hub.requested})")
     size = "x".join(map(str, record.input_size))

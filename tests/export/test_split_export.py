@@ -396,6 +396,22 @@ def test_d_fine_graphs_hold_no_topk_and_the_lqe_is_written_with_max_and_min(dfin
     assert not any(getattr(m, "topk_free", False) for m in model.modules())
 
 
+def test_verify_and_inspect_take_a_d_fine_split_and_name_its_family(dfine_artifact):
+    from click.testing import CliRunner
+
+    from rtdetr_export.cli.main import main
+
+    _, artifact = dfine_artifact
+    result = CliRunner().invoke(main, ["verify", str(artifact.sidecar)])
+    assert result.exit_code == 0, result.output
+    assert "onnxruntime-cpu-split" in result.output and result.output.rstrip().endswith("PASS")
+    result = CliRunner().invoke(main, ["inspect", str(artifact.sidecar)])
+    assert result.exit_code == 0, result.output
+    model_line = next(line for line in result.output.splitlines() if line.strip().startswith("model "))
+    assert model_line.split()[1] == "D-FINE,", model_line  # the record's family, not "RT-DETRv2"
+    assert "TopK" not in result.output
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method, sampler", [("discrete", Sampler.GATHER_NEAREST),
                                              ("default", Sampler.GRIDSAMPLE_BILINEAR)])
