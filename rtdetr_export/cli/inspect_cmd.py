@@ -129,8 +129,11 @@ def format_edge(edge: list[dict], source: dict, what: str) -> list[str]:
     """Per edge runtime: the verdict for ``what``, the fixture matrix's rows behind it, and the export that runs."""
     if not edge:
         return []
-    lines = [f"edge        {what} on edge runtimes (measured on the trained fixture, {source.get('date', '?')}; "
-             "docs/portability.md, \"Deploy to an NPU or phone\")"]
+    # The fixture is named: its rows are RT-DETRv2's whatever model this file holds (D-FINE's own rows are in
+    # docs/portability.md, "The trained D-FINE fixture").
+    fixture = f" {source['model']}" if source.get("model") else ""
+    lines = [f"edge        {what} on edge runtimes (measured on the trained fixture{fixture}, "
+             f"{source.get('date', '?')}; docs/portability.md, \"Deploy to an NPU or phone\")"]
     for entry in edge:
         lines.append(f"  {entry['target']:<26} {EXPECTED[entry['expected']]}")
         lines += [f"    measured: {row}" for row in entry["measured"]]
