@@ -2,7 +2,9 @@
 
 What is the same (imported): anchors and top-k query selection (``query_selection``), the query position head,
 self-attention, multi-scale deformable attention with per-level points and its three samplers (GridSample,
-gather-bilinear, discrete), BatchNorm'd input projections.
+gather-bilinear, discrete), BatchNorm'd input projections. Same by design: the two halves ``encode_cells`` (before
+query selection) and ``decode`` (after it), RTDETRDecoder's methods, where the split export cuts (model/split.py says
+what differs there).
 What differs, and why:
 - the cross-attention reads the encoder memory as it is: no value or output projection (D-FINE drops them; the
   gate below mixes the result in instead). The discrete sampler therefore gathers head-wide slices of memory rows
