@@ -33,7 +33,9 @@ def probed_copy(model_path: Path, out: Path) -> list[dict]:
     model = onnx.load(str(model_path))
     inferred = shape_inference.infer_shapes(model)
     info = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
-    shape = lambda name: [d.dim_value for d in info[name].type.tensor_type.shape.dim]  # noqa: E731
+    # Static dims as numbers (onnx2tf needs them), symbolic ones (a dynamic batch) by name.
+    shape = lambda name: [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)  # noqa: E731
+                          for d in info[name].type.tensor_type.shape.dim]
     matmuls, exposed = [], {o.name for o in model.graph.output}
     for node in model.graph.node:
         names = [*node.input, node.output[0]]
