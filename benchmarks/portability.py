@@ -626,6 +626,9 @@ def matrix_markdown(data: dict[str, Any]) -> str:
         if precision and precision != "f32":
             notes.append(f"{row['target']}, {_sampler(row)}: the CPU plugin ran in {precision}")
             parity += f" [{len(notes)}]"
+        if row.get("diagnosis"):  # why a row failed, found after the run (written into the JSON by hand, dated)
+            notes.append(f"{row['target']}, {_sampler(row)}: {row['diagnosis']}")
+            parity += f" [{len(notes)}]"
         lines.append(f"| {row['target']} | {_sampler(row)} | {_yes(row['converts'])} | {_yes(row['runs'])} | "
                      f"{parity} | {logits} | {boxes} | {latency} | {load} |")
     lines += ["", "Runtimes:", ""]
@@ -681,6 +684,26 @@ def write_preset_outputs(data: dict[str, Any]) -> None:
                                        + matrix_markdown(data))
 
 
+def fixture_json(fixture_model: str) -> Path:
+    """Where a trained fixture's rows are kept: RT-DETRv2's in the project's matrix (docs, README, inspect),
+    D-FINE's in a file of their own."""
+    return RESULT_JSON if fixture_model == "rtdetrv2" else RESULTS / f"{fixture_model}_fixture" / RESULT_JSON.name
+
+
+def write_fixture_outputs(path: Path, data: dict[str, Any]) -> None:
+    """Another trained fixture's rows (``--fixture-model``): its JSON, its markdown and its copy in docs/portability.md
+    (between ``<!-- NAME-fixture:begin -->`` and ``<!-- NAME-fixture:end -->``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    fixture = data["fixture"]
+    matrix = _fixture_module().matrix_markdown(fixture)
+    path.with_suffix(".md").write_text(f"# Measured portability: the trained fixture `{fixture['model']['path']}`\n\n"
+                                       + matrix)
+    marker = path.parent.name.replace("_", "-")  # dfine_fixture -> <!-- dfine-fixture:begin -->
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    DOCS.write_text(replace_section(DOCS.read_text(), matrix, begin, end))  # docs/portability.md's copy
+
+
 def docs_section(docs: str) -> str:
     """The text between the measured markers of docs/portability.md."""
     start, end = docs.index(BEGIN) + len(BEGIN), docs.index(END)
@@ -733,6 +756,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fixture", action="store_true",
                         help="measure the trained fixture's rows (single file and split artifact, fp32 and INT8; "
                              "benchmarks/portability_fixture.py) and keep the committed r18vd rows")
+    parser.add_argument("--fixture-model", choices=("rtdetrv2", "dfine"), default="rtdetrv2",
+                        help="with --fixture: the trained fixture measured, RT-DETRv2's (the project's matrix) or "
+                             "D-FINE's (tests/data/fixture/dfine_shapes; writes benchmarks/results/portability/"
+                             "dfine_fixture/ only)")
     parser.add_argument("--fixture-runtimes", default="onnxruntime,ncnn,rknn,litert",
                         help="comma-separated subset of onnxruntime, ncnn, rknn, litert (with --fixture)")
     parser.add_argument("--fixture-rows", default="",
@@ -763,12 +790,16 @@ def main(argv: list[str] | None = None) -> int:
         write_outputs(json.loads(text), text)
         return 0
     if args.fixture:
-        data = json.loads(RESULT_JSON.read_text())
+        path = fixture_json(args.fixture_model)
+        data = json.loads(path.read_text()) if path.exists() else {}
         fixture = _fixture_module().measure(args, _machine(args.note))
         if args.fixture_rows:
             fixture = _fixture_module().merge(data["fixture"], fixture)
         data["fixture"] = fixture
-        write_outputs(data)
+        if path == RESULT_JSON:
+            write_outputs(data)
+        else:
+            write_fixture_outputs(path, data)
         print(_fixture_module().matrix_markdown(data["fixture"]))
         return 0
     data = measure(args)

@@ -35,7 +35,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE_MODEL = ROOT / "tests" / "data" / "fixture" / "rtdetrv2_shapes"
+# ``--fixture-model`` -> the trained fixture measured: RT-DETRv2's (the project's matrix) or D-FINE's, trained on the
+# same shapes set (benchmarks/fixture/README.md), whose rows are kept apart (portability.py ``fixture_json``).
+FIXTURE_MODELS = {"rtdetrv2": ROOT / "tests" / "data" / "fixture" / "rtdetrv2_shapes",
+                  "dfine": ROOT / "tests" / "data" / "fixture" / "dfine_shapes"}
 FIXTURE_VAL = ROOT / "tests" / "data" / "fixture" / "shapes_val"
 OUTPUTS = ("logits", "pred_boxes")
 CALIB = {"split": "train", "count": 64, "seed": 7}  # benchmarks/run_accuracy_cpu.sh's calibration set
@@ -278,7 +281,10 @@ class _LiteRtGraph(_Graph):
                 def representative():
                     for feed in calib:
                         values = {name: feed[_match(name, feed)] for name in names}
-                        yield {name: v.transpose(0, 2, 3, 1) if v.ndim == 4 else v for name, v in values.items()}
+                        values = {name: v.transpose(0, 2, 3, 1) if v.ndim == 4 else v for name, v in values.items()}
+                        # One input: a list, which the calibrator feeds by position; a dict needs a signature, and
+                        # D-FINE's Keras model converts without one ("model has 0 Signatures").
+                        yield values if len(values) > 1 else list(values.values())
 
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
                 converter.representative_dataset = representative
@@ -307,14 +313,22 @@ class _LiteRtGraph(_Graph):
             self.interpreter = Interpreter(
                 model_path=str(tflite), num_threads=threads,
                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        signature = self.interpreter.get_signature_list()["serving_default"]
-        self.signature_inputs, self.signature_outputs = signature["inputs"], signature["outputs"]
-        self.runner = self.interpreter.get_signature_runner()
+        signature = self.interpreter.get_signature_list().get("serving_default")
+        if signature is not None:
+            self.signature_inputs, self.signature_outputs = signature["inputs"], signature["outputs"]
+            self.runner = self.interpreter.get_signature_runner()
+        else:
+            # D-FINE's Keras model converts without a signature (benchmarks/portability.py says so too): its tensors
+            # are fed and read through the interpreter, outputs in the graph's order (``run`` checks their shapes).
+            self.runner = None
+            self.notes.append(f"{tflite.name}: no signature; tensors read in the graph's order")
         self.notes.append(f"{tflite.name}: {tflite.stat().st_size} bytes")
 
     def run(self, feeds):
         import numpy as np
 
+        if self.runner is None:
+            return self._run_without_signature(feeds)
         call = {}
         for sig in self.signature_inputs:
             name = _match(sig, feeds)
@@ -326,6 +340,27 @@ class _LiteRtGraph(_Graph):
             value = np.asarray(result[_match(name, result)])
             if list(value.shape) != shape:
                 raise RuntimeError(f"LiteRT output {name} has shape {list(value.shape)}, the graph {shape}")
+            outputs[name] = value
+        return outputs
+
+
+    def _run_without_signature(self, feeds):
+        import numpy as np
+
+        details = self.interpreter.get_input_details()
+        for detail in details:
+            # onnx2tf names a tensor "serving_default_NAME:0" or NAME; with one input the name does not matter.
+            plain = detail["name"].removeprefix("serving_default_").split(":")[0]
+            value = feeds[self.inputs[0][0]] if len(details) == 1 else feeds[_match(plain, feeds)]
+            value = value.transpose(0, 2, 3, 1) if value.ndim == 4 else value
+            self.interpreter.set_tensor(detail["index"], np.ascontiguousarray(value))
+        self.interpreter.invoke()
+        outputs = {}
+        for (name, shape), detail in zip(self.outputs, self.interpreter.get_output_details()):
+            value = self.interpreter.get_tensor(detail["index"]).copy()
+            if list(value.shape) != shape:
+                raise RuntimeError(f"LiteRT output {detail['name']} has shape {list(value.shape)}, the graph's "
+                                   f"{name} {shape}")
             outputs[name] = value
         return outputs
 
@@ -455,7 +490,7 @@ def _prepare(work: Path, args) -> dict[str, Any]:
     from rtdetr_export.verify.reference import ReferenceRunner
     from rtdetr_export.weights import load_model
 
-    model = load_model(FIXTURE_MODEL)
+    model = load_model(FIXTURE_MODELS[args.fixture_model])
     size = tuple(model.config.image_size)
     models = work / "models"
     models.mkdir(parents=True, exist_ok=True)
@@ -586,8 +621,10 @@ def measure(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, Any]
     reference_ap = _coco(prepared, prepared["reference"])
     data: dict[str, Any] = {
         "date": started.strftime("%Y-%m-%d"), "started_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": "benchmarks/run_portability.sh --fixture", "machine": machine,
-        "model": {"path": "tests/data/fixture/rtdetrv2_shapes", "input": list(prepared["model"].config.image_size),
+        "command": "benchmarks/run_portability.sh --fixture" + (
+            "" if args.fixture_model == "rtdetrv2" else f" --fixture-model {args.fixture_model}"),
+        "machine": machine,
+        "model": {"path": str(FIXTURE_MODELS[args.fixture_model].relative_to(ROOT)), "input": list(prepared["model"].config.image_size),
                   "head": "raw", "batch": 1, "artifacts": ARTIFACTS},
         "settings": {"threads": args.threads, "runs": args.runs, "warmup": args.warmup,
                      "val_images": len(prepared["images"]), "parity_images": args.parity_images,

@@ -16,6 +16,8 @@
 # only (docs/portability.md "D-FINE-N").
 # --fixture measures the trained fixture's rows instead (single file and split artifact, fp32 and INT8, on ncnn,
 # RKNN's simulator and LiteRT; benchmarks/portability_fixture.py): about 35 minutes, and 2 GB more for RKNN.
+# --fixture --fixture-model dfine measures the trained D-FINE fixture (tests/data/fixture/dfine_shapes) the same way
+# and writes benchmarks/results/portability/dfine_fixture/ and its section of docs/portability.md only.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

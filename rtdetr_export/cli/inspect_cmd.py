@@ -30,7 +30,7 @@ def _provenance_lines(record, census_matches: bool) -> list[str]:
         model = f"random weights (seed {src.seed})"
     else:
         model = f"{src.format} {src.file or '?'}  sha256 {src.sha256 or '?'}"
-    lines.append(f"  model         RT-DETR{record.model.config.version}, {model}")
+    lines.append(f"  model         {record.model.config.model_name}, {model}")
     if src.hub:
         lines.append(f"  hub           {src.hub.pinned_id} (asked for {src.hub.requested})")
     size = "x".join(map(str, record.input_size))
@@ -129,8 +129,11 @@ def format_edge(edge: list[dict], source: dict, what: str) -> list[str]:
     """Per edge runtime: the verdict for ``what``, the fixture matrix's rows behind it, and the export that runs."""
     if not edge:
         return []
-    lines = [f"edge        {what} on edge runtimes (measured on the trained fixture, {source.get('date', '?')}; "
-             "docs/portability.md, \"Deploy to an NPU or phone\")"]
+    # The fixture is named: its rows are RT-DETRv2's whatever model this file holds (D-FINE's own rows are in
+    # docs/portability.md, "The trained D-FINE fixture").
+    fixture = f" {source['model']}" if source.get("model") else ""
+    lines = [f"edge        {what} on edge runtimes (measured on the trained fixture{fixture}, "
+             f"{source.get('date', '?')}; docs/portability.md, \"Deploy to an NPU or phone\")"]
     for entry in edge:
         lines.append(f"  {entry['target']:<26} {EXPECTED[entry['expected']]}")
         lines += [f"    measured: {row}" for row in entry["measured"]]

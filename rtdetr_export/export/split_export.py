@@ -1,8 +1,9 @@
 """PyTorch -> the two graphs of a split artifact: cell scoring (graph 1) and query decoding (graph 2).
 
 Query selection runs on the host between them (imaging/host_step.py), so neither graph holds TopK or
-GatherElements; both are traced from the model's own parts (model/split.py), simplified and checked like every
-graph, then checked for the ops edge runtimes lack. Writing and verification are pipeline/split.py's.
+GatherElements (D-FINE's graph 2 writes its LQE's top-k with Max/Min: model/split.py says why); both are traced
+from the model's own parts (model/split.py), simplified and checked like every graph, then checked for the ops
+edge runtimes lack. Writing and verification are pipeline/split.py's.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from rtdetr_export.export.torch_export import (ExportedGraph, example_inputs, ex
 from rtdetr_export.imaging.host_step import select_queries
 from rtdetr_export.model import RTDETRv2, prepare_for_deploy
 from rtdetr_export.model.config import ModelConfig, size_text
-from rtdetr_export.model.decoder import RTDETRDecoder
 from rtdetr_export.model.sampler import Sampler
 from rtdetr_export.model.split import CELL_OUTPUTS, QUERY_INPUTS, CellScoring, QueryDecoding
 
@@ -53,9 +53,6 @@ def validate_split(model: RTDETRv2, options: GraphOptions) -> None:
     """What a split export cannot take, refused before any work."""
     config = model.config
     options.validate(config.decoder_method, config.num_queries, config.num_classes)
-    if not isinstance(model.decoder, RTDETRDecoder):  # D-FINE's decoder is cut nowhere yet
-        raise RTDetrExportError(f"--split is written for RT-DETR's decoder; a {type(model).__name__} model cannot "
-                                "be split yet: export it without --split")
     if options.dynamic_size:
         raise RTDetrExportError("--split takes a fixed input size: graph 2 reads the memory at the level shapes of "
                                 "one size; drop --dynamic-size")
@@ -87,6 +84,9 @@ def export_split_graphs(model: RTDETRv2, options: GraphOptions | None = None,
     # The split is for runtimes like ncnn, which hold at most 4 dimensions: its gridsample-bilinear decoder (the
     # sampler ncnn runs, having no Gather by index tensor) is written with no tensor above that, same numbers.
     deployed.set_rank4_layout(True)
+    # Graph 2 holds no TopK: D-FINE's LQE takes its top bin probabilities with Max/Min instead, the same numbers
+    # exactly (model/fdr.py top_values); RT-DETRv2 has no TopK after query selection.
+    deployed.set_topk_free_heads(True)
     # Tracing at batch 2 keeps the exporter from specialising size-1 dimensions into the graph.
     batch = 2 if options.dynamic_batch else options.batch
     (images,) = example_inputs("raw", batch, model.config.image_size)

@@ -2,7 +2,9 @@
 
 What is the same (imported): anchors and top-k query selection (``query_selection``), the query position head,
 self-attention, multi-scale deformable attention with per-level points and its three samplers (GridSample,
-gather-bilinear, discrete), BatchNorm'd input projections.
+gather-bilinear, discrete), BatchNorm'd input projections. Same by design: the two halves ``encode_cells`` (before
+query selection) and ``decode`` (after it), RTDETRDecoder's methods, where the split export cuts (model/split.py says
+what differs there).
 What differs, and why:
 - the cross-attention reads the encoder memory as it is: no value or output projection (D-FINE drops them; the
   gate below mixes the result in instead). The discrete sampler therefore gathers head-wide slices of memory rows
@@ -193,22 +195,22 @@ class DFineDecoder(nn.Module):
         anchors, valid = generate_anchors(shapes, self.anchor_grid_size, self.anchor_eps)
         return anchors.to(device), valid.to(device)
 
-    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_cells(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Everything before query selection, as ``RTDETRDecoder.encode_cells``: the memory [B, N, D], every cell's
+        query target [B, N, D] and class logits [B, N, C], the anchors [1, N, 4] (logit space), the level shapes."""
         memory, shapes = self._flatten_levels(feats)
         anchors, valid = self._anchors(shapes, memory.device)
-
-        # Query selection, as in RT-DETRv2.
         output_memory = self.enc_output(valid.to(memory.dtype) * memory)
-        enc_logits = self.enc_score_head(output_memory)
-        topk = select_topk(enc_logits, self.num_queries)
-        if self.selection_observer is not None:
-            topk = self.selection_observer(enc_logits.max(-1).values, topk)
-        target = gather_rows(output_memory, topk)
-        ref_logits = self.enc_bbox_head(target) + gather_rows(anchors.expand(memory.shape[0], -1, -1), topk)
+        return memory, output_memory, self.enc_score_head(output_memory), anchors, shapes
 
+    def decode(self, target: torch.Tensor, reference_logits: torch.Tensor, memory: torch.Tensor,
+               shapes: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything after query selection, as ``RTDETRDecoder.decode``: the selected queries' targets [B, K, D]
+        and reference boxes [B, K, 4] (logit space) through the decoder layers over ``memory`` -> logits, boxes.
+        The split's graph 2 (model/split.py) is this method."""
         layers = self.decoder
         project = weighting_function(self.max_num_bins, self.up, self.reg_scale)
-        boxes = torch.sigmoid(ref_logits)
+        boxes = torch.sigmoid(reference_logits)
         for i, layer in enumerate(layers.layers):
             update = layer(target, boxes, memory, shapes, self.query_pos_head(boxes).clamp(-10, 10))
             if i == 0:
@@ -221,3 +223,13 @@ class DFineDecoder(nn.Module):
             target = update
         logits = layers.lqe_layers[self.eval_layer](self.dec_score_head[self.eval_layer](target), corners)
         return logits, boxes
+
+    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        memory, output_memory, enc_logits, anchors, shapes = self.encode_cells(feats)
+        # Query selection, as in RT-DETRv2.
+        topk = select_topk(enc_logits, self.num_queries)
+        if self.selection_observer is not None:
+            topk = self.selection_observer(enc_logits.max(-1).values, topk)
+        target = gather_rows(output_memory, topk)
+        ref_logits = self.enc_bbox_head(target) + gather_rows(anchors.expand(memory.shape[0], -1, -1), topk)
+        return self.decode(target, ref_logits, memory, shapes)

@@ -12,6 +12,7 @@ from rtdetr_export.model.backbone import ResNetVd
 from rtdetr_export.model.config import ModelConfig
 from rtdetr_export.model.decoder import RTDETRDecoder
 from rtdetr_export.model.deformable_attention import LocationObserver, MSDeformableAttention
+from rtdetr_export.model.fdr import LQE
 from rtdetr_export.model.hybrid_encoder import HybridEncoder
 from rtdetr_export.model.query_selection import SelectionObserver
 from rtdetr_export.model.sampler import Sampler
@@ -74,6 +75,14 @@ class RTDETRv2(nn.Module):
         for layer in self.decoder.modules():
             if isinstance(layer, MSDeformableAttention):
                 layer.rank4_layout = enabled
+
+    def set_topk_free_heads(self, enabled: bool = True) -> None:
+        """Write the heads after query selection with no TopK: D-FINE's LQE takes each edge distribution's top
+        probabilities with Max/Min (``fdr.top_values``, the same numbers exactly); RT-DETRv2 has no such head. Only
+        the split export sets it (its graph 2 holds no TopK); query selection itself is not changed."""
+        for module in self.decoder.modules():
+            if isinstance(module, LQE):
+                module.topk_free = enabled
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decoder(self.encoder(self.backbone(images)))

@@ -4,6 +4,18 @@
 ``enc_output`` and the encoder's score and box heads); ``QueryDecoding`` everything after it (the decoder layers
 from the selected queries). The host picks the top-k cells between them (imaging/host_step.py). Both wrap the
 model's own parts, so an export of them carries the very weights the reference computes with.
+
+RT-DETRv2 and D-FINE are cut at the same place, through the same two decoder methods (``encode_cells``, ``decode``),
+so one host step, one sidecar kind and one runner serve both. What differs for D-FINE, and why:
+- graph 2 starts D-FINE's box chain: layer 0's initial box (``pre_bbox_head`` on the selected reference box) and
+  the edge distributions every later layer refines (model/fdr.py) are all after query selection, so nothing of the
+  FDR head crosses the cut; graph 1's per-cell outputs are RT-DETRv2's (D-FINE selects queries as RT-DETRv2 does);
+- graph 2 would hold a TopK of D-FINE's own: the LQE reads the top 4 probabilities of each edge's distribution.
+  The split export writes it with Max/Min (``RTDETRv2.set_topk_free_heads``, model/fdr.py ``top_values``): the
+  same values exactly, so graph 2 is still the reference's numbers, and the split keeps its promise of no TopK
+  (pnnx crashes converting D-FINE's TopK; NPUs reject TopK);
+- D-FINE's decoder has no learned query embedding (RT-DETR v1's ``tgt_embed``): graph 2 decodes the selected
+  cells' own targets, as for RT-DETRv2.
 """
 
 from __future__ import annotations

@@ -47,6 +47,24 @@ def test_docs_section_is_the_scripts_rendering_of_the_committed_json(script, res
     assert script.RESULT_MD.read_text() == "# Measured portability\n\n" + rendered
 
 
+def test_the_d_fine_fixture_rows_are_rendered_where_the_docs_show_them(script):
+    """benchmarks/results/portability/dfine_fixture/ (``--fixture --fixture-model dfine``): its markdown and its copy
+    in docs/portability.md are the script's rendering of its JSON, and its split rows are the ones that exist to run
+    on edge runtimes: ncnn's passed parity, with the fixture's AP."""
+    path = script.fixture_json("dfine")
+    fixture = json.loads(path.read_text())["fixture"]
+    matrix = script._fixture_module().matrix_markdown(fixture)
+    assert path.with_suffix(".md").read_text().endswith(matrix)
+    docs = script.DOCS.read_text()
+    begin, end = "<!-- dfine-fixture:begin -->", "<!-- dfine-fixture:end -->"
+    assert docs[docs.index(begin) + len(begin):docs.index(end)].strip("\n") + "\n" == matrix, \
+        "docs/portability.md's D-FINE fixture section is stale: re-render it from the committed JSON"
+    assert fixture["model"]["path"] == "tests/data/fixture/dfine_shapes"
+    rows = {(r["runtime"], r["artifact"], r["precision"]): r for r in fixture["results"]}
+    ncnn = rows[("ncnn", "split", "fp32")]
+    assert ncnn["runs"] and ncnn["parity"]["passed"] and ncnn["AP_delta"] == 0.0
+
+
 def test_package_data_is_the_committed_json(script, results):
     assert script.PACKAGE_JSON.read_bytes() == script.RESULT_JSON.read_bytes(), \
         "rtdetr_export/export/portability_measured.json differs: run `python benchmarks/portability.py --render-only`"

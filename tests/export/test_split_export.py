@@ -349,13 +349,102 @@ def test_a_choice_among_tied_selection_scores_is_proven_not_refused(model, tmp_p
         assert compare_raw(reference.infer(plan.feeds()[0]), other, thresholds_for("fp32")).failures
 
 
-def test_a_d_fine_model_is_refused_in_one_line(tmp_path):
-    from rtdetr_export.model.dfine import DFine
-    from rtdetr_export.model.dfine_config import dfine_preset
+# -- D-FINE: the same cut, host step, sidecar and runner; its graph 2 writes the LQE's top-k with Max/Min ----------
+@pytest.fixture(scope="module")
+@costly
+def dfine_artifact(tmp_path_factory):
+    """A verified split export of the micro D-FINE (tests/micro.py; dynamic batch, raw head, not simplified)."""
+    from micro import micro_dfine_model
 
-    with pytest.raises(RTDetrExportError, match="cannot be split yet") as error:
-        export_split(DFine(dfine_preset("dfine_n")), tmp_path / "m.onnx", OnnxExportOptions())
-    assert "\n" not in str(error.value) and list(tmp_path.iterdir()) == []
+    model = micro_dfine_model()
+    folder = tmp_path_factory.mktemp("dfine_split")
+    return model, export_split(model, folder / "dfine.onnx", OnnxExportOptions(dynamic_batch=True, simplify=False))
+
+
+def test_a_d_fine_model_splits_and_its_verification_passed(dfine_artifact):
+    model, artifact = dfine_artifact
+    record = open_artifact(artifact.sidecar)
+    assert isinstance(record, SplitRecord) and type(record.model.config).__name__ == "DFineConfig"
+    assert record.to_json()["model"]["family"] == "dfine"
+    assert record.encoder.io.output_names == ["memory", "cell_targets", "cell_logits", "cell_box_logits"]
+    assert record.decoder.io.input_names == ["memory", "query_targets", "reference_logits"]
+    assert record.verification.passed and [run.batch for run in record.verification.runs] == [1, 4]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_d_fine_split_equals_its_reference(dfine_artifact, batch):
+    model, artifact = dfine_artifact
+    feed = {"images": np.random.default_rng(batch).random((batch, 3, SIZE, SIZE), dtype=np.float32)}
+    with SplitRunner(artifact.encoder, artifact.decoder, model.config.num_queries) as runner:
+        split = runner.infer(feed)
+    with ReferenceRunner(model, "raw") as reference:
+        ref = reference.infer(feed)
+    result = compare_raw(ref, split, thresholds_for("fp32"))
+    assert result.failures == [] and result.reordered_rows == 0
+    assert all(result.outputs[name].value <= thresholds_for("fp32").max_abs for name in ("logits", "pred_boxes"))
+
+
+def test_d_fine_graphs_hold_no_topk_and_the_lqe_is_written_with_max_and_min(dfine_artifact, micro_dfine_fp32):
+    model, artifact = dfine_artifact
+    for path in (artifact.encoder, artifact.decoder):
+        assert not set(SPLIT_FORBIDDEN) & set(census(path)), (path.name, sorted(census(path)))
+    decoder = census(artifact.decoder)
+    assert decoder["Max"] + decoder["Min"] == 58  # model/fdr.py top_values: k = 4 over 33 bins
+    # The single file of the same architecture holds two TopK (query selection, LQE): the census is not vacuous.
+    assert census(micro_dfine_fp32)["TopK"] == 2
+    # The export wrote a copy: the model it was given still computes its LQE with TopK.
+    assert not any(getattr(m, "topk_free", False) for m in model.modules())
+
+
+def test_verify_and_inspect_take_a_d_fine_split_and_name_its_family(dfine_artifact):
+    from click.testing import CliRunner
+
+    from rtdetr_export.cli.main import main
+
+    _, artifact = dfine_artifact
+    result = CliRunner().invoke(main, ["verify", str(artifact.sidecar)])
+    assert result.exit_code == 0, result.output
+    assert "onnxruntime-cpu-split" in result.output and result.output.rstrip().endswith("PASS")
+    result = CliRunner().invoke(main, ["inspect", str(artifact.sidecar)])
+    assert result.exit_code == 0, result.output
+    model_line = next(line for line in result.output.splitlines() if line.strip().startswith("model "))
+    assert model_line.split()[1] == "D-FINE,", model_line  # the record's family, not "RT-DETRv2"
+    assert "TopK" not in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, sampler", [("discrete", Sampler.GATHER_NEAREST),
+                                             ("default", Sampler.GRIDSAMPLE_BILINEAR)])
+def test_every_sampler_splits_d_fine(tmp_path, method, sampler):
+    from micro import micro_dfine_model
+
+    model = micro_dfine_model(decoder_method=method)
+    result = export_split(model, tmp_path / "m.onnx", OnnxExportOptions(dynamic_batch=True, sampler=sampler,
+                                                                       simplify=False))
+    record = open_artifact(result.sidecar)
+    assert record.sampler is sampler and record.verification.passed
+    assert ("GridSample" in census(result.decoder)) == sampler.has_gridsample
+
+
+@pytest.mark.slow
+def test_the_onnx_command_splits_the_trained_d_fine_for_ncnn(tmp_path):
+    """The trained D-FINE fixture through the CLI, as the edge rows export it (benchmarks/portability_fixture.py):
+    simplified, gridsample-bilinear in the rank-4 layout, verified against PyTorch at its 320 px."""
+    import json
+
+    from click.testing import CliRunner
+
+    from conftest import SHAPES_DFINE
+    from rtdetr_export.cli.main import main
+
+    output = tmp_path / "dfine.onnx"
+    result = CliRunner().invoke(main, ["onnx", "--model", str(SHAPES_DFINE), "--split", "--bilinear-op",
+                                       "gridsample", "--json", "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output[result.output.index("{"):])
+    assert record["format"] == "rtdetr-export/onnx-split" and record["verification"]["passed"]
+    assert not set(SPLIT_FORBIDDEN) & set(census(tmp_path / "dfine.decoder.onnx"))
+    assert "GridSample" in census(tmp_path / "dfine.decoder.onnx")
 
 
 def test_verify_proves_a_split_artifact_again_from_its_sidecar(micro_split):
