@@ -427,6 +427,20 @@ def test_every_sampler_splits_d_fine(tmp_path, method, sampler):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("preset_name", ["deimv2_atto", "deimv2_n"])
+def test_deimv2_splits_where_d_fine_does(tmp_path, preset_name):
+    """DEIMv2's decoder is D-FINE's with its own layers (model/deimv2_decoder.py), so the same cut holds: both
+    layouts (Lite and hybrid) split, verify against PyTorch, and graph 2 writes its LQE with Max/Min."""
+    model = load_model(preset=preset_name, seed=0, image_size=(320, 320), num_queries=100)
+    result = export_split(model, tmp_path / "m.onnx", OnnxExportOptions(simplify=False))
+    record = open_artifact(result.sidecar)
+    assert record.to_json()["model"]["family"] == "deimv2" and record.verification.passed
+    for path in (result.encoder, result.decoder):
+        assert not set(SPLIT_FORBIDDEN) & set(census(path)), (path.name, sorted(census(path)))
+    assert census(result.decoder)["Max"] > 0
+
+
+@pytest.mark.slow
 def test_the_onnx_command_splits_the_trained_d_fine_for_ncnn(tmp_path):
     """The trained D-FINE fixture through the CLI, as the edge rows export it (benchmarks/portability_fixture.py):
     simplified, gridsample-bilinear in the rank-4 layout, verified against PyTorch at its 320 px."""
