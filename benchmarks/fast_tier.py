@@ -64,6 +64,13 @@ def bytecode_cached() -> bool:
         "*.pyc"))
 
 
+def addopts() -> str:
+    """pyproject's pytest ``addopts``: how many workers the command starts is decided there."""
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"].get("addopts", "")
+
+
 def timed_run() -> dict:
     """The README's fast-tier command, timed; its summary line (`N passed, M skipped in T s`)."""
     start = time.perf_counter()
@@ -127,7 +134,9 @@ def write_report(report: dict, folder: Path) -> None:
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     timed = report["timed"]
     lines = [f"# Fast tier, {report['date']} ({report['machine']})", "",
-             f"Command: `{' '.join(['python3', *COMMAND[1:]])}` from the repository root.",
+             f"Command: `{' '.join(['python3', *COMMAND[1:]])}` from the repository root, with pyproject's "
+             f"`addopts = \"{report.get('addopts', '')}\"` (`-n auto`: two workers for a run over folders, "
+             "tests/conftest.py `pytest_xdist_auto_num_workers`).",
              f"Load average before the run: {report['load_before']} (other work on the machine makes the time an "
              "upper bound).",
              "C++ engines build: " + ("cached in engines/build before the run." if report["engines_build_cached"]
@@ -156,6 +165,7 @@ def main() -> int:
     report = {"date": today, "machine": f"{cpu_model()}, {os.cpu_count()} cores",
               "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()), "limit_s": LIMIT_S,
               "engines_build_cached": engines_build_cached(), "bytecode_cached": bytecode_cached(),
+              "addopts": addopts(),
               "timed": timed_run()}
     print(f"fast tier: {report['timed']['wall_s']} s ({report['timed']['summary']})", flush=True)
     if not args.no_coverage:

@@ -1,6 +1,6 @@
 """The test tiers. The fast tier (`python3 -m pytest -q -m "not slow"`, README) is the inner loop: it runs in
-106-144 s on the project's 2-core machine (limit 120 s, not met reliably) and reaches every module of the package
-(benchmarks/fast_tier.py measures both). The slow tier holds what takes seconds per test: real-size presets,
+77 s on the project's 2-core machine on two workers (pyproject addopts `-n auto`; limit 120 s; 130-137 s in one
+process) and reaches every module of the package (benchmarks/fast_tier.py measures both). The slow tier holds what takes seconds per test: real-size presets,
 full tiny exports with onnxslim and verification, servers, calibration. CI runs both.
 
 The acceptance tier is the part of the slow tier that takes a minute or more per test on 2 cores (real-size
