@@ -390,17 +390,20 @@ def _reference(method: str, images, preset: str) -> tuple[Any, list[dict[str, An
     return runner, [runner.infer({"images": image}) for image in images]
 
 
-def _selection_runner(key: str, onnx_file: Path, threads: int) -> Any:
+def _selection_runner(key: str, onnx_file: Path, threads: int, precision: str | None = None) -> Any:
     """A runner of the row's runtime on the ONNX file as it ran it, whose query selection verify/selection.py can
-    read (ONNX Runtime's, and OpenVINO's under the f32 hint), or None: the converters' graphs (ncnn, LiteRT, RKNN)
-    and OpenVINO without a hint (its precision is the plugin's choice) do not say which cells they kept."""
+    read, or None. ONNX Runtime's; OpenVINO's under the f32 hint; OpenVINO without a hint under the precision the
+    plugin chose for that row (``precision``, read back from the compiled model by the worker: f32 on a CPU without
+    bf16, so the same compiled graph). The converters' graphs (ncnn, LiteRT, RKNN) do not say which cells they kept."""
     from rtdetr_export.backends import OnnxRuntimeRunner
-    from rtdetr_export.backends.openvino_runner import OpenVinoRunner
+    from rtdetr_export.backends.openvino_runner import PRECISION_HINTS, OpenVinoRunner
 
     if key == "onnxruntime":
         return OnnxRuntimeRunner(onnx_file, threads=threads)
     if key == "openvino":
         return OpenVinoRunner(onnx_file, "f32", threads)
+    if key == "openvino-auto" and precision in PRECISION_HINTS:
+        return OpenVinoRunner(onnx_file, precision, threads)
     return None
 
 
@@ -541,7 +544,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 row["run_error"] = raw["run_error"]
             if raw["runs"]:
                 row["parity"] = _parity(reference, images, work / f"{key}_{sampler}" / "outputs.npz",
-                                        _selection_runner(key, model, args.threads))
+                                        _selection_runner(key, model, args.threads, row["precision"]))
                 times = raw["latency_ms"]
                 row["latency_ms"] = {"median": round(_median(times), 1), "min": round(min(times), 1),
                                      "max": round(max(times), 1), "runs": len(times), "threads": args.threads,
