@@ -40,6 +40,10 @@ def uses_costly_fixture(item) -> bool:
 # tiny-size or 320-px parity for the same code, or the micro artifacts of the fast tier.
 ACCEPTANCE: dict[str, float] = {
     "tests/model/test_dfine_parity.py::test_onnx_runtime_matches_transformers": 173.7,  # N and S at 640
+    # DEIMv2-N and Pico through ONNX Runtime, every sampler, batch 1 and 4 (2026-12-07, two workers, idle: 75 s of
+    # CI's time). CI keeps their PyTorch parity at the same sizes, the narrowed ONNX exports of the fast tier and the
+    # CLI export + verify of a DEIMv2 folder.
+    "tests/model/test_deimv2_parity.py::test_onnx_runtime_matches_transformers": 135.1,
     "tests/model/test_rtdetr_v1.py::test_a_released_size_v1_exports_to_onnx_that_matches_transformers_and_loads"
     "_from_the_original_layout": 83.4,  # r18vd, r50vd
     "tests/precision/test_precision.py::test_r18vd_reduced_precision_meets_thresholds": 55.8,
