@@ -11,7 +11,7 @@ from rtdetr_export.model.config import ModelConfig
 from rtdetr_export.model.deformable_attention import MSDeformableAttention
 from rtdetr_export.model.hybrid_encoder import conv_bn
 from rtdetr_export.model.layers import MLP, SelfAttention, activation
-from rtdetr_export.model.query_selection import SelectionObserver, gather_rows, generate_anchors, select_topk
+from rtdetr_export.model.query_selection import SelectionObserver, generate_anchors, select_queries
 from rtdetr_export.model.sampler import Sampler
 
 
@@ -143,10 +143,6 @@ class RTDETRDecoder(nn.Module):
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         memory, output_memory, enc_logits, anchors, shapes = self.encode_cells(feats)
         # Query selection: score every encoder cell, keep the top-k as initial queries and boxes.
-        topk = select_topk(enc_logits, self.num_queries)
-        if self.selection_observer is not None:
-            topk = self.selection_observer(enc_logits.max(-1).values, topk)
-        # The box head is row-wise, so running it on the k selected rows equals selecting from all rows.
-        selected = gather_rows(output_memory, topk)
-        reference_logits = self.enc_bbox_head(selected) + gather_rows(anchors.expand(memory.shape[0], -1, -1), topk)
-        return self.decode(selected, reference_logits, memory, shapes)
+        targets, reference_logits = select_queries(output_memory, enc_logits, anchors, self.num_queries,
+                                                   self.enc_bbox_head, self.selection_observer)
+        return self.decode(targets, reference_logits, memory, shapes)

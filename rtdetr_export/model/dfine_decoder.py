@@ -32,7 +32,7 @@ from rtdetr_export.model.dfine_config import DFineConfig
 from rtdetr_export.model.fdr import LQE, distribution_offsets, edges_to_box, weighting_function
 from rtdetr_export.model.hybrid_encoder import conv_bn
 from rtdetr_export.model.layers import MLP, SelfAttention, activation
-from rtdetr_export.model.query_selection import SelectionObserver, gather_rows, generate_anchors, select_topk
+from rtdetr_export.model.query_selection import SelectionObserver, generate_anchors, select_queries
 from rtdetr_export.model.sampler import Sampler
 
 FP16_MAX = 65504.0  # the FFN clamps its sum to this before normalising, as trained
@@ -227,9 +227,6 @@ class DFineDecoder(nn.Module):
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         memory, output_memory, enc_logits, anchors, shapes = self.encode_cells(feats)
         # Query selection, as in RT-DETRv2.
-        topk = select_topk(enc_logits, self.num_queries)
-        if self.selection_observer is not None:
-            topk = self.selection_observer(enc_logits.max(-1).values, topk)
-        target = gather_rows(output_memory, topk)
-        ref_logits = self.enc_bbox_head(target) + gather_rows(anchors.expand(memory.shape[0], -1, -1), topk)
-        return self.decode(target, ref_logits, memory, shapes)
+        targets, reference_logits = select_queries(output_memory, enc_logits, anchors, self.num_queries,
+                                                   self.enc_bbox_head, self.selection_observer)
+        return self.decode(targets, reference_logits, memory, shapes)

@@ -57,3 +57,16 @@ def select_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """x[b, index[b, i], :] for every b, i."""
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def select_queries(output_memory: torch.Tensor, enc_logits: torch.Tensor, anchors: torch.Tensor, k: int,
+                   box_head: torch.nn.Module, observer: SelectionObserver | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query selection, shared by RT-DETRv2 and D-FINE: the top-``k`` cells (``observer`` may choose others, see
+    SelectionObserver) give the decoder its targets [B, k, D] and reference boxes [B, k, 4] in logit space. The
+    box head is row-wise, so running it on the k selected rows equals selecting from all rows."""
+    topk = select_topk(enc_logits, k)
+    if observer is not None:
+        topk = observer(enc_logits.max(-1).values, topk)
+    targets = gather_rows(output_memory, topk)
+    return targets, box_head(targets) + gather_rows(anchors.expand(output_memory.shape[0], -1, -1), topk)

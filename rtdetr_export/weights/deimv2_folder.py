@@ -12,7 +12,6 @@ shared FDR head (``share_bbox_head``) is kept once. DINOv3 folders are refused b
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from rtdetr_export.model.deimv2 import Deimv2
 from rtdetr_export.model.deimv2_config import DEIMV2_PRESETS, Deimv2Config
 from rtdetr_export.model.source import WeightSource
 from rtdetr_export.weights.classes import reconcile_classes
-from rtdetr_export.weights.dfine_folder import _LAYER_PARTS, _NOT_ARCHITECTURE, _backbone_fields, _pack_attention
+from rtdetr_export.weights.dfine_folder import _LAYER_PARTS, _backbone_fields, _pack_attention, checked_and_sized
 from rtdetr_export.weights.matching import load_strict
 
 
@@ -75,26 +74,7 @@ def config_from_deimv2(data: dict[str, Any]) -> Deimv2Config:
         encoder_type="lite" if lite else "hybrid", use_gateway=get("use_gateway"),
         share_bbox_head=get("share_bbox_head"),
     )
-    encoder_in = data.get("encoder_in_channels")
-    config = Deimv2Config(**fields)
-    if encoder_in is not None and tuple(encoder_in) != config.backbone_out_channels:
-        raise RTDetrExportError(f"encoder_in_channels {list(encoder_in)} does not match the backbone's returned "
-                                f"stages ({list(config.backbone_out_channels)})")
-    return config.replace(size=released_size(config))
-
-
-def released_size(config: Deimv2Config) -> str | None:
-    """"Atto" .. "N" when ``config`` has the architecture of a released DEIMv2 HGNetv2 size, else None."""
-    def architecture(c: Deimv2Config) -> dict[str, Any]:
-        fields = {k: v for k, v in dataclasses.asdict(c).items() if k not in _NOT_ARCHITECTURE}
-        return {**fields, "decoder_in_channels": c.resolved_decoder_in_channels}
-
-    mine = architecture(config)
-    for fields in DEIMV2_PRESETS.values():
-        reference = Deimv2Config(**fields)
-        if architecture(reference) == mine:
-            return reference.size
-    return None
+    return checked_and_sized(Deimv2Config(**fields), data, DEIMV2_PRESETS)
 
 
 # (pattern, replacement), the first match applied once per key.

@@ -96,23 +96,28 @@ def config_from_dfine(data: dict[str, Any]) -> DFineConfig:
         lqe_hidden_dim=get("lqe_hidden_dim"), lqe_layers=get("lqe_layers"), layer_norm_eps=get("layer_norm_eps"),
         batch_norm_eps=get("batch_norm_eps"),
     )
+    return checked_and_sized(DFineConfig(**fields), data, DFINE_PRESETS)
+
+
+def checked_and_sized(config: DFineConfig, data: dict[str, Any], presets: dict[str, dict[str, Any]]) -> DFineConfig:
+    """``config`` (D-FINE's or a variant's, read from a folder's ``data``) with its released size named, after
+    checking the folder's encoder_in_channels against the backbone's returned stages."""
     encoder_in = data.get("encoder_in_channels")
-    config = DFineConfig(**fields)
     if encoder_in is not None and tuple(encoder_in) != config.backbone_out_channels:
         raise RTDetrExportError(f"encoder_in_channels {list(encoder_in)} does not match the backbone's returned "
                                 f"stages ({list(config.backbone_out_channels)})")
-    return config.replace(size=released_size(config))
+    return config.replace(size=released_size(config, presets))
 
 
-def released_size(config: DFineConfig) -> str | None:
-    """"N" .. "X" when ``config`` has the architecture of a released D-FINE size, else None."""
+def released_size(config: DFineConfig, presets: dict[str, dict[str, Any]] = DFINE_PRESETS) -> str | None:
+    """The size ("N" .. "X" for D-FINE) of the preset in ``presets`` whose architecture ``config`` has, else None."""
     def architecture(c: DFineConfig) -> dict[str, Any]:
         fields = {k: v for k, v in dataclasses.asdict(c).items() if k not in _NOT_ARCHITECTURE}
         return {**fields, "decoder_in_channels": c.resolved_decoder_in_channels}
 
     mine = architecture(config)
-    for fields in DFINE_PRESETS.values():
-        reference = DFineConfig(**fields)
+    for fields in presets.values():
+        reference = type(config)(**fields)
         if architecture(reference) == mine:
             return reference.size
     return None

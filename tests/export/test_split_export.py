@@ -87,10 +87,10 @@ def test_neither_graph_holds_the_ops_edge_runtimes_lack(artifact, model):
     assert census(artifact.decoder)["Gather"] >= 1  # the sampler's flat-index gathers
 
 
-@pytest.mark.parametrize("batch", [1, 4])
-def test_split_equals_the_reference(artifact, model, batch):
-    images = np.random.default_rng(batch).random((batch, 3, SIZE, SIZE), dtype=np.float32)
-    feed = {"images": images}
+def assert_split_equals_the_reference(model, artifact, batch: int) -> None:
+    """Graph 1 -> host step -> graph 2 on ONNX Runtime equals the PyTorch model within the FP32 limits, every query
+    row in place, on a random batch."""
+    feed = {"images": np.random.default_rng(batch).random((batch, 3, SIZE, SIZE), dtype=np.float32)}
     with SplitRunner(artifact.encoder, artifact.decoder, model.config.num_queries) as runner:
         split = runner.infer(feed)
     with ReferenceRunner(model, "raw") as reference:
@@ -100,6 +100,11 @@ def test_split_equals_the_reference(artifact, model, batch):
     for name in ("logits", "pred_boxes"):
         assert split[name].shape == ref[name].shape
         assert result.outputs[name].value <= thresholds_for("fp32").max_abs
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_split_equals_the_reference(artifact, model, batch):
+    assert_split_equals_the_reference(model, artifact, batch)
 
 
 @pytest.mark.slow
@@ -373,15 +378,7 @@ def test_a_d_fine_model_splits_and_its_verification_passed(dfine_artifact):
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_a_d_fine_split_equals_its_reference(dfine_artifact, batch):
-    model, artifact = dfine_artifact
-    feed = {"images": np.random.default_rng(batch).random((batch, 3, SIZE, SIZE), dtype=np.float32)}
-    with SplitRunner(artifact.encoder, artifact.decoder, model.config.num_queries) as runner:
-        split = runner.infer(feed)
-    with ReferenceRunner(model, "raw") as reference:
-        ref = reference.infer(feed)
-    result = compare_raw(ref, split, thresholds_for("fp32"))
-    assert result.failures == [] and result.reordered_rows == 0
-    assert all(result.outputs[name].value <= thresholds_for("fp32").max_abs for name in ("logits", "pred_boxes"))
+    assert_split_equals_the_reference(*dfine_artifact, batch)
 
 
 def test_d_fine_graphs_hold_no_topk_and_the_lqe_is_written_with_max_and_min(dfine_artifact, micro_dfine_fp32):
