@@ -23,7 +23,7 @@ import torch
 
 from rtdetr_export.artifact import onnx_record
 from rtdetr_export.model.sampler import Sampler
-from rtdetr_export.model import decoder
+from rtdetr_export.model import query_selection
 from rtdetr_export.model.deformable_attention import MSDeformableAttention
 from rtdetr_export.verify.margins import FLIP_MARGIN
 
@@ -138,7 +138,7 @@ def reference(model: torch.nn.Module, images: np.ndarray, run: OnnxRun) -> tuple
     modules = [m for m in model.modules() if isinstance(m, MSDeformableAttention)]
     hooks = [ReadObservedCells(cells, model.decoder.anchor_shapes, m.num_points)
              for cells, m in zip(run.cells, modules)]
-    with torch.no_grad(), mock.patch.object(decoder, "select_topk", SelectObservedQueries(run.queries)), \
+    with torch.no_grad(), mock.patch.object(query_selection, "select_topk", SelectObservedQueries(run.queries)), \
             model.observe_sampling(hooks + [None] * (len(modules) - len(hooks))):
         logits, boxes = model(torch.from_numpy(images))
     used = [hook for hook in hooks if hook.level]
