@@ -4,7 +4,8 @@
 #   engines/fuzz.sh [--install-system-packages] SECONDS [TARGET...]
 #
 #   TARGET   sidecar, image, onnx (default: all three). Each runs SECONDS seconds on a copy of its seed corpus
-#            (engines/fuzz/corpus/TARGET); the targets run side by side, one process each.
+#            (engines/fuzz/corpus/TARGET); the targets run side by side, one process each. SECONDS 0: install (with
+#            the flag) and build only, as CI's set-up does before the test suite fuzzes.
 #   --install-system-packages  apt-get install clang, its libFuzzer runtime and the libraries' headers if missing
 #
 # Builds with clang into engines/build-fuzz (RTDETR_FUZZ_BUILD). Prints each target's executions and coverage;
@@ -18,8 +19,8 @@ ALL_TARGETS=(sidecar image onnx)
 
 INSTALL_SYSTEM=0
 if [ "${1:-}" = "--install-system-packages" ]; then INSTALL_SYSTEM=1; shift; fi
-if [ $# -lt 1 ] || ! [[ "$1" =~ ^[0-9]+$ ]] || [ "$1" -lt 1 ]; then
-  echo "usage: engines/fuzz.sh [--install-system-packages] SECONDS [TARGET...]   (targets: ${ALL_TARGETS[*]})" >&2
+if [ $# -lt 1 ] || ! [[ "$1" =~ ^[0-9]+$ ]]; then
+  echo "usage: engines/fuzz.sh [--install-system-packages] SECONDS|0 [TARGET...]   (targets: ${ALL_TARGETS[*]})" >&2
   exit 2
 fi
 SECONDS_EACH=$1
@@ -76,6 +77,7 @@ if [ ! -f "$BUILD/CMakeCache.txt" ] && command -v ninja >/dev/null 2>&1; then GE
 CXX=$CXX_FUZZ cmake -S "$HERE/fuzz" -B "$BUILD" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   >"$BUILD/configure.log" 2>&1 || { cat "$BUILD/configure.log" >&2; exit 1; }
 cmake --build "$BUILD" --parallel "${JOBS:-$(nproc)}" >"$BUILD/build.log" 2>&1 || { cat "$BUILD/build.log" >&2; exit 1; }
+if [ "$SECONDS_EACH" = 0 ]; then log "built; no fuzzing asked for (SECONDS 0)"; exit 0; fi
 
 mkdir -p "$BUILD/crashes" "$BUILD/logs"
 pids=()

@@ -19,7 +19,6 @@ from rtdetr_export.files import file_sha256
 from rtdetr_export.model import (HubRevision, ModelConfig, RTDETRv2, WeightSource, fuse_repvgg,
                                  preset as preset_config)
 from rtdetr_export.model.deimv2_config import DEIMV2_PRESETS, deimv2_preset
-from rtdetr_export.model.dfine import DFine
 from rtdetr_export.model.dfine_config import DFINE_PRESETS, dfine_preset
 from rtdetr_export.weights.deimv2_folder import load_deimv2_folder
 from rtdetr_export.weights.classes import reconcile_classes

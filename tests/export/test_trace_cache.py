@@ -102,3 +102,18 @@ def test_a_new_model_object_of_the_same_weights_reuses_the_trace_and_it_is_a_new
     fresh = []
     assert traces_in(lambda: fresh.append(export_graph(micro_model(), options).graph)) == (1, 0)
     assert first.SerializeToString() == fresh[0].SerializeToString()
+
+
+def test_an_export_is_remembered_under_the_model_and_the_options_the_trace_reads(empty_cache):
+    """An export is keyed on the model as given (its deploy copy is then not made again) and on every graph option
+    but simplification, which comes after the trace."""
+    model = micro_model()
+    options = GraphOptions(simplify=False)
+    assert traces_in(lambda: export_graph(model, options)) == (1, 0)
+    assert traces_in(lambda: export_graph(model, GraphOptions(simplify=True))) == (0, 1)
+    assert traces_in(lambda: export_graph(model, GraphOptions(simplify=False, head="detections", top_k=10))) == (1, 0)
+    assert traces_in(lambda: export_graph(model, GraphOptions(simplify=False, head="detections", top_k=20))) == (1, 0)
+    assert traces_in(lambda: export_graph(model, GraphOptions(simplify=False, dynamic_batch=True))) == (1, 0)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    assert traces_in(lambda: export_graph(model, options)) == (1, 0)

@@ -9,7 +9,6 @@ image shows the boxes are where the objects are, not in the stored (sideways) fr
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np

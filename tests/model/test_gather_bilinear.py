@@ -5,7 +5,6 @@ stage after the export (FP16, INT8, verification) knows it."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx

@@ -4,7 +4,6 @@ part each belongs to, and search the fewest parts to keep in float that bring it
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner

@@ -9,7 +9,6 @@ oracle, next to transformers: the per-level point counts and eval_idx are things
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
