@@ -11,7 +11,7 @@ from rtdetr_export.model.config import ModelConfig
 from rtdetr_export.model.deformable_attention import MSDeformableAttention
 from rtdetr_export.model.hybrid_encoder import conv_bn
 from rtdetr_export.model.layers import MLP, SelfAttention, activation
-from rtdetr_export.model.query_selection import SelectionObserver, generate_anchors, select_queries
+from rtdetr_export.model.query_selection import CellAnchors, SelectionObserver, select_queries
 from rtdetr_export.model.sampler import Sampler
 
 
@@ -52,7 +52,7 @@ class TransformerDecoder(nn.Module):
         self.layers = nn.ModuleList(TransformerDecoderLayer(config) for _ in range(config.decoder_layers))
 
 
-class RTDETRDecoder(nn.Module):
+class RTDETRDecoder(CellAnchors, nn.Module):
     """From the encoder's maps to class logits [B, Q, C] and boxes [B, Q, 4] (cxcywh in [0, 1])."""
 
     def __init__(self, config: ModelConfig):
@@ -60,8 +60,6 @@ class RTDETRDecoder(nn.Module):
         dim, eps = config.d_model, config.batch_norm_eps
         self.num_queries = config.num_queries
         self.eval_layer = config.eval_layer
-        self.anchor_eps, self.anchor_grid_size = config.anchor_eps, config.anchor_grid_size
-        self.level_strides = config.level_strides
         # Set only through ``RTDETRv2.observe_selection`` (verification); None otherwise, and in every export.
         self.selection_observer: SelectionObserver | None = None
 
@@ -88,19 +86,7 @@ class RTDETRDecoder(nn.Module):
         self.dec_score_head = nn.ModuleList(nn.Linear(dim, config.num_classes) for _ in range(config.decoder_layers))
         self.dec_bbox_head = nn.ModuleList(MLP(dim, dim, 4, 3, act) for _ in range(config.decoder_layers))
 
-        self.register_buffer("anchors", torch.zeros(1, 0, 4), persistent=False)
-        self.register_buffer("valid_mask", torch.zeros(1, 0, 1, dtype=torch.bool), persistent=False)
-        self.anchor_shapes: list[tuple[int, int]] = []  # the level shapes ``anchors`` were built for
-        # True only in dynamic-size exports: anchors come from the traced map shapes, never from the constants.
-        self.sizes_in_graph = False
-
-    def spatial_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
-        return [(height // s, width // s) for s in self.level_strides]
-
-    def set_image_size(self, height: int, width: int) -> None:
-        """Precompute anchors and the valid mask for this input size."""
-        self.anchor_shapes = self.spatial_shapes(height, width)
-        self.anchors, self.valid_mask = generate_anchors(self.anchor_shapes, self.anchor_grid_size, self.anchor_eps)
+        self.init_cell_anchors(config)
 
     def _flatten_levels(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         levels = [proj(feat) for proj, feat in zip(self.input_proj, feats)]
@@ -117,12 +103,7 @@ class RTDETRDecoder(nn.Module):
         """Everything before query selection: the encoder memory [B, N, D], every cell's query target
         (``enc_output``) [B, N, D] and class logits [B, N, C], and the anchors [1, N, 4] (logit space)."""
         memory, shapes = self._flatten_levels(feats)
-        # Compare shapes, not cell counts: a transposed input (W x H) has the same count but other anchors.
-        if not self.sizes_in_graph and shapes == self.anchor_shapes:
-            anchors, valid = self.anchors, self.valid_mask
-        else:
-            anchors, valid = generate_anchors(shapes, self.anchor_grid_size, self.anchor_eps)
-            anchors, valid = anchors.to(memory.device), valid.to(memory.device)
+        anchors, valid = self.cell_anchors(shapes, memory.device)
         output_memory = self.enc_output(valid.to(memory.dtype) * memory)
         return memory, output_memory, self.enc_score_head(output_memory), anchors, shapes
 

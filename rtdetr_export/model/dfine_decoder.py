@@ -32,7 +32,7 @@ from rtdetr_export.model.dfine_config import DFineConfig
 from rtdetr_export.model.fdr import LQE, distribution_offsets, edges_to_box, weighting_function
 from rtdetr_export.model.hybrid_encoder import conv_bn
 from rtdetr_export.model.layers import MLP, SelfAttention, activation
-from rtdetr_export.model.query_selection import SelectionObserver, generate_anchors, select_queries
+from rtdetr_export.model.query_selection import CellAnchors, SelectionObserver, select_queries
 from rtdetr_export.model.sampler import Sampler
 
 FP16_MAX = 65504.0  # the FFN clamps its sum to this before normalising, as trained
@@ -125,7 +125,7 @@ class DFineLayers(nn.Module):
                                             config.lqe_layers, config.decoder_activation) for _ in range(count))
 
 
-class DFineDecoder(nn.Module):
+class DFineDecoder(CellAnchors, nn.Module):
     """From the encoder's maps to class logits [B, Q, C] and boxes [B, Q, 4] (cxcywh in [0, 1])."""
 
     layers_type: type[nn.Module] = DFineLayers  # the decoder layers and their LQE heads (a variant swaps them)
@@ -136,8 +136,6 @@ class DFineDecoder(nn.Module):
         self.num_queries = config.num_queries
         self.eval_layer = config.eval_layer
         self.max_num_bins = config.max_num_bins
-        self.anchor_eps, self.anchor_grid_size = config.anchor_eps, config.anchor_grid_size
-        self.level_strides = config.level_strides
         in_channels = config.resolved_decoder_in_channels
         # Projections only where the encoder's width differs from the decoder's (D-FINE-X); every level is
         # projected from the last level's width, as the original does.
@@ -163,10 +161,7 @@ class DFineDecoder(nn.Module):
         self.dec_bbox_head = nn.ModuleList(MLP(dim, dim, 4 * (config.max_num_bins + 1), 3, act)
                                            for _ in range(count))
 
-        self.register_buffer("anchors", torch.zeros(1, 0, 4), persistent=False)
-        self.register_buffer("valid_mask", torch.zeros(1, 0, 1, dtype=torch.bool), persistent=False)
-        self.anchor_shapes: list[tuple[int, int]] = []
-        self.sizes_in_graph = False  # as RTDETRDecoder: anchors from the traced shapes in dynamic-size exports
+        self.init_cell_anchors(config)
         # As RTDETRDecoder: set only through ``RTDETRv2.observe_selection`` (verification's re-run with the cells an
         # artifact kept among tied scores); None otherwise, and in every export.
         self.selection_observer: SelectionObserver | None = None
@@ -175,31 +170,17 @@ class DFineDecoder(nn.Module):
         """Layer ``layer``'s FDR head (one per layer in D-FINE)."""
         return self.dec_bbox_head[layer]
 
-    def spatial_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
-        return [(height // s, width // s) for s in self.level_strides]
-
-    def set_image_size(self, height: int, width: int) -> None:
-        """Precompute anchors and the valid mask for this input size."""
-        self.anchor_shapes = self.spatial_shapes(height, width)
-        self.anchors, self.valid_mask = generate_anchors(self.anchor_shapes, self.anchor_grid_size, self.anchor_eps)
-
     def _flatten_levels(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         levels = [proj(feat) for proj, feat in zip(self.input_proj, feats)]
         shapes = [(level.shape[2], level.shape[3]) if self.sizes_in_graph else
                   (int(level.shape[2]), int(level.shape[3])) for level in levels]
         return torch.cat([level.flatten(2).transpose(1, 2) for level in levels], dim=1), shapes
 
-    def _anchors(self, shapes: list[tuple[int, int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.sizes_in_graph and shapes == self.anchor_shapes:
-            return self.anchors, self.valid_mask
-        anchors, valid = generate_anchors(shapes, self.anchor_grid_size, self.anchor_eps)
-        return anchors.to(device), valid.to(device)
-
     def encode_cells(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """Everything before query selection, as ``RTDETRDecoder.encode_cells``: the memory [B, N, D], every cell's
         query target [B, N, D] and class logits [B, N, C], the anchors [1, N, 4] (logit space), the level shapes."""
         memory, shapes = self._flatten_levels(feats)
-        anchors, valid = self._anchors(shapes, memory.device)
+        anchors, valid = self.cell_anchors(shapes, memory.device)
         output_memory = self.enc_output(valid.to(memory.dtype) * memory)
         return memory, output_memory, self.enc_score_head(output_memory), anchors, shapes
 

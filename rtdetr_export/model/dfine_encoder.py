@@ -1,7 +1,8 @@
 """D-FINE's hybrid encoder: RT-DETRv2's, with lighter fusion blocks.
 
-What is the same (imported): the input projections (``conv_bn``), AIFI on the coarsest map, the top-down then
-bottom-up order of the fusion, CSP blocks of RepVGG units.
+What is the same (inherited from ``HybridEncoder``): the input projections, AIFI on the coarsest map, the
+top-down then bottom-up order of the fusion, and the concatenation of two maps into a block; CSP blocks of RepVGG
+units inside the new blocks.
 What differs, and why (D-FINE trades encoder FLOPs for decoder accuracy):
 - the fusion blocks are RepNCSPELAN4 (GELAN from YOLOv9: a split, two CSP branches each closed by a 3x3 conv,
   everything concatenated) instead of one CSP block; their depth is ``round(3 * depth_mult)``;
@@ -16,10 +17,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rtdetr_export.model.aifi import AIFI
 from rtdetr_export.model.ccfm import CSPRepLayer
 from rtdetr_export.model.dfine_config import DFineConfig
-from rtdetr_export.model.hybrid_encoder import conv_bn
+from rtdetr_export.model.hybrid_encoder import HybridEncoder
 from rtdetr_export.model.layers import ConvNormLayer
 
 
@@ -60,55 +60,16 @@ class SCDown(nn.Module):
         return self.cv2(self.cv1(x))
 
 
-class DFineHybridEncoder(nn.Module):
-    """The backbone's maps -> as many fused maps of ``encoder_hidden_dim`` channels."""
+class DFineHybridEncoder(HybridEncoder):
+    """RT-DETRv2's hybrid encoder with D-FINE's blocks (the module text says which and why)."""
 
-    def __init__(self, config: DFineConfig):
-        super().__init__()
-        dim, eps = config.encoder_hidden_dim, config.batch_norm_eps
-        levels = len(config.backbone_out_channels)
-        self.encode_proj_layers = config.encode_proj_layers
-        self.feat_strides = config.feat_strides
-        self.input_proj = nn.ModuleList(conv_bn(ch, dim, eps) for ch in config.backbone_out_channels)
-        self.encoder = nn.ModuleList(
-            AIFI(dim, config.encoder_heads, config.encoder_ffn_dim, config.encoder_activation,
-                 config.encoder_layers, config.normalize_before, config.layer_norm_eps, config.pe_temperature)
-            for _ in config.encode_proj_layers)
+    def lateral_conv(self, config: DFineConfig) -> nn.Module:  # type: ignore[override]
+        """No activation: D-FINE's lateral convs are linear."""
+        return ConvNormLayer(config.encoder_hidden_dim, config.encoder_hidden_dim, 1, 1, eps=config.batch_norm_eps)
 
-        self.lateral_convs = nn.ModuleList(ConvNormLayer(dim, dim, 1, 1, eps=eps) for _ in range(levels - 1))
-        self.fpn_blocks = nn.ModuleList(self.fusion_block(config) for _ in range(levels - 1))
-        self.downsample_convs = nn.ModuleList(SCDown(dim, eps) for _ in range(levels - 1))
-        self.pan_blocks = nn.ModuleList(self.fusion_block(config) for _ in range(levels - 1))
-
-    def fusion_block(self, config: DFineConfig) -> nn.Module:
-        """One fusion block of the top-down and bottom-up paths; it reads what ``fuse`` makes of two maps."""
+    def fusion_block(self, config: DFineConfig) -> nn.Module:  # type: ignore[override]
         return RepNCSPELAN4(config.encoder_hidden_dim, config.hidden_expansion, config.csp_units, config.activation,
                             config.batch_norm_eps)
 
-    def fuse(self, coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
-        """Two maps of one size -> a fusion block's input: D-FINE concatenates them."""
-        return torch.cat([coarse, fine], dim=1)
-
-    def set_image_size(self, height: int, width: int) -> None:
-        """Precompute AIFI position embeddings for this input size."""
-        for aifi, level in zip(self.encoder, self.encode_proj_layers):
-            stride = self.feat_strides[level]
-            aifi.set_map_size(height // stride, width // stride)
-
-    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
-        proj = [layer(feat) for layer, feat in zip(self.input_proj, feats)]
-        for aifi, level in zip(self.encoder, self.encode_proj_layers):
-            proj[level] = aifi(proj[level])
-
-        # Top-down: the coarse map goes through the lateral conv, is upsampled and fused with the finer one.
-        inner = [proj[-1]]
-        for step, (lateral, fpn) in enumerate(zip(self.lateral_convs, self.fpn_blocks)):
-            inner[0] = lateral(inner[0])
-            up = nn.functional.interpolate(inner[0], scale_factor=2.0, mode="nearest")
-            inner.insert(0, fpn(self.fuse(up, proj[-2 - step])))
-
-        # Bottom-up: each fused map is downsampled and fused with the next coarser one.
-        outs = [inner[0]]
-        for step, (down, pan) in enumerate(zip(self.downsample_convs, self.pan_blocks)):
-            outs.append(pan(self.fuse(down(outs[-1]), inner[step + 1])))
-        return outs
+    def downsample_conv(self, config: DFineConfig) -> nn.Module:  # type: ignore[override]
+        return SCDown(config.encoder_hidden_dim, config.batch_norm_eps)

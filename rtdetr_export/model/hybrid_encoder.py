@@ -22,11 +22,14 @@ def conv_bn(ch_in: int, ch_out: int, eps: float, kernel_size: int = 1, stride: i
 
 
 class HybridEncoder(nn.Module):
-    """Turns the backbone's three maps into three fused maps of ``encoder_hidden_dim`` channels."""
+    """Turns the backbone's three maps into three fused maps of ``encoder_hidden_dim`` channels.
+
+    AIFI on the coarsest map, then CCFM: top-down, then bottom-up fusion. A variant (D-FINE's) changes only the
+    blocks: ``lateral_conv``, ``fusion_block``, ``downsample_conv``, and how two maps enter a block (``fuse``)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        dim, eps, act = config.encoder_hidden_dim, config.batch_norm_eps, config.activation
+        dim, eps = config.encoder_hidden_dim, config.batch_norm_eps
         self.encode_proj_layers = config.encode_proj_layers
         self.feat_strides = config.feat_strides
         self.input_proj = nn.ModuleList(conv_bn(ch, dim, eps) for ch in config.backbone_out_channels)
@@ -34,14 +37,31 @@ class HybridEncoder(nn.Module):
             AIFI(dim, config.encoder_heads, config.encoder_ffn_dim, config.encoder_activation,
                  config.encoder_layers, config.normalize_before, config.layer_norm_eps, config.pe_temperature)
             for _ in config.encode_proj_layers)
-        levels = len(config.backbone_out_channels)
-        self.lateral_convs = nn.ModuleList(ConvNormLayer(dim, dim, 1, 1, act=act, eps=eps) for _ in range(levels - 1))
-        self.fpn_blocks = nn.ModuleList(
-            CSPRepLayer(2 * dim, dim, config.csp_blocks, config.hidden_expansion, act, eps) for _ in range(levels - 1))
-        self.downsample_convs = nn.ModuleList(
-            ConvNormLayer(dim, dim, 3, 2, act=act, eps=eps) for _ in range(levels - 1))
-        self.pan_blocks = nn.ModuleList(
-            CSPRepLayer(2 * dim, dim, config.csp_blocks, config.hidden_expansion, act, eps) for _ in range(levels - 1))
+        steps = range(len(config.backbone_out_channels) - 1)
+        self.lateral_convs = nn.ModuleList(self.lateral_conv(config) for _ in steps)
+        self.fpn_blocks = nn.ModuleList(self.fusion_block(config) for _ in steps)
+        self.downsample_convs = nn.ModuleList(self.downsample_conv(config) for _ in steps)
+        self.pan_blocks = nn.ModuleList(self.fusion_block(config) for _ in steps)
+
+    def lateral_conv(self, config: ModelConfig) -> nn.Module:
+        """The top-down path's 1x1 conv on the coarser map."""
+        return ConvNormLayer(config.encoder_hidden_dim, config.encoder_hidden_dim, 1, 1, act=config.activation,
+                             eps=config.batch_norm_eps)
+
+    def fusion_block(self, config: ModelConfig) -> nn.Module:
+        """One fusion block of the top-down and bottom-up paths; it reads what ``fuse`` makes of two maps."""
+        dim = config.encoder_hidden_dim
+        return CSPRepLayer(2 * dim, dim, config.csp_blocks, config.hidden_expansion, config.activation,
+                           config.batch_norm_eps)
+
+    def downsample_conv(self, config: ModelConfig) -> nn.Module:
+        """The bottom-up path's stride-2 conv."""
+        return ConvNormLayer(config.encoder_hidden_dim, config.encoder_hidden_dim, 3, 2, act=config.activation,
+                             eps=config.batch_norm_eps)
+
+    def fuse(self, coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
+        """Two maps of one size -> a fusion block's input: their concatenation."""
+        return torch.cat([coarse, fine], dim=1)
 
     def set_image_size(self, height: int, width: int) -> None:
         """Precompute AIFI position embeddings for this input size."""
@@ -57,13 +77,12 @@ class HybridEncoder(nn.Module):
         # CCFM top-down: the coarse map is laterally convolved, upsampled and fused with the finer one.
         inner = [proj[-1]]
         for step, (lateral, fpn) in enumerate(zip(self.lateral_convs, self.fpn_blocks)):
-            coarse = lateral(inner[0])
-            inner[0] = coarse
-            up = nn.functional.interpolate(coarse, scale_factor=2.0, mode="nearest")
-            inner.insert(0, fpn(torch.cat([up, proj[-2 - step]], dim=1)))
+            inner[0] = lateral(inner[0])
+            up = nn.functional.interpolate(inner[0], scale_factor=2.0, mode="nearest")
+            inner.insert(0, fpn(self.fuse(up, proj[-2 - step])))
 
         # CCFM bottom-up: each fused map is downsampled and fused with the next coarser one.
         outs = [inner[0]]
         for step, (down, pan) in enumerate(zip(self.downsample_convs, self.pan_blocks)):
-            outs.append(pan(torch.cat([down(outs[-1]), inner[step + 1]], dim=1)))
+            outs.append(pan(self.fuse(down(outs[-1]), inner[step + 1])))
         return outs

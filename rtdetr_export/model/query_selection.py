@@ -33,6 +33,41 @@ def generate_anchors(spatial_shapes: list[tuple[int, int]], grid_size: float = 0
     return logits, valid
 
 
+class CellAnchors:
+    """The anchors of the encoder's cells, kept by the decoder modules that select queries over them (RT-DETRv2's,
+    D-FINE's and so DEIMv2's; a mixin, so the buffers stay ``decoder.anchors`` / ``decoder.valid_mask``, the names
+    original checkpoints store them under).
+
+    Precomputed for the input size the model is built at (a static export's constants); computed from the level
+    shapes in the graph when ``sizes_in_graph`` is set (dynamic-size exports) or when an input of another size
+    arrives in eager mode."""
+
+    def init_cell_anchors(self, config) -> None:
+        self.anchor_eps, self.anchor_grid_size = config.anchor_eps, config.anchor_grid_size
+        self.level_strides = config.level_strides
+        self.register_buffer("anchors", torch.zeros(1, 0, 4), persistent=False)
+        self.register_buffer("valid_mask", torch.zeros(1, 0, 1, dtype=torch.bool), persistent=False)
+        self.anchor_shapes: list[tuple[int, int]] = []  # the level shapes ``anchors`` were built for
+        # True only in dynamic-size exports: anchors come from the traced map shapes, never from the constants.
+        self.sizes_in_graph = False
+
+    def spatial_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
+        return [(height // s, width // s) for s in self.level_strides]
+
+    def set_image_size(self, height: int, width: int) -> None:
+        """Precompute anchors and the valid mask for this input size."""
+        self.anchor_shapes = self.spatial_shapes(height, width)
+        self.anchors, self.valid_mask = generate_anchors(self.anchor_shapes, self.anchor_grid_size, self.anchor_eps)
+
+    def cell_anchors(self, shapes: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Anchor logits [1, N, 4] and valid mask [1, N, 1] for the levels' ``shapes``."""
+        # Compare shapes, not cell counts: a transposed input (W x H) has the same count but other anchors.
+        if not self.sizes_in_graph and shapes == self.anchor_shapes:
+            return self.anchors, self.valid_mask
+        anchors, valid = generate_anchors(shapes, self.anchor_grid_size, self.anchor_eps)
+        return anchors.to(device), valid.to(device)
+
+
 def topk_lower_index_first(values: torch.Tensor, k: int, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
     """torch.topk with equal values ordered as ONNX TopK orders them: the lower index first.
 

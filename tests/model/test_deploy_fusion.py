@@ -14,7 +14,7 @@ import torch
 from conftest import compare_detectors, run_ours
 from micro import MICRO_SIZE, micro_model
 from rtdetr_export.model import fold_batchnorm, fuse_repvgg, prepare_for_deploy
-from rtdetr_export.model import decoder as decoder_module
+from rtdetr_export.model import query_selection
 from rtdetr_export.model import aifi as aifi_module
 from rtdetr_export.model.ccfm import RepVggBlock
 from rtdetr_export.model.query_selection import INVALID_ANCHOR_LOGIT, generate_anchors
@@ -83,7 +83,7 @@ def test_set_image_size_rebuilds_anchors_and_position_embeddings(height, width, 
     with torch.no_grad():
         want = fresh(images)
         # The forward must use the rebuilt constants, not compute them on the fly.
-        monkeypatch.setattr(decoder_module, "generate_anchors", _must_not_be_called)
+        monkeypatch.setattr(query_selection, "generate_anchors", _must_not_be_called)
         monkeypatch.setattr(aifi_module, "sincos_position_embedding", _must_not_be_called)
         got = resized(images)
     assert float((want[0] - got[0]).abs().max()) <= SIZE_TOL
