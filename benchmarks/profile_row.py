@@ -32,6 +32,7 @@ from rtdetr_export.bench.profile import (OnnxRuntimeProfiler, OpenVinoProfiler, 
 from rtdetr_export.bench.roofline import graph_input_shapes
 from rtdetr_export.bench.timing import Rounds, interleaved
 from rtdetr_export.imaging import list_images, load_image, preprocess_batch
+from rtdetr_export.pipeline.openvino import cpu_facts
 from rtdetr_export.select import BuildContext, export_recipe, openvino_int8_recipe
 from rtdetr_export.stats import paired_speedup, summarize
 from rtdetr_export.weights import load_model
@@ -44,8 +45,12 @@ RECIPES = {
     "nncf_int8": openvino_int8_recipe("nncf_int8", "INT8 OpenVINO IR, NNCF rtdetr recipe (not verified)", FP32,
                                       verify=False),
 }
-ROWS = {"ort:fp32": ("onnxruntime", "fp32"), "ov-f32:fp32": ("openvino", "fp32"),
-        "ov-f32:int8_cpu": ("openvino", "int8_cpu"), "ov-f32:nncf_int8": ("openvino", "nncf_int8")}
+# row -> (runtime, file, OpenVINO hint)
+F32_ROWS = {"ort:fp32": ("onnxruntime", "fp32", None), "ov-f32:fp32": ("openvino", "fp32", "f32"),
+            "ov-f32:int8_cpu": ("openvino", "int8_cpu", "f32"), "ov-f32:nncf_int8": ("openvino", "nncf_int8", "f32")}
+# Where the CPU computes bf16 natively (AVX-512 BF16 or AMX), the bf16 hint's rows too: select's fastest row there.
+BF16_ROWS = {"ov-bf16:fp32": ("openvino", "fp32", "bf16"), "ov-bf16:int8_cpu": ("openvino", "int8_cpu", "bf16"),
+             "ov-bf16:nncf_int8": ("openvino", "nncf_int8", "bf16")}
 
 
 def main() -> None:
@@ -79,12 +84,13 @@ def main() -> None:
             log(f"making {name} ({recipe.description})")
             made = recipe.make(context)
         files[name] = made
+    ROWS = F32_ROWS | (BF16_ROWS if cpu_facts()[1] else {})
     record = open_artifact(files["fp32"])
     picture = load_image(args.image or list_images(args.calib_images)[0])
     feed = make_feed(record.head, preprocess_batch([picture], tuple(model.config.image_size)),
                      [(picture.height, picture.width)])
     runners = {row: OnnxRuntimeRunner(files[f], threads=args.threads) if backend == "onnxruntime" else
-               OpenVinoRunner(files[f], "f32", args.threads) for row, (backend, f) in ROWS.items()}
+               OpenVinoRunner(files[f], hint, args.threads) for row, (backend, f, hint) in ROWS.items()}
     for runner in runners.values():
         runner.activate()
         for _ in range(args.warmup):
@@ -103,7 +109,8 @@ def main() -> None:
     # The profiled rows take turns, as the timed rows did, so their profiles meet the same load.
     profiles = profile_interleaved([OnnxRuntimeProfiler(files["fp32"], feed, args.threads, args.warmup, row)
                                     if row == "ort:fp32" else
-                                    OpenVinoProfiler(files[ROWS[row][1]], feed, "f32", args.threads, args.warmup, row)
+                                    OpenVinoProfiler(files[ROWS[row][1]], feed, ROWS[row][2], args.threads,
+                                                     args.warmup, row)
                                     for row in profiled], args.runs, Rounds.settle_ms)
     size = tuple(model.config.image_size)
     import onnx

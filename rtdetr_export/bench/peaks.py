@@ -1,7 +1,8 @@
 """This machine's measured compute peaks: one large matrix product per precision, timed in the bench's own run.
 
-Each peak is the best of a few calls of one GEMM graph run by the runtime that reaches the most on it, with the
-bench's thread count and session settings (the same runner classes as the rows):
+Each peak is the best of a few calls of a GEMM graph, at the size (of ``GEMM_SHAPES``) where it reached the most,
+run by the runtime that reaches the most on it, with the bench's thread count and session settings (the same
+runner classes as the rows):
 
 - FP32: ONNX Runtime, one MatMul (MLAS's SGEMM; also the runtime of most CPU rows);
 - INT8: ONNX Runtime, one MatMulInteger of uint8 activations and int8 weights (the u8 x s8 product that INT8 CPU
@@ -29,10 +30,13 @@ from rtdetr_export.bench.timing import Rounds, timed
 from rtdetr_export.stats import rotated
 
 PRECISIONS = ("fp32", "bf16", "int8")
-# M, K, N: 0.27 GFLOP (2 x 512^3), a few milliseconds per call at 2-core peak, so every sample fits in the quiet
-# moments of a shared machine while the operands (1-3 MB) outgrow the L2 caches. Sized on the 2-core AMD EPYC
-# (docs/benchmarks.md, "Roofline"): 512 reached the most in FP32 and INT8 of 256-1024 there.
-GEMM_SHAPE = (512, 512, 512)
+# M, K, N of the GEMMs, each precision's peak taken at the one that reached the most. 512^3 (0.27 GFLOP, a few
+# milliseconds per call) reached the most in FP32 and INT8 of 256-1024 on the AVX2-only AMD EPYC; on the EPYC with
+# AVX-512 VNNI and BF16 it read half of what 1024^3 (2.1 GFLOP) reaches in INT8 and BF16 (best of 15 interleaved
+# calls: INT8 470 vs 741 GFLOP/s, BF16 142 vs 184-294; FP32 187 vs 195), below what the model's own INT8
+# convolutions ran at (~700). Both sizes keep a call within a few to ~10 ms, short enough for a shared machine's
+# quiet moments (docs/benchmarks.md, "Roofline").
+GEMM_SHAPES = ((512, 512, 512), (1024, 1024, 1024))
 RUNTIMES = {"fp32": "onnxruntime MatMul (float32)", "int8": "onnxruntime MatMulInteger (uint8 x int8 -> int32)",
             "bf16": "openvino MatMul (float32 graph, bf16 inference precision hint)"}
 
@@ -123,14 +127,17 @@ def _cpu_note(precision: str, flags: frozenset[str]) -> str | None:
 
 
 class PeakProbe:
-    """The three GEMM runners, made once, sampled between the bench's own rounds (``sample``), best kept."""
+    """The GEMM runners (each precision at each of ``shapes``), made once, sampled between the bench's own rounds
+    (``sample``), best kept."""
 
-    def __init__(self, folder: Path, threads: int | None = None, shape: tuple[int, int, int] = GEMM_SHAPE,
-                 settle_ms: float = Rounds.settle_ms):
-        self.folder, self.threads, self.shape, self.settle_ms = Path(folder), threads, shape, settle_ms
-        self.runners: dict[str, Runner] = {}
-        self.feeds: dict[str, dict[str, np.ndarray]] = {}
-        self.samples: dict[str, list[float]] = {p: [] for p in PRECISIONS}
+    def __init__(self, folder: Path, threads: int | None = None,
+                 shapes: tuple[tuple[int, int, int], ...] = GEMM_SHAPES, settle_ms: float = Rounds.settle_ms):
+        self.folder, self.threads, self.shapes, self.settle_ms = Path(folder), threads, tuple(shapes), settle_ms
+        # keyed by (precision, shape)
+        self.runners: dict[tuple[str, tuple[int, int, int]], Runner] = {}
+        self.feeds: dict[tuple[str, tuple[int, int, int]], dict[str, np.ndarray]] = {}
+        self.samples: dict[tuple[str, tuple[int, int, int]], list[float]] = {
+            (p, shape): [] for p in PRECISIONS for shape in self.shapes}
         self.notes: dict[str, str | None] = {}
         self.executed: dict[str, str] = {}
         self.seconds = 0.0  # spent loading and sampling: what the peaks add to a bench's time
@@ -142,22 +149,24 @@ class PeakProbe:
         flags = cpu_flags()
         self.folder.mkdir(parents=True, exist_ok=True)
         for precision in PRECISIONS:
-            path = self.folder / f"gemm_{precision}.onnx"  # bf16's is an FP32 graph: the hint sets the precision
-            feed = _gemm_graph(path, precision, self.shape)
             self.notes[precision] = _cpu_note(precision, flags)
-            try:
-                runner = self._runner(precision, path)
-                runner.activate()
-                for _ in range(2):
-                    runner.infer({"a": feed})
-            except Exception as exc:  # a missing optional runtime costs its peak, not the report
-                first_line = (str(exc).splitlines() or [""])[0][:160]
-                self.notes[precision] = f"not measured: {type(exc).__name__}: {first_line}"
-                continue
-            if precision == "bf16" and _executed(runner) not in (None, "bf16"):
-                self.executed[precision] = "fp32"
-                self.notes[precision] = f"{self.notes[precision] or 'bf16'}: OpenVINO runs the bf16 hint in f32 here"
-            self.runners[precision], self.feeds[precision] = runner, {"a": feed}
+            for shape in self.shapes:
+                # bf16's is an FP32 graph: the hint sets the precision
+                path = self.folder / f"gemm_{precision}_{'x'.join(map(str, shape))}.onnx"
+                feed = _gemm_graph(path, precision, shape)
+                try:
+                    runner = self._runner(precision, path)
+                    runner.activate()
+                    for _ in range(2):
+                        runner.infer({"a": feed})
+                except Exception as exc:  # a missing optional runtime costs its peak, not the report
+                    first_line = (str(exc).splitlines() or [""])[0][:160]
+                    self.notes[precision] = f"not measured: {type(exc).__name__}: {first_line}"
+                    break
+                if precision == "bf16" and _executed(runner) not in (None, "bf16") and "bf16" not in self.executed:
+                    self.executed[precision] = "fp32"
+                    self.notes[precision] = f"{self.notes[precision] or 'bf16'}: OpenVINO runs the bf16 hint in f32 here"
+                self.runners[precision, shape], self.feeds[precision, shape] = runner, {"a": feed}
         self.seconds += time.perf_counter() - started
 
     def _runner(self, precision: str, path: Path) -> Runner:
@@ -172,22 +181,28 @@ class PeakProbe:
         started = time.perf_counter()
         order = rotated(list(self.runners), self.rounds)  # each GEMM takes each position in turn
         self.rounds += 1
-        for precision, runner in ((p, self.runners[p]) for p in order):
+        for key, runner in ((k, self.runners[k]) for k in order):
             if self.settle_ms > 0:
                 time.sleep(self.settle_ms / 1000)
-            self.samples[precision].append(timed(lambda: runner.infer(self.feeds[precision]))[0])
+            self.samples[key].append(timed(lambda: runner.infer(self.feeds[key]))[0])
         if self.settle_ms > 0:  # the next row's call, too, starts after the GEMM's threads have settled
             time.sleep(self.settle_ms / 1000)
         self.seconds += time.perf_counter() - started
 
     def sample_until(self, count: int) -> None:
         """Sample until every GEMM that runs has ``count`` samples."""
-        while self.runners and min(len(self.samples[p]) for p in self.runners) < count:
+        while self.runners and min(len(self.samples[key]) for key in self.runners) < count:
             self.sample()
 
     def result(self) -> Peaks:
-        return Peaks({p: Peak(p, RUNTIMES[p], self.shape, self.threads, min(self.samples[p], default=None),
-                              len(self.samples[p]), self.notes.get(p), self.executed.get(p)) for p in PRECISIONS})
+        """Each precision's peak at the shape where it reached the most (the first shape where none was timed)."""
+        def best(precision: str) -> Peak:
+            measured = [Peak(precision, RUNTIMES[precision], shape, self.threads,
+                             min(self.samples[precision, shape], default=None), len(self.samples[precision, shape]),
+                             self.notes.get(precision), self.executed.get(precision)) for shape in self.shapes]
+            return max(measured, key=lambda peak: peak.gflops or 0.0)
+
+        return Peaks({p: best(p) for p in PRECISIONS})
 
     def deactivate(self) -> None:
         for runner in self.runners.values():
@@ -204,10 +219,11 @@ def _executed(runner: Runner) -> str | None:
         return None
 
 
-def measure_peaks(threads: int | None = None, repeats: int = 5, shape: tuple[int, int, int] = GEMM_SHAPE) -> Peaks:
+def measure_peaks(threads: int | None = None, repeats: int = 5,
+                  shapes: tuple[tuple[int, int, int], ...] = GEMM_SHAPES) -> Peaks:
     """This machine's FP32, BF16 and INT8 GEMM peaks on their own: the best of ``repeats`` rounds."""
     with tempfile.TemporaryDirectory(prefix="rtdetr-peaks-") as folder:
-        probe = PeakProbe(Path(folder), threads, shape)
+        probe = PeakProbe(Path(folder), threads, shapes)
         probe.activate()
         try:
             probe.sample_until(repeats)

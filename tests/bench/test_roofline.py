@@ -10,7 +10,7 @@ import pytest
 from rtdetr_export.bench.artifacts import Artifact
 from rtdetr_export.bench.flops import FlopCount
 from rtdetr_export.bench.machine import cpu_flags
-from rtdetr_export.bench.peaks import GEMM_SHAPE, Peak, Peaks, measure_peaks
+from rtdetr_export.bench.peaks import GEMM_SHAPES, Peak, Peaks, measure_peaks
 from rtdetr_export.bench.roofline import Roofline, RooflineBasis, peak_precision
 from rtdetr_export.bench.targets import Target
 
@@ -31,7 +31,7 @@ def _basis() -> RooflineBasis:
 def test_a_peak_is_two_m_k_n_flops_over_its_best_call():
     assert math.isclose(PEAKS.get("fp32").gflops, 2 * 512 ** 3 / 2.5e-3 / 1e9)  # 107.4 GFLOP/s
     assert Peaks.from_json(PEAKS.to_json()) == PEAKS
-    assert Peak("bf16", "openvino", GEMM_SHAPE, None, None, note="not measured: ...").gflops is None
+    assert Peak("bf16", "openvino", GEMM_SHAPES[0], None, None, note="not measured: ...").gflops is None
 
 
 def test_achieved_gflops_is_flops_per_image_times_images_per_second_and_the_fraction_is_over_the_peak():
@@ -103,7 +103,7 @@ def test_the_reports_roofline_holds_the_convention_the_counts_and_the_peaks():
 
 
 def test_measured_peaks_time_each_precision_and_say_what_this_cpu_lacks():
-    peaks = measure_peaks(threads=1, repeats=1, shape=(64, 64, 64))
+    peaks = measure_peaks(threads=1, repeats=1, shapes=((64, 64, 64),))
     for precision in ("fp32", "int8"):
         peak = peaks.get(precision)
         assert peak.gflops > 0 and peak.samples == 1 and peak.threads == 1 and peak.shape == (64, 64, 64)
@@ -115,3 +115,23 @@ def test_measured_peaks_time_each_precision_and_say_what_this_cpu_lacks():
         assert bf16.executed == "fp32" or bf16.gflops is None  # OpenVINO says it ran the hint in f32
     if not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
         assert "no VNNI" in peaks.get("int8").note
+
+
+def test_each_precisions_peak_is_taken_at_the_gemm_size_where_it_reached_the_most(tmp_path, monkeypatch):
+    """A size that reads low on one CPU (512 on the AVX-512 EPYC, 1024 on a loaded AVX2 one) does not set the peak:
+    each precision keeps the size whose best call ran at the most GFLOP/s."""
+    from rtdetr_export.bench import peaks as peaks_module
+
+    small, large = (32, 32, 32), (64, 64, 64)
+    probe = peaks_module.PeakProbe(tmp_path, threads=1, shapes=(small, large), settle_ms=0)
+    probe.activate()
+    try:
+        probe.sample_until(2)
+    finally:
+        probe.deactivate()
+    # Planted best calls: fp32 faster per FLOP at the small size, int8 at the large one.
+    probe.samples["fp32", small], probe.samples["fp32", large] = [1e-3], [1.0]
+    probe.samples["int8", small], probe.samples["int8", large] = [1.0], [1e-3]
+    result = probe.result()
+    assert result.get("fp32").shape == small and result.get("fp32").best_ms == 1e-3
+    assert result.get("int8").shape == large and result.get("int8").best_ms == 1e-3
