@@ -17,7 +17,9 @@ VAL=${VAL:-tests/data/fixture/shapes_val}
 MACHINE=${MACHINE:-$(hostname)-cpu}
 OUT=${OUT:-benchmarks/results/accuracy/$MACHINE/$(date +%Y-%m-%d)}/dfine
 WORK=${WORK:-$(mktemp -d)}
-run() { python3 -m rtdetr_export "$@"; }
+LIMIT=${LIMIT:-}
+# shellcheck source=benchmarks/accuracy_lib.sh
+source benchmarks/accuracy_lib.sh
 
 calib="$WORK/calib"
 [ -d "$calib/images" ] || python3 benchmarks/fixture/make_dataset.py --split train --count 64 --seed 7 --out "$calib" >&2
@@ -43,12 +45,6 @@ export_one int8_tensorrt --precision int8 --int8-target tensorrt --calib-images 
 export_one int8_cpu --precision int8 --int8-target cpu --calib-images "$calib/images" --calib-count 64
 cat "$OUT/verdicts.txt" >&2
 
-evaluate() {  # evaluate GROUP ARGS...: one eval report
-  local group=$1; shift
-  echo "== eval $group" >&2
-  run eval "$@" --model "$MODEL" --coco "$VAL/instances_val.json" --images "$VAL/images" --batch 8 \
-    --report "$OUT/$group" --force --quiet
-}
 evaluate onnxruntime "${files[@]}"
 evaluate openvino_fp32 "${files[0]}" --openvino f32,bf16
 echo "== verify the FP32 file under OpenVINO's bf16 hint" >&2
