@@ -107,11 +107,7 @@ def predict_images(inputs: list[str | Path], detector: Detector, output_dir: str
         raise _nothing_read(failures)
     names = _output_names(paths)
     json_path = output_dir / "predictions.json"
-    if output_dir.is_dir():
-        for path in [json_path] + [output_dir / name for name in names]:
-            check_output(path, force)
-    else:  # made only once an image has been read: a run that fails first leaves nothing behind
-        check_folder_creatable(output_dir)
+    _check_outputs(output_dir, [json_path] + [output_dir / name for name in names], force)
 
     images, annotations = [], []
     result = PredictResult({})
@@ -131,22 +127,9 @@ def predict_images(inputs: list[str | Path], detector: Detector, output_dir: str
             disagreeing, missed = set(), None
             if reference is not None:
                 expected = reference.detect(picture, threshold)
-                disagreeing, missed_idx = match_reference(found, expected)
-                missed = Detections(expected.boxes[missed_idx], expected.scores[missed_idx],
-                                    expected.labels[missed_idx])
-                entry["reference"] = {"detections": len(expected), "agreeing": len(found) - len(disagreeing),
-                                      "not_in_reference": len(disagreeing), "missed": len(missed_idx)}
-            for i in range(len(found)):
-                x0, y0, x1, y1 = (float(v) for v in found.boxes[i])
-                label = int(found.labels[i])
-                annotation = {"id": len(annotations), "image_id": image_id, "category_id": label,
-                              "category_name": detector.class_names[label] if label < len(detector.class_names)
-                              else str(label), "bbox": [x0, y0, x1 - x0, y1 - y0],
-                              "area": max(0.0, x1 - x0) * max(0.0, y1 - y0), "score": float(found.scores[i]),
-                              "iscrowd": 0}
-                if reference is not None:
-                    annotation["agrees_with_reference"] = i not in disagreeing
-                annotations.append(annotation)
+                disagreeing, missed, entry["reference"] = _against_reference(found, expected)
+            annotations += _coco_annotations(found, image_id, len(annotations), detector.class_names,
+                                             disagreeing if reference is not None else None)
             drawn = annotate(picture, found, detector.class_names, disagreeing, missed)
             output_dir.mkdir(parents=True, exist_ok=True)
             with atomic_output(output_dir / name) as tmp:
@@ -160,7 +143,52 @@ def predict_images(inputs: list[str | Path], detector: Detector, output_dir: str
 
     if not images:
         raise _nothing_read(failures)
-    result.predictions = {
+    result.predictions = _predictions_json(detector, reference, threshold, images, annotations, failures)
+    write_text_atomic(json_path, json.dumps(result.predictions, indent=2) + "\n")
+    result.written.append(json_path)
+    return result
+
+
+def _check_outputs(output_dir: Path, outputs: list[Path], force: bool) -> None:
+    """Refuse, before any work, outputs that exist without ``force``; for a folder that does not exist yet, check it
+    can be made (it is made only once an image has been read, so a run that fails first leaves nothing behind)."""
+    if output_dir.is_dir():
+        for path in outputs:
+            check_output(path, force)
+    else:
+        check_folder_creatable(output_dir)
+
+
+def _against_reference(found: Detections, expected: Detections) -> tuple[set[int], Detections, dict[str, int]]:
+    """Which of ``found`` the reference does not confirm, the reference's boxes nothing found, and the counts."""
+    disagreeing, missed_idx = match_reference(found, expected)
+    missed = Detections(expected.boxes[missed_idx], expected.scores[missed_idx], expected.labels[missed_idx])
+    return disagreeing, missed, {"detections": len(expected), "agreeing": len(found) - len(disagreeing),
+                                 "not_in_reference": len(disagreeing), "missed": len(missed_idx)}
+
+
+def _coco_annotations(found: Detections, image_id: int, first_id: int, class_names: list[str],
+                      disagreeing: set[int] | None) -> list[dict[str, Any]]:
+    """``found`` as COCO annotations (bbox [x, y, w, h] in pixels), numbered from ``first_id``; with a reference
+    (``disagreeing`` not None) each says whether the reference confirms it."""
+    out = []
+    for i in range(len(found)):
+        x0, y0, x1, y1 = (float(v) for v in found.boxes[i])
+        label = int(found.labels[i])
+        annotation = {"id": first_id + i, "image_id": image_id, "category_id": label,
+                      "category_name": class_names[label] if label < len(class_names) else str(label),
+                      "bbox": [x0, y0, x1 - x0, y1 - y0], "area": max(0.0, x1 - x0) * max(0.0, y1 - y0),
+                      "score": float(found.scores[i]), "iscrowd": 0}
+        if disagreeing is not None:
+            annotation["agrees_with_reference"] = i not in disagreeing
+        out.append(annotation)
+    return out
+
+
+def _predictions_json(detector: Detector, reference: Detector | None, threshold: float, images: list[dict],
+                      annotations: list[dict], failures: list[dict]) -> dict[str, Any]:
+    """predictions.json: COCO-style images, categories and annotations, with how they were made."""
+    return {
         "info": {"tool": f"rtdetr-export {__version__}", "backend": detector.name,
                  "precision_hint": getattr(detector.runner, "precision_hint", None), "threshold": threshold,
                  "reference": reference.name if reference else None,
@@ -171,6 +199,3 @@ def predict_images(inputs: list[str | Path], detector: Detector, output_dir: str
         "annotations": annotations,
         "failures": failures,
     }
-    write_text_atomic(json_path, json.dumps(result.predictions, indent=2) + "\n")
-    result.written.append(json_path)
-    return result

@@ -123,14 +123,8 @@ def _with_parts(base: PrecisionOptions, parts: list[dict[str, Any]]) -> Precisio
     return replace(base, int8_exclude=base.int8_exclude + exclude, keep_fp32=base.keep_fp32 + keep)
 
 
-def debug_precision(artifact: str | Path, model_path: str | None = None, calib_images: str | None = None,
-                    images: str | None = None, count: int = 4, max_parts: int = DEFAULT_CANDIDATES,
-                    limits: str | None = None, log: Log = lambda message: None) -> PrecisionDebug:
-    """Rank the layers that break ``artifact`` and search the smallest set of parts to keep in float.
-
-    ``limits``: judge by another precision's limits (``fp16``: an INT8 file that must agree as FP16 does);
-    default the artifact's own.
-    """
+def _checked_record(artifact: str | Path, count: int, max_parts: int, limits: str | None) -> OnnxRecord:
+    """The artifact's record, after refusing what debug-precision cannot compare, before any work."""
     if count < 1 or max_parts < 1:
         raise RTDetrExportError("--count and --max-parts must be at least 1")
     record = open_artifact(artifact)
@@ -140,9 +134,44 @@ def debug_precision(artifact: str | Path, model_path: str | None = None, calib_i
                                 "with FP32")
     if limits not in (None, "fp16", "int8"):
         raise RTDetrExportError(f"--limits must be fp16 or int8, got {limits!r}")
-    thresholds = thresholds_for(limits or precision)
     if record.static_batch not in (None, 1):
         raise RTDetrExportError("debug-precision needs a batch-1 or dynamic-batch artifact")
+    return record
+
+
+def _smallest_passing(ranked: list[dict[str, Any]], trial: Callable[[list[dict[str, Any]]], bool]
+                      ) -> list[dict[str, Any]] | None:
+    """A small set of ``ranked`` parts whose float copy passes ``trial``: the shortest passing prefix (binary
+    search; passing grows with the prefix), then each earlier part dropped where the rest still passes. None when
+    even all of them fail."""
+    if not ranked or not trial(ranked):
+        return None
+    low, high = 0, len(ranked)  # ranked[:high] passes; ranked[:low] is not known to
+    while high - low > 1:
+        middle = (low + high) // 2
+        if trial(ranked[:middle]):
+            high = middle
+        else:
+            low = middle
+    chosen = list(ranked[:high])
+    for part in reversed(ranked[:high - 1]):  # the last one added is needed: without it the prefix failed
+        fewer = [p for p in chosen if p is not part]
+        if trial(fewer):
+            chosen = fewer
+    return chosen
+
+
+def debug_precision(artifact: str | Path, model_path: str | None = None, calib_images: str | None = None,
+                    images: str | None = None, count: int = 4, max_parts: int = DEFAULT_CANDIDATES,
+                    limits: str | None = None, log: Log = lambda message: None) -> PrecisionDebug:
+    """Rank the layers that break ``artifact`` and search the smallest set of parts to keep in float.
+
+    ``limits``: judge by another precision's limits (``fp16``: an INT8 file that must agree as FP16 does);
+    default the artifact's own.
+    """
+    record = _checked_record(artifact, count, max_parts, limits)
+    precision = record.precision
+    thresholds = thresholds_for(limits or precision)
     base = record.recipe.options(calib_images)
     model = reference_model(record, model_path, log)
     head, size = record.head, model.config.image_size
@@ -183,21 +212,10 @@ def debug_precision(artifact: str | Path, model_path: str | None = None, calib_i
             f"({', '.join(labels) or 'none'})")
         return verification.passed
 
-    if not ranked or not trial(ranked):
+    chosen = _smallest_passing(ranked, trial)
+    if chosen is None:
         log("no set of the ranked parts passes; raise --max-parts or check the recipe")
         return result
-    low, high = 0, len(ranked)  # ranked[:high] passes; ranked[:low] is not known to
-    while high - low > 1:
-        middle = (low + high) // 2
-        if trial(ranked[:middle]):
-            high = middle
-        else:
-            low = middle
-    chosen = list(ranked[:high])
-    for part in reversed(ranked[:high - 1]):  # the last one added is needed: without it the prefix failed
-        fewer = [p for p in chosen if p is not part]
-        if trial(fewer):
-            chosen = fewer
     result.float_parts = [p["part"] for p in chosen]
     result.flags = [token for p in chosen for token in (p["flag"], p["pattern"])]
     result.command_flags = shlex.join(precision_flags(_with_parts(base, chosen)))
