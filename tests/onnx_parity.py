@@ -195,3 +195,17 @@ def parity_errors(want: dict[str, np.ndarray], got: dict[str, np.ndarray], names
             diff = np.abs(want[n][b].astype(np.float64) - got[n][b][order])
             errors[n] = max(errors[n], float(diff.max(initial=0.0)))
     return errors
+
+
+def onnx_runtime_outputs(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, boxes) of the exporter's gather-bilinear graph of ``model`` on ONNX Runtime CPU (no cell indices:
+    bilinear sampling has no flips; used against the original code's models)."""
+    from rtdetr_export.export.torch_export import GraphOptions, export_graph
+
+    exported = export_graph(model, GraphOptions(batch=images.shape[0], sampler=Sampler.parse("default", "gather")))
+    assert "GridSample" not in exported.op_census
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(exported.graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    logits, boxes = session.run(["logits", "pred_boxes"], {"images": images.numpy()})
+    return torch.from_numpy(logits), torch.from_numpy(boxes)

@@ -47,6 +47,9 @@ def unsupported_reason(config: ModelConfig) -> str | None:
             # other values (transformers 5.25): the peer would not compute what the folder holds.
             return "transformers cannot read back a DEIMv2 with a shared FDR head (share_bbox_head: the Lite sizes " \
                    f"Atto, Femto, Pico) from its own folder; this model is {config.model_name}"
+        if not (config.enc_output and config.query_pos_per_layer):
+            return f"transformers' DEIMv2 cannot compute as the original code does (no enc_output, the query " \
+                   f"position once); this model ({config.model_name}) is from an original checkpoint"
         if config.mlp_activation != "relu" or config.lqe_activation != "relu":
             return f"transformers' DEIMv2 has ReLU box and LQE heads; this model ({config.model_name}) has " \
                    f"{config.mlp_activation} / {config.lqe_activation}"

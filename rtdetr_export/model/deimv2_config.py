@@ -47,6 +47,11 @@ class Deimv2Config(DFineConfig):
     # original trains all of them with SiLU.
     lqe_activation: str = "relu"
     decoder_activation: str = "silu"
+    # Where transformers' port and the original code compute differently (see deimv2_decoder.py): a checkpoint of
+    # the original code runs as the original computes (``ORIGINAL_COMPUTATION``), a transformers folder as
+    # transformers does.
+    enc_output: bool = True  # transformers' Linear + LayerNorm before query selection; the original has none
+    query_pos_per_layer: bool = True  # transformers recomputes the query position each layer; the original once
 
     variants = ("DEIMv2",)
 
@@ -84,6 +89,14 @@ class Deimv2Config(DFineConfig):
     def model_name(self) -> str:
         """"DEIMv2-Atto" .. "DEIMv2-N" for the released sizes, else "DEIMv2"."""
         return f"DEIMv2-{self.size}" if self.size else "DEIMv2"
+
+
+# The original code's computation (Intellindust-AI-Lab/DEIMv2 engine/deim/deim_decoder.py): no enc_output, the
+# query position embedding from the selected boxes only, SiLU in every MLP head (``mlp_act``) and the LQE
+# (``activation``).
+ORIGINAL_COMPUTATION: dict[str, Any] = {"enc_output": False, "query_pos_per_layer": False,
+                                        "mlp_activation": "silu", "lqe_activation": "silu",
+                                        "decoder_activation": "silu"}
 
 
 def _lite(name: str, hidden: int, queries: int, ffn: int, side: int) -> dict[str, Any]:

@@ -9,11 +9,13 @@ What differs, and why (DEIMv2 follows LLM-style blocks, which train faster and c
 - the query position head has three layers of ``d_model`` width (D-FINE: two of ``2 * d_model``), activated with
   ``decoder_activation``; the LQE MLP with ``lqe_activation``;
 - with ``share_bbox_head`` (the Lite sizes) every layer refines its edges with one FDR head.
-As transformers' ``Deimv2ForObjectDetection`` computes it, which this model is tested against. The original code
-(Intellindust-AI-Lab/DEIMv2 engine/deim/deim_decoder.py) differs from transformers in three ways this model
-follows transformers in: it has no ``enc_output`` (transformers' converter writes an identity Linear and a default
-LayerNorm there, and the LayerNorm still normalises), it computes the query position embedding once from the
-selected boxes instead of once per layer, and it activates every MLP head with SiLU.
+As transformers' ``Deimv2ForObjectDetection`` computes it by default, which this model is tested against. The
+original code (Intellindust-AI-Lab/DEIMv2 engine/deim/deim_decoder.py) differs from transformers in three ways,
+which this model follows with ``deimv2_config.ORIGINAL_COMPUTATION`` (checkpoints of the original code,
+``weights/deimv2_original.py``; tested against that code): it has no ``enc_output`` (transformers' converter writes
+an identity Linear and a default LayerNorm there, and the LayerNorm still normalises), it computes the query
+position embedding once from the selected boxes instead of once per layer, and it activates every MLP head and the
+LQE with SiLU.
 Module names follow the original (``norm1``, ``swish_ffn.w12``/``w3``, RMSNorm's ``scale``).
 """
 
@@ -115,6 +117,15 @@ class Deimv2Decoder(DFineDecoder):
         self.share_bbox_head = config.share_bbox_head
         if self.share_bbox_head:
             self.dec_bbox_head = nn.ModuleList([self.dec_bbox_head[0]])
+        self.query_pos_per_layer = config.query_pos_per_layer
+        if not config.enc_output:
+            self.enc_output = nn.Identity()
+
+    def query_position(self, boxes: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+        """Per layer (transformers), or the first layer's for every layer (the original code)."""
+        if previous is not None and not self.query_pos_per_layer:
+            return previous
+        return super().query_position(boxes, previous)
 
     def bbox_head(self, layer: int) -> nn.Module:
         return self.dec_bbox_head[0 if self.share_bbox_head else layer]

@@ -170,6 +170,10 @@ class DFineDecoder(CellAnchors, nn.Module):
         """Layer ``layer``'s FDR head (one per layer in D-FINE)."""
         return self.dec_bbox_head[layer]
 
+    def query_position(self, boxes: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+        """The query position embedding for the next layer (D-FINE: from that layer's reference boxes)."""
+        return self.query_pos_head(boxes).clamp(-10, 10)
+
     def _flatten_levels(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         levels = [proj(feat) for proj, feat in zip(self.input_proj, feats)]
         shapes = [(level.shape[2], level.shape[3]) if self.sizes_in_graph else
@@ -192,8 +196,10 @@ class DFineDecoder(CellAnchors, nn.Module):
         layers = self.decoder
         project = weighting_function(self.max_num_bins, self.up, self.reg_scale)
         boxes = torch.sigmoid(reference_logits)
+        position = None
         for i, layer in enumerate(layers.layers):
-            update = layer(target, boxes, memory, shapes, self.query_pos_head(boxes).clamp(-10, 10))
+            position = self.query_position(boxes, position)
+            update = layer(target, boxes, memory, shapes, position)
             if i == 0:
                 initial = torch.sigmoid(self.pre_bbox_head(update) + inverse_sigmoid(boxes))
                 corners = self.bbox_head(0)(update)

@@ -3,7 +3,8 @@
 RT-DETR v1 and v2 load alike (``ModelConfig.version`` says which; DEIM's RT-DETRv2 is an RTDETRv2 too); D-FINE
 loads from transformers folders (``dfine_folder``) and original D-FINE / DEIM-D-FINE checkpoints
 (``dfine_original``) as a ``DFine``, which keeps RTDETRv2's interface, and DEIMv2 from transformers folders
-(``deimv2_folder``) as a ``Deimv2``, a DFine with DEIMv2's parts; look-alike detectors are refused by name
+(``deimv2_folder``) and original DEIMv2 checkpoints (``deimv2_original``) as a ``Deimv2``, a DFine with DEIMv2's
+parts; look-alike detectors are refused by name
 (``lookalikes``); the class count comes from the score heads (``classes``).
 """
 
@@ -26,6 +27,7 @@ from rtdetr_export.weights.dfine_folder import load_dfine_folder
 from rtdetr_export.weights.hub import parse_hub_id, resolve_hub_id
 from rtdetr_export.weights.lookalikes import folder_model_type
 from rtdetr_export.weights.matching import load_strict
+from rtdetr_export.weights.deimv2_original import is_deimv2_state, load_deimv2_checkpoint
 from rtdetr_export.weights.dfine_original import is_dfine_state, load_dfine_checkpoint
 from rtdetr_export.weights.original import infer_config, read_original_checkpoint, torch_load_weights, unwrap_state_dict
 from rtdetr_export.weights.random_init import seeded_model
@@ -83,6 +85,9 @@ def load_model(model_path: str | Path | None = None, *, preset: str | None = Non
         weights_file = path
         loaded = torch_load_weights(path)
         raw = unwrap_state_dict(loaded, path)
+        if is_deimv2_state(raw):  # before D-FINE's check: DEIMv2 keeps D-FINE's LQE keys
+            source = WeightSource("original", str(path), file_sha256(path), hub=hub)
+            return load_deimv2_checkpoint(raw, path, preset, changes, source)
         if is_dfine_state(raw):
             source = WeightSource("original", str(path), file_sha256(path), hub=hub)
             return load_dfine_checkpoint(raw, path, preset, changes, source)

@@ -1,7 +1,8 @@
 """Detectors that look like RT-DETR but are not, recognised and refused in one line that names them.
 
 D-FINE loads from transformers folders (``d_fine``) and original D-FINE / DEIM checkpoints, and DEIMv2's HGNetv2
-sizes from transformers folders (``deimv2``), so none of them is refused here; DEIMv2's DINOv3 sizes are, by name.
+sizes from transformers folders (``deimv2``) and original checkpoints, so none of them is refused here; DEIMv2's
+DINOv3 sizes are, by name (folders here, original checkpoints in ``deimv2_original``, which reads their keys).
 RF-DETR, Deformable DETR and DETR share names
 and parts with RT-DETR (a ``decoder``, deformable attention, ``class_embed``), so loading one as RT-DETR fails late
 with a long key-mismatch list that hides what the file is. Folders are recognised by ``config.json``
@@ -23,7 +24,8 @@ from rtdetr_export.errors import RTDetrExportError
 SUPPORTED = ("supported are RT-DETR v1 and RT-DETRv2 with a ResNet-vd backbone: transformers rt_detr / rt_detr_v2 "
              "folders, original lyuwenyu/RT-DETR .pth checkpoints, or Hub model ids of those; and D-FINE as "
              "transformers d_fine folders or original D-FINE / DEIM-D-FINE .pth checkpoints; DEIM-RT-DETRv2 .pth "
-             "checkpoints; DEIMv2's HGNetv2 sizes (Atto, Femto, Pico, N) as transformers deimv2 folders")
+             "checkpoints; DEIMv2's HGNetv2 sizes (Atto, Femto, Pico, N) as transformers deimv2 folders or "
+             "original DEIMv2 .pth checkpoints")
 
 # transformers model_type -> what the folder holds.
 MODEL_TYPES = {

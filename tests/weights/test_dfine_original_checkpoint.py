@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import DetectorOutputs, compare_detectors, make_images, run_ours
+from onnx_parity import onnx_runtime_outputs
 from rtdetr_export.model.dfine import DFine
 from rtdetr_export.weights import load_model
 from tiers import costly
@@ -203,18 +204,3 @@ def test_a_deim_rt_detrv2_checkpoint_written_by_the_original_code_matches_it(tmp
     print(f"DEIM-RT-DETRv2 r18vd: ordered {result.ordered_max_diff:.3g}, matched {result.matched_max_diff:.3g}")
     assert result.matched_max_diff <= PARITY_TOL
 
-
-def onnx_runtime_outputs(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, boxes) of the exporter's gather-bilinear graph of ``model`` on ONNX Runtime CPU."""
-    import onnxruntime as ort
-
-    from rtdetr_export.export.torch_export import GraphOptions, export_graph
-    from rtdetr_export.model import Sampler
-
-    exported = export_graph(model, GraphOptions(batch=images.shape[0], sampler=Sampler.parse("default", "gather")))
-    assert "GridSample" not in exported.op_census
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(exported.graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    logits, boxes = session.run(["logits", "pred_boxes"], {"images": images.numpy()})
-    return torch.from_numpy(logits), torch.from_numpy(boxes)

@@ -84,7 +84,7 @@ def test_a_lookalike_folder_is_refused_by_name_from_the_api_and_the_cli(lookalik
                                "lyuwenyu/RT-DETR .pth checkpoints, or Hub model ids of those; and D-FINE as "
                                "transformers d_fine folders or original D-FINE / DEIM-D-FINE .pth checkpoints; DEIM-RT-DETRv2 .pth "
                                "checkpoints; DEIMv2's HGNetv2 sizes (Atto, Femto, Pico, N) as transformers deimv2 "
-                               "folders")
+                               "folders or original DEIMv2 .pth checkpoints")
     assert_one_line_error(CliRunner().invoke(main, ["describe", "--model", str(folder)]), what)
 
 
