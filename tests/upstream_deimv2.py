@@ -2,7 +2,7 @@
 
 Constructor arguments are those of the released configs, written out here from Intellindust-AI-Lab/DEIMv2's YAML
 files (not from our presets, so a wrong preset cannot agree with itself): ``configs/deimv2/deimv2_hgnetv2_n_coco.yml``
-and ``deimv2_hgnetv2_pico_coco.yml`` over ``configs/base/deimv2.yml``. The random init is made well-conditioned as
+and ``deimv2_hgnetv2_{pico,femto,atto}_coco.yml`` over ``configs/base/deimv2.yml``. The random init is made well-conditioned as
 the D-FINE / DEIM oracles' is (``upstream_dfine._condition``), with DEIMv2's own zero-initialised weights woken too.
 """
 
@@ -37,6 +37,18 @@ SIZES: dict[str, tuple[str, dict, dict, dict]] = {
              {**_BASE_DECODER, "feat_channels": [112, 112], "feat_strides": [16, 32], "hidden_dim": 112,
               "num_levels": 2, "num_points": [4, 2], "num_layers": 3, "num_queries": 200, "dim_feedforward": 320,
               "share_bbox_head": True, "use_gateway": False}),
+    "Femto": ("LiteEncoder",
+              dict(name="Femto", return_idx=[2], freeze_at=-1, freeze_norm=False, use_lab=True),
+              dict(in_channels=[512], feat_strides=[16], hidden_dim=96, expansion=0.34, depth_mult=0.5, act="silu"),
+              {**_BASE_DECODER, "feat_channels": [96, 96], "feat_strides": [16, 32], "hidden_dim": 96,
+               "num_levels": 2, "num_points": [4, 2], "num_layers": 3, "num_queries": 150, "dim_feedforward": 256,
+               "share_bbox_head": True, "use_gateway": False}),
+    "Atto": ("LiteEncoder",
+             dict(name="Atto", return_idx=[2], freeze_at=-1, freeze_norm=False, use_lab=True),
+             dict(in_channels=[256], feat_strides=[16], hidden_dim=64, expansion=0.34, depth_mult=0.5, act="silu"),
+             {**_BASE_DECODER, "feat_channels": [64, 64], "feat_strides": [16, 32], "hidden_dim": 64,
+              "num_levels": 2, "num_points": [4, 2], "num_layers": 3, "num_queries": 100, "dim_feedforward": 160,
+              "share_bbox_head": True, "use_gateway": False}),
 }
 
 # DEIMv2's zero-initialised weights beyond D-FINE's: the pre-box head's and encoder box head's last layers.
@@ -45,7 +57,7 @@ _ALSO_ZERO = re.compile(r"(pre_bbox_head\.layers\.2|enc_bbox_head\.layers\.2)\.w
 
 def build_upstream_deimv2(size: str, image_size: int, method: str = "default", num_classes: int = 80
                           ) -> torch.nn.Module:
-    """The original DEIMv2 of a released ``size`` ("N", "Pico"), perturbed, in eval mode."""
+    """The original DEIMv2 of a released ``size`` ("N", "Pico", "Femto", "Atto"), perturbed, in eval mode."""
     import sys
     if str(UPSTREAM) not in sys.path:
         sys.path.insert(0, str(UPSTREAM))

@@ -40,7 +40,7 @@ def upstream(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("size", ["N", "Pico"])
+@pytest.mark.parametrize("size", ["N", "Pico", "Femto", "Atto"])
 def test_a_checkpoint_written_by_the_original_code_loads_as_its_size_and_matches_it(size, upstream):
     from upstream_deimv2 import run_upstream
 
