@@ -88,25 +88,35 @@ def _cpu_model() -> str:
 
 
 # Float32 parity limits of these tests were measured on the project's 2-core Intel Xeon (AVX-512, AMX), whose
-# PyTorch and ONNX Runtime kernels round in another order than the 2-core AMD EPYC's (AVX2). On the EPYC these
+# PyTorch and ONNX Runtime kernels round in another order than the 2-core AMD EPYC's with AVX2 only. On that EPYC these
 # real-size comparisons miss their limit by a rounding margin, the same on the code before the typed-records change
 # (5326a49): measured 2026-12-07 on that machine, reported here with their values. The limits stay as they are;
 # what would close it: limits derived from both machines' kernels (or comparisons that prove each difference a
 # rounding of the same computation, as the discrete sampler's flip proofs do). Each still runs: an XPASS shows it.
+# The later EPYC with AVX-512 (VNNI, BF16) passes all five within the Xeon's limits (three CI runs, 2026-12-07), so
+# the expectation is that of the AVX2-only EPYC, where they were measured, and nowhere else.
 EPYC_ROUNDING = {
     "test_r18vd_exports_match_pytorch_on_onnxruntime[discrete-detections-static-slim]":
-        "boxes at batch 4 differ by 0.00118 px on the AMD EPYC (limit 0.001 px, measured on the Intel Xeon)",
+        "boxes at batch 4 differ by 0.00118 px on the AVX2 AMD EPYC (limit 0.001 px, measured on the Intel Xeon)",
     "test_r18vd_exports_match_pytorch_on_onnxruntime[default-detections-static-slim]":
-        "boxes at batch 4 differ by 0.00105 px on the AMD EPYC (limit 0.001 px, measured on the Intel Xeon)",
+        "boxes at batch 4 differ by 0.00105 px on the AVX2 AMD EPYC (limit 0.001 px, measured on the Intel Xeon)",
     "test_prepare_for_deploy_keeps_outputs[r18vd]":
-        "deploy-fused r18vd differs by 1.62e-05 on the AMD EPYC (limit 1e-05, measured on the Intel Xeon)",
+        "deploy-fused r18vd differs by 1.62e-05 on the AVX2 AMD EPYC (limit 1e-05, measured on the Intel Xeon)",
     "test_onnx_from_a_transformers_folder_matches_transformers[r18vd-discrete]":
-        "one query's nearest cell rounds the other way on the AMD EPYC (row off by 0.92), which this harness's "
+        "one query's nearest cell rounds the other way on the AVX2 AMD EPYC (row off by 0.92), which this harness's "
         "flip proof does not reach",
     "test_a_repvgg_fused_checkpoint_loads_and_matches_the_unfused_model[r50vd]":
-        "on the AMD EPYC the fixture's inputs tie at query selection (gap 3.27e-05 < 1e-04) and the guard refuses",
+        "on the AVX2 AMD EPYC the fixture's inputs tie at query selection (gap 3.27e-05 < 1e-04) and the guard refuses",
 }
-ON_AMD_EPYC = "AMD EPYC" in _cpu_model()
+def _cpu_flags() -> set[str]:
+    try:
+        return set(next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")),
+                        []))
+    except OSError:
+        return set()
+
+
+ON_AVX2_EPYC = "AMD EPYC" in _cpu_model() and "avx512f" not in _cpu_flags()
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture
@@ -116,10 +126,10 @@ def pytest_collection_modifyitems(items) -> None:
 
     README's command, ``-n 2 --dist loadgroup``, hands tests out one at a time in this order (after the groups:
     modules marked ``xdist_group`` share a costly module fixture and run on one worker, biggest group first).
-    On the AMD EPYC, the comparisons of ``EPYC_ROUNDING`` are expected to miss their Xeon-measured limits.
+    On the AVX2-only AMD EPYC, the comparisons of ``EPYC_ROUNDING`` are expected to miss their Xeon-measured limits.
     """
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
-    if ON_AMD_EPYC:
+    if ON_AVX2_EPYC:
         for item in items:
             reason = EPYC_ROUNDING.get(item.name)
             if reason:
