@@ -160,12 +160,15 @@ class PeakProbe:
                     for _ in range(2):
                         runner.infer({"a": feed})
                 except Exception as exc:  # a missing optional runtime costs its peak, not the report
-                    first_line = (str(exc).splitlines() or [""])[0][:160]
-                    self.notes[precision] = f"not measured: {type(exc).__name__}: {first_line}"
+                    if not any(key[0] == precision for key in self.runners):  # else the sizes that ran give it
+                        first_line = (str(exc).splitlines() or [""])[0][:160]
+                        self.notes[precision] = f"not measured: {type(exc).__name__}: {first_line}"
                     break
-                if precision == "bf16" and _executed(runner) not in (None, "bf16") and "bf16" not in self.executed:
+                ran_f32 = precision == "bf16" and _executed(runner) not in (None, "bf16")
+                if ran_f32 and precision not in self.executed:
                     self.executed[precision] = "fp32"
-                    self.notes[precision] = f"{self.notes[precision] or 'bf16'}: OpenVINO runs the bf16 hint in f32 here"
+                    note = self.notes[precision] or "bf16"
+                    self.notes[precision] = f"{note}: OpenVINO runs the bf16 hint in f32 here"
                 self.runners[precision, shape], self.feeds[precision, shape] = runner, {"a": feed}
         self.seconds += time.perf_counter() - started
 

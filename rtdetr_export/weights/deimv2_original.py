@@ -25,9 +25,9 @@ import torch
 
 from rtdetr_export.errors import RTDetrExportError
 from rtdetr_export.model.deimv2 import Deimv2
-from rtdetr_export.model.deimv2_config import DEIMV2_PRESETS, ORIGINAL_COMPUTATION, Deimv2Config, deimv2_preset
+from rtdetr_export.model.deimv2_config import DEIMV2_PRESETS, ORIGINAL_COMPUTATION, deimv2_preset
 from rtdetr_export.model.source import WeightSource
-from rtdetr_export.weights.dfine_original import rename_original_dfine
+from rtdetr_export.weights.dfine_original import _PER_LAYER, rename_original_dfine, up_to_eval_layer
 from rtdetr_export.weights.lookalikes import SUPPORTED
 from rtdetr_export.weights.matching import load_strict
 from rtdetr_export.weights.original import _square_size
@@ -38,7 +38,6 @@ _DINOV3_KEY = re.compile(r"^backbone\.(dinov3|sta)\.")
 _LITE_RENAMES = [(re.compile(r"^encoder\.(down_sample[12])\.1\."), r"encoder.\1.conv."),
                  (re.compile(r"^encoder\.(down_sample[12])\.2\."), r"encoder.\1.norm."),
                  (re.compile(r"^encoder\.bi_fusion\.cv\."), "encoder.bi_fusion.")]
-_PER_LAYER = re.compile(r"^decoder\.(decoder\.layers|decoder\.lqe_layers|dec_score_head|dec_bbox_head)\.(\d+)\.")
 # (decoder width, Lite encoder) -> released size; each width belongs to one size.
 _SIZES = {(DEIMV2_PRESETS[name]["d_model"], DEIMV2_PRESETS[name].get("encoder_type") == "lite"): name
           for name in DEIMV2_PRESETS}
@@ -112,22 +111,14 @@ def load_deimv2_checkpoint(state: dict[str, torch.Tensor], path: Path, preset: s
     fields["decoder_layers"] = len(layers) or DEIMV2_PRESETS[name]["decoder_layers"]  # eval_idx -1: the last
     config = deimv2_preset(name, **fields)
     anchors = renamed.get("decoder.anchors")
-    if anchors is not None and (side := _square_size(anchors.shape[1], _decoder_strides(config))):
+    if anchors is not None and (side := _square_size(anchors.shape[1], config.level_strides)):
         config = config.replace(image_size=(side, side))
     config = config.replace(**changes) if changes else config
     if config.share_bbox_head:
         renamed = _keep_shared_head_once(renamed, str(path))
-    kept = {k: v for k, v in renamed.items()
-            if not ((layer := _PER_LAYER.match(k)) and int(layer[2]) > config.eval_layer)}
+    kept = up_to_eval_layer(renamed, config.eval_layer)
     model = Deimv2(config, source)
     with torch.no_grad():
         load_strict(model, kept, str(path))
     return model.eval()
 
-
-def _decoder_strides(config: Deimv2Config) -> tuple[int, ...]:
-    """The strides of the decoder's levels: the encoder's, then each further level pooled by two."""
-    strides = list(config.feat_strides)
-    while len(strides) < config.num_feature_levels:
-        strides.append(strides[-1] * 2)
-    return tuple(strides)

@@ -187,6 +187,13 @@ def _signature(config: DFineConfig) -> dict[str, Any]:
             "units": config.csp_units, "decoder_in_channels": config.resolved_decoder_in_channels}
 
 
+def up_to_eval_layer(state: dict[str, torch.Tensor], eval_layer: int) -> dict[str, torch.Tensor]:
+    """``state`` without the decoder layers (and their heads) after ``eval_layer``: the original keeps them, but
+    they never reach the output."""
+    return {key: value for key, value in state.items()
+            if not ((layer := _PER_LAYER.match(key)) and int(layer[2]) > eval_layer)}
+
+
 def load_dfine_checkpoint(state: dict[str, torch.Tensor], path: Path, preset: str | None,
                           changes: dict[str, Any], source: WeightSource) -> DFine:
     """Our DFine (or DEIM-D-FINE) with an original checkpoint's weights, in eval mode."""
@@ -197,11 +204,7 @@ def load_dfine_checkpoint(state: dict[str, torch.Tensor], path: Path, preset: st
     base = dfine_preset(preset) if preset else None
     config = infer_dfine_config(renamed, base, deim="deim" in path.name.lower())
     config = config.replace(**changes) if changes else config
-    kept = {}
-    for key, value in renamed.items():
-        layer = _PER_LAYER.match(key)
-        if not (layer and int(layer[2]) > config.eval_layer):
-            kept[key] = value
+    kept = up_to_eval_layer(renamed, config.eval_layer)
     model = DFine(config, source)
     with torch.no_grad():
         load_strict(model, kept, str(path))
